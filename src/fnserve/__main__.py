@@ -1,0 +1,3 @@
+from fnserve.cli import main
+
+main()
