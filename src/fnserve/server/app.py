@@ -1,0 +1,334 @@
+"""The front ASGI app: static files → vercel.json rules → route match → the function's worker.
+
+``FrontApp`` is an ASGI 3 application served by uvicorn (uvloop + httptools). It holds one
+immutable ``Site`` (project model, compiled rules, static folder, a project-wide problem) that
+``swap()`` replaces atomically on reload: a request uses the ``Site`` it started with.
+
+Pipeline for one request (SPEC §5, §6, Vercel's routing order; see ``server.rules``):
+
+1. legacy ``routes`` (if any) may redirect, answer a status, or change the path;
+2. ``trailingSlash`` / ``redirects`` → 3xx with the query kept;
+3. static files from ``public/`` (GET/HEAD; ``cleanUrls``);
+4. a *filesystem* route (every segment literal and the path equal to it) is dispatched;
+5. ``rewrites``: the destination is resolved as static file or route; a function file sees the
+   **original** URL (query: original, then the destination's, then route params), the
+   zero-config app (``Layout.APP``) sees the **rewritten** path;
+6. any other route match (dynamic, catch-all, mount) is dispatched; else 404.
+
+Custom ``headers`` rules matching the original path are added to whatever answers. Errors are
+rendered by ``server.errors`` (SPEC §3.5). Dispatching is delegated to a ``Dispatcher``: an
+async callable ``(function, scope, receive, send)`` that raises ``DispatchError`` subclasses
+(``server.dispatch``) when the worker cannot answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, MutableMapping, Protocol
+from urllib.parse import quote
+
+from fnserve.project.types import Function, Layout, RouteMatch
+from fnserve.server import errors
+from fnserve.server.accesslog import log_request
+from fnserve.server.rules import Outcome, Rules, merge_query
+from fnserve.server.static import StaticFiles
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ERROR_LOG = logging.getLogger("fnserve.error")
+
+
+class Dispatcher(Protocol):
+    """Runs one ASGI conversation in ``function``'s worker. Raises ``DispatchError``."""
+
+    async def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class DispatchError(Exception):
+    """A function could not answer. ``status``: 500/502/503/504; ``message``: one sentence;
+    ``detail``: a traceback or longer text shown in dev."""
+
+    def __init__(self, status: int, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.detail = status, message, detail
+
+
+@dataclass(frozen=True)
+class SiteProblem:
+    """Why functions cannot be served right now (bad vercel.json, duplicate route). Every
+    request that would reach a function answers 500 with this until the next reload."""
+
+    message: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """Everything a request needs, swapped as one value on reload.
+
+    ``routes``: an object with ``match(path) -> RouteMatch | None`` (``RouteTable``), or None when
+    the project could not be loaded; ``body_limit``: bytes, or None for unlimited.
+    """
+
+    routes: Any
+    rules: Rules = field(default_factory=Rules)
+    static: StaticFiles | None = None
+    problem: SiteProblem | None = None
+    body_limit: int | None = None
+
+
+class FrontApp:
+    """The ASGI app. ``dev``: tracebacks and HTML error pages. ``on_shutdown``: coroutines run at
+    lifespan shutdown (stopping the supervisor)."""
+
+    def __init__(
+        self,
+        site: Site,
+        dispatcher: Dispatcher,
+        *,
+        dev: bool = True,
+        on_shutdown: tuple[Callable[[], Awaitable[None]], ...] = (),
+    ) -> None:
+        self.site = site
+        self.dispatcher = dispatcher
+        self.dev = dev
+        self.on_shutdown = on_shutdown
+
+    def swap(self, site: Site) -> None:
+        """Install a new ``Site``; requests already running keep the old one."""
+        self.site = site
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        site = self.site
+        started = time.perf_counter()
+        state = {"status": 0, "label": "-"}
+        extra = site.rules.response_headers(scope["path"]) if site.rules.headers else []
+
+        async def tracked_send(message: Message) -> None:
+            mtype = message["type"]
+            if mtype == "http.response.start":
+                state["status"] = message["status"]
+                if extra:
+                    message = dict(message)
+                    message["headers"] = _override(message.get("headers", ()), extra)
+            elif mtype == "websocket.accept":
+                state["status"] = 101
+            elif mtype == "websocket.close" and not state["status"]:
+                state["status"] = 403
+            await send(message)
+
+        try:
+            await self._route(site, scope, receive, tracked_send, state)
+        except DispatchError as exc:
+            if state["status"]:
+                raise  # the response is under way: uvicorn drops the connection
+            state["status"] = exc.status
+            ERROR_LOG.warning("%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
+            await errors.send_error(scope, tracked_send, exc.status, exc.message, detail=exc.detail, dev=self.dev)
+        finally:
+            target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+            log_request(scope.get("method", "WS"), target, state["status"], started, state["label"])
+
+    async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict) -> None:
+        path: str = scope["path"]
+        query: bytes = scope.get("query_string", b"")
+        method: str = scope.get("method", "GET")
+        rules = site.rules
+        legacy: Outcome | None = rules.legacy(path, method) if rules.routes else None
+        if legacy is not None:
+            send = _with_headers(send, legacy.headers)
+            if legacy.redirect:
+                state["label"] = "redirect"
+                await _redirect(scope, send, *legacy.redirect)
+                return
+            if legacy.status:
+                state["label"] = "routes"
+                await errors.send_error(scope, send, legacy.status, f"vercel.json routes answer {legacy.status} for {path}", dev=self.dev)
+                return
+            if legacy.rewritten:
+                await self._resolve_rewrite(site, scope, receive, send, state, legacy)
+                return
+        redirect = rules.redirect(path, query)
+        if redirect is not None:
+            state["label"] = "redirect"
+            await _redirect(scope, send, *redirect)
+            return
+        if await self._static(site, scope, send, path, query, state):
+            return
+        if site.problem is not None:
+            state["label"] = "project"
+            await errors.send_error(scope, send, 500, site.problem.message, detail=site.problem.detail, dev=self.dev)
+            return
+        match: RouteMatch | None = site.routes.match(path) if site.routes is not None else None
+        if match is not None and _is_filesystem(match, path):
+            await self._dispatch(site, scope, receive, send, state, match)
+            return
+        if rules.rewrites:
+            rewrite = rules.rewrite(path)
+            if rewrite is not None:
+                await self._resolve_rewrite(site, scope, receive, send, state, rewrite)
+                return
+        if match is not None:
+            await self._dispatch(site, scope, receive, send, state, match)
+            return
+        await errors.send_error(scope, send, 404, f"no static file or function serves {path}", dev=self.dev)
+
+    async def _resolve_rewrite(
+        self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict, outcome: Outcome
+    ) -> None:
+        if outcome.external:
+            state["label"] = "rewrite"
+            await errors.send_error(scope, send, 502, f"rewrite to an external URL ({outcome.external}) is not proxied by fnserve", dev=self.dev)
+            return
+        if await self._static(site, scope, send, outcome.path, b"", state):
+            return
+        if site.problem is not None:
+            await errors.send_error(scope, send, 500, site.problem.message, detail=site.problem.detail, dev=self.dev)
+            return
+        match = site.routes.match(outcome.path) if site.routes is not None else None
+        if match is None:
+            await errors.send_error(scope, send, 404, f"{scope['path']} was rewritten to {outcome.path}, which no static file or function serves", dev=self.dev)
+            return
+        await self._dispatch(site, scope, receive, send, state, match, rewritten=outcome)
+
+    async def _static(self, site: Site, scope: Scope, send: Send, path: str, query: bytes, state: dict) -> bool:
+        if site.static is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return False
+        hit = site.static.lookup(path)
+        if hit is None:
+            return False
+        state["label"] = "static"
+        if hit.redirect is not None:
+            await _redirect(scope, send, 308, _join_query(quote(hit.redirect), query))
+        else:
+            assert hit.file is not None
+            await site.static.respond(scope, send, hit.file)
+        return True
+
+    async def _dispatch(
+        self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict,
+        match: RouteMatch, rewritten: Outcome | None = None,
+    ) -> None:
+        function = match.function
+        state["label"] = function.id
+        if function.error is not None or function.entry is None:
+            problem = function.error
+            await errors.send_error(scope, send, 500, str(problem) if problem else f"{function.id}: no entrypoint", dev=self.dev)
+            return
+        if site.body_limit is not None and scope["type"] == "http":
+            length = _content_length(scope)
+            if length is not None and length > site.body_limit:
+                await errors.send_error(scope, send, 413, f"request body is {length} bytes, over the {site.body_limit}-byte limit", dev=self.dev)
+                return
+        await self.dispatcher(function, function_scope(scope, match, rewritten), receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:  # noqa: BLE001 - shutdown must go on
+                        ERROR_LOG.exception("error while shutting down")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def function_scope(scope: Scope, match: RouteMatch, rewritten: Outcome | None = None) -> dict[str, Any]:
+    """The scope a function's worker receives (ARCHITECTURE "runtime" contract, SPEC §3.4).
+
+    ``path``/``raw_path``: the original request's, except after a rewrite to the zero-config
+    app (``Layout.APP``), which sees the rewritten path; ``root_path``: the EdgeOne mount prefix;
+    ``query_string``: original query, then the rewrite's query, then (Vercel layout) route params;
+    ``fnserve.route_params``: ``{name: value}``.
+    """
+    new = dict(scope)
+    function = match.function
+    query: list[bytes] = []
+    if rewritten is not None:
+        query.append(rewritten.query)
+        if function.layout is Layout.APP:
+            new["path"] = rewritten.path
+            new["raw_path"] = quote(rewritten.path).encode("ascii")
+    if function.layout is Layout.VERCEL and match.params:
+        query.extend(f"{quote(k, safe='')}={quote(v, safe='')}".encode("ascii") for k, v in match.params.items())
+    if query:
+        new["query_string"] = merge_query(scope.get("query_string", b""), query)
+    new["root_path"] = match.root_path if function.layout is Layout.EDGEONE else ""
+    new["fnserve.route_params"] = dict(match.params)
+    return new
+
+
+def _is_filesystem(match: RouteMatch, path: str) -> bool:
+    """True when the request names the function's file itself (Vercel's filesystem phase)."""
+    route = match.route
+    if any(seg.kind != "literal" for seg in route.segments):
+        return False
+    return (path.rstrip("/") or "/") == (route.static_prefix or "/") or not route.mount
+
+
+def _override(headers: Any, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    names = {k for k, _ in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + extra
+
+
+def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
+    if not headers:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = _override(message.get("headers", ()), list(headers))
+        await send(message)
+
+    return wrapped
+
+
+def _content_length(scope: Scope) -> int | None:
+    for k, v in scope.get("headers", ()):
+        if k == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
+
+
+def _join_query(location: str, query: bytes) -> str:
+    return location + ("?" + query.decode("latin-1") if query else "")
+
+
+async def _redirect(scope: Scope, send: Send, status: int, location: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = f"Redirecting to {location}\n".encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"location", location.encode("latin-1", "replace")),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    })
+    await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
+
+
+def static_for(project_dir: Path, clean_urls: bool) -> StaticFiles:
+    """The ``public/`` folder of a project (SPEC §6)."""
+    return StaticFiles(project_dir / "public", clean_urls=clean_urls)

@@ -1,0 +1,121 @@
+"""Responses for the errors fnserve itself produces (SPEC §3.5).
+
+Every error is one of the statuses below, with a JSON body ``{"error": {"code", "message"}}``
+(plus ``"detail"``, a traceback or the offending file's problem, in dev), or an HTML page when the
+client is a browser (``Accept`` contains ``text/html``) and the server runs in dev mode.
+
+=======  ==============================  =================================================
+status   code                            when
+=======  ==============================  =================================================
+404      ``NOT_FOUND``                   no static file, rewrite or route matches
+405      ``METHOD_NOT_ALLOWED``          the method is not served at that path
+413      ``FUNCTION_PAYLOAD_TOO_LARGE``  the request body is over ``body_limit``
+500      ``FUNCTION_INVOCATION_FAILED``  the function raised, failed to import, or the
+                                         project/config cannot be loaded (dev shows why)
+502      ``NO_RESPONSE_FROM_FUNCTION``   the worker died before answering
+503      ``FUNCTION_THROTTLED``          the function's queue is full
+504      ``FUNCTION_INVOCATION_TIMEOUT`` ``maxDuration`` exceeded
+=======  ==============================  =================================================
+
+The codes are Vercel's, so clients written against the platform keep working.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Awaitable, Callable, Iterable, MutableMapping
+
+Scope = MutableMapping[str, Any]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+CODES: dict[int, tuple[str, str]] = {
+    400: ("BAD_REQUEST", "Bad Request"),
+    404: ("NOT_FOUND", "Not Found"),
+    405: ("METHOD_NOT_ALLOWED", "Method Not Allowed"),
+    413: ("FUNCTION_PAYLOAD_TOO_LARGE", "Payload Too Large"),
+    416: ("RANGE_NOT_SATISFIABLE", "Range Not Satisfiable"),
+    500: ("FUNCTION_INVOCATION_FAILED", "Internal Server Error"),
+    501: ("NOT_IMPLEMENTED", "Not Implemented"),
+    502: ("NO_RESPONSE_FROM_FUNCTION", "Bad Gateway"),
+    503: ("FUNCTION_THROTTLED", "Service Unavailable"),
+    504: ("FUNCTION_INVOCATION_TIMEOUT", "Gateway Timeout"),
+}
+
+
+def wants_html(scope: Scope) -> bool:
+    """True when the request's ``Accept`` header asks for ``text/html`` (a browser)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"accept":
+            return b"text/html" in value
+    return False
+
+
+def render(
+    status: int,
+    message: str,
+    *,
+    detail: str | None = None,
+    as_html: bool = False,
+    code: str | None = None,
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Build the headers and body of an error response.
+
+    ``status``: an HTTP status from ``CODES``; ``message``: one sentence saying what was found
+    and what to do; ``detail``: a traceback or longer explanation (only pass it in dev);
+    ``as_html``: render a page for browsers instead of JSON. Returns ``(headers, body)``.
+    """
+    code = code or CODES.get(status, ("ERROR", "Error"))[0]
+    if as_html:
+        title = f"{status} {CODES.get(status, ('', 'Error'))[1]}"
+        pre = f"<pre>{html.escape(detail)}</pre>" if detail else ""
+        body = (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>"
+            "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}"
+            "pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:13px}"
+            "code{color:#b00}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p><code>{html.escape(code)}</code></p>"
+            f"<p>{html.escape(message)}</p>{pre}<p><small>fnserve</small></p></body></html>"
+        ).encode()
+        ctype = b"text/html; charset=utf-8"
+    else:
+        error: dict[str, str] = {"code": code, "message": message}
+        if detail:
+            error["detail"] = detail
+        body = json.dumps({"error": error}).encode()
+        ctype = b"application/json"
+    headers = [
+        (b"content-type", ctype),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-fnserve-error", code.encode()),
+    ]
+    return headers, body
+
+
+async def send_error(
+    scope: Scope,
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    detail: str | None = None,
+    dev: bool = True,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer ``scope`` with an fnserve error (JSON, or HTML for browsers in dev).
+
+    For a WebSocket scope, the handshake is refused (``websocket.close``; the ASGI server answers
+    403) with code 1011 (server error) or 1008 (policy, for 4xx). ``detail`` is dropped unless
+    ``dev``. ``headers``: extra headers (``Allow`` for 405, custom headers from vercel.json).
+    """
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1011 if status >= 500 else 1008})
+        return
+    hdrs, body = render(
+        status, message, detail=detail if dev else None, as_html=dev and wants_html(scope)
+    )
+    hdrs.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
