@@ -31,7 +31,7 @@ from urllib.parse import quote
 class Pattern(Protocol):
     def match(self, path: str) -> dict[str, str] | None: ...
 
-    def substitute(self, dest: str, params: dict[str, str]) -> str: ...
+    def substitute(self, destination: str, params: dict[str, str], *, rewrite: bool = False) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,10 @@ class HeaderRule:
 
 @dataclass(frozen=True)
 class LegacyRoute:
-    """One vercel.json ``routes`` entry. ``src``: compiled regex matched against the whole path."""
+    """One vercel.json ``routes`` entry. ``src``: a pattern (``RegexPattern``: anchored,
+    case-insensitive; ``$1``/``$name`` substituted into ``dest`` and header values)."""
 
-    src: re.Pattern[str]
+    src: Pattern
     dest: str | None = None
     status: int | None = None
     headers: tuple[tuple[str, str], ...] = ()
@@ -126,7 +127,7 @@ class Rules:
             params = rule.source.match(path)
             if params is None:
                 continue
-            dest = rule.source.substitute(rule.destination, params)
+            dest = rule.source.substitute(rule.destination, params, rewrite=True)
             if dest.startswith(("http://", "https://")):
                 return Outcome(path=path, external=dest)
             new_path, _, q = dest.partition("?")
@@ -142,16 +143,18 @@ class Rules:
         for route in self.routes:
             if route.methods is not None and method not in route.methods:
                 continue
-            m = route.src.fullmatch(current)
+            m = route.src.match(current)
             if m is None:
                 continue
             touched = True
             headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in route.headers)
             location = next((v for k, v in route.headers if k.lower() == "location"), None)
             if route.status and location and not route.dest:
-                return Outcome(path=path, redirect=(route.status, _expand(location, m)), headers=tuple(headers))
+                location = route.src.substitute(location, m)
+                headers = [(k, v) for k, v in headers if k != b"location"]
+                return Outcome(path=path, redirect=(route.status, location), headers=tuple(headers))
             if route.dest:
-                dest = _expand(route.dest, m)
+                dest = route.src.substitute(route.dest, m)
                 current, _, q = dest.partition("?")
                 query = q.encode("latin-1")
             if route.status and not route.dest:
@@ -168,20 +171,6 @@ def _with_query(location: str, query: bytes) -> str:
         return location
     sep = "&" if "?" in location else "?"
     return location + sep + query.decode("latin-1")
-
-
-def _expand(template: str, m: re.Match[str]) -> str:
-    """Replace ``$1``/``$name`` in a legacy ``dest`` with the regex groups."""
-
-    def repl(g: re.Match[str]) -> str:
-        key = g.group(1)
-        try:
-            val = m.group(int(key)) if key.isdigit() else m.group(key)
-        except IndexError:  # no such group: Vercel leaves it empty
-            return ""
-        return val or ""
-
-    return re.sub(r"\$([0-9]+|[A-Za-z_][A-Za-z0-9_]*)", repl, template)
 
 
 def merge_query(original: bytes, extra: Iterable[bytes]) -> bytes:
@@ -249,7 +238,9 @@ def _pairs(headers: Any) -> Iterable[tuple[str, str]]:
 def _legacy(r: Any) -> LegacyRoute:
     src = getattr(r, "src")
     if isinstance(src, str):
-        src = re.compile(src)
+        from fnserve.project.pathpattern import RegexPattern
+
+        src = RegexPattern.compile(src, "vercel.json", "routes[].src")
     methods = getattr(r, "methods", None)
     return LegacyRoute(
         src=src,
