@@ -38,11 +38,13 @@ class EntryKind(str, enum.Enum):
 @dataclass(frozen=True)
 class Entry:
     """What a file exports. ``attr``: the attribute to load (``app``, ``application``, ``handler``,
-    ``Handler`` or, for a configured entrypoint, any name); ``line``: 1-based line of the binding."""
+    ``Handler`` or, for a configured entrypoint, any name); ``line``: 1-based line of the binding;
+    ``methods``: for a handler class, the methods of the ``do_X`` it defines, found statically."""
 
     kind: EntryKind
     attr: str
     line: int
+    methods: tuple[str, ...] = ()  # HANDLER only: HTTP methods of the ``do_X`` defined (``GET``, ``POST``)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,20 @@ class Function:
     entry: Entry | None
     import_roots: tuple[Path, ...]
     error: Problem | None = None
+
+
+@dataclass(frozen=True)
+class HelperModule:
+    """A ``.py`` file that is not an entrypoint (SPEC §1): importable by functions, never a route.
+
+    ``id``: project-relative POSIX path; ``module``: dotted name under the import root it lives in
+    (``api._lib.greet``, ``lib.greet``); ``importers``: ids of the functions that import it,
+    directly or transitively (sorted)."""
+
+    id: str
+    path: Path
+    module: str
+    importers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

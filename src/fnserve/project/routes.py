@@ -1,0 +1,98 @@
+"""From files to routes (SPEC §3.1).
+
+- Vercel layout: paths relative to the project root (``api/hello.py`` → ``/api/hello``, plus the
+  ``/api/hello.py`` alias Vercel also serves); EdgeOne layout: relative to ``cloud-functions/``.
+- ``index.py`` names its folder; ``[x]`` one segment, ``[[x]]``/``[...x]`` one or more,
+  ``[[...x]]`` zero or more, in file and folder names.
+- A framework app (``app``/``application``) at a static route is a **mount** (SPEC §3.4).
+- The zero-config app (``Layout.APP``) is one mount with zero segments: ``/``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .types import Function, Layout, Route, Segment
+
+_OPTIONAL = re.compile(r"^\[\[\.\.\.([^\[\]/]+)\]\]$")
+_CATCHALL_EDGEONE = re.compile(r"^\[\[([^\[\]/.][^\[\]/]*)\]\]$")
+_CATCHALL_NEXT = re.compile(r"^\[\.\.\.([^\[\]/]+)\]$")
+_PARAM = re.compile(r"^\[([^\[\]/.][^\[\]/]*)\]$")
+
+#: Segment kinds in matching priority order (SPEC §3.2): lower rank wins.
+RANK = {"literal": 0, "param": 1, "catchall": 2, "optional": 3}
+
+
+class RouteShapeError(ValueError):
+    """A file name produces an impossible route (a catch-all that is not the last segment)."""
+
+
+def parse_segment(name: str) -> Segment:
+    """One file or folder name (without ``.py``) → ``Segment``: ``[[...x]]`` optional,
+    ``[[x]]`` and ``[...x]`` catchall, ``[x]`` param, anything else literal."""
+    for pattern, kind in ((_OPTIONAL, "optional"), (_CATCHALL_NEXT, "catchall"), (_CATCHALL_EDGEONE, "catchall"), (_PARAM, "param")):
+        m = pattern.match(name)
+        if m:
+            return Segment(kind, m.group(1))
+    return Segment("literal", name)
+
+
+def display(segments: tuple[Segment, ...]) -> str:
+    """A canonical pattern for ``segments`` (``/api/users/[id]``, ``/api/[...path]``, ``/``).
+    Routes themselves display the file's own spelling (``/api/[[default]]``)."""
+    shown = []
+    for seg in segments:
+        shown.append(
+            seg.value if seg.kind == "literal"
+            else f"[{seg.value}]" if seg.kind == "param"
+            else f"[...{seg.value}]" if seg.kind == "catchall"
+            else f"[[...{seg.value}]]"
+        )
+    return "/" + "/".join(shown)
+
+
+def url_parts(function: Function, function_root: Path | None) -> tuple[str, ...]:
+    """The URL-relevant path parts of a function's file: relative to the project root for Vercel
+    (the first import root), to ``function_root`` for EdgeOne; ``index`` dropped; ``.py`` stripped."""
+    base = function_root if function.layout is Layout.EDGEONE and function_root else function.import_roots[0]
+    parts = list(function.path.relative_to(base).with_suffix("").parts)
+    if parts and parts[-1] == "index":
+        parts.pop()
+    return tuple(parts)
+
+
+def routes_for(function: Function, function_root: Path | None = None) -> tuple[Route, ...]:
+    """The routes of one function: its main route, plus for the Vercel layout the ``.py`` alias
+    (exact, ``alias=True``) when the file name is a literal. Raises ``RouteShapeError`` for a
+    catch-all that is not the last segment."""
+    if function.layout is Layout.APP:
+        return (Route("/", (), function, mount=True),)
+    parts = url_parts(function, function_root)
+    segments = tuple(parse_segment(p) for p in parts)
+    for seg in segments[:-1]:
+        if seg.kind in ("catchall", "optional"):
+            raise RouteShapeError(f"catch-all segment {display((seg,))[1:]} must be the last part of the path")
+    framework = function.entry is not None and function.entry.kind.is_framework
+    static = all(seg.kind == "literal" for seg in segments)
+    routes = [Route("/" + "/".join(parts), segments, function, mount=framework and static)]
+    stem = function.path.stem
+    if function.layout is Layout.VERCEL and parse_segment(stem).kind == "literal":
+        dir_parts = function.path.relative_to(function.import_roots[0]).parent.parts
+        alias = tuple(parse_segment(p) for p in dir_parts) + (Segment("literal", stem + ".py"),)
+        routes.append(Route("/" + "/".join((*dir_parts, stem + ".py")), alias, function, alias=True))
+    return tuple(routes)
+
+
+def priority_key(route: Route) -> tuple:
+    """Sort key putting routes in matching priority order (SPEC §3.2): segment by segment from the
+    left, literal < param < catch-all < optional (literals alphabetically for a stable display);
+    a route ending here before a longer one; a mount after everything below it."""
+    key: list[tuple] = [(RANK[seg.kind], seg.value if seg.kind == "literal" else "") for seg in route.segments]
+    key.append((9, "") if route.mount else (-1, ""))
+    return tuple(key)
+
+
+def shape_key(route: Route) -> tuple:
+    """Two routes with the same shape key match exactly the same paths: a duplicate route."""
+    return tuple((seg.kind, seg.value if seg.kind == "literal" else "") for seg in route.segments)
