@@ -19,3 +19,40 @@ def main() -> None:
 
 
 # Commands are added below, one block per command, each calling into its own package.
+
+
+# --- fnserve routes (issue 2: project model; owner: project) ---------------------------------
+@main.command("routes")
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+def routes_command(directory: str, as_json: bool) -> None:
+    """Show the routes fnserve makes of DIRECTORY (default: .): route, methods, kind, file,
+    exact/mount, then helper modules and warnings. Exit code 0 when the project is valid, 2 when
+    it cannot be served or a function file has an error (SPEC §8)."""
+    import json
+    from pathlib import Path
+
+    from fnserve.errors import FnserveError
+    from fnserve.project import load_project
+    from fnserve.project.report import render_text, to_json
+
+    root = Path(directory)
+    try:
+        try:
+            from fnserve.config import load_config
+        except ImportError:  # config not available: no configured entrypoint/framework
+            entrypoint = framework = None
+        else:
+            config = load_config(root)
+            entrypoint, framework = getattr(config, "entrypoint", None), getattr(config, "framework", None)
+        project = load_project(root, entrypoint=entrypoint, framework=framework)
+    except FnserveError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(exc.exit_code) from exc
+    click.echo(json.dumps(to_json(project), indent=2) if as_json else render_text(project), nl=not as_json)
+    if as_json:
+        click.echo()
+    if project.has_errors:
+        errors = sum(p.severity == "error" for p in project.problems)
+        click.echo(f"error: {errors} problem(s) above must be fixed; the other routes still serve", err=True)
+        raise click.exceptions.Exit(2)
