@@ -13,7 +13,8 @@ from devserver import serve_app
 from fnserve.project.pathpattern import PathPattern
 from fnserve.project.types import Entry, EntryKind, Function, Layout, Route, RouteMatch, Segment
 from fnserve.server.app import DispatchError, FrontApp, Site, SiteProblem, function_scope
-from fnserve.server.rules import HeaderRule, Redirect, Rewrite, Rules
+from fnserve.project.vercel_types import HeaderRule, Redirect, Rewrite
+from fnserve.server.rules import Rules
 from fnserve.server.static import StaticFiles
 
 
@@ -83,7 +84,7 @@ def P(s: str) -> PathPattern:
 
 
 RULES = Rules(
-    redirects=(Redirect(P("/old/:x"), "/new/:x"), Redirect(P("/temp"), "/api/hello", 307)),
+    redirects=(Redirect(P("/old/:x"), "/new/:x", 308), Redirect(P("/temp"), "/api/hello", 307)),
     rewrites=(Rewrite(P("/u/:id"), "/api/users/:id"), Rewrite(P("/short"), "/api/hello?via=short"),
               Rewrite(P("/legacy/:rest*"), "/modern/:rest*"), Rewrite(P("/ext"), "https://example.com/")),
     headers=(HeaderRule(P("/api/(.*)"), (("X-Custom", "yes"), ("Cache-Control", "rule"))),),
@@ -184,3 +185,25 @@ def test_function_scope_pure() -> None:
     out = function_scope(scope, m)
     assert out["query_string"] == b"id=a%20b" and out["raw_path"] == b"/api/users/a%20b"
     assert scope["query_string"] == b""  # the original scope is not mutated
+
+
+def test_legacy_routes() -> None:
+    from fnserve.project.pathpattern import RegexPattern
+    from fnserve.project.vercel_types import LegacyRoute
+
+    def R(src: str, **kw) -> LegacyRoute:
+        return LegacyRoute(src, RegexPattern.compile(src), **kw)
+
+    rules = Rules(routes=(
+        R("/go/(.*)", status=301, headers=(("Location", "/api/users/$1"),)),
+        R("/gone", status=410),
+        R("/p/(?<id>[^/]+)", dest="/api/users/$id?from=legacy", headers=(("X-Legacy", "1"),)),
+    ))
+    with serve_app(FrontApp(Site(routes=ROUTES, rules=rules), echo)) as url:
+        r = get(url, "/go/9")
+        assert r.status_code == 301 and r.headers["location"] == "/api/users/9"
+        assert get(url, "/gone").status_code == 410
+        r = get(url, "/p/5?a=b")
+        j = r.json()
+        assert r.headers["x-legacy"] == "1" and j["fn"] == "api/users/[id].py" and j["path"] == "/p/5"
+        assert j["query"] == "a=b&from=legacy&id=5"

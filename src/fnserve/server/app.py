@@ -33,7 +33,7 @@ from urllib.parse import quote
 from fnserve.project.types import Function, Layout, RouteMatch
 from fnserve.server import errors
 from fnserve.server.accesslog import log_request
-from fnserve.server.rules import Outcome, Rules, merge_query
+from fnserve.server.rules import Outcome, Request, Rules, merge_query
 from fnserve.server.static import StaticFiles
 
 Scope = MutableMapping[str, Any]
@@ -112,7 +112,8 @@ class FrontApp:
         site = self.site
         started = time.perf_counter()
         state = {"status": 0, "label": "-"}
-        extra = site.rules.response_headers(scope["path"]) if site.rules.headers else []
+        req = Request(scope)
+        extra = site.rules.response_headers(scope["path"], req) if site.rules.headers else []
 
         async def tracked_send(message: Message) -> None:
             mtype = message["type"]
@@ -128,7 +129,7 @@ class FrontApp:
             await send(message)
 
         try:
-            await self._route(site, scope, receive, tracked_send, state)
+            await self._route(site, scope, receive, tracked_send, state, req)
         except DispatchError as exc:
             if state["status"]:
                 raise  # the response is under way: uvicorn drops the connection
@@ -139,12 +140,12 @@ class FrontApp:
             target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
             log_request(scope.get("method", "WS"), target, state["status"], started, state["label"])
 
-    async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict) -> None:
+    async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict, req: Request) -> None:
         path: str = scope["path"]
         query: bytes = scope.get("query_string", b"")
         method: str = scope.get("method", "GET")
         rules = site.rules
-        legacy: Outcome | None = rules.legacy(path, method) if rules.routes else None
+        legacy: Outcome | None = rules.legacy(path, method, req) if rules.routes else None
         if legacy is not None:
             send = _with_headers(send, legacy.headers)
             if legacy.redirect:
@@ -155,10 +156,10 @@ class FrontApp:
                 state["label"] = "routes"
                 await errors.send_error(scope, send, legacy.status, f"vercel.json routes answer {legacy.status} for {path}", dev=self.dev)
                 return
-            if legacy.rewritten:
+            if legacy.rewritten or legacy.external:
                 await self._resolve_rewrite(site, scope, receive, send, state, legacy)
                 return
-        redirect = rules.redirect(path, query)
+        redirect = rules.redirect(path, query, req)
         if redirect is not None:
             state["label"] = "redirect"
             await _redirect(scope, send, *redirect)
@@ -174,7 +175,7 @@ class FrontApp:
             await self._dispatch(site, scope, receive, send, state, match)
             return
         if rules.rewrites:
-            rewrite = rules.rewrite(path)
+            rewrite = rules.rewrite(path, req)
             if rewrite is not None:
                 await self._resolve_rewrite(site, scope, receive, send, state, rewrite)
                 return
