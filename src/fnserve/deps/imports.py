@@ -1,0 +1,146 @@
+"""Static import scan (SPEC §7, issue 5 item 1): what third-party modules a project imports.
+
+Every function and helper module is parsed with ``ast`` (never imported). Collected: every name of
+``import a, b.c`` and the module of ``from x.y import z`` (relative imports are project-local and
+ignored), at any depth (inside functions, ``if`` blocks, ...). An import inside a ``try`` whose
+handlers catch ``ImportError`` / ``ModuleNotFoundError`` (or a bare/``Exception`` handler) is
+**optional**: reported, not installed. Stdlib modules (the target Python's
+``sys.stdlib_module_names``) and project-local modules are excluded by ``third_party_imports``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from fnserve.project.layout import iter_python_files
+
+_OPTIONAL_HANDLERS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+FUNCTION_ROOTS = ("api", "cloud-functions")
+
+
+@dataclass(frozen=True)
+class DetectedImport:
+    """One import statement's module. ``module``: dotted absolute name (``google.protobuf``);
+    ``file``: project-relative POSIX path; ``line``: 1-based; ``optional``: guarded by
+    ``except ImportError``."""
+
+    module: str
+    file: str
+    line: int
+    optional: bool = False
+
+    @property
+    def top(self) -> str:
+        """The top-level package name (``google`` for ``google.protobuf``)."""
+        return self.module.split(".", 1)[0]
+
+    @property
+    def where(self) -> str:
+        """``"detected in api/x.py:3"``-style location (without the prefix)."""
+        return f"{self.file}:{self.line}"
+
+
+def iter_project_python_files(root: Path) -> Iterator[Path]:
+    """Every ``.py`` file of the project outside excluded folders (SPEC §8.3), sorted: the project
+    model's walk, so deps and routes agree on what belongs to the project."""
+    return iter_python_files(root)
+
+
+class _Visitor(ast.NodeVisitor):
+    def __init__(self, rel: str) -> None:
+        self.rel = rel
+        self.optional_depth = 0
+        self.found: list[DetectedImport] = []
+
+    def _add(self, module: str, line: int) -> None:
+        self.found.append(DetectedImport(module, self.rel, line, self.optional_depth > 0))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(alias.name, node.lineno)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level == 0 and node.module:
+            self._add(node.module, node.lineno)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        guarded = any(_catches_import_error(h.type) for h in node.handlers)
+        self.optional_depth += guarded
+        for stmt in node.body:
+            self.visit(stmt)
+        self.optional_depth -= guarded
+        for part in (node.handlers, node.orelse, node.finalbody):
+            for stmt in part:
+                self.visit(stmt)
+
+    visit_TryStar = visit_Try  # Python 3.11+ ``except*``
+
+
+def _catches_import_error(expr: ast.expr | None) -> bool:
+    if expr is None:
+        return True
+    names = expr.elts if isinstance(expr, ast.Tuple) else [expr]
+    for name in names:
+        ident = name.attr if isinstance(name, ast.Attribute) else getattr(name, "id", None)
+        if ident in _OPTIONAL_HANDLERS:
+            return True
+    return False
+
+
+def scan_file(path: Path, root: Path) -> list[DetectedImport]:
+    """Imports of one file. A file that does not parse (syntax error, bad encoding) yields nothing:
+    its function reports the error when it loads."""
+    rel = path.relative_to(root).as_posix()
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return []
+    visitor = _Visitor(rel)
+    visitor.visit(tree)
+    return visitor.found
+
+
+def local_module_names(root: Path, files: Iterable[Path]) -> frozenset[str]:
+    """Top-level names importable from the project itself: ``*.py`` files and folders holding
+    Python in the project root, ``src/``, each function root (EdgeOne puts ``cloud-functions/`` on
+    ``sys.path``) and the folder of every scanned file (sibling helpers)."""
+    roots = {root, root / "src", *(root / r for r in FUNCTION_ROOTS)}
+    roots.update(p.parent for p in files)
+    names: set[str] = set()
+    for folder in roots:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.suffix == ".py" or entry.suffix in (".so", ".pyd"):
+                names.add(entry.name.split(".", 1)[0])
+            elif entry.is_dir() and entry.name.isidentifier() and (
+                (entry / "__init__.py").exists() or any(entry.glob("*.py"))
+            ):
+                names.add(entry.name)
+    return frozenset(names)
+
+
+def scan_project(root: Path) -> tuple[list[DetectedImport], frozenset[str]]:
+    """All imports of the project's Python files and the project-local top-level names."""
+    files = list(iter_project_python_files(root))
+    found: list[DetectedImport] = []
+    for path in files:
+        found.extend(scan_file(path, root))
+    return found, local_module_names(root, files)
+
+
+def third_party_imports(
+    found: Iterable[DetectedImport], local: frozenset[str], stdlib: frozenset[str]
+) -> list[DetectedImport]:
+    """Drop stdlib (``stdlib``: the target Python's ``sys.stdlib_module_names``), ``__future__`` and
+    project-local imports; keep file order."""
+    return [
+        imp
+        for imp in found
+        if imp.top not in stdlib and imp.top not in local and imp.top != "__future__"
+    ]

@@ -1,0 +1,58 @@
+"""The settings the dependency step reads, as one frozen value (STYLE: one Config passed down).
+
+``DepsOptions.from_config(config, environ)`` adapts fnserve's ``Config`` (``fnserve.config``):
+``detect_imports``, ``install``, ``python`` and the ``[tool.fnserve.import-map]`` table (attribute
+``import_map``). ``environ`` is read once by the caller (the CLI or the dev server) and carried
+here; nothing below reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class DepsOptions:
+    """``detect_imports``: scan imports (SPEC §7; ``detect-imports = false`` turns it off);
+    ``install``: create/refresh the env (False: plan only); ``python``: an explicit version
+    (``"3.12"``) or interpreter path overriding the project's requests; ``import_map``: import name
+    → distribution overrides; ``environ``: the process environment (``PATH``, ``HOME``,
+    ``PYENV_ROOT``, ``UV_CACHE_DIR``...); ``uv_binary``: uv to run (default: the ``uv`` package's);
+    ``uv_cache_dir``: ``--cache-dir`` for uv; ``state_dir``: default ``<project>/.fnserve``;
+    ``keep_envs``: completed envs kept per project (the current one and its predecessors)."""
+
+    detect_imports: bool = True
+    install: bool = True
+    python: str | None = None
+    import_map: Mapping[str, str] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    uv_binary: str | None = None
+    uv_cache_dir: Path | None = None
+    state_dir: Path | None = None
+    keep_envs: int = 3
+
+    @classmethod
+    def from_config(cls, config: object, environ: Mapping[str, str] | None = None, **changes: object) -> "DepsOptions":
+        """Read the dependency settings off a ``fnserve.config.Config`` (missing attributes keep
+        their defaults, so this works while settings are being added). ``changes`` override fields."""
+        import_map = (getattr(config, "import_map", None) or getattr(config, "import_mapping", None) or {})
+        values: dict[str, object] = {
+            "detect_imports": bool(getattr(config, "detect_imports", True)),
+            "install": bool(getattr(config, "install", True)),
+            "python": getattr(config, "python", None) or None,
+            "import_map": dict(import_map),
+            "environ": dict(environ or {}),
+        }
+        values.update(changes)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def as_options(value: object, environ: Mapping[str, str] | None = None) -> DepsOptions:
+    """Accept ``DepsOptions``, a ``Config`` or None (defaults, with ``environ``)."""
+    if isinstance(value, DepsOptions):
+        return value
+    if value is None:
+        return DepsOptions(environ=dict(environ or {}))
+    return DepsOptions.from_config(value, environ)

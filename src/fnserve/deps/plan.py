@@ -1,0 +1,110 @@
+"""The dependency step as a whole (SPEC §7): plan, then ensure the environment exists.
+
+``plan_deps`` reads manifests, picks the Python, scans imports, merges — no install, no uv process
+(unless no Python on disk matches and ``uv python find`` is asked). ``ensure_env`` does that and then
+returns the env for the plan's key, creating it only when the key is new.
+
+For ``fnserve dev``: call ``ensure_env`` before serving; when a manifest or import changes, call
+``ensure_env_async`` (or ``ensure_env`` in a thread): it builds a NEW env folder while workers keep
+running in the old one; when it returns with ``changed=True``, restart the workers with
+``env.python``. On ``DependencyError`` keep serving with the old env and show the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from fnserve.deps.envs import Environment, build_env, env_key, existing_env
+from fnserve.deps.imports import DetectedImport, scan_project, third_party_imports
+from fnserve.deps.manifests import read_manifests
+from fnserve.deps.mapping import ImportMap
+from fnserve.deps.merge import MergedSet, merge
+from fnserve.deps.options import DepsOptions, as_options
+from fnserve.deps.pythons import PythonChoice, UvFind, select_python
+from fnserve.deps.uv import Uv, default_uv_binary
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DepsPlan:
+    """What the project needs. ``python``: the chosen interpreter and why; ``merged``: the resolved
+    requirement set; ``index_args``: uv index options from requirements files; ``manifests``:
+    project-relative names of the files read; ``detected``: third-party imports found (all,
+    including optional); ``key``: the env key; ``state_dir``: ``.fnserve``."""
+
+    project_dir: Path
+    python: PythonChoice
+    merged: MergedSet
+    index_args: tuple[str, ...]
+    manifests: tuple[str, ...]
+    detected: tuple[DetectedImport, ...]
+    detect_imports: bool
+    key: str
+    state_dir: Path
+
+    @property
+    def env_path(self) -> Path:
+        return self.state_dir / "envs" / self.key
+
+
+def _uv(options: DepsOptions, environ: dict[str, str]) -> Uv:
+    return Uv(options.uv_binary or default_uv_binary(), environ, options.uv_cache_dir)
+
+
+def plan_deps(project_dir: Path, options: object = None) -> DepsPlan:
+    """Plan the dependency step for ``project_dir``. ``options``: ``DepsOptions``, a ``Config`` or
+    None. Raises ``DependencyError`` (bad manifest line, conflicting requirements, no Python)."""
+    opts = as_options(options)
+    environ = dict(opts.environ or os.environ)  # boundary: the caller's environment, read once
+    root = Path(project_dir).resolve()
+    state_dir = opts.state_dir or root / ".fnserve"
+    manifests = read_manifests(root)
+    uv_find = UvFind(opts.uv_binary or default_uv_binary(), environ)
+    choice = select_python(manifests.python, environ, state_dir / "pythons.json",
+                           override=opts.python, uv_find=uv_find)
+    detected: list[DetectedImport] = []
+    if opts.detect_imports:
+        found, local = scan_project(root)
+        detected = third_party_imports(found, local, choice.interpreter.stdlib)
+    import_map = ImportMap.build(opts.import_map)
+    merged = merge(manifests.requirements, manifests.constraints, detected, import_map,
+                   choice.interpreter.markers)
+    index_args = tuple(manifests.index_args)
+    return DepsPlan(root, choice, merged, index_args, tuple(dict.fromkeys(manifests.files)),
+                    tuple(detected), opts.detect_imports, env_key(choice.interpreter, merged, index_args),
+                    state_dir)
+
+
+def ensure_env(project_dir: Path, options: object = None, *, progress: Progress | None = None,
+               plan: DepsPlan | None = None) -> Environment:
+    """Return the function environment for ``project_dir`` (SPEC §7), creating it when the
+    requirement set or Python changed. ``options``: ``DepsOptions`` / ``Config`` / None;
+    ``progress``: called with one-line messages only when work is done (nothing is printed for a
+    reused env); ``plan``: a plan already computed. An unchanged set returns in milliseconds with
+    ``changed=False`` and starts no process. Raises ``DependencyError``; the previous env is kept."""
+    opts = as_options(options)
+    plan = plan or plan_deps(project_dir, opts)
+    found = existing_env(plan.state_dir / "envs", plan.key)
+    if found is not None:
+        return found
+    if not opts.install:
+        from fnserve.errors import DependencyError
+
+        raise DependencyError(f"the environment {plan.env_path} does not exist and installing is off",
+                              "run `fnserve deps` (without --no-install) or turn the install setting on")
+    environ = dict(opts.environ or os.environ)
+    return build_env(plan.state_dir, plan.key, plan.python.interpreter, plan.merged, plan.index_args,
+                     _uv(opts, environ), progress, keep=opts.keep_envs)
+
+
+async def ensure_env_async(project_dir: Path, options: object = None, *,
+                           progress: Progress | None = None) -> Environment:
+    """``ensure_env`` in a worker thread, for the dev server's event loop: the old env stays
+    usable until this returns (new keys build in new folders); swap workers when ``changed``.
+    ``progress`` is called from that thread."""
+    return await asyncio.to_thread(ensure_env, project_dir, options, progress=progress)

@@ -1,0 +1,85 @@
+"""Running uv (SPEC §7 "installed with uv"). The one place that starts uv processes.
+
+``Uv`` is a small frozen value: the binary (``uv.find_uv_bin()`` by default, from the ``uv`` PyPI
+package fnserve depends on) and the environment uv runs with (downloads of Pythons disabled, the
+caller's ``UV_CACHE_DIR`` kept). Tests point ``binary`` at a stub to count calls.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from fnserve.errors import DependencyError
+
+# Variables that would make uv act on another environment or project than the one we name.
+_DROP = ("VIRTUAL_ENV", "CONDA_PREFIX", "UV_PROJECT_ENVIRONMENT", "UV_SYSTEM_PYTHON", "PYTHONHOME")
+
+
+def default_uv_binary() -> str:
+    """The uv executable shipped with the ``uv`` package; raises ``DependencyError`` if missing."""
+    try:
+        import uv
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError) as exc:
+        raise DependencyError("the uv executable was not found", "reinstall fnserve (it depends on uv)") from exc
+
+
+@dataclass(frozen=True)
+class Uv:
+    """``binary``: path of uv; ``environ``: the base environment (the caller's, read once at the top);
+    ``cache_dir``: optional ``--cache-dir``."""
+
+    binary: str
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    cache_dir: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in self.environ.items() if k not in _DROP}
+        env["UV_PYTHON_DOWNLOADS"] = "never"
+        env.setdefault("UV_NO_PROGRESS", "1")
+        if self.cache_dir is not None:
+            env["UV_CACHE_DIR"] = str(self.cache_dir)
+        return env
+
+    def run(self, args: Sequence[str], *, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+        """Run ``uv <args>``; returns the completed process (text output), never raises on exit code."""
+        try:
+            return subprocess.run([self.binary, *args], capture_output=True, text=True, cwd=cwd,
+                                  env=self.env(), timeout=timeout, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DependencyError(f"could not run uv ({self.binary}): {exc}",
+                                  "check that uv is installed and runnable") from exc
+
+
+_BECAUSE = re.compile(r"Because (?:there is no version of |only )?([A-Za-z0-9][A-Za-z0-9._\-]*)")
+_NOT_FOUND = re.compile(r"([A-Za-z0-9][A-Za-z0-9._\-]*) was not found in the package registry")
+
+
+def failing_requirement(stderr: str, names: Sequence[str]) -> str | None:
+    """The requirement uv's error is about: ``names`` (canonical names of the set) checked against
+    uv's ``was not found`` / ``Because X ...`` sentences, then any name mentioned at all."""
+    for pattern in (_NOT_FOUND, _BECAUSE):
+        match = pattern.search(stderr)
+        if match:
+            found = match.group(1).lower().replace("_", "-").rstrip(".")
+            for name in names:
+                if found == name or found.startswith(name + "=") or found.startswith(name + "["):
+                    return name
+            return found
+    lowered = stderr.lower()
+    for name in names:
+        if re.search(rf"(?<![a-z0-9\-_]){re.escape(name)}(?![a-z0-9\-_])", lowered):
+            return name
+    return None
+
+
+def summarize_error(stderr: str, limit: int = 12) -> str:
+    """The meaningful lines of a uv error (progress and blank lines dropped), at most ``limit``."""
+    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()
+             and not line.lstrip().startswith(("Resolved", "Prepared", "Using ", "Audited"))]
+    return "\n".join(lines[-limit:])
