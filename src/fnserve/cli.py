@@ -56,3 +56,47 @@ def routes_command(directory: str, as_json: bool) -> None:
         errors = sum(p.severity == "error" for p in project.problems)
         click.echo(f"error: {errors} problem(s) above must be fixed; the other routes still serve", err=True)
         raise click.exceptions.Exit(2)
+
+
+# --- fnserve deps (issue 5: dependencies; owner: deps) -----------------------------------------
+@main.command("deps")
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--check", is_flag=True, help="Exit 1 when an import is detected but not declared (CI); installs nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-install", is_flag=True, help="Plan only: do not create or update the environment.")
+@click.option("--python", "python_request", default=None, help="Python version or interpreter path to use (e.g. 3.12).")
+def deps_command(directory: str, check: bool, as_json: bool, no_install: bool, python_request: str | None) -> None:
+    """Show the merged requirements of DIRECTORY (default: .) with where each came from, the chosen
+    Python and why, and the environment; create or update the environment unless --no-install or
+    --check (SPEC §7). Exit 0 when fine, 1 when --check finds undeclared imports, 2 on errors
+    (conflicting requirements, no matching Python, failed install)."""
+    import json
+    import os
+    from pathlib import Path
+
+    from fnserve.deps import DepsOptions, ensure_env, plan_deps
+    from fnserve.deps.report import check_problems, render_text, to_json
+    from fnserve.errors import FnserveError
+
+    root = Path(directory)
+    environ = dict(os.environ)
+    changes = {"python": python_request} if python_request else {}
+    try:
+        try:
+            from fnserve.config import load_config
+        except ImportError:  # config not available yet: defaults
+            options = DepsOptions(environ=environ, **changes)
+        else:
+            overrides = {"python": python_request} if python_request else {}
+            options = DepsOptions.from_config(load_config(root, overrides, environ), environ, **changes)
+        plan = plan_deps(root, options)
+        env = None
+        if not (check or no_install):
+            say = (lambda msg: click.echo(f"deps: {msg}", err=True))
+            env = ensure_env(root, options, progress=say, plan=plan)
+    except FnserveError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(exc.exit_code) from exc
+    click.echo(json.dumps(to_json(plan, env), indent=2) if as_json else render_text(plan, env))
+    if check and check_problems(plan):
+        raise click.exceptions.Exit(1)
