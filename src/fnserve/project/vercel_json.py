@@ -28,13 +28,12 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from fnserve.errors import ConfigError
 from fnserve.project.pathpattern import PathPattern, RegexPattern, js_regex
 from fnserve.project.vercel_types import (
-    Condition, FunctionConfig, HeaderRule, LegacyBuild, LegacyRoute, Redirect, Rewrite, VercelConfig,
+    Condition, FrozenMap, FunctionConfig, HeaderRule, LegacyBuild, LegacyRoute, Redirect, Rewrite, VercelConfig,
 )
 
 __all__ = [
@@ -234,7 +233,7 @@ def _build(ctx: _Ctx, rule: Any, path: str) -> LegacyBuild:
     if not isinstance(use, str) or not use:
         raise ctx.fail(_join(path, "use"), f"found {_show(use)}", "a builder name such as '@vercel/python'")
     config = ctx.typed(rule.get("config", {}), _join(path, "config"), dict, "an object")
-    return LegacyBuild(src, use, MappingProxyType(dict(config)))
+    return LegacyBuild(src, use, FrozenMap(dict(config)))
 
 
 _FUNCTION_KEYS = {"maxDuration": "", "memory": "", "includeFiles": "", "excludeFiles": "", "runtime": ""}
@@ -277,7 +276,7 @@ def _env(ctx: _Ctx, data: dict) -> Mapping[str, str]:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ctx.fail(_join("env", name), "not a valid variable name", "letters, digits and _")
         ctx.string(value, _join("env", name))
-    return MappingProxyType(dict(env))
+    return FrozenMap(dict(env))
 
 
 # ---------------------------------------------------------------- files

@@ -13,9 +13,34 @@ from typing import Any, Mapping
 from fnserve.project.pathpattern import PathPattern, RegexPattern
 
 __all__ = [
-    "Condition", "Rewrite", "Redirect", "HeaderRule", "LegacyRoute", "LegacyBuild",
+    "FrozenMap", "Condition", "Rewrite", "Redirect", "HeaderRule", "LegacyRoute", "LegacyBuild",
     "FunctionConfig", "VercelConfig",
 ]
+
+
+class FrozenMap(Mapping[str, Any]):
+    """A read-only, hashable-free, picklable mapping (``MappingProxyType`` does not pickle, and
+    a ``Config`` may cross a process boundary)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_data", dict(data or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (FrozenMap, (self._data,))
 
 
 @dataclass(frozen=True)
@@ -98,7 +123,7 @@ class LegacyBuild:
 
     src: str
     use: str
-    config: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=FrozenMap)
 
 
 @dataclass(frozen=True)
@@ -129,7 +154,7 @@ class VercelConfig:
     builds: tuple[LegacyBuild, ...] = ()
     clean_urls: bool = False
     trailing_slash: bool | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=FrozenMap)
     build_command: str | None = None
     install_command: str | None = None
     framework: str | None = None
