@@ -36,9 +36,9 @@ class _Node:
 
 def split_path(path: str) -> list[str]:
     """A decoded request path → its segments; the trailing slash is ignored (``/api/users/`` =
-    ``/api/users``); ``/`` → ``[]``. Empty inner segments (``//``) are kept (they match no literal
-    and no ``[param]``)."""
-    trimmed = path.strip("/") if path.endswith("/") else path.lstrip("/")
+    ``/api/users``); ``/`` → ``[]``. Empty segments (``//api``, ``/a//b``) are kept: they match no
+    literal and no ``[param]``."""
+    trimmed = (path[1:] if path.startswith("/") else path).rstrip("/")
     return trimmed.split("/") if trimmed else []
 
 

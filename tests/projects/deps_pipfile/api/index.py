@@ -1,0 +1,3 @@
+from http.server import BaseHTTPRequestHandler
+class handler(BaseHTTPRequestHandler):
+    pass

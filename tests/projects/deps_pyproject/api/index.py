@@ -1,0 +1,4 @@
+from fastapi import FastAPI
+import jwt
+
+app = FastAPI()

@@ -1,0 +1,5 @@
+from flask import Flask
+import dateutil.parser
+import yaml
+
+app = Flask(__name__)

@@ -1,0 +1,1 @@
+USERS = [{"id": 1, "name": "Alice"}]

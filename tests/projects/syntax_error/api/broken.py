@@ -1,0 +1,6 @@
+from http.server import BaseHTTPRequestHandler
+
+
+class handler(BaseHTTPRequestHandler):
+    def do_GET(self)
+        self.send_response(200)
