@@ -21,6 +21,36 @@ def main() -> None:
 # Commands are added below, one block per command, each calling into its own package.
 
 
+# --- fnserve config (issue 2: configuration; owner: config) --------------------------------
+from fnserve.config.settings import cli_options as _config_cli_options  # noqa: E402
+
+
+@main.command("config")
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the configuration as JSON.")
+@click.option("--mode", type=click.Choice(["dev", "start", "build"]), default="dev", show_default=True,
+              help="Resolve as this command would (.env.development* vs .env.production*, reload default).")
+@_config_cli_options()
+def config_command(directory: str, as_json: bool, mode: str, **flags: object) -> None:
+    """Print every effective setting of DIRECTORY (default: .), its value and where it came from
+    (flag > FNSERVE_* > fnserve.toml / [tool.fnserve] > vercel.json > default), the per-function
+    limits, the vercel.json routing rules and the NAMES of the function environment variables
+    (values are never shown). Exit 2 with the reason when the configuration is invalid (SPEC §5)."""
+    import json
+    import os
+
+    from fnserve.config import load_config, overrides_from
+    from fnserve.config.report import render_text, to_json
+    from fnserve.errors import FnserveError
+
+    try:
+        config = load_config(directory, overrides_from(flags), os.environ, mode=mode)
+    except FnserveError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(exc.exit_code) from exc
+    click.echo(json.dumps(to_json(config), indent=2) if as_json else render_text(config))
+
+
 # --- fnserve routes (issue 2: project model; owner: project) ---------------------------------
 @main.command("routes")
 @click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
@@ -32,20 +62,15 @@ def routes_command(directory: str, as_json: bool) -> None:
     import json
     from pathlib import Path
 
+    from fnserve.config import load_config
     from fnserve.errors import FnserveError
     from fnserve.project import load_project
     from fnserve.project.report import render_text, to_json
 
     root = Path(directory)
     try:
-        try:
-            from fnserve.config import load_config
-        except ImportError:  # config not available: no configured entrypoint/framework
-            entrypoint = framework = None
-        else:
-            config = load_config(root)
-            entrypoint, framework = getattr(config, "entrypoint", None), getattr(config, "framework", None)
-        project = load_project(root, entrypoint=entrypoint, framework=framework)
+        config = load_config(root)
+        project = load_project(root, entrypoint=config.entrypoint, framework=config.framework)
     except FnserveError as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(exc.exit_code) from exc
