@@ -9,6 +9,10 @@
     │   └── NoEntrypointError         zero-config found nothing: ``.candidates``
     ├── DependencyError               resolving or installing requirements failed
     └── WorkerError                   a worker process could not be started or died
+        ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.response_started``
+        ├── WorkerStartTimeout        the worker was not ready in time (503): ``.function_id``, ``.timeout``
+        ├── FunctionLoadFailed        import / lifespan startup failed (500): ``.load_error``
+        └── FunctionFailed            the app raised (500): ``.traceback``, ``.response_started``
 
 Errors met inside a function's own process (load failures) live in ``fnserve.runtime.errors``
 because the runtime may import nothing from the rest of fnserve. The CLI maps ``FnserveError``
@@ -77,3 +81,63 @@ class DependencyError(FnserveError):
 
 class WorkerError(FnserveError):
     """A worker process could not be started or stopped."""
+
+
+class WorkerCrashed(WorkerError):
+    """The worker process died, or its connection broke, while a request was in flight (SPEC §3.5:
+    502 if ``response_started`` is False; otherwise the client connection must be aborted).
+    ``exit_code``: the process's exit status when known (negative: killed by that signal)."""
+
+    status_code = 502
+
+    def __init__(self, function_id: str, *, response_started: bool = False, exit_code: int | None = None) -> None:
+        self.function_id, self.response_started, self.exit_code = function_id, response_started, exit_code
+        how = f" (exit status {exit_code})" if exit_code is not None else ""
+        super().__init__(
+            f"the worker of {function_id} died while serving the request{how}",
+            "see the function's log above; the next request starts a new worker",
+        )
+
+
+class WorkerStartTimeout(WorkerError):
+    """A worker did not become ready within ``timeout`` seconds (503)."""
+
+    status_code = 503
+
+    def __init__(self, function_id: str, timeout: float) -> None:
+        self.function_id, self.timeout = function_id, timeout
+        super().__init__(
+            f"the worker of {function_id} was not ready after {timeout:g} s",
+            "its import or lifespan startup is slow or stuck; see the function's log",
+        )
+
+
+class FunctionLoadFailed(WorkerError):
+    """The function failed to import or to run lifespan startup (500 with the traceback in dev).
+    ``load_error``: a ``fnserve.runtime.errors.LoadError`` (``.file``, ``.attr``, ``.found``,
+    ``.message``, ``.traceback``, ``.hint``). Raised for every request until the function is
+    restarted (its file changed)."""
+
+    status_code = 500
+
+    def __init__(self, function_id: str, load_error: object) -> None:
+        self.function_id, self.load_error = function_id, load_error
+        super().__init__(
+            f"{function_id} failed to load: {getattr(load_error, 'message', load_error)}",
+            getattr(load_error, "hint", None) or "fix the error; the function is retried when its file changes",
+        )
+
+    @property
+    def traceback(self) -> str:
+        return getattr(self.load_error, "traceback", "") or ""
+
+
+class FunctionFailed(WorkerError):
+    """The function's app raised while serving a request (500 if ``response_started`` is False).
+    ``traceback``: the formatted traceback from the worker."""
+
+    status_code = 500
+
+    def __init__(self, function_id: str, message: str, traceback: str = "", *, response_started: bool = False) -> None:
+        self.function_id, self.traceback, self.response_started = function_id, traceback, response_started
+        super().__init__(f"{function_id} raised {message}", "see the traceback in the function's log")

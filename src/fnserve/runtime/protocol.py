@@ -1,0 +1,470 @@
+"""The front ↔ worker wire protocol: ASGI conversations multiplexed over one Unix socket.
+
+Runs on both sides (the front server and the function's worker, Python 3.9–3.13): stdlib only.
+
+Frame layout (network byte order), one frame per ASGI message or control event::
+
+    u32 meta_len | u32 data_len | u32 stream | u8 type | u8 flags | meta (JSON) | data (raw bytes)
+
+* ``stream`` 0 carries control frames; every other id is one ASGI conversation (one HTTP request
+  or one WebSocket), opened by the front with a ``SCOPE`` frame. Ids are never reused while open.
+* ``meta`` is compact JSON (bytes fields such as headers, ``query_string``, ``raw_path`` travel
+  as latin-1 strings and are restored on decode); ``data`` is the body bytes, untouched.
+  Neither marshal nor pickle: the two sides may run different Python versions.
+* ``flags``: ``MORE`` = ``more_body``; ``DATA_BYTES`` / ``DATA_TEXT`` say which key of a generic
+  message the data belongs to (``bytes``/``body`` or ``text``, UTF-8).
+
+Frame types (direction: F = front→worker, W = worker→front):
+
+==============  ===  ==================================================================
+SCOPE           F    open a stream; meta = the ASGI scope
+HTTP_REQUEST    F    ``http.request``; data = body chunk, MORE = more_body
+DISCONNECT      F    the client went away / cancel: the app receives ``http.disconnect``
+RESPONSE_START  W    ``http.response.start``; meta = {status, headers, trailers}
+RESPONSE_BODY   W    ``http.response.body``; data = chunk, MORE = more_body
+MESSAGE         F/W  any other ASGI message (WebSocket, trailers, ...): meta + optional data
+END             W    the app returned; the stream is closed on the worker side
+ERROR           W    the app raised; meta = {message, traceback, response_started}
+HELLO           W    stream 0, first frame: {token, pid, python}
+READY           W    stream 0: the function loaded and lifespan startup ran: {pid, startup_ms, kind}
+LOAD_ERROR      W    stream 0: loading failed: {message, file, attr, found, traceback, hint}
+HEARTBEAT       W    stream 0: the worker's event loop is alive: {inflight}
+STOP            F    stream 0: graceful stop: {timeout} seconds to finish in-flight streams
+==============  ===  ==================================================================
+
+Writes are coalesced: frames queued during one event-loop step leave in one ``writelines`` call.
+Reading pauses (``transport.pause_reading``) while more than ``HIGH_WATER`` bytes sit unconsumed in
+stream queues, so a slow consumer bounds memory (at the cost of stalling the other streams).
+"""
+
+import asyncio
+import json
+import struct
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+HEADER = struct.Struct("!IIIBB")
+HEADER_SIZE = HEADER.size
+
+# stream frames
+SCOPE = 1
+HTTP_REQUEST = 2
+DISCONNECT = 3
+RESPONSE_START = 4
+RESPONSE_BODY = 5
+MESSAGE = 6
+END = 7
+ERROR = 8
+# control frames (stream 0)
+HELLO = 16
+READY = 17
+LOAD_ERROR = 18
+HEARTBEAT = 19
+STOP = 20
+
+# flags
+MORE = 1
+DATA_BYTES = 2
+DATA_TEXT = 4
+DATA_BODY = 8
+
+MAX_FRAME = 64 * 1024 * 1024  # bytes of meta + data; bigger frames are a protocol error
+CHUNK = 1024 * 1024  # body chunks bigger than this are split over several frames
+HIGH_WATER = 4 * 1024 * 1024  # queued unconsumed bytes that pause reading
+LOW_WATER = 1024 * 1024
+FLUSH_NOW = 256 * 1024  # pending output above this is written without waiting for the step end
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_loads = json.loads
+
+Frame = Tuple[int, int, bytes, bytes]  # (type, flags, meta, data)
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame (too big, bad JSON)."""
+
+
+class ConnectionLost(Exception):
+    """The connection to the peer closed while a stream was open. ``.cause``: the OS error or None."""
+
+    def __init__(self, message: str = "the connection to the peer was lost", cause: Optional[BaseException] = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+# --------------------------------------------------------------------------------- encoding
+
+
+def _headers_out(headers: Any) -> List[List[str]]:
+    out = []
+    for name, value in headers:
+        if isinstance(name, str):
+            name = name.encode("latin-1")
+        if isinstance(value, str):
+            value = value.encode("latin-1")
+        out.append([name.decode("latin-1"), value.decode("latin-1")])
+    return out
+
+
+def _headers_in(headers: List[List[str]]) -> List[Tuple[bytes, bytes]]:
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+
+
+_BYTES_KEYS = ("query_string", "raw_path")
+
+
+def encode_scope(scope: Dict[str, Any]) -> bytes:
+    """JSON for an ASGI scope: headers/query_string/raw_path as latin-1, tuples as lists; the
+    ``state`` key and values that are not JSON-able (e.g. objects in ``extensions``) are dropped."""
+    out: Dict[str, Any] = {}
+    for key, value in scope.items():
+        if key == "headers":
+            out[key] = _headers_out(value)
+        elif key in _BYTES_KEYS:
+            out[key] = value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else value
+        elif key == "state" or key == "app":
+            continue
+        elif isinstance(value, (str, int, float, bool, type(None), list, tuple, dict)):
+            out[key] = value
+    try:
+        return _dumps(out).encode()
+    except (TypeError, ValueError):
+        for key in list(out):
+            try:
+                _dumps(out[key])
+            except (TypeError, ValueError):
+                del out[key]
+        return _dumps(out).encode()
+
+
+def decode_scope(meta: bytes) -> Dict[str, Any]:
+    """Inverse of ``encode_scope``: bytes fields restored, ``client``/``server`` as tuples."""
+    scope = _loads(meta)
+    if "headers" in scope:
+        scope["headers"] = _headers_in(scope["headers"])
+    for key in _BYTES_KEYS:
+        value = scope.get(key)
+        if isinstance(value, str):
+            scope[key] = value.encode("latin-1")
+    for key in ("client", "server"):
+        if isinstance(scope.get(key), list):
+            scope[key] = tuple(scope[key])
+    return scope
+
+
+def encode_message(message: Dict[str, Any]) -> Tuple[int, bytes, bytes]:
+    """A generic ASGI message → (flags, meta, data). ``bytes``/``body`` go raw in data (flag
+    DATA_BYTES / DATA_BODY), ``text`` goes UTF-8 in data (DATA_TEXT); headers as latin-1."""
+    meta: Dict[str, Any] = {}
+    flags = 0
+    data = b""
+    for key, value in message.items():
+        if value is None:
+            continue
+        if key == "bytes" and not flags:
+            flags, data = DATA_BYTES, bytes(value)
+        elif key == "body" and not flags:
+            flags, data = DATA_BODY, bytes(value)
+        elif key == "text" and not flags:
+            flags, data = DATA_TEXT, value.encode("utf-8")
+        elif key == "headers":
+            meta[key] = _headers_out(value)
+        else:
+            meta[key] = value
+    return flags, _dumps(meta).encode(), data
+
+
+def decode_message(flags: int, meta: bytes, data: bytes) -> Dict[str, Any]:
+    """Inverse of ``encode_message``."""
+    message = _loads(meta)
+    if "headers" in message:
+        message["headers"] = _headers_in(message["headers"])
+    if flags & DATA_BYTES:
+        message["bytes"] = data
+    elif flags & DATA_BODY:
+        message["body"] = data
+    elif flags & DATA_TEXT:
+        message["text"] = data.decode("utf-8")
+    return message
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes (for control-frame meta)."""
+    return _dumps(obj).encode()
+
+
+def loads(meta: bytes) -> Any:
+    """Parse control-frame meta (``{}`` when empty)."""
+    return _loads(meta) if meta else {}
+
+
+# --------------------------------------------------------------------------------- streams
+
+
+class Stream:
+    """One ASGI conversation on a ``Connection``: an inbound frame queue plus send helpers.
+
+    ``get()`` returns the next inbound ``(type, flags, meta, data)`` frame, or raises the error the
+    stream was failed with (``ConnectionLost`` when the connection broke).
+    """
+
+    __slots__ = ("id", "conn", "_frames", "_waiter", "_error", "closed")
+
+    def __init__(self, stream_id: int, conn: "Connection") -> None:
+        self.id = stream_id
+        self.conn = conn
+        self._frames: Deque[Frame] = deque()
+        self._waiter: Optional[asyncio.Future] = None
+        self._error: Optional[BaseException] = None
+        self.closed = False
+
+    def _feed(self, frame: Frame) -> None:
+        self._frames.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        """Make the pending and every later ``get()`` raise ``exc`` once queued frames are consumed."""
+        if self._error is None:
+            self._error = exc
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Frame:
+        while not self._frames:
+            if self._error is not None:
+                raise self._error
+            self._waiter = self.conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        frame = self._frames.popleft()
+        if frame[3]:
+            self.conn._consumed(len(frame[3]))
+        return frame
+
+    def send(self, ftype: int, flags: int = 0, meta: bytes = b"", data: bytes = b"") -> None:
+        """Queue one frame on this stream (no-op once the connection is closed)."""
+        self.conn.write_frame(ftype, self.id, flags, meta, data)
+
+    def send_body(self, ftype: int, body: bytes, more: bool) -> None:
+        """Queue a body chunk as ``ftype`` frames (HTTP_REQUEST / RESPONSE_BODY), split at ``CHUNK``."""
+        n = len(body)
+        if n <= CHUNK:
+            self.conn.write_frame(ftype, self.id, MORE if more else 0, b"", body)
+            return
+        view = memoryview(body)
+        for start in range(0, n, CHUNK):
+            last = start + CHUNK >= n
+            self.conn.write_frame(ftype, self.id, 0 if (last and not more) else MORE, b"", bytes(view[start:start + CHUNK]))
+
+    def close(self) -> None:
+        """Forget this stream locally; later inbound frames for its id are dropped."""
+        self.closed = True
+        self.conn.streams.pop(self.id, None)
+
+
+# --------------------------------------------------------------------------------- connection
+
+
+class Connection(asyncio.Protocol):
+    """One end of a front ↔ worker socket (an ``asyncio.Protocol``; use with
+    ``loop.create_unix_connection`` / ``create_unix_server``).
+
+    ``on_control(type, meta_dict)``: called for every stream-0 frame.
+    ``on_open(stream, scope)``: called for a ``SCOPE`` frame (worker side); the stream is registered.
+    ``on_lost(exc)``: called once when the connection closes (``exc`` None on a clean EOF).
+    """
+
+    def __init__(
+        self,
+        on_control: Optional[Callable[[int, Any], None]] = None,
+        on_open: Optional[Callable[[Stream, Dict[str, Any]], None]] = None,
+        on_lost: Optional[Callable[[Optional[BaseException]], None]] = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.name = ""  # a label for messages (the supervisor sets the function id)
+        self.on_control = on_control
+        self.on_open = on_open
+        self.on_lost = on_lost
+        self.transport: Optional[asyncio.Transport] = None
+        self.streams: Dict[int, Stream] = {}
+        self.closed = False
+        self.lost: asyncio.Future = self.loop.create_future()
+        self._buf = bytearray()
+        self._out: List[bytes] = []
+        self._out_size = 0
+        self._flush_handle: Optional[asyncio.Handle] = None
+        self._write_paused = False
+        self._drain_waiters: Deque[asyncio.Future] = deque()
+        self._queued = 0
+        self._read_paused = False
+        self._next_id = 1
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        end_buf = len(buf)
+        unpack = HEADER.unpack_from
+        while end_buf - pos >= HEADER_SIZE:
+            mlen, dlen, sid, ftype, flags = unpack(buf, pos)
+            if mlen + dlen > MAX_FRAME:
+                self._protocol_error("frame of %d bytes is over the %d-byte limit" % (mlen + dlen, MAX_FRAME))
+                return
+            start = pos + HEADER_SIZE
+            end = start + mlen + dlen
+            if end > end_buf:
+                break
+            meta = bytes(buf[start:start + mlen]) if mlen else b""
+            body = bytes(buf[start + mlen:end]) if dlen else b""
+            pos = end
+            if sid == 0:
+                if self.on_control is not None:
+                    try:
+                        obj = _loads(meta) if meta else {}
+                    except ValueError:
+                        self._protocol_error("control frame %d has invalid JSON" % ftype)
+                        return
+                    self.on_control(ftype, obj)
+                continue
+            stream = self.streams.get(sid)
+            if stream is None:
+                if ftype == SCOPE and self.on_open is not None:
+                    stream = Stream(sid, self)
+                    self.streams[sid] = stream
+                    self.on_open(stream, decode_scope(meta))
+                continue  # frames for closed streams are dropped
+            stream._feed((ftype, flags, meta, body))
+            if dlen:
+                self._queued += dlen
+        if pos:
+            del buf[:pos]
+        if self._queued > HIGH_WATER and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _consumed(self, n: int) -> None:
+        self._queued -= n
+        if self._read_paused and self._queued < LOW_WATER and self.transport is not None and not self.closed:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _protocol_error(self, message: str) -> None:
+        exc = ProtocolError(message)
+        if self.transport is not None:
+            self.transport.abort()
+        self._fail_all(exc)
+
+    def eof_received(self) -> Optional[bool]:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self._fail_all(exc)
+
+    def _fail_all(self, exc: Optional[BaseException]) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        error = ConnectionLost(cause=exc)
+        for stream in list(self.streams.values()):
+            stream.fail(error)
+        while self._drain_waiters:
+            waiter = self._drain_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+        if not self.lost.done():
+            self.lost.set_result(exc)
+        if self.on_lost is not None:
+            self.on_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        while self._drain_waiters:
+            waiter = self._drain_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- writing
+    def write_frame(self, ftype: int, stream: int, flags: int = 0, meta: bytes = b"", data: bytes = b"") -> None:
+        """Queue one frame; it is written at the end of this event-loop step (or at once when
+        more than ``FLUSH_NOW`` bytes are pending). Silently dropped once the connection is closed."""
+        if self.closed:
+            return
+        out = self._out
+        out.append(HEADER.pack(len(meta), len(data), stream, ftype, flags))
+        if meta:
+            out.append(meta)
+        if data:
+            out.append(data)
+            self._out_size += len(data)
+        if self._out_size > FLUSH_NOW:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every queued frame now, in one ``writelines`` call."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._out or self.transport is None or self.closed:
+            return
+        out, self._out, self._out_size = self._out, [], 0
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.write(b"".join(out))
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark (backpressure).
+        Raises ``ConnectionLost`` when the connection is closed."""
+        if self.closed:
+            raise ConnectionLost()
+        if self._out_size > FLUSH_NOW:
+            self.flush()
+        if self._write_paused:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def send_control(self, ftype: int, obj: Any = None) -> None:
+        """Queue a stream-0 control frame with ``obj`` as JSON meta."""
+        self.write_frame(ftype, 0, 0, _dumps(obj).encode() if obj is not None else b"")
+
+    # -- front side
+    def open_stream(self, scope: Dict[str, Any]) -> Stream:
+        """Open a new stream by sending ``scope`` (front side). Raises ``ConnectionLost`` if closed."""
+        if self.closed:
+            raise ConnectionLost("the connection to the worker is closed")
+        sid = self._next_id
+        self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
+        while sid in self.streams:  # only after a wrap-around
+            sid = self._next_id
+            self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
+        stream = Stream(sid, self)
+        self.streams[sid] = stream
+        self.write_frame(SCOPE, sid, 0, encode_scope(scope))
+        return stream
+
+    def close(self) -> None:
+        """Flush and close the socket; open streams fail with ``ConnectionLost``."""
+        if self.transport is not None and not self.closed:
+            self.flush()
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close the socket at once, dropping unsent frames."""
+        if self.transport is not None:
+            self.transport.abort()
+        self._fail_all(None)

@@ -1,0 +1,308 @@
+"""The worker process main: load one function, then serve ASGI streams from the front server.
+
+Runs inside the function's own environment and Python (3.9–3.13), stdlib only, with this package
+loaded under a private name by the supervisor's bootstrap (nothing of fnserve on ``sys.path``).
+
+Invocation (by ``fnserve.supervisor.launch``)::
+
+    python -I -c BOOTSTRAP <runtime dir> <spec JSON> <options JSON>
+
+``spec``: the function spec of docs/ARCHITECTURE.md ("runtime"). ``options``: ``{"socket": path of
+the supervisor's Unix socket, "token": str identifying this instance, "heartbeat": seconds between
+heartbeats, "stop_timeout": default seconds to drain on SIGTERM, "uvloop": bool}``.
+
+Life of a worker:
+1. chdir to ``spec["project_root"]``; connect to ``socket``; send ``HELLO {token, pid, python}``.
+2. ``load_function(spec)`` and lifespan startup. On failure send ``LOAD_ERROR`` (``LoadError.to_dict()``
+   shape) and exit with ``EXIT_LOAD_ERROR`` (4, gunicorn's APP_LOAD_ERROR) — the supervisor does
+   not respawn it until the function changes.
+3. Send ``READY {pid, startup_ms, kind}``; serve every ``SCOPE`` as its own task running
+   ``app(scope, receive, send)``; ``HEARTBEAT`` every ``heartbeat`` seconds.
+4. On ``STOP {timeout}``, SIGTERM or SIGINT (handlers only set an event): refuse new streams, wait up
+   to ``timeout`` s for in-flight ones, lifespan shutdown, exit 0. If the front's connection is lost,
+   in-flight tasks are cancelled at once (nobody can receive their answer) and the worker exits 0.
+
+stdout/stderr are left alone: the supervisor reads them line by line into the function's log.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Dict, List, Optional, Set
+
+from . import protocol as p
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_LOAD_ERROR = 4
+
+
+def _log(message: str) -> None:
+    sys.stderr.write("[fnserve worker %d] %s\n" % (os.getpid(), message))
+    sys.stderr.flush()
+
+
+def _load(spec: Dict[str, Any]) -> Any:
+    """``runtime.loader.load_function(spec)``; a minimal ASGI-only stand-in if the loader is absent."""
+    try:
+        from .loader import load_function  # type: ignore[attr-defined]
+    except ImportError as exc:
+        if not (exc.name or "").endswith("loader"):
+            raise
+        return _StandInLoaded(spec)
+    return load_function(spec)
+
+
+class _StandInLoaded:
+    """Used only while ``runtime/loader.py`` does not exist: imports ``module`` from ``import_roots``
+    and serves ``attr`` as an ASGI 3 app, without lifespan."""
+
+    kind = "asgi"
+
+    def __init__(self, spec: Dict[str, Any]) -> None:
+        import importlib
+
+        for root in reversed(spec.get("import_roots") or []):
+            if root not in sys.path:
+                sys.path.insert(0, root)
+        module = importlib.import_module(spec["module"])
+        self.app = getattr(module, spec.get("attr") or "app")
+
+    async def startup(self) -> None:
+        return None
+
+    async def shutdown(self, timeout: float = 30.0) -> None:
+        return None
+
+
+def _load_error_dict(spec: Dict[str, Any], exc: BaseException) -> Dict[str, Any]:
+    to_dict = getattr(exc, "to_dict", None)
+    if callable(to_dict):
+        try:
+            return dict(to_dict())
+        except Exception:  # pragma: no cover - a broken to_dict must not hide the error
+            pass
+    return {
+        "message": "%s: %s: %s" % (spec.get("id", spec.get("path")), type(exc).__name__, exc),
+        "file": spec.get("id") or spec.get("path"),
+        "attr": spec.get("attr"),
+        "found": type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "hint": "fix the error above; the function is retried when its file changes",
+    }
+
+
+class Worker:
+    """One function instance serving streams from one ``protocol.Connection``."""
+
+    def __init__(self, spec: Dict[str, Any], options: Dict[str, Any]) -> None:
+        self.spec = spec
+        self.socket_path = options["socket"]
+        self.token = options.get("token", "")
+        self.heartbeat = float(options.get("heartbeat", 1.0))
+        self.stop_timeout = float(options.get("stop_timeout", 10.0))
+        self.conn: Optional[p.Connection] = None
+        self.app: Any = None
+        self.tasks: Set[asyncio.Task] = set()
+        self.stopping = False
+        self.lost = False
+        self._stop: Optional[asyncio.Event] = None
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            _, conn = await loop.create_unix_connection(
+                lambda: p.Connection(self._on_control, self._on_open, self._on_lost), self.socket_path
+            )
+        except OSError as exc:
+            _log("cannot connect to the supervisor at %s: %s" % (self.socket_path, exc))
+            return EXIT_CONNECT
+        self.conn = conn  # type: ignore[assignment]
+        conn.send_control(p.HELLO, {"token": self.token, "pid": os.getpid(), "python": sys.version.split()[0]})
+        conn.flush()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self._request_stop, None)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+                pass
+
+        started = time.perf_counter()
+        try:
+            loaded = _load(self.spec)
+            await loaded.startup()
+        except Exception as exc:
+            conn.send_control(p.LOAD_ERROR, _load_error_dict(self.spec, exc))
+            conn.close()
+            await self._wait_lost(2.0)
+            return EXIT_LOAD_ERROR
+        self.app = loaded.app
+        conn.send_control(
+            p.READY,
+            {"pid": os.getpid(), "startup_ms": round((time.perf_counter() - started) * 1000, 3), "kind": loaded.kind},
+        )
+        beat = loop.create_task(self._heartbeat())
+        try:
+            await self._stop.wait()
+        finally:
+            beat.cancel()
+        return await self._drain(loaded)
+
+    async def _drain(self, loaded: Any) -> int:
+        self.stopping = True
+        deadline = time.monotonic() + self.stop_timeout
+        if self.tasks and not self.lost:
+            await asyncio.wait(set(self.tasks), timeout=self.stop_timeout)
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=1.0)
+        try:
+            await asyncio.wait_for(loaded.shutdown(max(0.5, deadline - time.monotonic())), timeout=max(1.0, deadline - time.monotonic() + 1.0))
+        except Exception as exc:
+            _log("lifespan shutdown failed: %s: %s" % (type(exc).__name__, exc))
+        if self.conn is not None:
+            self.conn.close()
+            await self._wait_lost(1.0)
+        return EXIT_OK
+
+    async def _wait_lost(self, timeout: float) -> None:
+        if self.conn is not None and not self.conn.lost.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.conn.lost), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            assert self.conn is not None
+            self.conn.send_control(p.HEARTBEAT, {"inflight": len(self.tasks)})
+
+    # -- callbacks from the connection (run in the event loop; they only enqueue work)
+    def _request_stop(self, timeout: Optional[float]) -> None:
+        if timeout is not None:
+            self.stop_timeout = float(timeout)
+        if self._stop is not None:
+            self._stop.set()
+
+    def _on_control(self, ftype: int, obj: Any) -> None:
+        if ftype == p.STOP:
+            self._request_stop(obj.get("timeout") if isinstance(obj, dict) else None)
+
+    def _on_lost(self, exc: Optional[BaseException]) -> None:
+        self.lost = True
+        self.stop_timeout = 0.0
+        for task in list(self.tasks):
+            task.cancel()
+        self._request_stop(None)
+
+    def _on_open(self, stream: p.Stream, scope: Dict[str, Any]) -> None:
+        if self.stopping or self.app is None:
+            stream.send(p.ERROR, 0, p.dumps({"message": "the worker is stopping", "traceback": "", "response_started": False, "retry": True}))
+            stream.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._serve(stream, scope))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _serve(self, stream: p.Stream, scope: Dict[str, Any]) -> None:
+        conn = stream.conn
+        is_http = scope.get("type") == "http"
+        gone: List[Dict[str, Any]] = []  # the disconnect message once the client is gone
+        started = [False]
+
+        async def receive() -> Dict[str, Any]:
+            if gone:
+                return gone[0]
+            try:
+                ftype, flags, meta, data = await stream.get()
+            except p.ConnectionLost:
+                ftype, flags, meta, data = p.DISCONNECT, 0, b"", b""
+            if ftype == p.HTTP_REQUEST:
+                return {"type": "http.request", "body": data, "more_body": bool(flags & p.MORE)}
+            if ftype == p.MESSAGE:
+                message = p.decode_message(flags, meta, data)
+                if message.get("type") == "websocket.disconnect":
+                    gone.append(message)
+                return message
+            gone.append({"type": "http.disconnect"} if is_http else {"type": "websocket.disconnect", "code": 1006})
+            return gone[0]
+
+        async def send(message: Dict[str, Any]) -> None:
+            if gone or conn.closed:
+                return  # ASGI: sends after a disconnect are dropped
+            mtype = message["type"]
+            if mtype == "http.response.body":
+                body = message.get("body", b"")
+                stream.send_body(p.RESPONSE_BODY, body if type(body) is bytes else bytes(body), message.get("more_body", False))
+            elif mtype == "http.response.start":
+                started[0] = True
+                stream.send(p.RESPONSE_START, 0, p.encode_message(message)[1])
+            else:
+                if mtype == "websocket.accept" or mtype == "websocket.http.response.start":
+                    started[0] = True
+                flags, meta, data = p.encode_message(message)
+                stream.send(p.MESSAGE, flags, meta, data)
+            if conn._write_paused or conn._out_size > p.FLUSH_NOW:
+                try:
+                    await conn.drain()
+                except p.ConnectionLost:
+                    return
+
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            stream.close()
+            raise
+        except BaseException as exc:  # noqa: B902 - report everything the app raises, then go on
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            sys.stderr.write(tb)
+            sys.stderr.flush()
+            stream.send(p.ERROR, 0, p.dumps({"message": "%s: %s" % (type(exc).__name__, exc), "traceback": tb, "response_started": started[0]}))
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                self._request_stop(None)
+        else:
+            stream.send(p.END)
+        stream.close()
+
+
+def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+    if use_uvloop:
+        try:
+            import uvloop  # type: ignore[import-not-found]
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+def main(argv: List[str]) -> int:
+    """Worker entry point: ``argv = [spec JSON, options JSON]``. Returns the exit code
+    (0 stopped, 2 bad arguments, 3 could not connect, 4 the function failed to load)."""
+    try:
+        spec = json.loads(argv[0])
+        options = json.loads(argv[1])
+    except (IndexError, ValueError) as exc:
+        _log("usage: worker <spec JSON> <options JSON> (%s)" % exc)
+        return EXIT_USAGE
+    root = spec.get("project_root")
+    if root:
+        os.chdir(root)
+    sys.argv = [spec.get("path") or "fnserve-worker"]
+    loop = _new_loop(bool(options.get("uvloop", True)))
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(Worker(spec, options).run())
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

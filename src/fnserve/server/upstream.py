@@ -1,0 +1,155 @@
+"""Forward one ASGI conversation (HTTP or WebSocket) from the front server to a function's worker.
+
+Usage in the front app, once the route is matched::
+
+    connection = await supervisor.acquire(function)       # FunctionLoadFailed → 500, ... (see below)
+    await forward(connection, scope, receive, send)
+
+Nothing is buffered: request body chunks go to the worker as ``receive()`` yields them, response
+chunks go to ``send`` as the worker produces them; WebSocket messages flow both ways; a client
+disconnect reaches the app as ``http.disconnect`` / ``websocket.disconnect``.
+
+Errors (all from ``fnserve.errors``; check ``.response_started`` before answering):
+
+- ``WorkerCrashed`` — the worker died or its connection broke mid-request. Answer 502 if the
+  response has not started; otherwise re-raise so the server aborts the client connection.
+- ``FunctionFailed`` — the app raised (``.traceback``) or returned without a response. Answer 500
+  if the response has not started.
+Returns normally when the response is complete (HTTP: the last body chunk was sent; WebSocket: the
+app returned) or when the client went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from ..errors import FunctionFailed, WorkerCrashed
+from ..runtime import protocol as p
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+__all__ = ["forward"]
+
+
+class _ClientGone(Exception):
+    """Internal: the client disconnected; the forward ends quietly."""
+
+
+async def forward(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run one ASGI conversation (``scope["type"]`` ``"http"`` or ``"websocket"``) on a new stream
+    of ``connection`` (from ``Supervisor.acquire``). Raises ``WorkerCrashed`` / ``FunctionFailed``
+    as described in the module docstring."""
+    name = getattr(connection, "name", "") or "the function"
+    try:
+        stream = connection.open_stream(scope)
+    except p.ConnectionLost:
+        raise WorkerCrashed(name) from None
+    pump = asyncio.get_running_loop().create_task(
+        _pump_http(stream, receive) if scope["type"] == "http" else _pump_ws(stream, receive)
+    )
+    ended = False
+    started = False
+    try:
+        if scope["type"] == "http":
+            while True:
+                try:
+                    ftype, flags, meta, data = await stream.get()
+                except p.ConnectionLost as exc:
+                    raise WorkerCrashed(name, response_started=started) from exc
+                except _ClientGone:
+                    return
+                if ftype == p.RESPONSE_BODY:
+                    more = bool(flags & p.MORE)
+                    await send({"type": "http.response.body", "body": data, "more_body": more})
+                    if not more:
+                        return
+                elif ftype == p.RESPONSE_START:
+                    started = True
+                    await send(p.decode_message(flags, meta, data))
+                elif ftype == p.MESSAGE:
+                    await send(p.decode_message(flags, meta, data))
+                else:
+                    ended = True
+                    _raise_end(name, ftype, meta, started)
+                    return
+        else:
+            while True:
+                try:
+                    ftype, flags, meta, data = await stream.get()
+                except p.ConnectionLost as exc:
+                    raise WorkerCrashed(name, response_started=started) from exc
+                except _ClientGone:
+                    return
+                if ftype == p.MESSAGE:
+                    message = p.decode_message(flags, meta, data)
+                    if message["type"] in ("websocket.accept", "websocket.http.response.start"):
+                        started = True
+                    await send(message)
+                else:
+                    ended = True
+                    if ftype == p.ERROR:
+                        _raise_end(name, ftype, meta, started)
+                    return
+    finally:
+        pump.cancel()
+        if not ended and not connection.closed and not stream.closed:
+            if scope["type"] == "http":
+                stream.send(p.DISCONNECT)
+            else:
+                stream.send(p.MESSAGE, 0, b'{"type":"websocket.disconnect","code":1006}')
+        stream.close()
+
+
+def _raise_end(name: str, ftype: int, meta: bytes, started: bool) -> None:
+    """The worker ended an HTTP stream before the last body chunk: END or ERROR."""
+    if ftype == p.ERROR:
+        info = p.loads(meta)
+        if info.get("retry"):
+            raise WorkerCrashed(name)
+        raise FunctionFailed(
+            name, info.get("message", "an exception"), info.get("traceback", ""),
+            response_started=bool(info.get("response_started", started)),
+        )
+    if not started:
+        raise FunctionFailed(name, "nothing: the app returned without starting a response", response_started=False)
+
+
+async def _pump_http(stream: p.Stream, receive: Receive) -> None:
+    """Client → worker for HTTP: body chunks as they arrive, then wait for a disconnect."""
+    conn = stream.conn
+    try:
+        while True:
+            message = await receive()
+            mtype = message["type"]
+            if mtype == "http.request":
+                stream.send_body(p.HTTP_REQUEST, message.get("body", b""), message.get("more_body", False))
+                await conn.drain()
+            elif mtype == "http.disconnect":
+                stream.send(p.DISCONNECT)
+                stream.fail(_ClientGone())
+                return
+    except p.ConnectionLost:
+        return
+    except Exception:  # the server's receive failed: treat as a disconnect
+        stream.fail(_ClientGone())
+
+
+async def _pump_ws(stream: p.Stream, receive: Receive) -> None:
+    """Client → worker for WebSocket: every message (connect, receive, disconnect) as it comes."""
+    conn = stream.conn
+    try:
+        while True:
+            message = await receive()
+            flags, meta, data = p.encode_message(message)
+            stream.send(p.MESSAGE, flags, meta, data)
+            if message["type"] == "websocket.disconnect":
+                stream.fail(_ClientGone())
+                return
+            await conn.drain()
+    except p.ConnectionLost:
+        return
+    except Exception:  # the server's receive failed: treat as a disconnect
+        stream.fail(_ClientGone())

@@ -1,0 +1,179 @@
+"""One worker process of one function, as the supervisor sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections import deque
+from typing import Any
+
+from ..runtime import protocol as p
+from .launch import WorkerProcess
+from .target import WorkerTarget
+
+log = logging.getLogger("fnserve.supervisor")
+
+STDERR_TAIL = 40  # lines kept to explain a worker that died before it was ready
+
+
+def function_logger(function_id: str) -> logging.Logger:
+    """``fnserve.function.<id>`` with the ``.py`` suffix dropped (``fnserve.function.api/hello``)."""
+    name = function_id[:-3] if function_id.endswith(".py") else function_id
+    return logging.getLogger("fnserve.function." + name)
+
+
+def make_load_error(data: dict[str, Any]) -> Any:
+    """A ``fnserve.runtime.errors.LoadError`` from its ``to_dict()`` form (LOAD_ERROR frame meta)."""
+    from ..runtime.errors import LoadError
+
+    return LoadError.from_dict(data)
+
+
+class LoadFailure(Exception):
+    """Internal: the instance failed to load; ``load_error`` is the runtime ``LoadError``."""
+
+    def __init__(self, load_error: Any) -> None:
+        super().__init__(str(load_error))
+        self.load_error = load_error
+
+
+class Instance:
+    """A worker process and its connection.
+
+    ``state``: ``"starting"`` → ``"ready"`` → ``"draining"`` → ``"exited"``. ``ready``: a future
+    resolved with the READY meta (``{pid, startup_ms, kind}``) or failed with ``LoadFailure``.
+    ``exited``: a future resolved with the exit status. ``inflight``: streams open on the front side.
+    ``last_heartbeat``: loop time (s) of the last HEARTBEAT (or of the start).
+    """
+
+    def __init__(self, target: WorkerTarget, token: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.target = target
+        self.token = token
+        self.state = "starting"
+        self.process: WorkerProcess | None = None
+        self.conn: p.Connection | None = None
+        self.pid: int | None = None
+        self.ready: asyncio.Future = loop.create_future()
+        self.exited: asyncio.Future = loop.create_future()
+        self.started_at = loop.time()
+        self.last_heartbeat = self.started_at
+        self.ready_ms: float | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
+        self.flog = function_logger(target.id)
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def inflight(self) -> int:
+        return len(self.conn.streams) if self.conn is not None else 0
+
+    @property
+    def usable(self) -> bool:
+        return self.state == "ready" and self.conn is not None and not self.conn.closed
+
+    # -- wiring
+    def attach(self, conn: p.Connection) -> None:
+        """Bind the connection that said HELLO with this instance's token."""
+        self.conn = conn
+        conn.name = self.target.id  # type: ignore[attr-defined]
+        conn.on_control = self._on_control
+
+    def watch(self, process: WorkerProcess) -> None:
+        """Start reading the process's output and waiting for its exit."""
+        self.process = process
+        self.pid = process.pid
+        loop = asyncio.get_running_loop()
+        if process.stdout is not None:
+            self._tasks.append(loop.create_task(self._pump(process.stdout, "stdout", logging.INFO)))
+        if process.stderr is not None:
+            self._tasks.append(loop.create_task(self._pump(process.stderr, "stderr", logging.INFO)))
+        self._tasks.append(loop.create_task(self._wait_exit()))
+
+    def _on_control(self, ftype: int, obj: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if ftype == p.HEARTBEAT:
+            self.last_heartbeat = loop.time()
+        elif ftype == p.READY:
+            self.last_heartbeat = loop.time()
+            if not self.ready.done():
+                self.ready_ms = (loop.time() - self.started_at) * 1000
+                self.state = "ready"
+                self.ready.set_result(obj)
+        elif ftype == p.LOAD_ERROR:
+            if not self.ready.done():
+                self.ready.set_exception(LoadFailure(make_load_error(obj if isinstance(obj, dict) else {})))
+
+    async def _pump(self, reader: asyncio.StreamReader, name: str, level: int) -> None:
+        extra = {"function": self.target.id, "stream": name, "pid": self.pid}
+        while True:
+            try:
+                raw = await reader.readline()
+            except ValueError:  # a line over the reader's limit: take what is buffered
+                raw = await reader.read(65536)
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if name == "stderr":
+                self.stderr_tail.append(line)
+            self.flog.log(level, "%s", line, extra=extra)
+
+    async def _wait_exit(self) -> None:
+        assert self.process is not None
+        status = await self.process.wait()
+        pumps = [t for t in self._tasks if t is not asyncio.current_task()]
+        if pumps:  # let the last output lines (often a traceback) reach the log first
+            await asyncio.wait(pumps, timeout=1.0)
+        if not self.ready.done():
+            self.ready.set_exception(LoadFailure(self._early_exit_error(status)))
+            self.ready.exception()  # retrieved: nobody may be waiting any more (start timed out)
+        self.state = "exited"
+        if self.conn is not None:
+            self.conn.abort()  # in-flight streams fail with ConnectionLost → WorkerCrashed
+        self.exited.set_result(status)
+
+    def _early_exit_error(self, status: int) -> Any:
+        how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+        tail = "\n".join(self.stderr_tail)
+        return make_load_error(
+            {
+                "message": f"{self.target.id}: the worker {how} before the function was ready",
+                "file": self.target.id,
+                "attr": self.target.spec.get("attr"),
+                "found": f"exit status {status}",
+                "traceback": tail,
+                "hint": "see the output above; the function is retried when its file changes",
+            }
+        )
+
+    # -- stopping
+    async def stop(self, timeout: float) -> int | None:
+        """Graceful stop: STOP frame (the worker refuses new streams, finishes in-flight ones
+        within ``timeout`` s, runs lifespan shutdown, exits 0); SIGTERM if it has no connection;
+        SIGKILL when it is still alive ``timeout + 2`` s later. Returns the exit status."""
+        if self.process is None or self.exited.done():
+            return self.exited.result() if self.exited.done() else None
+        if self.state != "exited":
+            self.state = "draining"
+        if self.conn is not None and not self.conn.closed:
+            self.conn.send_control(p.STOP, {"timeout": timeout})
+        else:
+            self.process.signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), timeout + 2.0)
+        except asyncio.TimeoutError:
+            log.warning("%s: worker %s did not stop within %.1f s; killing it", self.target.id, self.pid, timeout + 2.0)
+            self.kill()
+            try:
+                return await asyncio.wait_for(asyncio.shield(self.exited), 5.0)
+            except asyncio.TimeoutError:  # pragma: no cover - a process that survives SIGKILL
+                return None
+
+    def kill(self) -> None:
+        """SIGKILL the worker now (its in-flight requests get WorkerCrashed)."""
+        if self.process is not None:
+            self.process.kill()
+
+    def info(self) -> dict[str, Any]:
+        """``{"pid", "state", "inflight", "ready_ms"}`` for status displays."""
+        return {"pid": self.pid, "state": self.state, "inflight": self.inflight, "ready_ms": self.ready_ms}

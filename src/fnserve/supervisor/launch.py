@@ -1,0 +1,121 @@
+"""How worker processes come to life: a small strategy base class and a name map.
+
+``SpawnLauncher`` starts a fresh interpreter per instance (``python -I -c BOOTSTRAP ...``). A
+``ForkLauncher`` (issue 6: a pre-warmed zygote per function env that forks instances) plugs in by
+subclassing ``Launcher`` and returning a ``WorkerProcess``; the supervisor needs nothing else.
+
+The bootstrap loads ``fnserve/runtime/`` under the private package name ``_fnserve_runtime`` with
+``importlib.util.spec_from_file_location`` so nothing of fnserve — nor its dependencies — is on the
+function's ``sys.path``; ``-I`` (isolated mode) also drops ``PYTHONPATH``, user site-packages and
+the current directory from ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any, Mapping
+
+from .target import WorkerTarget
+
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
+PRIVATE_NAME = "_fnserve_runtime"
+
+BOOTSTRAP = (
+    "import importlib.util as u,sys\n"
+    "d=sys.argv[1];n=%r\n"
+    "s=u.spec_from_file_location(n,d+'/__init__.py',submodule_search_locations=[d])\n"
+    "m=u.module_from_spec(s);sys.modules[n]=m;s.loader.exec_module(m)\n"
+    "del u,s,m\n"
+    "from _fnserve_runtime.worker import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+) % PRIVATE_NAME
+
+
+class WorkerProcess:
+    """A started worker process, whatever started it.
+
+    ``pid``: int; ``stdout`` / ``stderr``: ``asyncio.StreamReader`` of the process's output (or
+    None when not captured); ``await wait() -> int`` the exit status (negative: killed by that
+    signal); ``signal(signum)`` sends a signal to the process (and its process group when it
+    leads one), ignoring a process that is already gone.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, own_group: bool = True) -> None:
+        self._proc = proc
+        self._own_group = own_group
+        self.pid: int = proc.pid
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    def signal(self, signum: int) -> None:
+        if self._proc.returncode is not None:
+            return
+        try:
+            if self._own_group:
+                os.killpg(self.pid, signum)
+            else:
+                os.kill(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+
+class Launcher:
+    """Strategy: start one worker instance for a ``WorkerTarget``.
+
+    ``await launch(target, options) -> WorkerProcess``; ``options`` is the worker options dict
+    (``socket``, ``token``, ``heartbeat``, ``stop_timeout``, ``uvloop``; see
+    ``fnserve.runtime.worker``). Raises ``OSError`` when the interpreter cannot be started.
+    ``await close()`` releases whatever the launcher holds (a zygote, for instance).
+    """
+
+    name = "base"
+
+    async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+class SpawnLauncher(Launcher):
+    """A fresh ``target.python -I -c BOOTSTRAP`` per instance, in its own session (so a terminal's
+    Ctrl-C reaches only the front server, which then stops workers gracefully), with
+    ``target.env`` as its whole environment, ``target.cwd`` as working directory and
+    stdout/stderr piped to the supervisor."""
+
+    name = "spawn"
+
+    async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:
+        proc = await asyncio.create_subprocess_exec(
+            str(target.python),
+            "-I",
+            "-c",
+            BOOTSTRAP,
+            str(RUNTIME_DIR),
+            json.dumps(dict(target.spec), separators=(",", ":")),
+            json.dumps(dict(options), separators=(",", ":")),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(target.env),
+            cwd=str(target.cwd) if target.cwd else None,
+            start_new_session=True,
+        )
+        return WorkerProcess(proc, own_group=True)
+
+
+LAUNCHERS: dict[str, type[Launcher]] = {"spawn": SpawnLauncher}

@@ -1,0 +1,92 @@
+"""What a worker runs: the function spec, the interpreter and the environment of one function."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..project.types import Function
+
+INTERNAL_ENV_PREFIX = "FNSERVE_"
+DEFAULT_BODY_LIMIT = 4_718_592  # 4.5 MB (SPEC §5)
+
+
+def function_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a function process: ``base`` (default ``os.environ``) minus fnserve's
+    own ``FNSERVE_*`` settings, then ``extra`` on top (the function env from config: ``.env``,
+    ``.env.local``, vercel.json ``env``). Never writes to ``os.environ``."""
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if not k.startswith(INTERNAL_ENV_PREFIX)}
+    env.update(extra or {})
+    return env
+
+
+def function_spec(
+    function: Function,
+    project_root: Path,
+    *,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    concurrency: int | None = None,
+) -> dict[str, Any]:
+    """The JSON-able function spec of docs/ARCHITECTURE.md ("runtime") for ``function``:
+    ``{"id", "path", "module", "attr", "kind", "layout", "import_roots", "project_root",
+    "body_limit", "concurrency"}``. ``body_limit``: bytes; ``concurrency``: None = the kind's default."""
+    entry = function.entry
+    return {
+        "id": function.id,
+        "path": str(function.path),
+        "module": function.module,
+        "attr": entry.attr if entry else None,
+        "kind": entry.kind.value if entry else None,
+        "layout": function.layout.value,
+        "import_roots": [str(p) for p in function.import_roots],
+        "project_root": str(project_root),
+        "body_limit": body_limit,
+        "concurrency": concurrency,
+    }
+
+
+@dataclass(frozen=True)
+class WorkerTarget:
+    """Everything needed to start instances of one function.
+
+    ``id``: the function id (``api/users/[id].py``); ``spec``: the function spec (see
+    ``function_spec``); ``python``: the interpreter of the function's environment (default: the
+    one running fnserve); ``env``: the COMPLETE environment of the process (see ``function_env``);
+    ``cwd``: the project root. Two targets that compare equal run the same worker, so
+    ``Supervisor.update`` restarts a function only when its target changed.
+    """
+
+    id: str
+    spec: Mapping[str, Any]
+    python: Path = field(default_factory=lambda: Path(sys.executable))
+    env: Mapping[str, str] = field(default_factory=function_env)
+    cwd: Path | None = None
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @classmethod
+    def from_function(
+        cls,
+        function: Function,
+        project_root: Path,
+        *,
+        python: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+        concurrency: int | None = None,
+    ) -> WorkerTarget:
+        """A target for ``function`` of the project at ``project_root``. ``env``: the function env
+        from config (added on top of ``os.environ`` minus ``FNSERVE_*``); ``python``: default
+        ``sys.executable``."""
+        return cls(
+            id=function.id,
+            spec=function_spec(function, project_root, body_limit=body_limit, concurrency=concurrency),
+            python=Path(python) if python else Path(sys.executable),
+            env=function_env(env),
+            cwd=Path(project_root),
+        )
