@@ -125,3 +125,29 @@ def deps_command(directory: str, check: bool, as_json: bool, no_install: bool, p
     click.echo(json.dumps(to_json(plan, env), indent=2) if as_json else render_text(plan, env))
     if check and check_problems(plan):
         raise click.exceptions.Exit(1)
+
+
+# --- fnserve dev (issue 4: front server, workers, hot reload; owner: server) ----------------
+def _dev_options(func):  # type: ignore[no-untyped-def]
+    """The settings flags of ``dev`` (``--port``, ``--host``, ``--install/--no-install``, ...)."""
+    try:
+        from fnserve.config.settings import SETTINGS, cli_options
+    except ImportError:  # config not available: the two flags of SPEC §8
+        func = click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")(func)
+        return click.option("--port", default=None, help="Port to listen on, 0 for any free port [default: 3000].")(func)
+    return cli_options(*(s.name for s in SETTINGS if "dev" in s.commands))(func)
+
+
+@main.command("dev")
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@_dev_options
+def dev_command(directory: str, **flags: object) -> None:
+    """Serve DIRECTORY (default: .) for development: static files, vercel.json rules and every
+    function in its own worker process; a saved file reloads only the functions it affects.
+    Prints the route table and the URL; stops with Ctrl-C (SPEC §8)."""
+    from pathlib import Path
+
+    from fnserve.server.dev import run_dev
+
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    raise click.exceptions.Exit(run_dev(Path(directory), overrides))
