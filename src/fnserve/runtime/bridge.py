@@ -1,0 +1,244 @@
+"""Bridges between a request's worker thread (sync user code) and the event loop (ASGI 3.0).
+
+- ``BodyReader``: a blocking, file-like request body for the thread (``wsgi.input``, a handler's
+  ``rfile``). Each read that needs more data pulls the next ``http.request`` message by running
+  ``receive()`` on the loop (``run_coroutine_threadsafe``); bytes beyond ``limit`` raise
+  ``BodyTooLarge``; a client that went away raises ``ClientDisconnected``.
+- ``Outbox``: messages the thread produces, handed to the loop thread-safely as they are produced
+  (never buffered until the end: streaming), with bounded back-pressure (``high_water`` bytes in
+  flight; the thread blocks above it). ``pump()`` runs on the loop, sends them with the ASGI
+  ``send`` and ends when the thread says ``done``; it watches for ``http.disconnect`` while a
+  response streams, so the thread's next write raises ``ClientDisconnected``.
+"""
+
+import asyncio
+import json
+import threading
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+
+from .errors import BodyTooLarge
+
+Message = Dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ClientDisconnected(BrokenPipeError):
+    """The client went away (``http.disconnect``, or sending failed). A ``BrokenPipeError`` so user
+    code that handles a real socket's broken pipe handles this one too."""
+
+
+class BodyReader:
+    """Blocking request-body stream for a worker thread. ``first``: the first ``http.request``
+    message, already received on the loop; ``limit``: max body bytes (0 = unlimited)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Receive, first: Message, limit: int) -> None:
+        self._loop = loop
+        self._receive = receive
+        self._buffer = bytearray()
+        self._limit = limit
+        self.received = 0
+        self.complete = False
+        self.disconnected = False
+        self._take(first)
+
+    def _take(self, message: Message) -> None:
+        if message.get("type") == "http.disconnect":
+            self.complete = self.disconnected = True
+            return
+        body = message.get("body", b"")
+        self.received += len(body)
+        if self._limit and self.received > self._limit:
+            self.complete = True
+            raise BodyTooLarge(self._limit, self.received)
+        self._buffer += body
+        if not message.get("more_body", False):
+            self.complete = True
+
+    def _fill(self, want: int) -> None:
+        """Pull messages until ``want`` bytes are buffered (-1: all) or the body ends."""
+        while not self.complete and (want < 0 or len(self._buffer) < want):
+            message = asyncio.run_coroutine_threadsafe(self._receive(), self._loop).result()
+            self._take(message)
+        if self.disconnected and not self._buffer:
+            raise ClientDisconnected("the client disconnected while the request body was being read")
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        size = -1 if size is None else size
+        self._fill(size)
+        if size < 0 or size >= len(self._buffer):
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        else:
+            data = bytes(self._buffer[:size])
+            del self._buffer[:size]
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        if not self._buffer:
+            self._fill(1)
+        return self.read(size if 0 <= size <= len(self._buffer) else len(self._buffer))
+
+    def readline(self, size: Optional[int] = -1) -> bytes:
+        size = -1 if size is None else size
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 and (size < 0 or end < size):
+                return self.read(end + 1)
+            if size >= 0 and len(self._buffer) >= size:
+                return self.read(size)
+            if self.complete:
+                return self.read(size)
+            self._fill(len(self._buffer) + 1)
+
+    def readlines(self, hint: int = -1) -> List[bytes]:
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> "BodyReader":
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+_DONE = object()
+
+
+class Outbox:
+    """Thread → loop message channel with back-pressure (``high_water`` bytes, default 1 MiB).
+
+    Thread side: ``put(messages)`` (a list, sent in order, in one wake-up of the loop), then
+    ``done(error)`` exactly once. Loop side: ``await pump(send, ...)``. Created on the loop thread.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int = 1 << 20) -> None:
+        self._loop = loop
+        self._queue = asyncio.Queue()  # type: asyncio.Queue
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._high_water = high_water
+        self.closed = False
+        self.error = None  # type: Optional[BaseException]
+
+    # -- thread side
+    def put(self, messages: List[Message]) -> None:
+        """Queue ``messages`` for sending; blocks while too many bytes are in flight; raises
+        ``ClientDisconnected`` once the client is gone."""
+        size = sum(len(m.get("body", b"")) for m in messages)
+        with self._cond:
+            if self.closed:
+                raise ClientDisconnected("the client disconnected")
+            self._pending += size
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (messages, size))
+        if size:
+            with self._cond:
+                while self._pending > self._high_water and not self.closed:
+                    self._cond.wait(1.0)
+
+    def done(self, error: Optional[BaseException] = None) -> None:
+        """The thread is finished; ``error`` (if any) is raised by ``pump`` after sending."""
+        self.error = error
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, _DONE)
+
+    # -- loop side
+    def _sent(self, size: int) -> None:
+        with self._cond:
+            self._pending -= size
+            self._cond.notify_all()
+
+    def _close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    async def pump(self, send: Send, receive: Optional[Receive] = None, reader: Optional[BodyReader] = None, head: bool = False) -> None:
+        """Send queued messages until ``done``; then raise the thread's error, if any.
+
+        ``receive``/``reader``: when given, a streaming response (a body message with
+        ``more_body``) starts a watcher for ``http.disconnect`` once the request body is complete.
+        ``head``: drop response body bytes (a HEAD request).
+        """
+        watcher = None  # type: Optional[asyncio.Task]
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _DONE:
+                    break
+                messages, size = item
+                if not self.closed:
+                    for message in messages:
+                        if head and message.get("body"):
+                            message = {"type": message["type"], "body": b"", "more_body": message.get("more_body", False)}
+                        try:
+                            await send(message)
+                        except Exception:  # the connection is gone: stop the thread's writes
+                            self._close()
+                            break
+                        if (
+                            watcher is None and receive is not None and message.get("more_body")
+                            and (reader is None or reader.complete)
+                        ):
+                            watcher = self._loop.create_task(self._watch(receive))
+                if size:
+                    self._sent(size)
+        finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
+        if self.error is not None:
+            raise self.error
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                self._close()
+                return
+
+
+def error_messages(status: int, code: str, message: str, headers: Tuple[Tuple[bytes, bytes], ...] = ()) -> List[Message]:
+    """The ASGI messages of an fnserve error response (SPEC §3.5): JSON
+    ``{"error": {"code", "message"}}`` with ``status``, plus ``headers`` (e.g. ``Allow``)."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode("utf-8")
+    return [
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            + list(headers),
+        },
+        {"type": "http.response.body", "body": body, "more_body": False},
+    ]
+
+
+async def send_error(send: Send, status: int, code: str, message: str, headers: Tuple[Tuple[bytes, bytes], ...] = ()) -> None:
+    """Send ``error_messages(...)`` from the loop."""
+    for m in error_messages(status, code, message, headers):
+        await send(m)
+
+
+def declared_length(scope: Dict[str, Any]) -> Optional[int]:
+    """The request's ``Content-Length`` as an int, or None (absent or invalid)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

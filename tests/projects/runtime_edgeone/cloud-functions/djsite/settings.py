@@ -1,0 +1,9 @@
+SECRET_KEY = "fnserve-test-only"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+APPEND_SLASH = True
+ROOT_URLCONF = "djsite.urls"
+INSTALLED_APPS = []
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+DATABASES = {}
+USE_TZ = True
