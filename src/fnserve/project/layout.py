@@ -39,12 +39,12 @@ def function_roots(root: Path) -> tuple[tuple[Layout, Path], ...]:
 
 def iter_python_files(root: Path) -> Iterator[Path]:
     """Yield every ``.py`` file under ``root`` (absolute paths, sorted, depth-first), skipping
-    excluded folders (``is_excluded_dir``) without descending into them. Symlinked folders are not
+    dotfiles (``.x.py`` is not importable) and excluded folders (``is_excluded_dir``) without descending into them. Symlinked folders are not
     followed, so a link to a virtualenv cannot add thousands of files."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not is_excluded_dir(d))
         for name in sorted(filenames):
-            if name.endswith(".py"):
+            if name.endswith(".py") and not name.startswith("."):
                 yield Path(dirpath) / name
 
 
