@@ -56,7 +56,7 @@ async def app(scope, receive, send):
     while True:
         message = await receive()
         body += message.get("body", b"")
-        if not message.get("more_body"):
+        if not message.get("more_body") or path == "/upload-stream":
             break
     headers = [(b"content-type", b"application/octet-stream"), (b"x-pid", str(os.getpid()).encode())]
     if path == "/crash":

@@ -129,12 +129,26 @@ def encode_scope(scope: Dict[str, Any]) -> bytes:
     try:
         return _dumps(out).encode()
     except (TypeError, ValueError):
-        for key in list(out):
-            try:
-                _dumps(out[key])
-            except (TypeError, ValueError):
-                del out[key]
-        return _dumps(out).encode()
+        return _dumps(_jsonable(out)).encode()
+
+
+_DROP = object()
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with everything JSON cannot carry removed (dict entries, list items)."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            v = _jsonable(v)
+            if v is not _DROP and isinstance(k, str):
+                out[k] = v
+        return out
+    if isinstance(value, (list, tuple)):
+        return [v for v in map(_jsonable, value) if v is not _DROP]
+    return _DROP
 
 
 def decode_scope(meta: bytes) -> Dict[str, Any]:
