@@ -172,3 +172,20 @@ def test_cli_conflict_exits_2_naming_both_files(tmp_path):
     result = CliRunner().invoke(main, ["deps", str(project), "--no-install"])
     assert result.exit_code == 2
     assert "requirements.txt:1" in result.output and "pyproject.toml:4" in result.output
+
+
+def test_options_from_real_config(tmp_path):
+    """``[tool.fnserve]`` detect-imports / import-map / python reach the plan through ``Config``."""
+    load_config = pytest.importorskip("fnserve.config").load_config
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "index.py").write_text("import acme_sdk\nimport yaml\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.fnserve]\npython = "3.11"\n\n[tool.fnserve.import-map]\nacme_sdk = "acme-python-sdk"\n')
+    options = DepsOptions.from_config(load_config(tmp_path, {}, ENVIRON), ENVIRON)
+    assert options.python == "3.11" and options.import_map == {"acme_sdk": "acme-python-sdk"}
+    plan = plan_deps(tmp_path, options)
+    assert [r.name for r in plan.merged.requirements] == ["acme-python-sdk", "pyyaml"]
+    assert plan.python.interpreter.version.startswith("3.11")
+    (tmp_path / "pyproject.toml").write_text("[tool.fnserve]\ndetect-imports = false\n")
+    off = DepsOptions.from_config(load_config(tmp_path, {}, ENVIRON), ENVIRON)
+    assert off.detect_imports is False and plan_deps(tmp_path, off).merged.requirements == ()

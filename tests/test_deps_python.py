@@ -141,3 +141,11 @@ def test_pyenv_shims_are_skipped(tmp_path):
     (shims / "python3").write_text("#!/bin/sh\nexit 127\n")
     (shims / "python3").chmod(0o755)
     assert pythons.candidate_paths({"PATH": str(shims), "HOME": str(tmp_path)}) == []
+
+
+def test_python_setting_as_specifier(cache, installed):
+    want = _minor(installed, "3.12")
+    choice = select_python([], ENV, cache, override="python3.12")
+    assert choice.interpreter.version == want.version
+    ranged = select_python([], ENV, cache, override=">=3.9")
+    assert ranged.interpreter.version == CURRENT.version  # fnserve's own Python satisfies the range

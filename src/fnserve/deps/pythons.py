@@ -214,7 +214,8 @@ def select_python(
     uv_find: "UvFind | None" = None,
 ) -> PythonChoice:
     """Choose the interpreter for a project (see the module docstring). ``override``: an explicit
-    ``python`` setting (version like ``"3.12"`` or an executable path) that replaces the requests.
+    ``python`` setting that replaces the requests: a version (``"3.12"``, ``"python3.12"``), a
+    specifier (``">=3.11"``) or an interpreter path (``"/usr/bin/python3"``).
     ``uv_find``: a callable asked as last resort, ``(specifier) -> Path | None``."""
     if override:
         as_path = Path(override).expanduser()
@@ -224,9 +225,13 @@ def select_python(
                 raise DependencyError(f"python setting: {override} is not a working Python",
                                       "give a version such as 3.12 or the path of a python executable")
             return PythonChoice(interp, f"{interp.tag} at {interp.path} (python setting)")
-        version = override
-        spec = SpecifierSet(f"=={version}" if version.count(".") >= 2 else f"=={version}.*")
-        requests = [PythonRequest(spec, version, "python setting", pin=True)]
+        text = override.strip()
+        if text[:1] in "<>=!~":
+            spec = SpecifierSet(text)
+        else:
+            version = text.lower().removeprefix("cpython-").removeprefix("python")
+            spec = SpecifierSet(f"=={version}" if version.count(".") >= 2 else f"=={version}.*")
+        requests = [PythonRequest(spec, text, "python setting", pin=True)]
     tuple_requests = tuple(requests)
     current = current_interpreter()
     if not requests:
