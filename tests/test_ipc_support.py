@@ -63,6 +63,9 @@ async def app(scope, receive, send):
         os._exit(1)
     if path == "/raise":
         raise ValueError("boom from the function")
+    if path == "/block":  # blocks the event loop: no heartbeats
+        import time
+        time.sleep(float(query or "5"))
     if path == "/slow":
         await asyncio.sleep(float(query or "0.2"))
     if path == "/stream":
@@ -109,6 +112,13 @@ async def app(scope, receive, send):
         out = body if body else (b"ok:" + path.encode() + b"?" + scope["query_string"])
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": out})
+'''
+
+SLOW_IMPORT = '''
+import time
+time.sleep(5)
+async def app(scope, receive, send):
+    pass
 '''
 
 BROKEN = '''
