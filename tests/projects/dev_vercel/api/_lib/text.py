@@ -1,0 +1,3 @@
+"""Helper module (never a route): imported by api/hello.py only."""
+
+GREETING = "hello v1"
