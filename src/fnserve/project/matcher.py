@@ -13,11 +13,20 @@ the number of routes.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from ..errors import DuplicateRouteError
 from .routes import priority_key, shape_key
 from .types import Layout, Route, RouteMatch
+
+
+class _Leaf(NamedTuple):
+    """A route stored in the trie with what matching needs precomputed: its parameter names in
+    order and the ``root_path`` its app sees (SPEC §3.4)."""
+
+    route: Route
+    names: tuple[str, ...]
+    root_path: str
 
 
 class _Node:
@@ -28,10 +37,10 @@ class _Node:
     def __init__(self) -> None:
         self.literal: dict[str, _Node] = {}
         self.param: _Node | None = None
-        self.exact: Route | None = None
-        self.catchall: Route | None = None
-        self.optional: Route | None = None
-        self.mount: Route | None = None
+        self.exact: _Leaf | None = None
+        self.catchall: _Leaf | None = None
+        self.optional: _Leaf | None = None
+        self.mount: _Leaf | None = None
 
 
 def split_path(path: str) -> list[str]:
@@ -74,6 +83,10 @@ class RouteTable:
         return iter(self._routes)
 
     def _insert(self, route: Route) -> None:
+        function = route.function
+        framework = function.entry is not None and function.entry.kind.is_framework
+        root_path = route.static_prefix if framework and function.layout is Layout.EDGEONE else ""
+        leaf = _Leaf(route, tuple(seg.value for seg in route.segments if seg.kind != "literal"), root_path)
         node = self._root
         segments = route.segments
         for seg in segments:
@@ -84,12 +97,12 @@ class RouteTable:
                     node.param = _Node()
                 node = node.param
             else:  # catch-alls are always last (routes.routes_for checks)
-                setattr(node, seg.kind, route)
+                setattr(node, seg.kind, leaf)
                 return
         if route.mount:
-            node.mount = route
+            node.mount = leaf
         else:
-            node.exact = route
+            node.exact = leaf
 
     def match(self, path: str) -> RouteMatch | None:
         """Match a decoded request path (ASGI ``scope["path"]``). Returns the ``RouteMatch`` of the
@@ -100,18 +113,11 @@ class RouteTable:
         found = _walk(self._root, parts, 0, ())
         if found is None:
             return None
-        route, captured = found
-        names = [seg.value for seg in route.segments if seg.kind != "literal"]
-        params = dict(zip(names, captured))
-        for name in names[len(captured):]:  # an optional catch-all that matched nothing
-            params[name] = ""
-        function = route.function
-        framework = function.entry is not None and function.entry.kind.is_framework
-        root_path = route.static_prefix if framework and function.layout is Layout.EDGEONE else ""
-        return RouteMatch(route, params, root_path, path)
+        leaf, captured = found
+        return RouteMatch(leaf.route, dict(zip(leaf.names, captured)), leaf.root_path, path)
 
 
-def _walk(node: _Node, parts: list[str], i: int, captured: tuple[str, ...]) -> tuple[Route, tuple[str, ...]] | None:
+def _walk(node: _Node, parts: list[str], i: int, captured: tuple[str, ...]) -> tuple[_Leaf, tuple[str, ...]] | None:
     """Depth-first search in priority order; recursion depth is bounded by the trie's depth."""
     if i == len(parts):
         if node.exact is not None:

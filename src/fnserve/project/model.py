@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..errors import NoEntrypointError
 from . import imports
@@ -125,7 +125,7 @@ def load_project(root: Path | str, *, entrypoint: str | None = None, framework: 
     )
 
 
-def _function_for(root: Path, layout: Layout, froot: Path, path: Path, scan) -> Function | None:
+def _function_for(root: Path, layout: Layout, froot: Path, path: Path, scan: Callable[[Path], ModuleScan]) -> Function | None:
     """A Function for an entrypoint under a function root, None for a helper module."""
     rel = path.relative_to(froot).parts
     if any(part.startswith(("_", ".")) for part in rel):
@@ -149,7 +149,10 @@ def _import_roots(root: Path, functions: list[Function]) -> tuple[Path, ...]:
     return tuple(roots)
 
 
-def _helpers(root, files, functions, import_roots, rev) -> tuple[HelperModule, ...]:
+def _helpers(
+    root: Path, files: list[Path], functions: list[Function], import_roots: tuple[Path, ...], rev: Mapping[Path, frozenset[Path]]
+) -> tuple[HelperModule, ...]:
+    """Every scanned file that is not a function, with the functions that import it."""
     by_path = {f.path: f.id for f in functions}
     out = []
     for path in files:
@@ -162,7 +165,7 @@ def _helpers(root, files, functions, import_roots, rev) -> tuple[HelperModule, .
     return tuple(out)
 
 
-def _excluded_entry_warnings(root: Path, froot: Path, scan) -> list[Problem]:
+def _excluded_entry_warnings(root: Path, froot: Path, scan: Callable[[Path], ModuleScan]) -> list[Problem]:
     """Files under excluded folders inside a function root that look like entrypoints (SPEC §8.3)."""
     out = []
     for path in iter_excluded_python_files(froot):

@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import NoEntrypointError
 from .entrypoints import ModuleScan, entry_for_attr
-from .layout import module_name, relative_id
+from .layout import is_excluded_dir, module_name, relative_id
 from .types import Function, Layout
 
 if sys.version_info >= (3, 11):
@@ -103,7 +103,7 @@ def _from_target(root: Path, target: str, scan: Scanner, bases: tuple[Path, ...]
 
 def _django(root: Path, scan: Scanner) -> Function | None:
     """Step 2: ``manage.py`` → settings module → ``ASGI_APPLICATION`` / ``WSGI_APPLICATION``."""
-    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not is_excluded_dir(p.name) and not p.name.startswith("_"))
     for folder in folders:
         manage = folder / "manage.py"
         if not manage.is_file():
