@@ -167,3 +167,13 @@ def test_both_layouts_in_one_project(tmp_path):
     project = load_project(tmp_path)
     assert project.routes.match("/api/hello").function.layout is Layout.VERCEL
     assert project.routes.match("/edge/hello").function.layout is Layout.EDGEONE
+
+
+def test_lambda_handlers_are_exact_routes_not_mounts():
+    project = load_project(PROJECTS / "lambda")
+    for file in ("api/event.py", "api/mangum_app.py"):
+        fn = project.function(file)
+        assert fn.entry.kind is EntryKind.LAMBDA
+    route = project.routes.match("/api/mangum_app").route
+    assert not route.mount
+    assert project.routes.match("/api/mangum_app/sub") is None
