@@ -189,3 +189,15 @@ def test_options_from_real_config(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[tool.fnserve]\ndetect-imports = false\n")
     off = DepsOptions.from_config(load_config(tmp_path, {}, ENVIRON), ENVIRON)
     assert off.detect_imports is False and plan_deps(tmp_path, off).merged.requirements == ()
+
+
+def test_detected_name_missing_from_the_index_is_left_out_with_a_warning(tmp_path):
+    (tmp_path / "requirements.txt").write_text("six\n")
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "index.py").write_text("import six\nimport fnserve_does_not_exist_xyz\n")
+    messages: list[str] = []
+    env = ensure_env(tmp_path, _options(), progress=messages.append)
+    assert any("fnserve-does-not-exist-xyz" in m and "api/index.py:2" in m for m in messages)
+    assert _run(env.python, "import six").returncode == 0
+    result = CliRunner().invoke(main, ["deps", str(tmp_path), "--no-install"])
+    assert "not on the index" in result.output

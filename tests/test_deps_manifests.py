@@ -136,3 +136,11 @@ def test_conflict_ignores_requirements_whose_marker_does_not_apply():
 )
 def test_satisfiable_heuristic(spec, ok):
     assert satisfiable(SpecifierSet(spec)) is ok
+
+
+def test_pipfile_sources_become_index_options(tmp_path):
+    (tmp_path / "Pipfile").write_text(
+        '[[source]]\nurl = "https://pypi.org/simple"\nname = "pypi"\n\n'
+        '[[source]]\nurl = "https://mirror.example.invalid/simple/"\nname = "mirror"\n\n[packages]\nsix = "*"\n')
+    m = read_manifests(tmp_path)
+    assert m.index_args == ["--extra-index-url", "https://mirror.example.invalid/simple"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from fnserve.deps.merge import MergedSet
+from fnserve.deps.merge import MergedSet, ResolvedRequirement
 from fnserve.deps.pythons import Interpreter
 from fnserve.deps.uv import Uv, failing_requirement, summarize_error
 from fnserve.errors import DependencyError
@@ -131,47 +131,63 @@ def _create(folder: Path, key: str, interp: Interpreter, merged: MergedSet, inde
     lines = merged.lines()
     (folder / "requirements.in").write_text("".join(f"{line}\n" for line in lines))
     (folder / "requirements.in").write_text("".join(f"{line}\n" for line in lines))
-    skipped: dict[str, str] = {}
+    outcome: dict[str, dict[str, str]] = {"provided": {}, "not_installed": {}}
     if lines:
         seeded = _seed_from_previous(envs_dir, folder, site, interp)
         say(f"installing {len(lines)} requirement(s)" + (" (seeded from the previous environment)" if seeded else ""))
-        skipped = _install(folder, python, site, merged, index_args, uv)
+        outcome = _install(folder, python, site, merged, index_args, uv, say)
     freeze = uv.run(["pip", "freeze", "--python", str(python)]) if lines else None
     lock = folder / "installed.txt"
     lock.write_text(freeze.stdout if freeze is not None and freeze.returncode == 0 else "")
     data = {"key": key, "python": interp.tag, "base_python": str(interp.path), "site_packages": str(site),
-            "requirements": lines, "detected_provided_by_declared": skipped, "constraints": list(merged.constraints), "index": list(index_args),
+            "requirements": lines, "detected_provided_by_declared": outcome["provided"],
+            "detected_not_installed": outcome["not_installed"], "constraints": list(merged.constraints), "index": list(index_args),
             "created": time.time()}
     (folder / MARKER).write_text(json.dumps(data, indent=2))
     return Environment(python, site, key, tuple(lines), True, folder, lock)
 
 
 def _install(folder: Path, python: Path, site: Path, merged: MergedSet, index_args: Sequence[str],
-             uv: Uv) -> dict[str, str]:
-    """Declared requirements first (``--exact``), then the detected-only ones whose modules the
-    declared packages did not already provide (``foobar`` detected but declared ``foo-bar`` ships it).
-    Returns ``{module: "already installed"}`` for the detected ones skipped that way."""
+             uv: Uv, say: Progress) -> dict[str, dict[str, str]]:
+    """Phase 1: the declared requirements (``--exact``: what the seed had and is no longer wanted
+    goes); a failure is an error. Phase 2: the detected-only ones whose modules phase 1 did not
+    already provide (``foobar`` detected, declared ``foo-bar`` ships it); one that the index does
+    not have (an internal package, a wrong guess) is left out with a warning instead of failing
+    the whole environment. Returns ``{"provided": {module: dist}, "not_installed": {name: why}}``."""
     declared = [r for r in merged.requirements if r.declared]
     detected = [r for r in merged.requirements if not r.declared]
-    skipped: dict[str, str] = {}
-    phases = [declared, detected] if declared and detected else [list(merged.requirements)]
-    for number, reqs in enumerate(phases):
-        if number == 1:
-            reqs = [r for r in reqs if not all(_importable(site, m) for m in r.modules)]
-            skipped = {m: "already installed" for r in detected if r not in reqs for m in r.modules}
-            if not reqs:
-                break
-        name = "requirements.in" if len(phases) == 1 else f"phase{number + 1}.in"
-        (folder / name).write_text("".join(f"{r.line}\n" for r in reqs))
-        args = ["pip", "install", "--python", str(python), "-r", str(folder / name)]
-        args += ["--exact"] if number == 0 else []
-        if merged.constraints:
-            (folder / "constraints.txt").write_text("".join(f"{c}\n" for c in merged.constraints))
-            args += ["-c", str(folder / "constraints.txt")]
-        proc = uv.run(args + list(index_args))
-        if proc.returncode != 0:
+    if declared:
+        _uv_install(folder, "declared.in", python, declared, merged, index_args, uv, exact=True)
+    todo = [r for r in detected if not (declared and all(_importable(site, m) for m in r.modules))]
+    provided = {m: "declared packages" for r in detected if r not in todo for m in r.modules}
+    dropped: dict[str, str] = {}
+    while todo:
+        proc = _uv_install(folder, "detected.in", python, todo, merged, index_args, uv,
+                           exact=not declared, check=False)
+        if proc.returncode == 0:
+            break
+        name = failing_requirement(proc.stderr, [r.name for r in todo])
+        bad = next((r for r in todo if r.name == name), None)
+        if bad is None:
             raise _install_error(proc.stderr, merged)
-    return skipped
+        dropped[bad.name] = summarize_error(proc.stderr, limit=2)
+        say(f"warning: {bad.name} (imported as {', '.join(bad.modules)}, {bad.sources[0]}) could not be "
+            "installed and is left out; declare the right package or map it in [tool.fnserve.import-map]")
+        todo = [r for r in todo if r is not bad]
+    return {"provided": provided, "not_installed": dropped}
+
+
+def _uv_install(folder: Path, name: str, python: Path, reqs: Sequence[ResolvedRequirement], merged: MergedSet,
+                index_args: Sequence[str], uv: Uv, *, exact: bool, check: bool = True):
+    (folder / name).write_text("".join(f"{r.line}\n" for r in reqs))
+    args = ["pip", "install", "--python", str(python), "-r", str(folder / name)] + (["--exact"] if exact else [])
+    if merged.constraints:
+        (folder / "constraints.txt").write_text("".join(f"{c}\n" for c in merged.constraints))
+        args += ["-c", str(folder / "constraints.txt")]
+    proc = uv.run(args + list(index_args))
+    if check and proc.returncode != 0:
+        raise _install_error(proc.stderr, merged)
+    return proc
 
 
 def _importable(site: Path, module: str) -> bool:

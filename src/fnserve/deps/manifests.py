@@ -6,8 +6,8 @@ Sources (each requirement keeps ``file:line``):
   root one; Vercel/zero-config: the root one (both when a project has both layouts).
 - ``pyproject.toml``: ``[project].dependencies`` only (never optional or dev groups) and
   ``requires-python``.
-- ``Pipfile``: ``[packages]`` (never ``[dev-packages]``) and ``[requires] python_version`` /
-  ``python_full_version``; ``Pipfile.lock``: the ``default`` section.
+- ``Pipfile``: ``[packages]`` (never ``[dev-packages]``), ``[[source]]`` (index URLs for uv) and
+  ``[requires] python_version`` / ``python_full_version``; ``Pipfile.lock``: the ``default`` section.
 - ``uv.lock``: the root project's direct dependencies at their locked versions, and every other
   locked package as a constraint (transitives stay as locked).
 - ``.python-version``: the first non-comment line (``3.12``, ``3.12.1``, ``cpython-3.12``).
@@ -126,6 +126,10 @@ def _pipfile(root: Path, out: Manifests) -> None:
     for name, value in (data.get("packages") or {}).items():
         where = f"Pipfile:{_line_of(text, name, '[packages]')}"
         out.requirements.append(SourcedRequirement(_pipfile_requirement(name, value, where), where))
+    for number, source in enumerate(data.get("source") or []):
+        url = str(source.get("url", "")).rstrip("/")
+        if url and url != "https://pypi.org/simple":  # the default index needs no option
+            out.index_args += ["--index-url" if number == 0 else "--extra-index-url", url]
     requires = data.get("requires") or {}
     for key in ("python_full_version", "python_version"):
         if key in requires:

@@ -14,13 +14,21 @@ from fnserve.deps.envs import MARKER, Environment
 from fnserve.deps.plan import DepsPlan
 
 
-def _provided(plan: DepsPlan) -> dict[str, str]:
-    """Detected modules the built env found already provided by declared packages."""
+def _marker(plan: DepsPlan) -> dict:
     try:
-        data = json.loads((plan.env_path / MARKER).read_text())
+        return json.loads((plan.env_path / MARKER).read_text())
     except (OSError, ValueError):
         return {}
-    return dict(data.get("detected_provided_by_declared") or {})
+
+
+def _provided(plan: DepsPlan) -> dict[str, str]:
+    """Detected modules the built env found already provided by declared packages."""
+    return dict(_marker(plan).get("detected_provided_by_declared") or {})
+
+
+def _not_installed(plan: DepsPlan) -> dict[str, str]:
+    """Detected-only requirements the index did not have (left out of the env): name → uv's words."""
+    return dict(_marker(plan).get("detected_not_installed") or {})
 
 
 def check_problems(plan: DepsPlan) -> list[str]:
@@ -38,7 +46,7 @@ def check_problems(plan: DepsPlan) -> list[str]:
 def to_json(plan: DepsPlan, env: Environment | None) -> dict:
     """The ``--json`` document (stable keys; paths absolute)."""
     interp = plan.python.interpreter
-    provided = _provided(plan)
+    provided, missing = _provided(plan), _not_installed(plan)
     return {
         "project": str(plan.project_dir),
         "python": {"version": interp.version, "implementation": interp.implementation,
@@ -48,7 +56,8 @@ def to_json(plan: DepsPlan, env: Environment | None) -> dict:
         "requirements": [
             {"name": r.name, "requirement": r.line, "declared": r.declared, "sources": list(r.sources),
              "modules": list(r.modules),
-             "provided_by_declared": bool(r.modules) and all(m in provided for m in r.modules)}
+             "provided_by_declared": bool(r.modules) and all(m in provided for m in r.modules),
+             "not_installed": missing.get(r.name)}
             for r in plan.merged.requirements
         ],
         "optional": [{"name": r.name, "modules": list(r.modules), "sources": list(r.sources)}
@@ -72,8 +81,10 @@ def render_text(plan: DepsPlan, env: Environment | None) -> str:
     reqs = plan.merged.requirements
     width = max([len(r.line) for r in reqs] + [11])
     lines.append(f"{'requirement'.ljust(width)}  from")
+    missing = _not_installed(plan)
     for r in reqs:
         mark = "" if r.declared else "  [undeclared]"
+        mark += "  [not on the index: left out]" if r.name in missing else ""
         lines.append(f"{r.line.ljust(width)}  {'; '.join(r.sources)}{mark}")
     if not reqs:
         lines.append("(none: the environment is a plain venv)")
