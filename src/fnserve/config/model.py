@@ -12,7 +12,7 @@ Per-function limits (``Config.limits_for``), for each field, the first that appl
 5. the default.
 
 Within one file several globs may match: the most specific wins (a glob without wildcards, then
-the one with more literal characters), ties go to the glob written **last**. Globs: ``**/``
+the one with more literal characters, then fewer ``**``), ties go to the glob written **last**. Globs: ``**/``
 matches zero or more folders, ``*``/``?`` stay within a folder, ``{a,b}`` alternates; ``[...]``
 is literal (Vercel file names use brackets: ``api/users/[id].py``).
 """
@@ -93,10 +93,12 @@ def glob_matches(glob: str, function_id: str) -> bool:
     return glob.lstrip("/").removeprefix("./") == function_id or bool(_glob_regex(glob).fullmatch(function_id))
 
 
-def glob_specificity(glob: str) -> tuple[int, int]:
-    """Sort key: (1 for a glob without wildcards, number of literal characters)."""
+def glob_specificity(glob: str) -> tuple[int, int, int]:
+    """Sort key, higher is more specific: (1 for a glob without wildcards, number of literal
+    characters, minus the number of ``**``)."""
     wild = sum(glob.count(c) for c in "*?{")
-    return (0 if wild else 1, len(re.sub(r"\*\*|[*?]|\{[^}]*\}", "", glob)))
+    literal = re.sub(r"\*\*/?|[*?]|\{[^}]*\}", "", glob)
+    return (0 if wild else 1, len(literal), -glob.count("**"))
 
 
 @dataclass(frozen=True)
