@@ -28,7 +28,7 @@ def load(tmp_path, monkeypatch):
             if not root.exists():
                 H.project(project, tmp_path)
             monkeypatch.chdir(root)
-            stack.enter_context(H.isolated())
+            stack.enter_context(H.isolated(root))
             return load_function(H.spec(root, rel, **kw))
 
         yield _load

@@ -63,15 +63,22 @@ def spec(root, rel, *, layout="vercel", attr=None, kind="app", module=None, **ex
 
 
 @contextlib.contextmanager
-def isolated():
+def isolated(root=None):
+    """Restore ``sys.path``; forget the modules imported from ``root`` (the copied project) so the
+    next test imports its own copy. Library modules imported meanwhile stay (re-importing C
+    extensions such as httptools breaks them)."""
     saved_path = list(sys.path)
     saved_modules = set(sys.modules)
     try:
         yield
     finally:
         sys.path[:] = saved_path
+        prefix = str(root) if root is not None else None
         for name in set(sys.modules) - saved_modules:
-            del sys.modules[name]
+            module = sys.modules.get(name)
+            where = [getattr(module, "__file__", None) or ""] + list(getattr(module, "__path__", None) or [])
+            if name.startswith("_fnserve_user") or prefix is None or any(str(w).startswith(prefix) for w in where):
+                del sys.modules[name]
 
 
 def http_scope(method="GET", path="/", query=b"", headers=(), root_path="", raw_path=None, params=None):
