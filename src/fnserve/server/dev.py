@@ -177,7 +177,8 @@ class DevServer:
             if kind != "deleted" and self.project is not None:
                 affected |= self.project.dependents(path)
         known = {f.id for f in self.project.functions} if self.project is not None else set()
-        affected = (affected & known) - restarted
+        before = {f.id for f in old.functions} if old is not None else set()
+        affected = (affected & known & before) - restarted
         results = await self.supervisor.restart(sorted(affected)) if affected else {}
         parts = []
         for fid in sorted(affected):
@@ -188,11 +189,13 @@ class DevServer:
                 parts.append(f"{fid} FAILED to load: {getattr(res.error, 'message', res.error)}")
             else:
                 parts.append(f"{fid} ready in {res.ready_ms:.0f} ms")
-        parts += [f"{fid} restarted (environment changed)" for fid in sorted(restarted)]
+        if restarted:
+            names = sorted(restarted)
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            parts.append(f"environment changed for {shown}: restarted")
         if old is not None and self.project is not None:
-            added = known - {f.id for f in old.functions}
-            removed = {f.id for f in old.functions} - known
-            parts += [f"+{fid}" for fid in sorted(added)] + [f"-{fid}" for fid in sorted(removed)]
+            parts += [f"new function {fid}" for fid in sorted(known - before)]
+            parts += [f"removed {fid}" for fid in sorted(before - known)]
         if self.config_problem or self.project_problem:
             parts.append("ERROR: " + (self.config_problem or self.project_problem).message)  # type: ignore[union-attr]
         summary = "; ".join(parts) or "nothing to restart"
