@@ -24,8 +24,13 @@ from pathlib import Path
 from fnserve.deps import DepsOptions, ensure_env
 
 
-def _project(root: Path) -> None:
+def _project(root: Path, helpers: int) -> None:
     (root / "api").mkdir(parents=True)
+    (root / "lib").mkdir()
+    for n in range(helpers):  # helper modules: the import scan has something to do
+        (root / "lib" / f"helper_{n}.py").write_text(
+            "import json\nimport os\nfrom flask import jsonify\n\n" + "".join(
+                f"def f{i}(x):\n    return jsonify({{'v': x + {i}}})\n\n" for i in range(40)))
     (root / "requirements.txt").write_text("flask>=3\nfastapi>=0.110\n")
     (root / "api" / "index.py").write_text("from flask import Flask\n\napp = Flask(__name__)\n")
     (root / "api" / "fast.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
@@ -44,15 +49,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--cold-cache", action="store_true")
+    parser.add_argument("--helpers", type=int, default=200, help="helper modules to generate (default 200)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fnserve-bench-deps-") as tmp:
         cache = Path(tmp) / "uv-cache" if args.cold_cache else args.cache_dir
         options = DepsOptions(environ=dict(os.environ), uv_cache_dir=cache)
         project = Path(tmp) / "proj"
-        _project(project)
-        print(f"project {project} (flask + fastapi), Python {sys.version.split()[0]}, "
+        _project(project, args.helpers)
+        print(f"project {project} (flask + fastapi, {args.helpers} helper modules), Python {sys.version.split()[0]}, "
               f"uv cache {cache or 'uv default'}")
-        _timed("cold install", project, options)
+        _timed("cold install (new project)", project, options)
         _timed("unchanged re-run", project, options, goal=0.2)
         (project / "requirements.txt").write_text("flask>=3\nfastapi>=0.110\nsix\n")
         _timed("one added requirement (six)", project, options, goal=2.0)

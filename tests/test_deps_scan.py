@@ -114,3 +114,21 @@ def test_target_python_stdlib_is_used(tmp_path):
 def test_syntax_error_file_is_skipped(scanned):
     found, _local, _third = scanned
     assert not any(i.file == "api/broken.py" for i in found)
+
+
+def test_scan_cache_reuses_unchanged_files(tmp_path, monkeypatch):
+    from fnserve.deps import imports
+
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "a.py").write_text("import yaml\n")
+    (tmp_path / "api" / "b.py").write_text("import requests\n")
+    cache = tmp_path / ".fnserve" / "imports.json"
+    first, _ = scan_project(tmp_path, cache)
+    parsed: list[str] = []
+    real = imports.scan_file
+    monkeypatch.setattr(imports, "scan_file", lambda path, root: parsed.append(path.name) or real(path, root))
+    (tmp_path / "api" / "b.py").write_text("import requests\nimport httpx\n")
+    second, _ = scan_project(tmp_path, cache)
+    assert parsed == ["b.py"]
+    assert [i.module for i in second] == ["yaml", "requests", "httpx"]
+    assert [i.module for i in first] == ["yaml", "requests"]

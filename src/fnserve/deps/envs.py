@@ -255,7 +255,7 @@ def _install_error(stderr: str, merged: MergedSet) -> DependencyError:
     req = next((r for r in merged.requirements if r.name == name), None)
     where = f" (from {', '.join(req.sources)})" if req else ""
     what = f"{req.line}{where}" if req else (name or "the requirement set")
-    hint = "fix or remove that requirement; the previous environment is still in use"
+    hint = "fix or remove that requirement (an earlier environment, if any, is left as it was)"
     if req is not None and not req.declared:
         hint = (f"`{', '.join(req.modules)}` was mapped to `{req.name}`: declare the right package in "
                 "requirements.txt or map it in [tool.fnserve.import-map]")

@@ -11,6 +11,8 @@ handlers catch ``ImportError`` / ``ModuleNotFoundError`` (or a bare/``Exception`
 from __future__ import annotations
 
 import ast
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -125,13 +127,47 @@ def local_module_names(root: Path, files: Iterable[Path]) -> frozenset[str]:
     return frozenset(names)
 
 
-def scan_project(root: Path) -> tuple[list[DetectedImport], frozenset[str]]:
-    """All imports of the project's Python files and the project-local top-level names."""
+def scan_project(root: Path, cache_file: Path | None = None) -> tuple[list[DetectedImport], frozenset[str]]:
+    """All imports of the project's Python files and the project-local top-level names.
+    ``cache_file`` (``.fnserve/imports.json``): per-file results keyed by mtime and size, so an
+    unchanged project is not parsed again (rewritten only when something changed)."""
     files = list(iter_project_python_files(root))
+    cache = _read_json(cache_file)
+    fresh: dict[str, dict] = {}
     found: list[DetectedImport] = []
     for path in files:
-        found.extend(scan_file(path, root))
+        rel = path.relative_to(root).as_posix()
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamp = [stat.st_mtime_ns, stat.st_size]
+        entry = cache.get(rel)
+        if entry and entry.get("stamp") == stamp:
+            imports = [DetectedImport(m, rel, line, bool(opt)) for m, line, opt in entry["imports"]]
+        else:
+            imports = scan_file(path, root)
+        fresh[rel] = {"stamp": stamp, "imports": [[i.module, i.line, int(i.optional)] for i in imports]}
+        found.extend(imports)
+    if cache_file is not None and fresh != cache:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(fresh))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass  # a read-only project still works, just slower
     return found, local_module_names(root, files)
+
+
+def _read_json(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def third_party_imports(

@@ -69,7 +69,7 @@ def plan_deps(project_dir: Path, options: object = None) -> DepsPlan:
                            override=opts.python, uv_find=uv_find)
     detected: list[DetectedImport] = []
     if opts.detect_imports:
-        found, local = scan_project(root)
+        found, local = scan_project(root, state_dir / "imports.json")
         detected = third_party_imports(found, local, choice.interpreter.stdlib)
     import_map = ImportMap.build(opts.import_map)
     merged = merge(manifests.requirements, manifests.constraints, detected, import_map,
