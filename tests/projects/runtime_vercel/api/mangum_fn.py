@@ -5,6 +5,14 @@ from mangum import Mangum
 app = FastAPI()
 
 
+@app.get("/api/mangum_fn/cookies")
+async def cookies():
+    response = Response(b"ok", media_type="text/plain")
+    response.set_cookie("a", "1")
+    response.set_cookie("b", "2")
+    return response
+
+
 @app.api_route("/{rest:path}", methods=["GET", "POST"])
 async def anything(rest: str, request: Request):
     body = await request.body()
@@ -15,14 +23,6 @@ async def anything(rest: str, request: Request):
         "body": body.decode("utf-8"),
         "method": request.method,
     }
-
-
-@app.get("/api/mangum_fn/cookies")
-async def cookies():
-    response = Response(b"ok", media_type="text/plain")
-    response.set_cookie("a", "1")
-    response.set_cookie("b", "2")
-    return response
 
 
 handler = Mangum(app, lifespan="off")
