@@ -339,3 +339,32 @@ def test_setting_registry_lookup() -> None:
     assert SETTINGS_BY_NAME["port"].parse("8080", "--port") == 8080
     with pytest.raises(KeyError):
         cli_options("nope")
+
+
+# ------------------------------------------------------------------ derived settings and warnings
+
+
+def test_workers_per_function_sets_min_and_max(tmp_path: Path) -> None:
+    config = load_config(tmp_path, {"workers_per_function": "3"}, environ={})
+    assert (config.min_instances, config.max_instances) == (3, 3)
+    assert config.sources["max_instances"] == "--workers-per-function (workers-per-function)"
+    assert config.limits_for("api/x.py").min_instances == 3
+
+
+def test_workers_per_function_yields_to_a_more_precedent_source(tmp_path: Path) -> None:
+    project(tmp_path, pyproject="[tool.fnserve]\nworkers-per-function = 2\n")
+    config = load_config(tmp_path, environ={"FNSERVE_MAX_INSTANCES": "8"})
+    assert (config.min_instances, config.max_instances) == (2, 8)
+
+
+def test_function_glob_matching_no_file_warns(tmp_path: Path) -> None:
+    (tmp_path / "api").mkdir()
+    (tmp_path / "api" / "index.py").write_text("app = None\n")
+    project(tmp_path, pyproject='[tool.fnserve.functions."api/nope.py"]\nmemory = 1\n',
+            vercel='{"functions": {"api/**/*.py": {"memory": 2}, "src/*.py": {"memory": 3}}}')
+    warnings = load_config(tmp_path, environ={}).warnings
+    assert warnings == (
+        'vercel.json: functions["src/*.py"]: matches no Python file; check the glob (e.g. \'api/**/*.py\')',
+        'pyproject.toml [tool.fnserve] functions."api/nope.py": matches no Python file; check the glob '
+        "(e.g. 'api/**/*.py')",
+    )

@@ -21,10 +21,11 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from fnserve.config.model import Config, FunctionRule
+from fnserve.config.model import Config, FunctionRule, glob_matches
 from fnserve.config.settings import SETTINGS, SETTINGS_BY_NAME, Setting
 from fnserve.errors import ConfigError
 from fnserve.project.envfiles import env_file_names, load_env_files
+from fnserve.project.layout import iter_python_files
 from fnserve.project.vercel_json import load_platform_config
 from fnserve.project.vercel_types import FrozenMap
 
@@ -86,6 +87,7 @@ def load_config(
             values[name], sources[name] = vercel.framework, "vercel.json"
         else:
             values[name], sources[name] = setting.default_for(mode), "default"
+    _apply_workers_per_function(values, sources)
     _check_consistency(values, sources)
     known_env = {s.env for s in SETTINGS}
     for key in sorted(k for k in environ if k.startswith("FNSERVE_") and k not in known_env):
@@ -94,6 +96,7 @@ def load_config(
     env_vars, env_files = load_env_files(root, mode, vercel.env, environ)
     scripts = tool_vercel.get("scripts") if isinstance(tool_vercel.get("scripts"), dict) else {}
     build_command = vercel.build_command if vercel.build_command is not None else scripts.get("build")
+    warnings.extend(_unmatched_function_globs(root, vercel.functions, rules))
     config_files = tuple(root / n for n in CONFIG_FILE_NAMES if (root / n).is_file())
     return Config(
         project_dir=root, mode=mode, sources=FrozenMap(sources), vercel=vercel,
@@ -203,6 +206,32 @@ def _import_map(raw: Any, label: str) -> dict[str, str]:
             raise ConfigError(label, f"import-map.{key}", f"expected a distribution name, found {val!r}",
                               'a string such as "PyYAML"')
     return dict(raw)
+
+
+def _tier(source: str) -> int:
+    """Precedence rank of a source string: flag 3, environment 2, file 1, default 0."""
+    return 3 if source.startswith("--") else 2 if source.startswith("FNSERVE_") else 0 if source == "default" else 1
+
+
+def _apply_workers_per_function(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """``workers_per_function = N`` sets ``min_instances`` and ``max_instances`` to N unless they
+    come from a source of the same or higher precedence (issue 6 ``--workers-per-function``)."""
+    count, source = values["workers_per_function"], sources["workers_per_function"]
+    if count is None:
+        return
+    for name in ("min_instances", "max_instances"):
+        if _tier(sources[name]) < _tier(source):
+            values[name], sources[name] = count, f"{source} (workers-per-function)"
+
+
+def _unmatched_function_globs(root: Path, vercel_functions: tuple, rules: tuple[FunctionRule, ...]) -> list[str]:
+    """Warnings for ``functions`` globs that match no Python file (Vercel rejects those)."""
+    globs = [(f.glob, f.where) for f in vercel_functions] + [(r.glob, r.where) for r in rules]
+    if not globs:
+        return []
+    ids = [p.relative_to(root).as_posix() for p in iter_python_files(root)]
+    return [f"{where}: matches no Python file; check the glob (e.g. 'api/**/*.py')"
+            for glob, where in globs if not any(glob_matches(glob, i) for i in ids)]
 
 
 def _check_consistency(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:

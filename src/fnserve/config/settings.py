@@ -130,9 +130,9 @@ class Setting:
         return value.lower() if self.choices else value
 
     def _number(self, value: Any, source: str) -> int | float:
-        if isinstance(value, bool):
+        if isinstance(value, bool):  # True is an int in Python, never a number here
             raise self._bad(source, value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
             if self.type is int and isinstance(value, float) and not value.is_integer():
                 raise self._bad(source, value)
             return self.type(value)
@@ -180,6 +180,9 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1, per_function=True),
     Setting("idle_timeout", float, 60.0, "Idle time before an instance above min-instances stops.", unit="s",
             minimum=0, per_function=True),
+    Setting("workers_per_function", int, None, "Run exactly this many instances per function (sets "
+            "min-instances and max-instances where they are not set more specifically); empty: autoscale.",
+            nullable=True, minimum=1, commands=("start",)),
     Setting("queue_size", int, 100, "Requests waiting per function before 503.", minimum=0, per_function=True),
     Setting("admin_port", int, None, "Serve /_fnserve/health and /_fnserve/metrics on this port "
             "(empty: on the main port).", nullable=True, minimum=0, maximum=65535, commands=("start",)),
@@ -187,8 +190,8 @@ SETTINGS: tuple[Setting, ...] = (
             commands=("dev", "start", "build", "deps")),
     Setting("install", bool, True, "Install requirements into a per-project env with uv "
             "(false: run functions with the current interpreter).", commands=("dev", "start", "build", "deps")),
-    Setting("python", str, None, "Python version request for the function env (e.g. 3.12).", nullable=True,
-            pattern=r"\d+(\.\d+){0,2}|[<>=!~].*|\S+", commands=("dev", "start", "build", "deps")),
+    Setting("python", str, None, "Python version request or interpreter path for the function env "
+            "(e.g. 3.12).", nullable=True, commands=("dev", "start", "build", "deps")),
     Setting("reload", bool, lambda mode: mode == "dev", "Reload functions when files change "
             "(default: on in dev).", commands=_SERVE),
 )
