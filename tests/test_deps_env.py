@@ -122,10 +122,15 @@ def test_real_install_reuse_add_and_failure_keep_previous_env(tmp_path):
     assert after["api/index.py"] == before["api/index.py"]
 
 
-def test_install_off_without_env_is_an_error(tmp_path):
+def test_install_off_uses_fnserves_interpreter(tmp_path):
+    import sys
+
     (tmp_path / "requirements.txt").write_text("six\n")
-    with pytest.raises(DependencyError, match="installing is off"):
-        ensure_env(tmp_path, _options(install=False))
+    messages: list[str] = []
+    env = ensure_env(tmp_path, _options(install=False), progress=messages.append)
+    assert env.python == Path(sys.executable) and env.key == "none" and not env.changed
+    assert env.requirements == ("six",) and "install is off" in messages[0]
+    assert not (tmp_path / ".fnserve" / "envs").exists()
 
 
 def test_detect_imports_off(tmp_path):

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class Environment:
     """A ready environment. ``python``: the env's interpreter (give it to the worker);
     ``site_packages``: its site-packages folder; ``key``: the env's hash; ``requirements``: the lines
     installed from; ``changed``: True when this call created it; ``path``: the env folder;
-    ``lock``: ``installed.txt`` (what uv installed, pinned)."""
+    ``lock``: ``installed.txt`` (what uv installed, pinned); None for ``current_environment()``."""
 
     python: Path
     site_packages: Path
@@ -54,7 +55,16 @@ class Environment:
     requirements: tuple[str, ...]
     changed: bool
     path: Path
-    lock: Path
+    lock: Path | None
+
+
+def current_environment(python: Path, requirements: Sequence[str] = ()) -> Environment:
+    """The interpreter fnserve runs on, as an ``Environment`` (``install = false``: the user manages
+    packages; functions then see whatever that interpreter has). ``python``: ``sys.executable``."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    return Environment(python, site, "none", tuple(requirements), False, Path(sys.prefix), None)
 
 
 def env_key(interp: Interpreter, merged: MergedSet, index_args: Sequence[str]) -> str:
@@ -130,7 +140,6 @@ def _create(folder: Path, key: str, interp: Interpreter, merged: MergedSet, inde
     site = _site_packages(folder)
     lines = merged.lines()
     (folder / "requirements.in").write_text("".join(f"{line}\n" for line in lines))
-    (folder / "requirements.in").write_text("".join(f"{line}\n" for line in lines))
     outcome: dict[str, dict[str, str]] = {"provided": {}, "not_installed": {}}
     if lines:
         seeded = _seed_from_previous(envs_dir, folder, site, interp)
@@ -139,10 +148,12 @@ def _create(folder: Path, key: str, interp: Interpreter, merged: MergedSet, inde
     freeze = uv.run(["pip", "freeze", "--python", str(python)]) if lines else None
     lock = folder / "installed.txt"
     lock.write_text(freeze.stdout if freeze is not None and freeze.returncode == 0 else "")
-    data = {"key": key, "python": interp.tag, "base_python": str(interp.path), "site_packages": str(site),
-            "requirements": lines, "detected_provided_by_declared": outcome["provided"],
-            "detected_not_installed": outcome["not_installed"], "constraints": list(merged.constraints), "index": list(index_args),
-            "created": time.time()}
+    data = {
+        "key": key, "python": interp.tag, "base_python": str(interp.path), "site_packages": str(site),
+        "requirements": lines, "constraints": list(merged.constraints), "index": list(index_args),
+        "detected_provided_by_declared": outcome["provided"], "detected_not_installed": outcome["not_installed"],
+        "created": time.time(),
+    }
     (folder / MARKER).write_text(json.dumps(data, indent=2))
     return Environment(python, site, key, tuple(lines), True, folder, lock)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fnserve.deps.envs import Environment, build_env, env_key, existing_env
+from fnserve.deps.envs import Environment, build_env, current_environment, env_key, existing_env
 from fnserve.deps.imports import DetectedImport, scan_project, third_party_imports
 from fnserve.deps.manifests import read_manifests
 from fnserve.deps.mapping import ImportMap
@@ -86,17 +87,18 @@ def ensure_env(project_dir: Path, options: object = None, *, progress: Progress 
     requirement set or Python changed. ``options``: ``DepsOptions`` / ``Config`` / None;
     ``progress``: called with one-line messages only when work is done (nothing is printed for a
     reused env); ``plan``: a plan already computed. An unchanged set returns in milliseconds with
-    ``changed=False`` and starts no process. Raises ``DependencyError``; the previous env is kept."""
+    ``changed=False`` and starts no process. With ``install`` off, a matching env is still used if
+    one exists, else fnserve's own interpreter (``key="none"``). Raises ``DependencyError``; the
+    previous env is kept."""
     opts = as_options(options)
     plan = plan or plan_deps(project_dir, opts)
     found = existing_env(plan.state_dir / "envs", plan.key)
     if found is not None:
         return found
-    if not opts.install:
-        from fnserve.errors import DependencyError
-
-        raise DependencyError(f"the environment {plan.env_path} does not exist and installing is off",
-                              "run `fnserve deps` (without --no-install) or turn the install setting on")
+    if not opts.install:  # the user manages packages: run with fnserve's interpreter (config: install)
+        if progress is not None:
+            progress(f"install is off: functions run with {sys.executable} and its packages")
+        return current_environment(Path(sys.executable), plan.merged.lines())
     environ = dict(opts.environ or os.environ)
     return build_env(plan.state_dir, plan.key, plan.python.interpreter, plan.merged, plan.index_args,
                      _uv(opts, environ), progress, keep=opts.keep_envs)

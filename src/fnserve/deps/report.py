@@ -68,7 +68,7 @@ def to_json(plan: DepsPlan, env: Environment | None) -> dict:
                 "exists": env is not None or (plan.env_path / MARKER).is_file(),
                 "python": str(env.python) if env else None,
                 "changed": env.changed if env else False,
-                "lock": str(env.lock) if env else None},
+                "lock": str(env.lock) if env and env.lock else None},
         "problems": check_problems(plan),
     }
 
@@ -95,8 +95,11 @@ def render_text(plan: DepsPlan, env: Environment | None) -> str:
     lines += ["", f"python   {plan.python.reason}"]
     state = ("created now" if env.changed else "up to date") if env else (
         "exists" if (plan.env_path / MARKER).is_file() else "not created (run without --no-install)")
-    lines.append(f"env      {_short(plan.env_path, plan.project_dir)}  ({state})")
-    if env is not None:
+    if env is not None and env.key == "none":
+        lines.append(f"env      none: install is off; functions run with {env.python}")
+    else:
+        lines.append(f"env      {_short(plan.env_path, plan.project_dir)}  ({state})")
+    if env is not None and env.lock is not None:
         lines.append(f"lock     {_short(env.lock, plan.project_dir)}")
     problems = check_problems(plan)
     if problems:
