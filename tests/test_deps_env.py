@@ -206,3 +206,29 @@ def test_detected_name_missing_from_the_index_is_left_out_with_a_warning(tmp_pat
     assert _run(env.python, "import six").returncode == 0
     result = CliRunner().invoke(main, ["deps", str(tmp_path), "--no-install"])
     assert "not on the index" in result.output
+
+
+def test_edgeone_plan_excludes_cloud_functions_modules(tmp_path):
+    project = _copy("deps_edgeone", tmp_path)
+    plan = plan_deps(project, _options())
+    assert [(r.line, r.sources) for r in plan.merged.requirements] == [
+        ("flask==3.0.3", ("cloud-functions/requirements.txt:1",))]  # utils/, settings.py are local
+    if plan.python.interpreter.version.startswith("3.12"):
+        assert ".python-version:1" in plan.python.reason
+
+
+@pytest.mark.parametrize(
+    "stderr, expected",
+    [
+        ("  × No solution found when resolving dependencies:\n  ╰─▶ Because flask-nope was not found in the "
+         "package registry and you require flask-nope, we can conclude that your requirements are "
+         "unsatisfiable.", "flask-nope"),
+        ("error: No solution found\n  cause: Because only six<=1.17.0 is available and you require six>=99, "
+         "we can conclude that your requirements are unsatisfiable.", "six"),
+        ("error: Failed to build `badpkg==1.0`\n  Caused by: Build backend failed", "badpkg"),
+    ],
+)
+def test_uv_error_names_the_requirement(stderr, expected):
+    from fnserve.deps.uv import failing_requirement
+
+    assert failing_requirement(stderr, ["six", "badpkg", "flask-nope"]) == expected
