@@ -59,12 +59,21 @@ def test_python_version_file_picks_that_minor(cache, installed, tmp_path):
     assert ".python-version:2" in choice.reason
 
 
-def test_requires_python_range_picks_highest_match(cache, installed):
+def test_requires_python_range_picks_nearest_match(cache, installed):
     if CURRENT.parsed.release[:2] >= (3, 13):
         pytest.skip("fnserve's own Python already satisfies >=3.13")
     want = _minor(installed, "3.13")
     choice = select_python([_req(">=3.13", "pyproject.toml:4", pin=False)], ENV, cache)
-    assert choice.interpreter.version == want.version and "highest installed match" in choice.reason
+    assert choice.interpreter.version == want.version and "nearest installed match" in choice.reason
+
+
+def test_range_prefers_the_lowest_matching_minor(cache, installed):
+    if CURRENT.parsed.release[:2] >= (3, 12):
+        pytest.skip("fnserve's own Python already satisfies >=3.12")
+    want = _minor(installed, "3.12")
+    _minor(installed, "3.13")
+    choice = select_python([_req(">=3.12", "pyproject.toml:4", pin=False)], ENV, cache)
+    assert choice.interpreter.version == want.version
 
 
 def test_pipfile_python_version(cache, installed):

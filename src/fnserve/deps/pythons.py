@@ -10,7 +10,8 @@ matches, ``uv python find`` is asked (downloads disabled). Versions below 3.9 ar
 chosen (the function runtime supports 3.9–3.13).
 
 Selection: no request → fnserve's own interpreter. Otherwise the intersection of all requests;
-fnserve's interpreter if it satisfies it, else the highest installed version that does.
+fnserve's interpreter if it satisfies it, else the nearest installed one: the lowest minor version
+that satisfies it (``>=3.12`` → 3.12, as the platforms' defaults do), at its highest patch.
 Raises ``DependencyError`` listing what is installed when nothing satisfies the request.
 """
 
@@ -243,8 +244,9 @@ def select_python(
     installed = discover(environ, cache_file)
     matching = [i for i in installed if i.supported and spec.contains(i.version, prereleases=True)]
     if matching:
-        best = max(matching, key=lambda i: i.parsed)
-        return PythonChoice(best, f"{best.tag} at {best.path} (highest installed match for {why})", tuple_requests)
+        lowest_minor = min(i.parsed.release[:2] for i in matching)
+        best = max((i for i in matching if i.parsed.release[:2] == lowest_minor), key=lambda i: i.parsed)
+        return PythonChoice(best, f"{best.tag} at {best.path} (nearest installed match for {why})", tuple_requests)
     if uv_find is not None:
         path = uv_find(spec)
         interp = probe(path, cache_file) if path else None
