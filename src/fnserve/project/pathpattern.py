@@ -158,9 +158,6 @@ def _parse(source: str) -> list[str | _Key]:
                 return out
             out += value
 
-    def key_name(name: str | None) -> str:
-        return name or ""  # unnamed keys are numbered below, once their position is known
-
     while pos < len(tokens):
         char = take("CHAR")
         name = take("NAME")
@@ -173,7 +170,7 @@ def _parse(source: str) -> list[str | _Key]:
                 result.append(path)
                 path = ""
             modifier = take("MODIFIER") or ""
-            result.append(_Key(key_name(name), pattern or _DEFAULT_SEGMENT, prefix, "", modifier))
+            result.append(_Key(name or "", pattern or _DEFAULT_SEGMENT, prefix, "", modifier))
             continue
         value = char if char is not None else take("ESCAPED_CHAR")
         if value is not None:
@@ -190,14 +187,12 @@ def _parse(source: str) -> list[str | _Key]:
             must("CLOSE")
             modifier = take("MODIFIER") or ""
             if name or pattern:
-                result.append(
-                    _Key(key_name(name), pattern or _DEFAULT_SEGMENT, prefix, suffix, modifier)
-                )
+                result.append(_Key(name, pattern or _DEFAULT_SEGMENT, prefix, suffix, modifier))
             else:  # a plain optional literal group such as "{/}?"
                 result.append(_Key("", "", prefix, suffix, modifier))
             continue
         must("END")
-    # number unnamed keys by their 1-based position among all keys, so params["N"] is "$N"
+    # unnamed keys ("") get their 1-based position among all keys, so params["N"] is "$N"
     numbered: list[str | _Key] = []
     position = 0
     for item in result:

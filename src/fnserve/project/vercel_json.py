@@ -28,7 +28,7 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from fnserve.errors import ConfigError
 from fnserve.project.pathpattern import PathPattern, RegexPattern, js_regex
@@ -54,7 +54,8 @@ class _Ctx:
     """Carries the file name for errors and collects warnings."""
 
     def __init__(self, name: str) -> None:
-        self.name, self.warnings = name, []  # type: tuple[str, list[str]]
+        self.name = name
+        self.warnings: list[str] = []
 
     def fail(self, path: str, problem: str, allowed: str) -> ConfigError:
         return ConfigError(self.name, path, problem, allowed)
@@ -62,9 +63,9 @@ class _Ctx:
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{self.name}: {path}: {message}")
 
-    def obj(self, value: Any, path: str, keys: Mapping[str, str], ignored: tuple[str, ...] = ()) -> dict:
-        """Check ``value`` is an object whose keys are in ``keys`` (key → description) or
-        ``ignored`` (warned); returns it."""
+    def obj(self, value: Any, path: str, keys: Collection[str], ignored: Collection[str] = ()) -> dict:
+        """Check ``value`` is an object whose keys are in ``keys`` or ``ignored`` (accepted with
+        a warning); returns it."""
         if not isinstance(value, dict):
             raise self.fail(path, f"expected an object, found {_show(value)}", "an object")
         for key in value:
@@ -95,8 +96,14 @@ def _tuple(kind: type | tuple) -> tuple:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+_JSON_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+
+
 def _show(value: Any) -> str:
-    return f"{type(value).__name__} {json.dumps(value)[:60]}" if value is not None else "null"
+    """``value`` as the user wrote it, with its JSON type: ``string "yes"``, ``null``."""
+    if value is None:
+        return "null"
+    return f"{_JSON_TYPES.get(type(value), type(value).__name__)} {json.dumps(value)[:60]}"
 
 
 def _join(path: str, key: str) -> str:
@@ -112,7 +119,7 @@ def _conditions(ctx: _Ctx, rule: dict, path: str, which: str) -> tuple[Condition
     out = []
     for i, item in enumerate(ctx.array(rule[which], _join(path, which))):
         ipath = f"{_join(path, which)}[{i}]"
-        ctx.obj(item, ipath, {"type": "", "key": "", "value": ""})
+        ctx.obj(item, ipath, ("type", "key", "value"))
         kind = item.get("type")
         if kind not in _CONDITION_TYPES:
             raise ctx.fail(_join(ipath, "type"), f"found {_show(kind)}", "one of: " + ", ".join(_CONDITION_TYPES))
@@ -151,14 +158,14 @@ def _destination(ctx: _Ctx, rule: dict, path: str) -> str:
 
 
 def _rewrite(ctx: _Ctx, rule: Any, path: str) -> Rewrite:
-    ctx.obj(rule, path, {"source": "", "destination": "", "has": "", "missing": ""})
+    ctx.obj(rule, path, ("source", "destination", "has", "missing"))
     source = _source(ctx, rule, path)
     return Rewrite(source, _destination(ctx, rule, path), _conditions(ctx, rule, path, "has"),
                    _conditions(ctx, rule, path, "missing"), f"{ctx.name}: {path}")
 
 
 def _redirect(ctx: _Ctx, rule: Any, path: str) -> Redirect:
-    keys = {"source": "", "destination": "", "permanent": "", "statusCode": "", "has": "", "missing": ""}
+    keys = ("source", "destination", "permanent", "statusCode", "has", "missing")
     ctx.obj(rule, path, keys)
     source = _source(ctx, rule, path)
     if "permanent" in rule and "statusCode" in rule:
@@ -176,14 +183,14 @@ def _redirect(ctx: _Ctx, rule: Any, path: str) -> Redirect:
 
 
 def _header_rule(ctx: _Ctx, rule: Any, path: str) -> HeaderRule:
-    ctx.obj(rule, path, {"source": "", "headers": "", "has": "", "missing": ""})
+    ctx.obj(rule, path, ("source", "headers", "has", "missing"))
     source = _source(ctx, rule, path)
     if "headers" not in rule:
         raise ctx.fail(_join(path, "headers"), "missing", "an array of {key, value}")
     pairs = []
     for i, item in enumerate(ctx.array(rule["headers"], _join(path, "headers"))):
         ipath = f"{_join(path, 'headers')}[{i}]"
-        ctx.obj(item, ipath, {"key": "", "value": ""})
+        ctx.obj(item, ipath, ("key", "value"))
         name = ctx.string(item.get("key"), _join(ipath, "key"))
         if not _HEADER_NAME.match(name):
             raise ctx.fail(_join(ipath, "key"), f"{name!r} is not a valid header name", "letters, digits and -")
@@ -193,8 +200,8 @@ def _header_rule(ctx: _Ctx, rule: Any, path: str) -> HeaderRule:
 
 
 def _route(ctx: _Ctx, rule: Any, path: str) -> LegacyRoute:
-    keys = {k: "" for k in ("src", "dest", "status", "headers", "methods", "continue", "check",
-                            "caseSensitive", "has", "missing", "handle")}
+    keys = ("src", "dest", "status", "headers", "methods", "continue", "check", "caseSensitive", "has",
+            "missing", "handle")
     ctx.obj(rule, path, keys)
     where = f"{ctx.name}: {path}"
     if "handle" in rule:
@@ -227,7 +234,7 @@ def _route(ctx: _Ctx, rule: Any, path: str) -> LegacyRoute:
 
 
 def _build(ctx: _Ctx, rule: Any, path: str) -> LegacyBuild:
-    ctx.obj(rule, path, {"src": "", "use": "", "config": ""})
+    ctx.obj(rule, path, ("src", "use", "config"))
     src = ctx.string(rule.get("src", "**"), _join(path, "src"))
     use = rule.get("use")
     if not isinstance(use, str) or not use:
@@ -236,7 +243,7 @@ def _build(ctx: _Ctx, rule: Any, path: str) -> LegacyBuild:
     return LegacyBuild(src, use, FrozenMap(dict(config)))
 
 
-_FUNCTION_KEYS = {"maxDuration": "", "memory": "", "includeFiles": "", "excludeFiles": "", "runtime": ""}
+_FUNCTION_KEYS = ("maxDuration", "memory", "includeFiles", "excludeFiles", "runtime")
 _FUNCTION_IGNORED = ("regions", "functionFailoverRegions", "supportsCancellation", "architecture",
                      "experimentalTriggers")
 
@@ -281,9 +288,9 @@ def _env(ctx: _Ctx, data: dict) -> Mapping[str, str]:
 
 # ---------------------------------------------------------------- files
 
-_VERCEL_KEYS = {k: "" for k in (
+_VERCEL_KEYS = (
     "$schema", "functions", "rewrites", "redirects", "headers", "cleanUrls", "trailingSlash", "env",
-    "buildCommand", "installCommand", "framework", "outputDirectory", "routes", "builds")}
+    "buildCommand", "installCommand", "framework", "outputDirectory", "routes", "builds")
 _VERCEL_IGNORED = ("version", "name", "alias", "scope", "regions", "functionFailoverRegions", "crons",
                    "images", "github", "git", "devCommand", "ignoreCommand", "build", "public",
                    "bunVersion", "fluid")
@@ -330,8 +337,8 @@ def parse_vercel_json(data: Any, name: str = "vercel.json") -> VercelConfig:
     )
 
 
-_EDGEONE_KEYS = {k: "" for k in ("$schema", "name", "buildCommand", "installCommand", "outputDirectory",
-                                 "rewrites", "redirects", "headers")}
+_EDGEONE_KEYS = ("$schema", "name", "buildCommand", "installCommand", "outputDirectory",
+                                 "rewrites", "redirects", "headers")
 
 
 def parse_edgeone_json(data: Any, name: str = "edgeone.json") -> VercelConfig:
@@ -340,7 +347,7 @@ def parse_edgeone_json(data: Any, name: str = "edgeone.json") -> VercelConfig:
     ctx.obj(data, "", _EDGEONE_KEYS, ("nodeVersion", "caches"))
 
     def redirect(rule: Any, path: str) -> Redirect | None:
-        ctx.obj(rule, path, {"source": "", "destination": "", "statusCode": ""})
+        ctx.obj(rule, path, ("source", "destination", "statusCode"))
         if rule.get("source") in ("$host", "$wwwhost"):
             ctx.warn(path, "domain redirects ($host/$wwwhost) only apply on EdgeOne; ignored")
             return None

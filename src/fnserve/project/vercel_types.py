@@ -1,6 +1,8 @@
 """The value types of ``vercel.json`` / ``edgeone.json`` (SPEC §5), built by
-``fnserve.project.vercel_json``. All frozen; patterns are compiled (``PathPattern`` for
-``source``, ``RegexPattern`` for legacy ``src``), so the server only matches and substitutes.
+``fnserve.project.vercel_json``. All frozen; patterns are compiled, so the server only matches
+and substitutes: ``Rewrite``/``Redirect``/``HeaderRule.source`` is a ``PathPattern``
+(``str(rule.source)`` is the text as written), ``LegacyRoute.pattern`` a ``RegexPattern`` (``src``
+keeps the text). ``where`` is ``"<file>: <json path>"`` for messages.
 """
 
 from __future__ import annotations
