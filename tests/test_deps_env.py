@@ -232,3 +232,31 @@ def test_uv_error_names_the_requirement(stderr, expected):
     from fnserve.deps.uv import failing_requirement
 
     assert failing_requirement(stderr, ["six", "badpkg", "flask-nope"]) == expected
+
+
+def test_affects_dependencies(tmp_path):
+    from fnserve.deps import affects_dependencies
+
+    plan = plan_deps(_copy("deps_requirements", tmp_path), _options())
+    root = plan.project_dir
+    assert affects_dependencies(root, root / "requirements.txt")
+    assert affects_dependencies(root, root / "reqs" / "base.txt", plan)  # an -r include
+    assert affects_dependencies(root, root / "api" / "index.py")
+    assert affects_dependencies(root, root / ".python-version")
+    assert not affects_dependencies(root, root / "public" / "style.css")
+    assert not affects_dependencies(root, root / ".venv" / "lib" / "x.py")
+    assert not affects_dependencies(root, tmp_path / "elsewhere.py")
+
+
+def test_async_variant_and_console_progress(tmp_path):
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from fnserve.deps import ConsoleProgress, ensure_env_async
+
+    out = io.StringIO()
+    with ConsoleProgress(Console(file=out, force_terminal=False)) as progress:
+        env = asyncio.run(ensure_env_async(tmp_path, _options(), progress=progress))
+    assert env.changed and "environment ready" in out.getvalue()

@@ -104,6 +104,28 @@ def ensure_env(project_dir: Path, options: object = None, *, progress: Progress 
                      _uv(opts, environ), progress, keep=opts.keep_envs)
 
 
+# Files whose change can change the requirement set or the Python (besides any .py file: imports).
+MANIFEST_NAMES = frozenset({"requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock",
+                            ".python-version", "fnserve.toml"})
+
+
+def affects_dependencies(project_dir: Path, path: Path, plan: DepsPlan | None = None) -> bool:
+    """For the dev server's file watcher: may a change of ``path`` (absolute) change the env?
+    True for manifests (and files they include, when ``plan`` lists them), ``.python-version``,
+    config files, and Python files outside excluded folders (their imports). Cheap: no parsing."""
+    from fnserve.project.layout import is_excluded_dir
+
+    try:
+        rel = Path(path).resolve().relative_to(Path(project_dir).resolve())
+    except ValueError:
+        return False
+    if any(is_excluded_dir(part) for part in rel.parts[:-1]):
+        return False
+    if rel.name in MANIFEST_NAMES or (plan is not None and rel.as_posix() in plan.manifests):
+        return True
+    return rel.suffix == ".py" or (rel.suffix == ".txt" and "requirements" in rel.name)
+
+
 async def ensure_env_async(project_dir: Path, options: object = None, *,
                            progress: Progress | None = None) -> Environment:
     """``ensure_env`` in a worker thread, for the dev server's event loop: the old env stays
