@@ -107,3 +107,20 @@ def test_empty_project(tmp_path: Path) -> None:
     assert "files: (none: defaults only)" in result.output
     assert "Routing rules: none" in result.output
     assert "Function environment (0 variables; values hidden)" in result.output
+
+
+def test_effective_limits_per_function() -> None:
+    out = run(FULL).output
+    section = out.split("Effective limits per function")[1]
+    assert row(section, "api/slow.py")[1:] == ["200", "s", "1024", "MB", "2", "0-" + row(out, "max-instances")[1],
+                                               "60", "s"]
+    data = json.loads(run(FULL, "--json").output)
+    assert [item["function"] for item in data["limits"]] == ["api/hello.py", "api/slow.py"]
+    assert data["limits"][0]["max_duration"] == 60.0
+
+
+def test_bad_file_value_names_the_key_as_written(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.fnserve]\nbody-limit = "huge"\n')
+    result = CliRunner().invoke(main, ["config", str(tmp_path)], env={})
+    assert result.exit_code == 2
+    assert "pyproject.toml [tool.fnserve]: body-limit: bad value 'huge'" in result.output

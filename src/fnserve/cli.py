@@ -43,12 +43,21 @@ def config_command(directory: str, as_json: bool, mode: str, **flags: object) ->
     from fnserve.config.report import render_text, to_json
     from fnserve.errors import FnserveError
 
+    from fnserve.project import load_project
+
     try:
         config = load_config(directory, overrides_from(flags), os.environ, mode=mode)
     except FnserveError as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(exc.exit_code) from exc
-    click.echo(json.dumps(to_json(config), indent=2) if as_json else render_text(config))
+    try:  # the effective limits of each function; WSGI vs ASGI is known only at load (None)
+        project = load_project(config.project_dir, entrypoint=config.entrypoint, framework=config.framework)
+        functions = [(f.id, None if f.entry is None or f.entry.kind.is_framework else False)
+                     for f in project.functions]
+    except FnserveError as exc:
+        click.echo(f"note: per-function limits not shown: {exc.message}", err=True)
+        functions = []
+    click.echo(json.dumps(to_json(config, functions), indent=2) if as_json else render_text(config, functions))
 
 
 # --- fnserve routes (issue 2: project model; owner: project) ---------------------------------

@@ -157,7 +157,7 @@ def _parse_table(
     for key, raw in table.items():
         name = _snake(key)
         if name in SETTINGS_BY_NAME:
-            values[name] = SETTINGS_BY_NAME[name].parse(raw, label)
+            values[name] = _parse_as_written(SETTINGS_BY_NAME[name], raw, label, key)
         elif name == "functions":
             rules = _function_rules(raw, label)
         elif name == "import_map":
@@ -165,6 +165,14 @@ def _parse_table(
         else:
             raise ConfigError(label, key, "unknown key", allowed)
     return values, rules, import_map
+
+
+def _parse_as_written(setting: Setting, raw: Any, source: str, key: str) -> Any:
+    """``setting.parse`` with errors naming the key as the user wrote it (``body-limit``)."""
+    try:
+        return setting.parse(raw, source)
+    except ConfigError as exc:
+        raise ConfigError(source, key, exc.problem, exc.allowed) from exc
 
 
 def _function_rules(raw: Any, label: str) -> tuple[FunctionRule, ...]:
@@ -183,7 +191,7 @@ def _function_rules(raw: Any, label: str) -> tuple[FunctionRule, ...]:
             name = _snake(key)
             if name == "concurrency":
                 setting: Setting = SETTINGS_BY_NAME["concurrency_sync"]
-                parsed = setting.parse(val, where)
+                parsed = _parse_as_written(setting, val, where, key)
                 values.setdefault("concurrency_sync", parsed)
                 values.setdefault("concurrency_asgi", parsed)
             elif name in ("include_files", "exclude_files"):
@@ -191,7 +199,7 @@ def _function_rules(raw: Any, label: str) -> tuple[FunctionRule, ...]:
                     raise ConfigError(where, key, f"expected a glob string, found {val!r}", "a glob such as 'data/**'")
                 values[name] = val
             elif name in SETTINGS_BY_NAME and SETTINGS_BY_NAME[name].per_function:
-                values[name] = SETTINGS_BY_NAME[name].parse(val, where)
+                values[name] = _parse_as_written(SETTINGS_BY_NAME[name], val, where, key)
             else:
                 raise ConfigError(where, key, "unknown key", allowed)
         rules.append(FunctionRule(glob, FrozenMap(values), order, where))

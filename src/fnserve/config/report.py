@@ -8,7 +8,7 @@ function gets — never their values, which may be secrets.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from fnserve.config.model import Config
 from fnserve.config.settings import SETTINGS
@@ -63,10 +63,25 @@ def _function_rules(config: Config) -> list[dict[str, Any]]:
     return out
 
 
-def to_json(config: Config) -> dict[str, Any]:
+def _limits(config: Config, functions: Sequence[tuple[str, bool | None]]) -> list[dict[str, Any]]:
+    out = []
+    for function_id, asgi in functions:
+        sync = config.limits_for(function_id)
+        item: dict[str, Any] = {"function": function_id, "max_duration": sync.max_duration, "memory": sync.memory,
+                                "concurrency": sync.concurrency, "min_instances": sync.min_instances,
+                                "max_instances": sync.max_instances, "idle_timeout": sync.idle_timeout}
+        if asgi is None:  # WSGI or ASGI is decided at load time (SPEC §2.1): show both
+            item["concurrency_asgi"] = config.limits_for(function_id, asgi=True).concurrency
+        out.append(item)
+    return out
+
+
+def to_json(config: Config, functions: Sequence[tuple[str, bool | None]] = ()) -> dict[str, Any]:
     """A JSON-able dict: ``project_dir``, ``mode``, ``settings`` (name → value, source, env,
-    flag, unit), ``functions`` (limit rules), ``routing`` (rules, cleanUrls, trailingSlash),
-    ``function_env`` (names only), ``files``, ``build_command``, ``warnings``."""
+    flag, unit), ``functions`` (limit rules), ``limits`` (the effective limits of each of
+    ``functions``: ``(function id, asgi)`` pairs, asgi None when only the load can tell),
+    ``routing`` (rules, cleanUrls, trailingSlash), ``function_env`` (names only), ``files``,
+    ``build_command``, ``warnings``."""
     v = config.vercel
     return {
         "project_dir": str(config.project_dir),
@@ -77,6 +92,7 @@ def to_json(config: Config) -> dict[str, Any]:
             for s in SETTINGS
         },
         "functions": _function_rules(config),
+        "limits": _limits(config, functions),
         "routing": {"rules": _rules(config), "clean_urls": v.clean_urls, "trailing_slash": v.trailing_slash},
         "function_env": sorted(config.env_vars),
         "files": [str(p.relative_to(config.project_dir)) for p in config.files],
@@ -86,9 +102,9 @@ def to_json(config: Config) -> dict[str, Any]:
     }
 
 
-def render_text(config: Config) -> str:
-    """The human report: aligned tables, one section per topic."""
-    data = to_json(config)
+def render_text(config: Config, functions: Sequence[tuple[str, bool | None]] = ()) -> str:
+    """The human report: aligned tables, one section per topic (``functions`` as in ``to_json``)."""
+    data = to_json(config, functions)
     lines = [f"fnserve config for {data['project_dir']} (mode: {config.mode})"]
     lines.append("files: " + (", ".join(data["files"]) if data["files"] else "(none: defaults only)"))
     lines += ["", "Settings"]
@@ -103,6 +119,16 @@ def render_text(config: Config) -> str:
         for fn in data["functions"]:
             shown = ", ".join(f"{k.replace('_', '-')}={_show(v)}" for k, v in fn["values"].items()) or "(nothing)"
             rows.append((fn["glob"], shown, fn["where"].split(":")[0]))
+        lines += _table(rows)
+    if data["limits"]:
+        lines += ["", "Effective limits per function"]
+        rows = [("FUNCTION", "MAX-DURATION", "MEMORY", "CONCURRENCY", "INSTANCES", "IDLE-TIMEOUT")]
+        for item in data["limits"]:
+            conc = str(item["concurrency"])
+            if "concurrency_asgi" in item:
+                conc += f" (asgi: {item['concurrency_asgi']})"
+            rows.append((item["function"], f"{_show(item['max_duration'])} s", f"{item['memory']} MB", conc,
+                         f"{item['min_instances']}-{item['max_instances']}", f"{_show(item['idle_timeout'])} s"))
         lines += _table(rows)
     routing = data["routing"]
     lines += ["", "Routing rules" + ("" if routing["rules"] else ": none")]
