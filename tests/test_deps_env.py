@@ -24,6 +24,7 @@ from fnserve.errors import DependencyError
 
 PROJECTS = Path(__file__).parent / "projects"
 UV_CACHE = Path.home() / ".cache" / "fnserve-test-uv"
+OWN_MINOR = "%d.%d" % __import__("sys").version_info[:2]
 ENVIRON = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYENV_ROOT", "SSL_CERT_FILE")}
 
 
@@ -164,11 +165,11 @@ def test_cli_check_fails_on_undeclared(tmp_path):
 
 def test_cli_json_and_check_ok(tmp_path):
     project = _copy("deps_edgeone", tmp_path)
-    result = CliRunner().invoke(main, ["deps", str(project), "--json", "--no-install", "--python", "3.11"])
+    result = CliRunner().invoke(main, ["deps", str(project), "--json", "--no-install", "--python", OWN_MINOR])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["requirements"][0]["sources"] == ["cloud-functions/requirements.txt:1"]
-    assert data["python"]["version"].startswith("3.11") and "python setting" in data["python"]["reason"]
+    assert data["python"]["version"].startswith(OWN_MINOR + ".") and "python setting" in data["python"]["reason"]
     assert data["env"]["exists"] is False and data["problems"] == []
 
 
@@ -185,12 +186,12 @@ def test_options_from_real_config(tmp_path):
     (tmp_path / "api").mkdir()
     (tmp_path / "api" / "index.py").write_text("import acme_sdk\nimport yaml\n")
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.fnserve]\npython = "3.11"\n\n[tool.fnserve.import-map]\nacme_sdk = "acme-python-sdk"\n')
+        f'[tool.fnserve]\npython = "{OWN_MINOR}"\n\n[tool.fnserve.import-map]\nacme_sdk = "acme-python-sdk"\n')
     options = DepsOptions.from_config(load_config(tmp_path, {}, ENVIRON), ENVIRON)
-    assert options.python == "3.11" and options.import_map == {"acme_sdk": "acme-python-sdk"}
+    assert options.python == OWN_MINOR and options.import_map == {"acme_sdk": "acme-python-sdk"}
     plan = plan_deps(tmp_path, options)
     assert [r.name for r in plan.merged.requirements] == ["acme-python-sdk", "pyyaml"]
-    assert plan.python.interpreter.version.startswith("3.11")
+    assert plan.python.interpreter.version.startswith(OWN_MINOR + ".")
     (tmp_path / "pyproject.toml").write_text("[tool.fnserve]\ndetect-imports = false\n")
     off = DepsOptions.from_config(load_config(tmp_path, {}, ENVIRON), ENVIRON)
     assert off.detect_imports is False and plan_deps(tmp_path, off).merged.requirements == ()
