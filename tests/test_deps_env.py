@@ -25,7 +25,7 @@ from fnserve.errors import DependencyError
 PROJECTS = Path(__file__).parent / "projects"
 UV_CACHE = Path.home() / ".cache" / "fnserve-test-uv"
 OWN_MINOR = "%d.%d" % __import__("sys").version_info[:2]
-ENVIRON = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYENV_ROOT", "SSL_CERT_FILE")}
+ENVIRON = dict(os.environ)  # uv needs the machine's TLS / proxy settings to reach the index
 
 
 def _options(**changes) -> DepsOptions:
