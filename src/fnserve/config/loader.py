@@ -39,7 +39,6 @@ __all__ = ["load_config", "watched_file_names", "MODES", "CONFIG_FILE_NAMES"]
 MODES = ("dev", "start", "build")
 CONFIG_FILE_NAMES = ("pyproject.toml", "fnserve.toml", "vercel.json", "edgeone.json")
 _PYPROJECT = "pyproject.toml [tool.fnserve]"
-_FUNCTION_EXTRA = ("concurrency", "include_files", "exclude_files")
 
 
 def load_config(
