@@ -4,6 +4,7 @@ httpx (issue 4 acceptance). Functions run with the current interpreter (``--no-i
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -167,3 +168,11 @@ def test_rewrite_to_single_app_sees_rewritten_path(tmp_path_factory) -> None:
             assert c.get("/other").json()["path"] == "/other"
     finally:
         server.stop()
+
+
+def test_max_duration_gives_504(client: httpx.Client) -> None:
+    t0 = time.monotonic()
+    r = client.get("/api/slow")
+    assert r.status_code == 504 and r.json()["error"]["code"] == "FUNCTION_INVOCATION_TIMEOUT"
+    assert time.monotonic() - t0 < 4
+    assert client.get("/api/hello").status_code == 200

@@ -59,7 +59,7 @@ class DevServer:
         self.python: Path | None = None
         self.routes_of: dict[str, str] = {}
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
-        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor), dev=True,
+        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor, self.max_duration), dev=True,
                             on_shutdown=(self.supervisor.shutdown,))
         self._deps_task: asyncio.Task | None = None
         self._installed: dict[str, WorkerTarget] = {}
@@ -213,6 +213,15 @@ class DevServer:
                 self.say(f"deps: {what} → new environment; restarted {', '.join(sorted(restarted)) or 'nothing'}")
 
         self._deps_task = asyncio.get_running_loop().create_task(job())
+
+    def max_duration(self, function_id: str) -> float | None:
+        """Seconds a request to ``function_id`` may run (``Config.limits_for``), None if unknown."""
+        if self.config is None:
+            return None
+        try:
+            return float(self.config.limits_for(function_id).max_duration)
+        except Exception:  # noqa: BLE001 - a limit we cannot read is no limit
+            return None
 
     def route_of(self, function_id: str) -> str | None:
         """The route pattern shown in front of a function's output lines."""

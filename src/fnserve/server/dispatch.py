@@ -8,6 +8,7 @@ raised by supervisor/upstream  status  shown in dev
 ``FunctionFailed``             500     the app's traceback
 ``WorkerCrashed``              502     exit status
 ``WorkerStartTimeout``         503
+over ``maxDuration``           504     (the worker is replaced)
 other ``WorkerError``          503     (unknown function, shutting down)
 =============================  ======  ==============================================
 
@@ -17,7 +18,8 @@ the client connection, which is the only honest signal left.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Callable
 
 from fnserve.errors import FunctionFailed, FunctionLoadFailed, WorkerCrashed, WorkerError
 from fnserve.project.types import Function
@@ -26,12 +28,44 @@ from fnserve.server.upstream import forward
 
 
 class SupervisorDispatcher:
-    """The ``Dispatcher`` of the front app backed by a ``fnserve.supervisor.Supervisor``."""
+    """The ``Dispatcher`` of the front app backed by a ``fnserve.supervisor.Supervisor``.
 
-    def __init__(self, supervisor: Any) -> None:
+    ``max_duration``: function id → seconds an HTTP request may run (vercel.json ``maxDuration``)
+    or None for no limit. Past it the request answers 504 (or its connection is dropped if the
+    response had started) and the function's worker is replaced (SPEC §9).
+    """
+
+    def __init__(self, supervisor: Any, max_duration: Callable[[str], float | None] | None = None) -> None:
         self.supervisor = supervisor
+        self.max_duration = max_duration
+        self._restarts: set[asyncio.Task] = set()  # replacements after a timeout, referenced until done
 
     async def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_duration(function.id) if self.max_duration and scope["type"] == "http" else None
+        if not limit:
+            await self._forward(function, scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self._forward(function, scope, receive, tracked), limit)
+        except asyncio.TimeoutError:
+            task = asyncio.get_running_loop().create_task(self.supervisor.restart([function.id]))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+            if started:
+                raise
+            raise DispatchError(
+                504, f"{function.id} did not answer within its maxDuration of {limit:g} s",
+                "raise maxDuration for it in vercel.json \"functions\" or make it faster; its worker was replaced",
+            ) from None
+
+    async def _forward(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             connection = await self.supervisor.acquire(function)
             await forward(connection, scope, receive, send)
