@@ -209,7 +209,7 @@ class LambdaAdapter:
             context = LambdaContext(self.function_name, request_id, self.max_duration, self.memory)
             loop = asyncio.get_running_loop()
             try:
-                result = await loop.run_in_executor(self.executor, self.handler, event, context)
+                result = await self.executor.run(loop, self.handler, event, context)
                 status, headers, out = map_response(result)
             except Exception as exc:
                 sys.stderr.write("fnserve: %s: the lambda handler failed:\n%s" % (self.label, traceback.format_exc()))

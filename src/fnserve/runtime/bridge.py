@@ -12,6 +12,7 @@
 """
 
 import asyncio
+import collections
 import json
 import threading
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
@@ -124,49 +125,75 @@ _DONE = object()
 class Outbox:
     """Thread → loop message channel with back-pressure (``high_water`` bytes, default 1 MiB).
 
-    Thread side: ``put(messages)`` (a list, sent in order, in one wake-up of the loop), then
-    ``done(error)`` exactly once. Loop side: ``await pump(send, ...)``. Created on the loop thread.
+    Thread side: ``put(messages)`` (a list, sent in order), then ``done(error)`` exactly once.
+    Every ``put`` is delivered at once (streaming), but wake-ups of the loop are coalesced: one
+    ``call_soon_threadsafe`` per batch the loop has not picked up yet, so a quick response and its
+    ``done`` usually cost a single wake-up. Loop side: ``await pump(send, ...)``. Created on the
+    loop thread.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int = 1 << 20) -> None:
         self._loop = loop
-        self._queue = asyncio.Queue()  # type: asyncio.Queue
-        self._cond = threading.Condition()
+        self._items = collections.deque()  # type: collections.deque
+        self._lock = threading.Lock()
+        self._cond = None  # type: Optional[threading.Condition]  (created on first back-pressure)
+        self._scheduled = False
+        self._waiter = None  # type: Optional[asyncio.Future]
         self._pending = 0
         self._high_water = high_water
         self.closed = False
         self.error = None  # type: Optional[BaseException]
 
     # -- thread side
-    def put(self, messages: List[Message]) -> None:
-        """Queue ``messages`` for sending; blocks while too many bytes are in flight; raises
-        ``ClientDisconnected`` once the client is gone."""
-        size = sum(len(m.get("body", b"")) for m in messages)
-        with self._cond:
-            if self.closed:
+    def _push(self, item: Any, size: int) -> None:
+        with self._lock:
+            if self.closed and item is not _DONE:
                 raise ClientDisconnected("the client disconnected")
+            self._items.append(item)
             self._pending += size
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (messages, size))
-        if size:
-            with self._cond:
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def put(self, messages: List[Message]) -> None:
+        """Queue ``messages`` for sending; blocks while more than ``high_water`` bytes are in
+        flight; raises ``ClientDisconnected`` once the client is gone."""
+        size = 0
+        for m in messages:
+            size += len(m.get("body", b""))
+        self._push(messages, size)
+        if self._pending > self._high_water:
+            with self._lock:
+                if self._cond is None:
+                    self._cond = threading.Condition(self._lock)
                 while self._pending > self._high_water and not self.closed:
                     self._cond.wait(1.0)
 
     def done(self, error: Optional[BaseException] = None) -> None:
         """The thread is finished; ``error`` (if any) is raised by ``pump`` after sending."""
         self.error = error
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, _DONE)
+        self._push(_DONE, 0)
 
     # -- loop side
+    def _wake(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def _sent(self, size: int) -> None:
-        with self._cond:
+        with self._lock:
             self._pending -= size
-            self._cond.notify_all()
+            if self._cond is not None:
+                self._cond.notify_all()
 
     def _close(self) -> None:
-        with self._cond:
+        with self._lock:
             self.closed = True
-            self._cond.notify_all()
+            if self._cond is not None:
+                self._cond.notify_all()
 
     async def pump(self, send: Send, receive: Optional[Receive] = None, reader: Optional[BodyReader] = None, head: bool = False) -> None:
         """Send queued messages until ``done``; then raise the thread's error, if any.
@@ -176,28 +203,44 @@ class Outbox:
         ``head``: drop response body bytes (a HEAD request).
         """
         watcher = None  # type: Optional[asyncio.Task]
+        items = self._items
+        finished = False
         try:
-            while True:
-                item = await self._queue.get()
-                if item is _DONE:
-                    break
-                messages, size = item
-                if not self.closed:
-                    for message in messages:
+            while not finished:
+                with self._lock:
+                    batch = list(items)
+                    items.clear()
+                if not batch:
+                    self._waiter = self._loop.create_future()
+                    with self._lock:
+                        ready = bool(items)
+                    if not ready:
+                        await self._waiter
+                    self._waiter = None
+                    continue
+                for item in batch:
+                    if item is _DONE:
+                        finished = True
+                        break
+                    size = 0
+                    for message in item:
+                        size += len(message.get("body", b""))
+                        if self.closed:
+                            continue
                         if head and message.get("body"):
                             message = {"type": message["type"], "body": b"", "more_body": message.get("more_body", False)}
                         try:
                             await send(message)
                         except Exception:  # the connection is gone: stop the thread's writes
                             self._close()
-                            break
+                            continue
                         if (
                             watcher is None and receive is not None and message.get("more_body")
                             and (reader is None or reader.complete)
                         ):
                             watcher = self._loop.create_task(self._watch(receive))
-                if size:
-                    self._sent(size)
+                    if size:
+                        self._sent(size)
         finally:
             if watcher is not None and not watcher.done():
                 watcher.cancel()

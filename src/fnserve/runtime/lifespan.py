@@ -71,6 +71,8 @@ class Lifespan:
     async def _main(self, scope: Dict[str, Any]) -> None:
         try:
             await self.app(scope, self._receive, self._send)
+        except asyncio.CancelledError:
+            raise
         except BaseException as exc:  # an app without lifespan support often raises here
             self._error = exc
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

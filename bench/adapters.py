@@ -1,0 +1,291 @@
+"""Adapter benchmark: each entry kind served through fnserve's runtime adapter on uvicorn vs the
+same app served natively, driven by the same load generator (issue 3 acceptance; goal >= 0.9x).
+
+    python bench/adapters.py [--requests 20000] [--connections 8] [--seconds 3] [--rounds 3] [--only KIND]
+
+Pairs (adapter → native): handler class → ``http.server.ThreadingHTTPServer`` (HTTP/1.1 keep-alive,
+TCP_NODELAY); Flask → gunicorn (sync, 1 worker); FastAPI → bare uvicorn. Every server is its own
+process on 127.0.0.1; uvicorn runs with httptools + uvloop and without Server/Date headers for
+both sides. The load generator is a separate process: ``--connections`` keep-alive raw-socket
+clients (reconnecting when the server closes, as gunicorn sync does), ``--requests`` in total,
+stopped after ``--seconds``; adapter and native alternate for ``--rounds`` rounds and each
+keeps its best round (the machine is shared: best-of is the least noisy). Printed: requests/s,
+p50 and p99 latency (ms), server CPU per request (us, the server process tree, from /proc),
+adapter/native ratios. Runtime: about 70 s with the defaults.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+BIN = Path(sys.executable).parent
+
+APPS = {
+    "handler_app.py": '''
+import json
+from http.server import BaseHTTPRequestHandler
+
+BODY = json.dumps({"hello": "world"}).encode()
+
+
+class handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # native server: no Nagle stall with keep-alive
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, format, *args):
+        pass
+''',
+    "flask_app.py": '''
+from flask import Flask, jsonify
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    return jsonify(hello="world")
+''',
+    "fastapi_app.py": '''
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+async def index():
+    return {"hello": "world"}
+''',
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- servers (each runs in its own process) -------------------------------------------------------
+
+
+def serve(kind, port, folder):
+    os.chdir(folder)
+    if kind == "native-handler":
+        from http.server import ThreadingHTTPServer
+
+        sys.path.insert(0, folder)
+        from handler_app import handler
+
+        ThreadingHTTPServer.daemon_threads = True
+        ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
+        return
+    import uvicorn
+
+    if kind == "native-fastapi":
+        sys.path.insert(0, folder)
+        from fastapi_app import app
+        fn = None
+    else:
+        sys.path.insert(0, str(SRC))
+        from fnserve.runtime.loader import load_function
+
+        module, attr = {"adapter-handler": ("handler_app", "handler"), "adapter-flask": ("flask_app", "app"),
+                        "adapter-fastapi": ("fastapi_app", "app")}[kind]
+        fn = load_function({"id": module + ".py", "path": os.path.join(folder, module + ".py"), "module": module,
+                            "attr": attr, "kind": "app", "layout": "vercel", "import_roots": [folder],
+                            "project_root": folder, "body_limit": 4_500_000, "concurrency": 16})
+        app = fn.app
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                            lifespan="off", log_level="warning", access_log=False,
+                            server_header=False, date_header=False)
+    server = uvicorn.Server(config)
+
+    async def main():
+        if fn is not None:
+            await fn.startup()
+        await server.serve()
+        if fn is not None:
+            await fn.shutdown(2.0)
+
+    import uvloop
+
+    uvloop.run(main())
+
+
+def start(kind, port, folder):
+    if kind == "native-flask":
+        cmd = [str(BIN / "gunicorn"), "-w", "1", "-k", "sync", "-b", "127.0.0.1:%d" % port,
+               "--chdir", folder, "--log-level", "warning", "flask_app:app"]
+    else:
+        cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--dir", folder]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited with %s" % (kind, proc.returncode))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("%s did not start listening on port %d within 20 s" % (kind, port))
+
+
+# -- load generator (its own process) -----------------------------------------------------------
+
+
+async def client(port, state, latencies, deadline):
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fnserve-bench\r\n\r\n"
+    reader = writer = None
+    while state["left"] > 0 and time.perf_counter() < deadline:
+        state["left"] -= 1
+        if writer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.perf_counter()
+        writer.write(request)
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        start = head.index(b"content-length:") + 15
+        await reader.readexactly(int(head[start:head.index(b"\r\n", start)]))
+        latencies.append(time.perf_counter() - t0)
+        if not head.startswith((b"http/1.1 200", b"http/1.0 200")):
+            state["errors"] += 1
+        if b"connection: close" in head or head.startswith(b"http/1.0"):
+            writer.close()
+            writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def load(port, requests, connections, seconds):
+    state = {"left": requests, "errors": 0}
+    latencies = []
+    # warm-up (not measured)
+    warm = {"left": 200, "errors": 0}
+    await asyncio.gather(*(client(port, warm, [], time.perf_counter() + 5) for _ in range(connections)))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(port, state, latencies, t0 + seconds) for _ in range(connections)))
+    elapsed = time.perf_counter() - t0
+    latencies.sort()
+    n = len(latencies)
+    return {"warmup": 200, "requests": n, "errors": state["errors"], "rps": n / elapsed,
+            "p50": latencies[n // 2] * 1000, "p99": latencies[min(n - 1, int(n * 0.99))] * 1000}
+
+
+def tree_cpu(pid):
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants (Linux /proc;
+    0.0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                fields = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo.extend(child for child, (ppid, _) in stats.items() if ppid == current)
+    return total
+
+
+def measure(port, args, pid):
+    cpu0 = tree_cpu(pid)
+    out = subprocess.run([sys.executable, __file__, "--load", "--port", str(port), "--requests", str(args.requests),
+                          "--connections", str(args.connections), "--seconds", str(args.seconds)],
+                         capture_output=True, text=True, timeout=args.seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    result = json.loads(out.stdout)
+    # includes the warm-up requests: CPU per request of the server, in microseconds
+    result["cpu_us"] = (tree_cpu(pid) - cpu0) * 1e6 / max(1, result["requests"] + result["warmup"])
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="run only the kinds whose label contains this")
+    parser.add_argument("--serve")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--dir")
+    parser.add_argument("--load", action="store_true")
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args.serve, args.port, args.dir)
+    if args.load:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        print(json.dumps(asyncio.run(load(args.port, args.requests, args.connections, args.seconds))))
+        return None
+    folder = tempfile.mkdtemp(prefix="fnserve-bench-")
+    try:
+        for name, text in APPS.items():
+            Path(folder, name).write_text(text)
+        rows = []
+        for label, adapter, native in [("handler", "adapter-handler", "native-handler"),
+                                       ("flask (wsgi)", "adapter-flask", "native-flask"),
+                                       ("fastapi (asgi)", "adapter-fastapi", "native-fastapi")]:
+            if args.only not in label:
+                continue
+            result = {}
+            for _ in range(max(1, args.rounds)):
+                for kind in (adapter, native):
+                    port = free_port()
+                    proc = start(kind, port, folder)
+                    try:
+                        r = measure(port, args, proc.pid)
+                    finally:
+                        proc.terminate()
+                        try:
+                            proc.wait(10)
+                        except subprocess.TimeoutExpired:
+                            proc.kill()
+                    if kind not in result or r["rps"] > result[kind]["rps"]:
+                        result[kind] = r
+            rows.append((label, adapter, native, result))
+        print("%-16s %-16s %9s %8s %8s %9s %6s" % ("kind", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors"))
+        for label, adapter, native, result in rows:
+            for kind in (adapter, native):
+                r = result[kind]
+                print("%-16s %-16s %9.0f %8.2f %8.2f %9.0f %6d" % (label, kind, r["rps"], r["p50"], r["p99"], r["cpu_us"], r["errors"]))
+        print()
+        for label, adapter, native, result in rows:
+            a, n = result[adapter], result[native]
+            print("%-16s adapter/native: throughput %.2fx   p50 %.2fx   p99 %.2fx   CPU/request %.2fx" % (
+                label, a["rps"] / n["rps"], a["p50"] / n["p50"], a["p99"] / n["p99"],
+                a["cpu_us"] / n["cpu_us"] if n["cpu_us"] else float("nan")))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+if __name__ == "__main__":
+    main()
