@@ -12,18 +12,23 @@ Frame layout (network byte order), one frame per ASGI message or control event::
   as latin-1 strings and are restored on decode); ``data`` is the body bytes, untouched.
   Neither marshal nor pickle: the two sides may run different Python versions.
 * ``flags``: ``MORE`` = ``more_body``; ``DATA_BYTES`` / ``DATA_TEXT`` say which key of a generic
-  message the data belongs to (``bytes``/``body`` or ``text``, UTF-8).
+  message the data belongs to (``bytes``/``body`` or ``text``, UTF-8); ``RAW_HEADERS``: headers
+  are a NUL-separated block in data instead of JSON (the common case; ≈5 µs less per request).
 
 Frame types (direction: F = front→worker, W = worker→front):
 
 ==============  ===  ==================================================================
-SCOPE           F    open a stream; meta = the ASGI scope
+SCOPE           F    open a stream; meta = the ASGI scope; with RAW_HEADERS, data starts with
+                     the packed headers (``_hl`` bytes); with DATA_BODY, the rest of data is
+                     the first ``http.request`` chunk (MORE = more_body)
 HTTP_REQUEST    F    ``http.request``; data = body chunk, MORE = more_body
 DISCONNECT      F    the client went away / cancel: the app receives ``http.disconnect``
-RESPONSE_START  W    ``http.response.start``; meta = {status, headers, trailers}
+RESPONSE_START  W    ``http.response.start``; meta = the message as JSON, or with RAW_HEADERS
+                     meta = the status in ASCII digits and data = the packed headers
 RESPONSE_BODY   W    ``http.response.body``; data = chunk, MORE = more_body
 MESSAGE         F/W  any other ASGI message (WebSocket, trailers, ...): meta + optional data
-END             W    the app returned; the stream is closed on the worker side
+END             W    the app returned; the stream is closed on the worker side. Not sent for an
+                     HTTP stream whose response completed (the front is done with it already)
 ERROR           W    the app raised; meta = {message, traceback, response_started}
 HELLO           W    stream 0, first frame: {token, pid, python}
 READY           W    stream 0: the function loaded and lifespan startup ran: {pid, startup_ms, kind}
@@ -32,7 +37,10 @@ HEARTBEAT       W    stream 0: the worker's event loop is alive: {inflight}
 STOP            F    stream 0: graceful stop: {timeout} seconds to finish in-flight streams
 ==============  ===  ==================================================================
 
-Writes are coalesced: frames queued during one event-loop step leave in one ``writelines`` call.
+Writes are coalesced: frames queued by a task leave in one write when it is about to wait for the
+peer (``Stream.get``) or finishes its stream, else at the end of the event-loop step. Frames of
+different requests are NOT held back to batch them: that would make the two processes take turns
+instead of working in parallel (measured: 2–4x fewer round trips/s with whole-step batching).
 Reading pauses (``transport.pause_reading``) while more than ``HIGH_WATER`` bytes sit unconsumed in
 stream queues, so a slow consumer bounds memory (at the cost of stalling the other streams).
 """
@@ -67,6 +75,7 @@ MORE = 1
 DATA_BYTES = 2
 DATA_TEXT = 4
 DATA_BODY = 8
+RAW_HEADERS = 16  # headers travel as a NUL-separated block in data (see pack_headers)
 
 MAX_FRAME = 64 * 1024 * 1024  # bytes of meta + data; bigger frames are a protocol error
 CHUNK = 1024 * 1024  # body chunks bigger than this are split over several frames
@@ -74,8 +83,45 @@ HIGH_WATER = 4 * 1024 * 1024  # queued unconsumed bytes that pause reading
 LOW_WATER = 1024 * 1024
 FLUSH_NOW = 256 * 1024  # pending output above this is written without waiting for the step end
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_loads = json.loads
+
+
+def _no_default(obj: Any) -> Any:
+    raise TypeError("%s is not JSON serializable" % type(obj).__name__)
+
+
+def _make_codec() -> Tuple[Callable[[Any], str], Callable[[bytes], Any]]:
+    """Compact JSON dumps/loads calling the C encoder/scanner directly (≈2 µs less per call than
+    ``json.dumps(separators=...)``, which builds a new encoder every time); pure-Python fallback."""
+    slow_dumps = json.JSONEncoder(separators=(",", ":")).encode
+    try:
+        from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+
+        encoder = c_make_encoder(None, _no_default, encode_basestring_ascii, None, ":", ",", False, False, True)
+        if "".join(encoder({"a": [1, "\xe9"]}, 0)) != slow_dumps({"a": [1, "\xe9"]}):
+            raise ValueError("unexpected C encoder behaviour")
+    except Exception:
+        dumps = slow_dumps
+    else:
+
+        def dumps(obj: Any) -> str:
+            return "".join(encoder(obj, 0))
+
+    scan = json.JSONDecoder().scan_once
+
+    def loads(data: bytes) -> Any:
+        text = data.decode("utf-8")
+        try:
+            obj, end = scan(text, 0)
+        except StopIteration:
+            raise ValueError("invalid JSON") from None
+        if end != len(text):
+            return json.loads(text)  # trailing whitespace or garbage: let json say which
+        return obj
+
+    return dumps, loads
+
+
+_dumps, _loads = _make_codec()
 
 Frame = Tuple[int, int, bytes, bytes]  # (type, flags, meta, data)
 
@@ -116,16 +162,23 @@ _BYTES_KEYS = ("query_string", "raw_path")
 def encode_scope(scope: Dict[str, Any]) -> bytes:
     """JSON for an ASGI scope: headers/query_string/raw_path as latin-1, tuples as lists; the
     ``state`` key and values that are not JSON-able (e.g. objects in ``extensions``) are dropped."""
-    out: Dict[str, Any] = {}
-    for key, value in scope.items():
-        if key == "headers":
-            out[key] = _headers_out(value)
-        elif key in _BYTES_KEYS:
-            out[key] = value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else value
-        elif key == "state" or key == "app":
-            continue
-        elif isinstance(value, (str, int, float, bool, type(None), list, tuple, dict)):
-            out[key] = value
+    return _encode_scope_copy(dict(scope))
+
+
+def _encode_scope_copy(out: Dict[str, Any]) -> bytes:
+    """``encode_scope`` on a private copy (mutated)."""
+    out.pop("state", None)
+    out.pop("app", None)
+    headers = out.get("headers")
+    if headers is not None:
+        try:
+            out["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in headers]
+        except AttributeError:
+            out["headers"] = _headers_out(headers)
+    for key in _BYTES_KEYS:
+        value = out.get(key)
+        if value is not None and not isinstance(value, str):
+            out[key] = bytes(value).decode("latin-1")
     try:
         return _dumps(out).encode()
     except (TypeError, ValueError):
@@ -164,6 +217,41 @@ def decode_scope(meta: bytes) -> Dict[str, Any]:
         if isinstance(scope.get(key), list):
             scope[key] = tuple(scope[key])
     return scope
+
+
+def pack_headers(headers: Any) -> Optional[bytes]:
+    """``[(name, value), ...]`` (bytes) → ``name\\0value\\0name\\0value`` — no JSON, no latin-1
+    round trip. None when that cannot represent them (a NUL inside a name or value, which HTTP
+    parsers reject anyway, or non-bytes items): use the JSON form instead."""
+    try:
+        block = b"\0".join([item for pair in headers for item in pair])
+    except TypeError:
+        return None
+    n = len(headers) if isinstance(headers, (list, tuple)) else -1
+    if n < 0 or (n and block.count(b"\0") != 2 * n - 1):
+        return None
+    return block
+
+
+def unpack_headers(block: bytes) -> List[Tuple[bytes, bytes]]:
+    """Inverse of ``pack_headers``."""
+    if not block:
+        return []
+    parts = block.split(b"\0")
+    return list(zip(parts[::2], parts[1::2]))
+
+
+def scope_frame(scope: Dict[str, Any]) -> Tuple[int, bytes, bytes]:
+    """An ASGI scope → (flags, meta, data) of a SCOPE frame: headers packed in data with
+    RAW_HEADERS (their length in meta as ``"_hl"``) when possible, else all in JSON meta."""
+    headers = scope.get("headers")
+    block = pack_headers(headers) if headers is not None else None
+    if block is None:
+        return 0, encode_scope(scope), b""
+    rest = dict(scope)
+    del rest["headers"]
+    rest["_hl"] = len(block)
+    return RAW_HEADERS, _encode_scope_copy(rest), block
 
 
 def encode_message(message: Dict[str, Any]) -> Tuple[int, bytes, bytes]:
@@ -250,6 +338,8 @@ class Stream:
         while not self._frames:
             if self._error is not None:
                 raise self._error
+            if self.conn._out:
+                self.conn.flush()  # about to wait for the peer: let our frames go first
             self._waiter = self.conn.loop.create_future()
             try:
                 await self._waiter
@@ -354,7 +444,15 @@ class Connection(asyncio.Protocol):
                 if ftype == SCOPE and self.on_open is not None:
                     stream = Stream(sid, self)
                     self.streams[sid] = stream
-                    self.on_open(stream, decode_scope(meta))
+                    scope = decode_scope(meta)
+                    if flags & RAW_HEADERS:
+                        hl = scope.pop("_hl", 0)
+                        scope["headers"] = unpack_headers(body[:hl])
+                        body = body[hl:]
+                    if flags & DATA_BODY:  # the first http.request rides on the SCOPE frame
+                        stream._feed((HTTP_REQUEST, flags & MORE, b"", body))
+                        self._queued += len(body)
+                    self.on_open(stream, scope)
                 continue  # frames for closed streams are dropped
             stream._feed((ftype, flags, meta, body))
             if dlen:
@@ -428,7 +526,7 @@ class Connection(asyncio.Protocol):
             self._flush_handle = self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write every queued frame now, in one ``writelines`` call."""
+        """Write every queued frame now, in one ``transport.write`` call."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -457,8 +555,9 @@ class Connection(asyncio.Protocol):
         self.write_frame(ftype, 0, 0, _dumps(obj).encode() if obj is not None else b"")
 
     # -- front side
-    def open_stream(self, scope: Dict[str, Any]) -> Stream:
-        """Open a new stream by sending ``scope`` (front side). Raises ``ConnectionLost`` if closed."""
+    def open_stream(self, scope: Dict[str, Any], body: Optional[bytes] = None, more_body: bool = False) -> Stream:
+        """Open a new stream by sending ``scope`` (front side). ``body``: the first ``http.request``
+        chunk, sent in the same frame (None: none yet). Raises ``ConnectionLost`` if closed."""
         if self.closed:
             raise ConnectionLost("the connection to the worker is closed")
         sid = self._next_id
@@ -468,7 +567,14 @@ class Connection(asyncio.Protocol):
             self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
         stream = Stream(sid, self)
         self.streams[sid] = stream
-        self.write_frame(SCOPE, sid, 0, encode_scope(scope))
+        flags, meta, data = scope_frame(scope)
+        if body is None:
+            self.write_frame(SCOPE, sid, flags, meta, data)
+        elif len(body) <= CHUNK:
+            self.write_frame(SCOPE, sid, flags | DATA_BODY | (MORE if more_body else 0), meta, data + body if data else body)
+        else:
+            self.write_frame(SCOPE, sid, flags, meta, data)
+            stream.send_body(HTTP_REQUEST, body, more_body)
         return stream
 
     def close(self) -> None:

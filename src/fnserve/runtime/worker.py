@@ -26,6 +26,7 @@ stdout/stderr are left alone: the supervisor reads them line by line into the fu
 """
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -142,6 +143,7 @@ class Worker:
             await self._wait_lost(2.0)
             return EXIT_LOAD_ERROR
         self.app = loaded.app
+        gc.freeze()  # the imported code is long-lived: keep it out of every later collection
         conn.send_control(
             p.READY,
             {"pid": os.getpid(), "startup_ms": round((time.perf_counter() - started) * 1000, 3), "kind": loaded.kind},
@@ -207,7 +209,7 @@ class Worker:
             stream.send(p.ERROR, 0, p.dumps({"message": "the worker is stopping", "traceback": "", "response_started": False, "retry": True}))
             stream.close()
             return
-        task = asyncio.get_running_loop().create_task(self._serve(stream, scope))
+        task = stream.conn.loop.create_task(self._serve(stream, scope))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -216,6 +218,7 @@ class Worker:
         is_http = scope.get("type") == "http"
         gone: List[Dict[str, Any]] = []  # the disconnect message once the client is gone
         started = [False]
+        complete = [False]  # the HTTP response's last body chunk was sent
 
         async def receive() -> Dict[str, Any]:
             if gone:
@@ -240,10 +243,19 @@ class Worker:
             mtype = message["type"]
             if mtype == "http.response.body":
                 body = message.get("body", b"")
-                stream.send_body(p.RESPONSE_BODY, body if type(body) is bytes else bytes(body), message.get("more_body", False))
+                more = message.get("more_body", False)
+                stream.send_body(p.RESPONSE_BODY, body if type(body) is bytes else bytes(body), more)
+                if not more:
+                    complete[0] = True
+                    # as uvicorn: once the response is complete, receive() says http.disconnect
+                    stream.fail(p.ConnectionLost("the response is complete"))
             elif mtype == "http.response.start":
                 started[0] = True
-                stream.send(p.RESPONSE_START, 0, p.encode_message(message)[1])
+                block = p.pack_headers(message.get("headers", ())) if len(message) <= 3 else None
+                if block is not None:  # the usual shape: status + headers, no trailers
+                    stream.send(p.RESPONSE_START, p.RAW_HEADERS, b"%d" % message["status"], block)
+                else:
+                    stream.send(p.RESPONSE_START, 0, p.encode_message(message)[1])
             else:
                 if mtype == "websocket.accept" or mtype == "websocket.http.response.start":
                     started[0] = True
@@ -268,8 +280,10 @@ class Worker:
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 self._request_stop(None)
         else:
-            stream.send(p.END)
+            if not complete[0]:
+                stream.send(p.END)
         stream.close()
+        conn.flush()
 
 
 def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:

@@ -38,68 +38,112 @@ class _ClientGone(Exception):
     """Internal: the client disconnected; the forward ends quietly."""
 
 
+# A request whose body is complete gets a task watching for the client's disconnect only if its
+# response takes longer than this (seconds): fast requests need no extra task.
+DISCONNECT_WATCH_DELAY = 0.05
+
+
 async def forward(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
     """Run one ASGI conversation (``scope["type"]`` ``"http"`` or ``"websocket"``) on a new stream
     of ``connection`` (from ``Supervisor.acquire``). Raises ``WorkerCrashed`` / ``FunctionFailed``
     as described in the module docstring."""
+    if scope["type"] == "http":
+        await _forward_http(connection, scope, receive, send)
+    else:
+        await _forward_ws(connection, scope, receive, send)
+
+
+async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
+    name = getattr(connection, "name", "") or "the function"
+    message = await receive()  # the first body chunk travels in the SCOPE frame
+    if message["type"] != "http.request":
+        return  # the client left before anything happened
+    more = message.get("more_body", False)
+    try:
+        stream = connection.open_stream(scope, message.get("body", b""), more)
+    except p.ConnectionLost:
+        raise WorkerCrashed(name) from None
+    loop = asyncio.get_running_loop()
+    pump: list[asyncio.Task] = []
+
+    def watch() -> None:
+        pump.append(loop.create_task(_pump_http(stream, receive)))
+
+    timer = None
+    if more:
+        watch()
+    else:
+        timer = loop.call_later(DISCONNECT_WATCH_DELAY, watch)
+    ended = False
+    started = False
+    try:
+        while True:
+            try:
+                ftype, flags, meta, data = await stream.get()
+            except p.ConnectionLost as exc:
+                raise WorkerCrashed(name, response_started=started) from exc
+            except _ClientGone:
+                return
+            if ftype == p.RESPONSE_BODY:
+                more = bool(flags & p.MORE)
+                if not more:
+                    ended = True  # the worker side knows the response is complete
+                await send({"type": "http.response.body", "body": data, "more_body": more})
+                if not more:
+                    return
+            elif ftype == p.RESPONSE_START:
+                started = True
+                if flags & p.RAW_HEADERS:
+                    await send({"type": "http.response.start", "status": int(meta), "headers": p.unpack_headers(data)})
+                else:
+                    await send(p.decode_message(flags, meta, data))
+            elif ftype == p.MESSAGE:
+                await send(p.decode_message(flags, meta, data))
+            else:
+                ended = True
+                _raise_end(name, ftype, meta, started)
+                return
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if pump:
+            pump[0].cancel()
+        if not ended and not connection.closed and not stream.closed:
+            stream.send(p.DISCONNECT)  # client gone or forward aborted: the app sees http.disconnect
+        stream.close()
+
+
+async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
     name = getattr(connection, "name", "") or "the function"
     try:
         stream = connection.open_stream(scope)
     except p.ConnectionLost:
         raise WorkerCrashed(name) from None
-    pump = asyncio.get_running_loop().create_task(
-        _pump_http(stream, receive) if scope["type"] == "http" else _pump_ws(stream, receive)
-    )
+    pump = asyncio.get_running_loop().create_task(_pump_ws(stream, receive))
     ended = False
     started = False
     try:
-        if scope["type"] == "http":
-            while True:
-                try:
-                    ftype, flags, meta, data = await stream.get()
-                except p.ConnectionLost as exc:
-                    raise WorkerCrashed(name, response_started=started) from exc
-                except _ClientGone:
-                    return
-                if ftype == p.RESPONSE_BODY:
-                    more = bool(flags & p.MORE)
-                    await send({"type": "http.response.body", "body": data, "more_body": more})
-                    if not more:
-                        return
-                elif ftype == p.RESPONSE_START:
+        while True:
+            try:
+                ftype, flags, meta, data = await stream.get()
+            except p.ConnectionLost as exc:
+                raise WorkerCrashed(name, response_started=started) from exc
+            except _ClientGone:
+                return
+            if ftype == p.MESSAGE:
+                message = p.decode_message(flags, meta, data)
+                if message["type"] in ("websocket.accept", "websocket.http.response.start"):
                     started = True
-                    await send(p.decode_message(flags, meta, data))
-                elif ftype == p.MESSAGE:
-                    await send(p.decode_message(flags, meta, data))
-                else:
-                    ended = True
+                await send(message)
+            else:
+                ended = True
+                if ftype == p.ERROR:
                     _raise_end(name, ftype, meta, started)
-                    return
-        else:
-            while True:
-                try:
-                    ftype, flags, meta, data = await stream.get()
-                except p.ConnectionLost as exc:
-                    raise WorkerCrashed(name, response_started=started) from exc
-                except _ClientGone:
-                    return
-                if ftype == p.MESSAGE:
-                    message = p.decode_message(flags, meta, data)
-                    if message["type"] in ("websocket.accept", "websocket.http.response.start"):
-                        started = True
-                    await send(message)
-                else:
-                    ended = True
-                    if ftype == p.ERROR:
-                        _raise_end(name, ftype, meta, started)
-                    return
+                return
     finally:
         pump.cancel()
         if not ended and not connection.closed and not stream.closed:
-            if scope["type"] == "http":
-                stream.send(p.DISCONNECT)
-            else:
-                stream.send(p.MESSAGE, 0, b'{"type":"websocket.disconnect","code":1006}')
+            stream.send(p.MESSAGE, 0, b'{"type":"websocket.disconnect","code":1006}')
         stream.close()
 
 
@@ -118,7 +162,8 @@ def _raise_end(name: str, ftype: int, meta: bytes, started: bool) -> None:
 
 
 async def _pump_http(stream: p.Stream, receive: Receive) -> None:
-    """Client → worker for HTTP: body chunks as they arrive, then wait for a disconnect."""
+    """Client → worker for HTTP: the remaining body chunks as they arrive, then wait for a
+    disconnect (uvicorn's ``receive`` blocks until the client leaves or the response is done)."""
     conn = stream.conn
     try:
         while True:
