@@ -135,7 +135,8 @@ def test_edgeone_flask_route_folder_is_imported_under_a_private_name(tmp_path, m
 
 
 SCRIPT = r"""
-import asyncio, importlib.util, json, sys
+import asyncio, importlib.util, sys
+assert "json" not in sys.modules  # the project's json.py must lose against the runtime's own import
 runtime_dir, project, tests_dir = sys.argv[1:4]
 spec = importlib.util.spec_from_file_location("_fnserve_runtime", runtime_dir + "/__init__.py",
                                               submodule_search_locations=[runtime_dir])
@@ -172,6 +173,8 @@ async def main():
         await fn.shutdown(1.0)
     results["fnserve_imported"] = any(m == "fnserve" or m.startswith("fnserve.") for m in sys.modules)
     results["version"] = list(sys.version_info[:2])
+    import json
+    results["json_is_stdlib"] = json.__file__.startswith(sys.base_prefix)
     print(json.dumps(results))
 
 asyncio.run(main())
@@ -190,7 +193,7 @@ def test_runtime_on_other_pythons_under_a_private_name(tmp_path, version):
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout.strip().splitlines()[-1])
     assert results["version"] == [int(x) for x in version.split(".")[:2]]
-    assert results["fnserve_imported"] is False
+    assert results["fnserve_imported"] is False and results["json_is_stdlib"] is True
     kind, status, body = results["/api/hello/echo"]
     assert (kind, status, json.loads(body)["path"]) == ("handler", 200, "/api/hello/echo?say%20hello=nice")
     assert results["/api/wsgi_raw/cookies"] == ["wsgi", 200, "ok"]

@@ -21,7 +21,7 @@ import time
 import traceback
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from .bridge import declared_length, send_error
 from .pool import InFlight
@@ -66,7 +66,7 @@ def build_event(scope: Dict[str, Any], body: bytes, request_id: str, now: float)
             cookies.extend(c.strip() for c in value.split(";") if c.strip())
             continue
         headers[name] = headers[name] + "," + value if name in headers else value
-    raw_path = (scope.get("raw_path") or scope.get("path", "/").encode("utf-8")).decode("latin-1")
+    raw_path = (scope.get("raw_path") or quote(scope.get("path") or "/").encode("ascii")).decode("latin-1")
     query = scope.get("query_string", b"").decode("latin-1")
     client = scope.get("client") or ("127.0.0.1", 0)
     event = {

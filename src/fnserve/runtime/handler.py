@@ -20,6 +20,7 @@ import sys
 import traceback
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote
 
 from .bridge import BodyReader, ClientDisconnected, Outbox, declared_length, error_messages, send_error
 from .errors import BodyTooLarge
@@ -244,7 +245,7 @@ class HandlerAdapter:
     def _make(self, scope: Dict[str, Any], reader: BodyReader, wfile: ResponseWriter) -> BaseHTTPRequestHandler:
         cls = self.handler_class
         h = cls.__new__(cls)
-        raw_path = scope.get("raw_path") or scope.get("path", "/").encode("utf-8")
+        raw_path = scope.get("raw_path") or quote(scope.get("path") or "/").encode("ascii")
         query = scope.get("query_string") or b""
         path = (raw_path + b"?" + query if query else raw_path).decode("latin-1")
         version = "HTTP/" + scope.get("http_version", "1.1")

@@ -28,8 +28,15 @@ import types
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Dict, List, Optional, Tuple
 
+# The adapters are imported here, before any user path is on sys.path, so the standard library
+# modules they use (json, email, http.client, base64, uuid, ...) are the real ones even when the
+# project has a json.py or an email/ folder.
+from .asgi import ASGIAdapter
+from .awslambda import LambdaAdapter, thread_event_loop
 from .errors import LoadError
+from .handler import HandlerAdapter
 from .pool import make_pool
+from .wsgi import WSGIAdapter
 
 PRIVATE_PREFIX = "_fnserve_user"
 PRECEDENCE = ("app", "application", "handler", "Handler")
@@ -97,22 +104,14 @@ def load_function(spec: Dict[str, Any]) -> LoadedFunction:
     body_limit = int(spec.get("body_limit") or 4_500_000)
     executor = None
     if kind == "asgi":
-        from .asgi import ASGIAdapter
-
         app = ASGIAdapter(obj, label=label)  # type: Any
     elif kind == "handler":
-        from .handler import HandlerAdapter
-
         executor = make_pool(concurrency, "handler")
         app = HandlerAdapter(obj, executor=executor, body_limit=body_limit, label=label)
     elif kind == "wsgi":
-        from .wsgi import WSGIAdapter
-
         executor = make_pool(concurrency, "wsgi")
         app = WSGIAdapter(obj, executor=executor, body_limit=body_limit, label=label)
     else:
-        from .awslambda import LambdaAdapter, thread_event_loop
-
         executor = make_pool(concurrency, "lambda", initializer=thread_event_loop)
         app = LambdaAdapter(
             obj,
