@@ -172,6 +172,8 @@ class Supervisor:
         for _ in range(3):
             if self._closing:
                 raise WorkerError("the server is shutting down", "retry on another server")
+            if self._pools.get(fid) is not pool:
+                raise WorkerError(f"function {fid!r} was removed while the request waited", "reload the page")
             if pool.load_error is not None:
                 raise FunctionLoadFailed(fid, pool.load_error)
             inst = pool.pick()
@@ -185,9 +187,9 @@ class Supervisor:
             except asyncio.TimeoutError:
                 raise WorkerStartTimeout(fid, self.start_timeout) from None
             except asyncio.CancelledError:
-                if self._closing or not task.cancelled():
+                if not task.cancelled():
                     raise  # we were cancelled ourselves
-                # the start we waited for was superseded (update/restart): wait for the next one
+                # the start we waited for was cancelled (shutdown, update): the loop says why
         raise WorkerCrashed(fid)
 
     async def _start(self, pool: FunctionPool) -> Instance | None:
@@ -200,7 +202,10 @@ class Supervisor:
             except LoadFailure as exc:
                 if pool.generation == generation:
                     pool.load_error = exc.load_error
-                    log.error("%s failed to load: %s", pool.target.id, getattr(exc.load_error, "message", exc))
+                    log.error(
+                        "%s failed to load: %s\n%s", pool.target.id,
+                        getattr(exc.load_error, "message", exc), getattr(exc.load_error, "traceback", ""),
+                    )
                     raise FunctionLoadFailed(pool.target.id, exc.load_error) from None
                 return None
             if pool.generation != generation or self._closing or self._pools.get(pool.target.id) is not pool:
@@ -348,6 +353,17 @@ class Supervisor:
         if changed:
             await self.restart(changed)
         return changed
+
+    def kill(self, connection: p.Connection, reason: str) -> bool:
+        """SIGKILL the instance behind ``connection`` now (e.g. ``maxDuration`` exceeded: the front
+        answers 504 for that request; the instance's other in-flight requests get
+        ``WorkerCrashed``). ``reason`` is logged. Returns False if no live instance has it."""
+        for inst in self._live:
+            if inst.conn is connection:
+                log.warning("%s: killing worker %s: %s", inst.target.id, inst.pid, reason)
+                inst.kill()
+                return True
+        return False
 
     # ----------------------------------------------------------------------------- status
     def load_error(self, function_id: str) -> Any:
