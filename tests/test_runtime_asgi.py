@@ -162,3 +162,33 @@ def test_state_is_a_shallow_copy_per_request():
 
     run(main())
     assert seen == [{"db": "conn"}, {"db": "conn"}]
+
+
+def test_shutdown_wait_is_bounded_by_its_timeout():
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+        await asyncio.sleep(30)  # background work that never ends in time
+
+    async def main():
+        adapter = ASGIAdapter(app)
+        await adapter.startup()
+        task = asyncio.ensure_future(adapter(H.http_scope(), _receive, _drop))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await adapter.shutdown(0.3)
+        elapsed = time.monotonic() - started
+        task.cancel()
+        return elapsed
+
+    assert run(main()) < 1.5
+
+
+async def _receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _drop(message):
+    pass

@@ -142,3 +142,29 @@ def test_stream_arrives_in_three_chunks(hello):
     assert len(arrivals) == 3
     produced_last = float(arrivals[-1][1].split(b"|")[1])
     assert arrivals[0][0] < produced_last  # the first chunk arrived before the last was produced
+
+
+def test_streaming_handler_sees_a_broken_pipe_when_the_client_leaves(hello):
+    with H.LiveServer(hello.app, hello) as server, httpx.Client(base_url=server.url) as client:
+        with client.stream("GET", "/api/hello/endless") as r:
+            for _ in r.iter_raw():
+                break
+        deadline = time.monotonic() + 5
+        while not hello.module.STOPPED and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert hello.module.STOPPED == ["endless"]
+
+
+def test_rfile_readline_and_chunked_request_body(hello):
+    class LineHandler(hello.entry):
+        def do_POST(self):
+            lines = [self.rfile.readline() for _ in range(3)]
+            body = repr(lines).encode()
+            self._send(200, body, "text/plain")
+
+    from fnserve.runtime.handler import HandlerAdapter
+    from fnserve.runtime.pool import make_pool
+
+    adapter = HandlerAdapter(LineHandler, executor=make_pool(2, "t"))
+    status, _, body, _ = H.call(adapter, H.http_scope("POST", "/x"), [b"one\ntw", b"o\nthr", b"ee"])
+    assert (status, body) == (200, repr([b"one\n", b"two\n", b"three"]).encode())

@@ -199,3 +199,22 @@ def test_runtime_on_other_pythons_under_a_private_name(tmp_path, version):
     assert results["/api/wsgi_raw/cookies"] == ["wsgi", 200, "ok"]
     kind, status, body = results["/api/hello/png"]
     assert status == 200 and body.encode("latin-1") == (root / "static" / "logo.png").read_bytes()
+
+
+def test_syntax_error_and_bad_lambda_are_load_errors(root):
+    rel = write(root, "api/syntax.py", "def broken(:\n")
+    with pytest.raises(LoadError) as info:
+        load_function(H.spec(root, rel))
+    assert info.value.found == "SyntaxError" and "syntax.py" in info.value.traceback
+    rel = write(root, "api/notcallable.py", "handler = 5\n")
+    with pytest.raises(LoadError, match="`handler` is an `int`, expected a lambda handler"):
+        load_function(H.spec(root, rel, attr="handler", kind="lambda"))
+
+
+def test_regular_package_init_runs_and_index_module(root):
+    write(root, "api/pkg/__init__.py", "MARK = 'init ran'\n")
+    rel = write(root, "api/pkg/index.py", "from . import MARK\n\ndef app(environ, start_response):\n"
+                "    start_response('200 OK', [])\n    return [MARK.encode()]\n")
+    fn = load_function(H.spec(root, rel))
+    assert fn.module.__name__ == "api.pkg.index" and sys.modules["api.pkg"].MARK == "init ran"
+    assert H.call(fn.app, H.http_scope(path="/api/pkg"))[2] == b"init ran"

@@ -161,3 +161,34 @@ def test_django_edgeone_mount_append_slash(tmp_path):
     kind, status, location, inner = json.loads(out.stdout.strip().splitlines()[-1])
     assert (kind, status, location) == ("wsgi", 301, "/api/dj/admin/")
     assert inner == {"path": "/api/dj/admin/", "path_info": "/admin/"}
+
+
+def test_root_path_only_at_a_segment_boundary():
+    from fnserve.runtime.wsgi import wsgi_path
+
+    assert wsgi_path(H.http_scope(path="/apihealth", root_path="/api")) == ("", "/apihealth")
+    assert wsgi_path(H.http_scope(path="/api/health", root_path="/api")) == ("/api", "/health")
+    raw = H.http_scope(path="/x/\ufffd", raw_path=b"/x/%FF")  # a non-UTF-8 byte survives via raw_path
+    assert wsgi_path(raw) == ("", "/x/\xff")
+
+
+def test_head_drops_the_body_and_exc_info_after_headers_sent_aborts(load):
+    fn = load("runtime_vercel", "api/wsgi_raw.py")
+    status, headers, body, _ = H.call(fn.app, H.http_scope("HEAD", "/cookies"))
+    assert (status, body) == (200, b"") and values(headers, b"content-length") == [b"2"]
+
+    def late(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"partial"
+        try:
+            raise ValueError("after the headers")
+        except ValueError:
+            import sys as _sys
+
+            start_response("500 Oops", [], _sys.exc_info())  # must re-raise: headers are out
+
+    from fnserve.runtime.pool import make_pool
+    from fnserve.runtime.wsgi import WSGIAdapter
+
+    with pytest.raises(ValueError, match="after the headers"):
+        H.call(WSGIAdapter(late, executor=make_pool(1, "t")), H.http_scope())

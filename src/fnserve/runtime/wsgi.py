@@ -55,8 +55,8 @@ def wsgi_path(scope: Dict[str, Any]) -> Tuple[str, str]:
     if full is None:
         full = path.encode("utf-8", "surrogateescape")
     root = (scope.get("root_path") or "").encode("utf-8", "surrogateescape")
-    if root and full.startswith(root):
-        rest = full[len(root):]
+    if root and full.startswith(root) and full[len(root):len(root) + 1] in (b"", b"/"):
+        rest = full[len(root):]  # only at a segment boundary: /apihealth is not under /api
     else:
         rest, root = full, b""
     return root.decode("latin-1"), (rest or b"/").decode("latin-1")

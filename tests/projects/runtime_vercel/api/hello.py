@@ -5,6 +5,9 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 
+STOPPED = []
+
+
 class handler(BaseHTTPRequestHandler):
     def _send(self, status, body, content_type=None, extra=()):
         self.send_response(status)
@@ -46,6 +49,18 @@ class handler(BaseHTTPRequestHandler):
             for part in (b"hello ", b"world"):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.write(b"0\r\n\r\n")
+        elif case == "endless":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            try:
+                for _ in range(2000):  # bounded: 100 s at most
+                    self.wfile.write(b"data: tick\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except BrokenPipeError:
+                STOPPED.append("endless")
+                raise
         elif case == "boom":
             raise RuntimeError("kaboom")
         elif case == "slow":
