@@ -192,3 +192,39 @@ def test_head_drops_the_body_and_exc_info_after_headers_sent_aborts(load):
 
     with pytest.raises(ValueError, match="after the headers"):
         H.call(WSGIAdapter(late, executor=make_pool(1, "t")), H.http_scope())
+
+
+def test_back_pressure_bounds_what_the_app_runs_ahead():
+    import asyncio
+
+    from fnserve.runtime.pool import make_pool
+    from fnserve.runtime.wsgi import WSGIAdapter
+
+    sent, ahead = [], []
+
+    def big(environ, start_response):
+        start_response("200 OK", [])
+        for i in range(24):
+            ahead.append(i - len(sent))
+            yield b"x" * (256 * 1024)
+
+    async def main():
+        async def receive():
+            await asyncio.sleep(10)
+            return {"type": "http.disconnect"}
+
+        first = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive_first():
+            return first.pop() if first else await receive()
+
+        async def send(message):
+            if message["type"] == "http.response.body":
+                await asyncio.sleep(0.01)
+                sent.append(len(message.get("body", b"")))
+
+        await WSGIAdapter(big, executor=make_pool(1, "t"))(H.http_scope(), receive_first, send)
+
+    asyncio.run(main())
+    assert sum(sent) == 24 * 256 * 1024
+    assert max(ahead) <= 8  # 1 MiB high-water mark = 4 chunks in flight, plus the ones being sent

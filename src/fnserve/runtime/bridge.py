@@ -244,6 +244,8 @@ class Outbox:
         finally:
             if watcher is not None and not watcher.done():
                 watcher.cancel()
+            if not finished:  # cancelled: a thread blocked on back-pressure must not wait forever
+                self._close()
         if self.error is not None:
             raise self.error
 
