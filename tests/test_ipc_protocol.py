@@ -77,3 +77,18 @@ def test_connection_multiplexes_and_reassembles_split_frames():
         front.close()
 
     run(main(), 30)
+
+
+def test_packed_headers_and_their_json_fallback():
+    headers = [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"x-empty", b"")]
+    assert p.unpack_headers(p.pack_headers(headers)) == headers
+    assert p.unpack_headers(p.pack_headers([])) == []
+    assert p.pack_headers([(b"x-nul", b"a\x00b")]) is None  # cannot be packed: JSON form instead
+    assert p.pack_headers([("str", "value")]) is None
+    for hs in (headers, [(b"x-nul", b"a\x00b")]):
+        scope = http_scope("/x", headers=hs)
+        flags, meta, data = p.scope_frame(scope)
+        back = p.decode_scope(meta)
+        if flags & p.RAW_HEADERS:
+            back["headers"] = p.unpack_headers(data[: back.pop("_hl")])
+        assert back["headers"] == hs

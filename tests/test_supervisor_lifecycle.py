@@ -49,6 +49,23 @@ def test_lazy_start_crash_gives_worker_crashed_then_recovers(tmp_path):
     run(main())
 
 
+def test_kill_ends_the_instance_now_and_the_next_request_gets_a_new_one(tmp_path):
+    root = make_project(tmp_path, {FID: APP})
+
+    async def main():
+        async with Supervisor([make_target(root, FID)]) as sup:
+            pid = int((await request(sup, FID, "/x")).headers[b"x-pid"])
+            slow = asyncio.ensure_future(request(sup, FID, "/slow", query=b"30"))
+            await asyncio.sleep(0.1)
+            assert sup.kill(await sup.acquire(FID), "maxDuration exceeded (test)")
+            with pytest.raises(WorkerCrashed):
+                await asyncio.wait_for(slow, 5)
+            assert await _wait_dead(pid)
+            assert int((await request(sup, FID, "/x")).headers[b"x-pid"]) != pid
+
+    run(main())
+
+
 def test_load_error_is_remembered_not_respawned_until_restart(tmp_path):
     root = make_project(tmp_path, {FID: BROKEN})
 

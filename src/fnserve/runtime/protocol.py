@@ -162,6 +162,7 @@ class Connection(asyncio.Protocol):
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.name = ""  # a label for messages (the supervisor sets the function id)
+        self.extras: Dict[str, Any] = {}  # per-connection state of the code using it (e.g. upstream)
         self.on_control = on_control
         self.on_open = on_open
         self.on_lost = on_lost
