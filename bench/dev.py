@@ -10,6 +10,10 @@
     response with the new body, and the "ready in N ms" of the reload line (goal ≤ 300 ms).
 (3) Memory: RSS of the front server and of each worker.
 
+Note: each save changes the file's size. Python's bytecode cache is keyed by the source's mtime in
+whole seconds and its size, so two same-size saves within one second can load stale bytecode in a
+worker that writes ``__pycache__`` (workers should run with ``-B``; reported to the IPC owner).
+
 The load generator is this file run with ``--loadgen`` in its own process: raw keep-alive
 sockets on uvloop. 127.0.0.1 only; every process started is killed at the end; total < 3 min.
 
@@ -49,7 +53,6 @@ from api.hello import handler
 class H(handler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    def log_message(self, *a): pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
@@ -225,7 +228,7 @@ def reload_to_ready(dev: Dev, project: Path, rounds: int = 3) -> list[tuple[floa
     with socket.create_connection(("127.0.0.1", dev.port)) as s:
         f = s.makefile("rb")
         for i in range(rounds):
-            marker = f"v{i + 2}"
+            marker = "v" + "+" * (i + 1)  # a new length each save: see the note on bytecode caches
             mark = len(dev.lines)
             t0 = time.perf_counter()
             hello.write_text(original.replace("greet(query", f"'{marker}' + greet(query"))
@@ -276,6 +279,7 @@ def main() -> None:
                 stop(proc)
             dev_t, dev_l = load(dev.port, path, opts.conns, opts.seconds), load(dev.port, path, 1, opts.seconds / 2)
             rows.append((name, how, nat_t, nat_l, dev_t, dev_l))
+            print(f"  measured {name}: native {nat_t['rps']:.0f} rps, dev {dev_t['rps']:.0f} rps", file=sys.stderr, flush=True)
         front = rss_kb(dev.proc.pid)
         workers = [(pid, rss_kb(pid)) for pid in children(dev.proc.pid)]
         reloads = reload_to_ready(dev, project)

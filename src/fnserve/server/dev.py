@@ -63,6 +63,7 @@ class DevServer:
                             on_shutdown=(self.supervisor.shutdown,))
         self._deps_task: asyncio.Task | None = None
         self._installed: dict[str, WorkerTarget] = {}
+        self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
 
     # ------------------------------------------------------------------ settings
     def setting(self, name: str, default: Any = None) -> Any:
@@ -216,12 +217,19 @@ class DevServer:
 
     def max_duration(self, function_id: str) -> float | None:
         """Seconds a request to ``function_id`` may run (``Config.limits_for``), None if unknown."""
-        if self.config is None:
+        config = self.config
+        if config is None:
             return None
-        try:
-            return float(self.config.limits_for(function_id).max_duration)
-        except Exception:  # noqa: BLE001 - a limit we cannot read is no limit
-            return None
+        cache = self._max_duration
+        if cache.get(None) is not config:  # computed once per config: limits_for costs ~50 µs
+            cache.clear()
+            cache[None] = config
+        if function_id not in cache:
+            try:
+                cache[function_id] = float(config.limits_for(function_id).max_duration)
+            except Exception:  # noqa: BLE001 - a limit we cannot read is no limit
+                cache[function_id] = None
+        return cache[function_id]
 
     def route_of(self, function_id: str) -> str | None:
         """The route pattern shown in front of a function's output lines."""

@@ -26,6 +26,8 @@ from fnserve.project.types import Function
 from fnserve.server.app import DispatchError, Receive, Scope, Send
 from fnserve.server.upstream import forward
 
+_timeout = getattr(asyncio, "timeout", None)
+
 
 class SupervisorDispatcher:
     """The ``Dispatcher`` of the front app backed by a ``fnserve.supervisor.Supervisor``.
@@ -53,7 +55,11 @@ class SupervisorDispatcher:
             await send(message)
 
         try:
-            await asyncio.wait_for(self._forward(function, scope, receive, tracked), limit)
+            if _timeout is not None:  # Python ≥ 3.11: a timer, no extra task per request
+                async with _timeout(limit):
+                    await self._forward(function, scope, receive, tracked)
+            else:
+                await asyncio.wait_for(self._forward(function, scope, receive, tracked), limit)
         except asyncio.TimeoutError:
             task = asyncio.get_running_loop().create_task(self.supervisor.restart([function.id]))
             self._restarts.add(task)

@@ -97,6 +97,10 @@ class StaticFiles:
 
     def _file(self, parts: list[str]) -> Path | None:
         assert self._root is not None
+        try:  # fast path: one stat() answers "no such file" for most requests
+            os.stat(os.path.join(self._root, *parts))
+        except (OSError, ValueError):
+            return None
         candidate = self._root.joinpath(*parts)
         try:
             real = candidate.resolve(strict=True)
