@@ -104,7 +104,7 @@ async def app(scope, receive, send):
     elif path == "/env":
         out = os.environ.get(query, "<unset>").encode()
     elif path == "/print":
-        print("hello from the function", flush=True)
+        print("hello from the function")  # no flush: the worker's stdout is unbuffered
         out = b"printed"
     elif path == "/headers":
         out = repr([(k, v) for k, v in scope["headers"]]).encode()

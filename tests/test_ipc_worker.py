@@ -194,12 +194,24 @@ def test_fnserve_deps_are_not_importable_in_the_function_env(project, tmp_path):
     run(main())
 
 
-@pytest.mark.skipif(not Path("/root/.pyenv/versions/3.9.18/bin/python").exists(), reason="no Python 3.9 here")
-def test_worker_runs_on_python_39(project):
+PYTHONS = [f"/root/.pyenv/versions/{v}/bin/python" for v in ("3.9.18", "3.12.1", "3.13.0")]
+
+
+@pytest.mark.parametrize("python", PYTHONS, ids=lambda p: p.split("/")[-3])
+def test_worker_runs_on_other_pythons(project, python):
+    if not Path(python).exists():
+        pytest.skip(f"{python} is not installed here")
+
     async def main():
-        target = make_target(project, FID, python=Path("/root/.pyenv/versions/3.9.18/bin/python"))
-        async with Supervisor([target]) as sup:
-            c = await request(sup, FID, "/echo", body_chunks=[b"\x00py39"], method="POST")
-            assert c.body == b"\x00py39"
+        async with Supervisor([make_target(project, FID, python=Path(python))]) as sup:
+            c = await request(sup, FID, "/echo", body_chunks=[b"\x00abc", b"\xff"], method="POST")
+            assert c.body == b"\x00abc\xff"
+            conn = await sup.acquire(FID)
+            client = Client([])
+            client.inbox.put_nowait({"type": "websocket.connect"})
+            client.inbox.put_nowait({"type": "websocket.receive", "text": "close"})
+            scope = dict(http_scope("/ws"), type="websocket", scheme="ws", subprotocols=[])
+            await asyncio.wait_for(forward(conn, scope, client.receive, client.send), 5)
+            assert [m["type"] for m in client.messages] == ["websocket.accept", "websocket.close"]
 
     run(main())

@@ -5,7 +5,7 @@ loaded under a private name by the supervisor's bootstrap (nothing of fnserve on
 
 Invocation (by ``fnserve.supervisor.launch``)::
 
-    python -I -c BOOTSTRAP <runtime dir> <spec JSON> <options JSON>
+    python -I -u -c BOOTSTRAP <runtime dir> <spec JSON> <options JSON>
 
 ``spec``: the function spec of docs/ARCHITECTURE.md ("runtime"). ``options``: ``{"socket": path of
 the supervisor's Unix socket, "token": str identifying this instance, "heartbeat": seconds between

@@ -1,6 +1,6 @@
 """How worker processes come to life: a small strategy base class and a name map.
 
-``SpawnLauncher`` starts a fresh interpreter per instance (``python -I -c BOOTSTRAP ...``). A
+``SpawnLauncher`` starts a fresh interpreter per instance (``python -I -u -c BOOTSTRAP ...``). A
 ``ForkLauncher`` (issue 6: a pre-warmed zygote per function env that forks instances) plugs in by
 subclassing ``Launcher`` and returning a ``WorkerProcess``; the supervisor needs nothing else.
 
@@ -92,7 +92,7 @@ class Launcher:
 
 
 class SpawnLauncher(Launcher):
-    """A fresh ``target.python -I -c BOOTSTRAP`` per instance, in its own session (so a terminal's
+    """A fresh ``target.python -I -u -c BOOTSTRAP`` per instance, in its own session (so a terminal's
     Ctrl-C reaches only the front server, which then stops workers gracefully), with
     ``target.env`` as its whole environment, ``target.cwd`` as working directory and
     stdout/stderr piped to the supervisor."""
@@ -102,7 +102,8 @@ class SpawnLauncher(Launcher):
     async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:
         proc = await asyncio.create_subprocess_exec(
             str(target.python),
-            "-I",
+            "-I",  # isolated: no PYTHONPATH/PYTHON* from the environment, no user site, no cwd on sys.path
+            "-u",  # unbuffered stdout/stderr: output reaches the log at once and survives os._exit
             "-c",
             BOOTSTRAP,
             str(RUNTIME_DIR),
