@@ -134,15 +134,13 @@ class DevServer:
             from fnserve.deps import ensure_env_async
         except ImportError:
             return
-        started = time.perf_counter()
         try:
             env = await ensure_env_async(self.root, self.config, progress=lambda m: self.say(f"deps: {m}"))
         except FnserveError as exc:
             self.say(f"error: dependencies: {exc}")
+            self.say("  functions keep running with the previous environment (or this interpreter)")
             return
         self.python = env.python
-        if env.changed:
-            self.say(f"deps: environment ready in {(time.perf_counter() - started) * 1000:.0f} ms ({env.path})")
 
     async def install(self) -> set[str]:
         """Make the supervisor and the front app agree with the current model (see module doc).
@@ -187,7 +185,8 @@ class DevServer:
             if res is None or (res.ready_ms is None and res.error is None):
                 parts.append(f"{fid} (idle, loads on next request)")
             elif res.error is not None:
-                parts.append(f"{fid} FAILED to load: {getattr(res.error, 'message', res.error)}")
+                reason = getattr(res.error, "message", None) or str(res.error) or type(res.error).__name__
+                parts.append(f"{fid} FAILED to load: {reason.strip().splitlines()[0] if reason.strip() else reason}")
             else:
                 parts.append(f"{fid} ready in {res.ready_ms:.0f} ms")
         if restarted:
