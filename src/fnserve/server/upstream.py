@@ -44,29 +44,26 @@ DISCONNECT_WATCH_DELAY = 0.05
 
 
 class _Watcher:
-    """Starts the disconnect watch of slow requests on one connection: one sweep every
-    ``DISCONNECT_WATCH_DELAY`` s while requests are pending (cheaper than a timer per request)."""
+    """Starts the disconnect watch of slow requests on one connection: one timer callback every
+    ``DISCONNECT_WATCH_DELAY / 2`` s while requests are pending (cheaper than a timer per request)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.pending: dict[int, tuple[float, Callable[[], None]]] = {}
-        self.task: asyncio.Task | None = None
+        self.handle: asyncio.TimerHandle | None = None
 
     def add(self, key: int, start: Callable[[], None]) -> None:
         self.pending[key] = (self.loop.time() + DISCONNECT_WATCH_DELAY, start)
-        if self.task is None:
-            self.task = self.loop.create_task(self._sweep())
+        if self.handle is None:
+            self.handle = self.loop.call_later(DISCONNECT_WATCH_DELAY / 2, self._sweep)
 
-    async def _sweep(self) -> None:
-        try:
-            while self.pending:
-                await asyncio.sleep(DISCONNECT_WATCH_DELAY / 2)
-                now = self.loop.time()
-                due = [key for key, (deadline, _) in self.pending.items() if deadline <= now]
-                for key in due:
-                    self.pending.pop(key)[1]()
-        finally:
-            self.task = None
+    def _sweep(self) -> None:
+        self.handle = None
+        now = self.loop.time()
+        for key in [key for key, (deadline, _) in self.pending.items() if deadline <= now]:
+            self.pending.pop(key)[1]()
+        if self.pending:
+            self.handle = self.loop.call_later(DISCONNECT_WATCH_DELAY / 2, self._sweep)
 
 
 async def forward(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
