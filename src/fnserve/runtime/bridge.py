@@ -196,7 +196,8 @@ class Outbox:
                 self._cond.notify_all()
 
     async def pump(self, send: Send, receive: Optional[Receive] = None, reader: Optional[BodyReader] = None, head: bool = False) -> None:
-        """Send queued messages until ``done``; then raise the thread's error, if any.
+        """Send queued messages until the response's last body message is sent, or until
+        ``done``; in the latter case raise the thread's error, if any (a response cut short).
 
         ``receive``/``reader``: when given, a streaming response (a body message with
         ``more_body``) starts a watcher for ``http.disconnect`` once the request body is complete.
@@ -219,7 +220,7 @@ class Outbox:
                     self._waiter = None
                     continue
                 for item in batch:
-                    if item is _DONE:
+                    if item is _DONE or finished:
                         finished = True
                         break
                     size = 0
@@ -234,7 +235,11 @@ class Outbox:
                         except Exception:  # the connection is gone: stop the thread's writes
                             self._close()
                             continue
-                        if (
+                        if message["type"] == "http.response.body" and not message.get("more_body"):
+                            # The response is complete: the thread may still be finishing (a
+                            # WSGI close(), the rest of a handler); it reports its own errors.
+                            finished = True
+                        elif (
                             watcher is None and receive is not None and message.get("more_body")
                             and (reader is None or reader.complete)
                         ):

@@ -231,7 +231,9 @@ class HandlerAdapter:
         if self.body_limit and length is not None and length > self.body_limit:
             await send_error(send, 413, "body_too_large", "request body of %d bytes is over the limit of %d bytes" % (length, self.body_limit))
             return
-        with self.inflight:
+        self.inflight.enter()
+        submitted = False
+        try:
             loop = asyncio.get_running_loop()
             try:
                 reader = BodyReader(loop, receive, await receive(), self.body_limit)
@@ -240,7 +242,11 @@ class HandlerAdapter:
                 return
             outbox = Outbox(loop)
             self.executor.submit(self._run, scope, do, reader, outbox)
+            submitted = True
             await outbox.pump(send, receive, reader, head=method == "HEAD")
+        finally:
+            if not submitted:
+                self.inflight.exit()
 
     def _make(self, scope: Dict[str, Any], reader: BodyReader, wfile: ResponseWriter) -> BaseHTTPRequestHandler:
         cls = self.handler_class
@@ -295,6 +301,7 @@ class HandlerAdapter:
                 error = exc  # cut short: the server aborts the connection
         finally:
             outbox.done(error)
+            self.inflight.exit()
 
     @staticmethod
     def _fail(outbox: Outbox, status: int, code: str, message: str) -> None:

@@ -111,19 +111,30 @@ def make_pool(concurrency: int, name: str, initializer: Optional[Callable[[], No
 class InFlight:
     """Counts requests being served so ``shutdown`` can wait for them (SPEC §4, vf-36).
 
-    Only touched from the event loop thread (no lock needed); ``wait`` polls every 10 ms, bounded
-    by ``timeout`` seconds, so it never needs an asyncio primitive bound to a particular loop.
+    ``enter()`` on the loop when a request starts; ``exit()`` from whichever thread finishes it
+    last (a sync adapter's worker thread may still run ``close()`` or the rest of a handler after
+    the response's last byte went out). ``with inflight:`` does both on one thread. ``wait``
+    polls every 10 ms, bounded by ``timeout`` seconds (no asyncio primitive tied to one loop).
     """
 
     def __init__(self) -> None:
         self.count = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.count += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self.count -= 1
 
     def __enter__(self) -> "InFlight":
-        self.count += 1
+        self.enter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.count -= 1
+        self.exit()
 
     async def wait(self, timeout: float) -> bool:
         """Wait until no request is in flight or ``timeout`` seconds passed; True if drained."""

@@ -195,7 +195,9 @@ class WSGIAdapter:
         if self.body_limit and length is not None and length > self.body_limit:
             await send_error(send, 413, "body_too_large", "request body of %d bytes is over the limit of %d bytes" % (length, self.body_limit))
             return
-        with self.inflight:
+        self.inflight.enter()
+        submitted = False
+        try:
             loop = asyncio.get_running_loop()
             try:
                 reader = BodyReader(loop, receive, await receive(), self.body_limit)
@@ -204,7 +206,11 @@ class WSGIAdapter:
                 return
             outbox = Outbox(loop)
             self.executor.submit(self._run, scope, reader, outbox)
+            submitted = True
             await outbox.pump(send, receive, reader, head=scope["method"] == "HEAD")
+        finally:
+            if not submitted:
+                self.inflight.exit()
 
     def _run(self, scope: Dict[str, Any], reader: BodyReader, outbox: Outbox) -> None:
         response = _Response(outbox)
@@ -233,6 +239,7 @@ class WSGIAdapter:
                 self._fail(outbox, 500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
         finally:
             outbox.done(error)
+            self.inflight.exit()
 
     @staticmethod
     def _fail(outbox: Outbox, status: int, code: str, message: str) -> None:
