@@ -205,7 +205,7 @@ class Outbox:
         """
         watcher = None  # type: Optional[asyncio.Task]
         items = self._items
-        finished = False
+        finished = complete = False
         try:
             while not finished:
                 with self._lock:
@@ -238,7 +238,7 @@ class Outbox:
                         if message["type"] == "http.response.body" and not message.get("more_body"):
                             # The response is complete: the thread may still be finishing (a
                             # WSGI close(), the rest of a handler); it reports its own errors.
-                            finished = True
+                            finished = complete = True
                         elif (
                             watcher is None and receive is not None and message.get("more_body")
                             and (reader is None or reader.complete)
@@ -251,7 +251,7 @@ class Outbox:
                 watcher.cancel()
             if not finished:  # cancelled: a thread blocked on back-pressure must not wait forever
                 self._close()
-        if self.error is not None:
+        if self.error is not None and not complete:
             raise self.error
 
     async def _watch(self, receive: Receive) -> None:
