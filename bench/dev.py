@@ -64,7 +64,8 @@ async def _open(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.Str
     return reader, writer
 
 
-async def _conn(host: str, port: int, request: bytes, until: float, warm: float, lat: list[float]) -> int:
+async def _conn(host: str, port: int, request: bytes, until: float, warm: float, lat: list[float],
+                errors: list[bytes]) -> int:
     """One client: keep-alive requests in a loop; reconnects (inside the timed request) when the
     server closes after each response (gunicorn's sync worker has no keep-alive)."""
     reader, writer = await _open(host, port)
@@ -79,6 +80,8 @@ async def _conn(host: str, port: int, request: bytes, until: float, warm: float,
                 reader, writer = await _open(host, port)
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
+            if head[9:12] != b"200":
+                errors.append(head[9:12])
             m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
             if m:
                 await reader.readexactly(int(m.group(1)))
@@ -104,12 +107,14 @@ async def _loadgen(host: str, port: int, path: str, conns: int, seconds: float) 
     start = time.perf_counter()
     warm, until = start + 0.5, start + 0.5 + seconds
     lat: list[float] = []
-    counts = await asyncio.gather(*(_conn(host, port, request, until, warm, lat) for _ in range(conns)))
+    errors: list[bytes] = []
+    counts = await asyncio.gather(*(_conn(host, port, request, until, warm, lat, errors) for _ in range(conns)))
     lat.sort()
     return {
         "rps": sum(counts) / seconds,
         "p50": lat[len(lat) // 2] * 1000 if lat else float("nan"),
         "p99": lat[int(len(lat) * 0.99)] * 1000 if lat else float("nan"),
+        "errors": {code.decode(): errors.count(code) for code in set(errors)},
     }
 
 
@@ -207,6 +212,16 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def function_of(pid: int) -> str:
+    """The function id in a worker's command line (its spec JSON has ``"id":"..."``)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return "?"
+    m = re.search(r'"id":"([^"]+)"', cmd)
+    return m.group(1) if m else "?"
+
+
 def children(pid: int) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
@@ -281,7 +296,7 @@ def main() -> None:
             rows.append((name, how, nat_t, nat_l, dev_t, dev_l))
             print(f"  measured {name}: native {nat_t['rps']:.0f} rps, dev {dev_t['rps']:.0f} rps", file=sys.stderr, flush=True)
         front = rss_kb(dev.proc.pid)
-        workers = [(pid, rss_kb(pid)) for pid in children(dev.proc.pid)]
+        workers = [(pid, rss_kb(pid), function_of(pid)) for pid in children(dev.proc.pid)]
         reloads = reload_to_ready(dev, project)
     finally:
         stop(dev.proc)
@@ -299,12 +314,8 @@ def main() -> None:
     print(f"  median: {statistics.median(e for e, _ in reloads):.0f} ms (goal <= 300 ms)")
     print("\n(3) memory (RSS)")
     print(f"  front server (pid {dev.proc.pid}): {front / 1024:.1f} MiB")
-    for pid, kb in workers:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[-60:]
-        except OSError:
-            cmd = "(gone)"
-        print(f"  worker pid {pid}: {kb / 1024:.1f} MiB  {cmd}")
+    for pid, kb, fid in workers:
+        print(f"  worker of {fid} (pid {pid}): {kb / 1024:.1f} MiB")
 
 
 if __name__ == "__main__":

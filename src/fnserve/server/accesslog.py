@@ -40,21 +40,14 @@ def log_request(method: str, path: str, status: int, started: float, function: s
     if not ACCESS.isEnabledFor(logging.INFO):
         return
     duration_ms = (time.perf_counter() - started) * 1000.0
-    ACCESS.info(
-        "%s %s %d %.1fms %s",
-        method,
-        path,
-        status,
-        duration_ms,
-        function,
-        extra={
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": duration_ms,
-            "function": function,
-        },
+    # Built directly: Logger.info() would walk the stack (findCaller) on every request.
+    record = logging.LogRecord(
+        ACCESS.name, logging.INFO, __file__, 0, "%s %s %d %.1fms %s",
+        (method, path, status, duration_ms, function), None,
     )
+    record.method, record.path, record.status = method, path, status
+    record.duration_ms, record.function = duration_ms, function
+    ACCESS.handle(record)
 
 
 class AccessFormatter(logging.Formatter):
@@ -63,9 +56,14 @@ class AccessFormatter(logging.Formatter):
     def __init__(self, colour: bool) -> None:
         super().__init__()
         self.colour = colour
+        self._second = -1
+        self._stamp = ""
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        second = int(record.created)
+        if second != self._second:  # strftime once per second, not per request
+            self._second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
+        stamp = self._stamp
         status = getattr(record, "status", None)
         if status is None:
             return f"{stamp} {record.getMessage()}"
