@@ -215,5 +215,7 @@ class LambdaAdapter:
                 sys.stderr.write("fnserve: %s: the lambda handler failed:\n%s" % (self.label, traceback.format_exc()))
                 await send_error(send, 500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
                 return
+            if not any(name == b"content-length" for name, _ in headers):
+                headers.append((b"content-length", str(len(out)).encode("ascii")))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else out})

@@ -196,7 +196,9 @@ def allowed_methods(handler_class: type) -> List[str]:
 
 class HandlerAdapter:
     """ASGI 3 app driving ``handler_class`` per request in ``executor`` threads.
-    ``body_limit``: bytes (0 = none); ``label``: function id, prefixed to ``log_message`` lines."""
+    ``body_limit``: bytes (0 = none); ``label``: function id for fnserve's own error lines.
+    ``log_message`` is left as the class defines it: the default writes to stderr, which is the
+    function's log (the worker captures it and prefixes each line with the function)."""
 
     def __init__(self, handler_class: type, *, executor: Any, body_limit: int = 0, label: str = "?") -> None:
         self.handler_class = handler_class
@@ -205,7 +207,6 @@ class HandlerAdapter:
         self.label = label
         self.inflight = InFlight()
         self.allow = ", ".join(allowed_methods(handler_class)).encode("latin-1")
-        self.own_log = handler_class.log_message is BaseHTTPRequestHandler.log_message
 
     async def shutdown(self, timeout: float = 30.0) -> None:
         await self.inflight.wait(timeout)
@@ -270,13 +271,6 @@ class HandlerAdapter:
         h.close_connection = True
         if isinstance(h, SimpleHTTPRequestHandler) and "directory" not in vars(cls):
             h.directory = os.getcwd()
-        if self.own_log:
-            label = self.label
-
-            def log_message(format: str, *args: Any) -> None:
-                sys.stderr.write("[%s] %s - %s\n" % (label, h.address_string(), format % args))
-
-            h.log_message = log_message  # type: ignore[assignment]
         return h
 
     def _run(self, scope: Dict[str, Any], do: str, reader: BodyReader, outbox: Outbox) -> None:
