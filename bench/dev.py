@@ -277,6 +277,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="measured seconds per throughput run")
     ap.add_argument("--conns", type=int, default=8, help="keep-alive connections for throughput")
     opts = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop fnserve dev
     tmp = Path(tempfile.mkdtemp(prefix="fnserve-bench-"))
     project = tmp / "showcase"
     shutil.copytree(SHOWCASE, project, ignore=shutil.ignore_patterns(".fnserve", "__pycache__"))
@@ -308,6 +309,10 @@ def main() -> None:
     for name, how, nt, nl, dt, dl in rows:
         print(f"{name:8} {how:22} {nt['rps']:10.0f} {dt['rps']:9.0f} {dt['rps'] / nt['rps']:5.2f}x "
               f"{nl['p50']:8.3f} {dl['p50']:8.3f} {dl['p50'] - nl['p50']:+8.3f} {nl['p99']:8.3f} {dl['p99']:8.3f}")
+    for name, how, *runs in rows:
+        bad = {k: v for run in runs for k, v in run["errors"].items()}
+        if bad:
+            print(f"  WARNING {name}: non-200 answers {bad}")
     print("\n(2) reload-to-ready after saving api/hello.py (handler)")
     for i, (elapsed, ready) in enumerate(reloads, 1):
         print(f"  save {i}: new body served {elapsed:.0f} ms after the write; new instance ready in {ready:.0f} ms")

@@ -78,6 +78,7 @@ def test_helper_change_restarts_its_importers_only(dev: DevServer) -> None:
 
 def test_import_error_then_fix(dev: DevServer) -> None:
     c = httpx.Client(base_url=dev.url, timeout=10)
+    pid_other = c.get("/api/pid").text
     broken = dev.project / "api" / "broken.py"
     mark = len(dev.lines)
     broken.write_text(
@@ -101,6 +102,7 @@ def test_import_error_then_fix(dev: DevServer) -> None:
     broken.unlink()
     dev.wait_for_line(r"reload: api/broken\.py changed", start=mark)
     assert c.get("/api/broken").status_code == 404
+    assert c.get("/api/pid").text == pid_other  # adding/removing a file restarted nothing else
 
 
 def test_bad_vercel_json_keeps_serving_then_recovers(dev: DevServer) -> None:
