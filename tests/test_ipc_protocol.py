@@ -45,8 +45,10 @@ def test_connection_multiplexes_and_reassembles_split_frames():
             lambda: p.Connection(on_open=lambda s, scope: opened.append((s, scope))), sock=b
         )
         streams = [front.open_stream(http_scope(f"/{i}")) for i in range(50)]
-        big = bytes(range(256)) * 20000  # 5 MB: split into CHUNK frames, pauses reading on the way
-        streams[7].send_body(p.HTTP_REQUEST, big, more=False)
+        big = bytes(range(256)) * 20000  # 5 MB: CHUNK frames, paced by the stream's flow-control window
+        sender = asyncio.ensure_future(streams[7].send_data(p.HTTP_REQUEST, big, more=False))
+        await asyncio.sleep(0.05)
+        assert not sender.done() and streams[7].send_window <= 0  # stalled until the consumer reads
         for _ in range(100):
             if len(opened) == 50:
                 break
@@ -61,6 +63,7 @@ def test_connection_multiplexes_and_reassembles_split_frames():
             if not flags & p.MORE:
                 break
         assert got == big
+        assert await asyncio.wait_for(sender, 5) is True
         # answers come back on the right stream
         opened[3][0].send(p.RESPONSE_BODY, 0, b"", b"three")
         opened[4][0].send(p.RESPONSE_BODY, 0, b"", b"four")

@@ -56,7 +56,7 @@ async def app(scope, receive, send):
     while True:
         message = await receive()
         body += message.get("body", b"")
-        if not message.get("more_body") or path == "/upload-stream":
+        if not message.get("more_body") or path in ("/upload-stream", "/ignore-body"):
             break
     headers = [(b"content-type", b"application/octet-stream"), (b"x-pid", str(os.getpid()).encode())]
     if path == "/crash":
@@ -73,6 +73,14 @@ async def app(scope, receive, send):
         for i in range(3):
             await send({"type": "http.response.body", "body": b"chunk%d;" % i, "more_body": True})
             await asyncio.sleep(0.3)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    if path == "/ignore-body":  # never reads the rest of its (large) body
+        await asyncio.sleep(float(query or "1"))
+    if path == "/big-stream":  # query: number of 64 KB chunks
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i in range(int(query)):
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     if path == "/upload-stream":

@@ -114,6 +114,42 @@ def test_websocket_echo_through_frames(project):
     run(main())
 
 
+def test_a_stalled_stream_never_blocks_the_others(project):
+    """Per-stream flow control: a client that stops reading a 64 MB streamed response, and an app
+    that never reads its 8 MB request body, hold only their own streams."""
+
+    async def main():
+        async with Supervisor([make_target(project, FID)]) as sup:
+            conn = await sup.acquire(FID)
+            stalled = asyncio.Event()
+            received = []
+
+            async def slow_send(message):  # the client reads one chunk, then stops reading
+                received.append(len(message.get("body", b"")))
+                if len(received) > 1:
+                    await stalled.wait()
+
+            download = asyncio.ensure_future(
+                forward(conn, http_scope("/big-stream", query=b"1024"), Client().receive, slow_send)
+            )
+            uploader = Client([b"u" * 65536] * 128)
+            upload = asyncio.ensure_future(
+                forward(conn, http_scope("/ignore-body", "POST", query=b"3"), uploader.receive, uploader.send)
+            )
+            await asyncio.sleep(0.3)
+            t0 = asyncio.get_running_loop().time()
+            clients = await asyncio.wait_for(asyncio.gather(*(request(sup, FID, "/x") for _ in range(20))), 5)
+            assert all(c.status == 200 for c in clients)
+            assert asyncio.get_running_loop().time() - t0 < 2.0
+            assert not download.done() and not upload.done()
+            stalled.set()
+            await asyncio.wait_for(download, 20)
+            await asyncio.wait_for(upload, 10)
+            assert sum(received) == 1024 * 65536
+
+    run(main())
+
+
 def test_client_disconnect_reaches_the_app(project, tmp_path):
     marker = tmp_path / "disconnected"
 

@@ -26,6 +26,7 @@ READY = 17
 LOAD_ERROR = 18
 HEARTBEAT = 19
 STOP = 20
+WINDOW = 21  # both directions, per stream: meta = ASCII digits, bytes of data the peer consumed
 
 # flags
 MORE = 1
@@ -35,9 +36,11 @@ DATA_BODY = 8
 RAW_HEADERS = 16  # headers travel as a NUL-separated block in data (see pack_headers)
 
 MAX_FRAME = 64 * 1024 * 1024  # bytes of meta + data; bigger frames are a protocol error
-CHUNK = 1024 * 1024  # body chunks bigger than this are split over several frames
-HIGH_WATER = 4 * 1024 * 1024  # queued unconsumed bytes that pause reading
-LOW_WATER = 1024 * 1024
+CHUNK = 256 * 1024  # body chunks bigger than this are split over several frames
+WINDOW_SIZE = 1024 * 1024  # per-stream flow control: data bytes a sender may have unconsumed
+WINDOW_UPDATE = 256 * 1024  # a receiver returns credit once its consumer took this much
+HIGH_WATER = 64 * 1024 * 1024  # safety net: queued unconsumed bytes that pause reading entirely
+LOW_WATER = 16 * 1024 * 1024
 FLUSH_NOW = 256 * 1024  # pending output above this is written without waiting for the step end
 
 

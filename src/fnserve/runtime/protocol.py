@@ -35,14 +35,18 @@ READY           W    stream 0: the function loaded and lifespan startup ran: {pi
 LOAD_ERROR      W    stream 0: loading failed: {message, file, attr, found, traceback, hint}
 HEARTBEAT       W    stream 0: the worker's event loop is alive: {inflight}
 STOP            F    stream 0: graceful stop: {timeout} seconds to finish in-flight streams
+WINDOW          F/W  per stream: the consumer took N more data bytes (meta = N in ASCII)
 ==============  ===  ==================================================================
 
 Writes are coalesced: frames queued by a task leave in one write when it is about to wait for the
 peer (``Stream.get``) or finishes its stream, else at the end of the event-loop step. Frames of
 different requests are NOT held back to batch them: that would make the two processes take turns
 instead of working in parallel (measured: 2–4x fewer round trips/s with whole-step batching).
-Reading pauses (``transport.pause_reading``) while more than ``HIGH_WATER`` bytes sit unconsumed in
-stream queues, so a slow consumer bounds memory (at the cost of stalling the other streams).
+Flow control is per stream, as in HTTP/2: a sender may have at most ``WINDOW_SIZE`` data bytes
+(bodies, WebSocket payloads) not yet consumed by the receiving app or client; the receiver returns
+credit with ``WINDOW`` frames as its consumer takes data. A slow client or an app that does not read
+its body therefore stalls only its own stream, never the other requests on the socket. As a safety
+net against a misbehaving peer, reading pauses while more than ``HIGH_WATER`` bytes sit queued.
 """
 
 import asyncio
@@ -53,6 +57,7 @@ from .frames import *  # noqa: F401,F403 - the frame constants and codec are par
 from .frames import (
     CHUNK,
     DATA_BODY,
+    DISCONNECT,
     FLUSH_NOW,
     HEADER,
     HEADER_SIZE,
@@ -63,6 +68,9 @@ from .frames import (
     MORE,
     RAW_HEADERS,
     SCOPE,
+    WINDOW,
+    WINDOW_SIZE,
+    WINDOW_UPDATE,
     Frame,
     _dumps,
     _loads,
@@ -78,10 +86,14 @@ class Stream:
     """One ASGI conversation on a ``Connection``: an inbound frame queue plus send helpers.
 
     ``get()`` returns the next inbound ``(type, flags, meta, data)`` frame, or raises the error the
-    stream was failed with (``ConnectionLost`` when the connection broke).
+    stream was failed with (``ConnectionLost`` when the connection broke). Taking a data frame
+    returns flow-control credit to the peer. ``send_window``: data bytes this side may still send;
+    ``await wait_window()`` before sending data (``send_data`` does). ``reset``: the peer said the
+    other end is gone (``DISCONNECT``): sends are pointless from then on.
     """
 
-    __slots__ = ("id", "conn", "_frames", "_waiter", "_error", "closed")
+    __slots__ = ("id", "conn", "_frames", "_waiter", "_error", "closed", "send_window", "_window_waiter",
+                 "_unacked", "reset")
 
     def __init__(self, stream_id: int, conn: "Connection") -> None:
         self.id = stream_id
@@ -90,6 +102,10 @@ class Stream:
         self._waiter: Optional[asyncio.Future] = None
         self._error: Optional[BaseException] = None
         self.closed = False
+        self.send_window = WINDOW_SIZE
+        self._window_waiter: Optional[asyncio.Future] = None
+        self._unacked = 0
+        self.reset = False
 
     def _feed(self, frame: Frame) -> None:
         self._frames.append(frame)
@@ -97,11 +113,24 @@ class Stream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _credit(self, n: int) -> None:
+        self.send_window += n
+        waiter = self._window_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _reset(self) -> None:
+        self.reset = True
+        self._credit(0)
+
     def fail(self, exc: BaseException) -> None:
         """Make the pending and every later ``get()`` raise ``exc`` once queued frames are consumed."""
         if self._error is None:
             self._error = exc
         waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        waiter = self._window_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
@@ -117,24 +146,65 @@ class Stream:
             finally:
                 self._waiter = None
         frame = self._frames.popleft()
-        if frame[3]:
-            self.conn._consumed(len(frame[3]))
+        n = len(frame[3])
+        if n:
+            self.conn._consumed(n)
+            self._unacked += n
+            if self._unacked >= WINDOW_UPDATE and not self.closed:
+                self.conn.write_frame(WINDOW, self.id, 0, b"%d" % self._unacked)
+                self._unacked = 0
         return frame
+
+    async def wait_window(self) -> bool:
+        """Wait until this side may send data on the stream. Returns False when sending is
+        pointless (the peer reset the stream, the stream or connection is closed)."""
+        while self.send_window <= 0:
+            if self.reset or self.closed or self.conn.closed or self._error is not None:
+                return False
+            if self.conn._out:
+                self.conn.flush()
+            self._window_waiter = self.conn.loop.create_future()
+            try:
+                await self._window_waiter
+            finally:
+                self._window_waiter = None
+        return not (self.reset or self.conn.closed)
+
+    async def send_data(self, ftype: int, body: bytes, more: bool) -> bool:
+        """Send a body chunk as ``ftype`` frames (HTTP_REQUEST / RESPONSE_BODY) within the flow-
+        control window, split at ``CHUNK``, then wait for socket backpressure. False when the
+        peer is gone (nothing more should be sent)."""
+        n = len(body)
+        if n == 0:
+            self.conn.write_frame(ftype, self.id, MORE if more else 0)
+            return not self.conn.closed
+        view = memoryview(body) if n > CHUNK else None
+        start = 0
+        while start < n:
+            if self.send_window <= 0 and not await self.wait_window():
+                return False
+            size = min(CHUNK, n - start)
+            piece = body if view is None else bytes(view[start:start + size])
+            start += size
+            self.send_window -= size
+            self.conn.write_frame(ftype, self.id, MORE if (more or start < n) else 0, b"", piece)
+            if self.conn._write_paused or self.conn._out_size > FLUSH_NOW:
+                await self.conn.drain()
+        return True
 
     def send(self, ftype: int, flags: int = 0, meta: bytes = b"", data: bytes = b"") -> None:
         """Queue one frame on this stream (no-op once the connection is closed)."""
         self.conn.write_frame(ftype, self.id, flags, meta, data)
 
-    def send_body(self, ftype: int, body: bytes, more: bool) -> None:
-        """Queue a body chunk as ``ftype`` frames (HTTP_REQUEST / RESPONSE_BODY), split at ``CHUNK``."""
+    def send_now(self, ftype: int, body: bytes, more: bool) -> bool:
+        """Queue a body chunk as one ``ftype`` frame if the window allows it and it is at most
+        ``CHUNK`` bytes (the common case, no await); False: use ``await send_data`` instead."""
         n = len(body)
-        if n <= CHUNK:
-            self.conn.write_frame(ftype, self.id, MORE if more else 0, b"", body)
-            return
-        view = memoryview(body)
-        for start in range(0, n, CHUNK):
-            last = start + CHUNK >= n
-            self.conn.write_frame(ftype, self.id, 0 if (last and not more) else MORE, b"", bytes(view[start:start + CHUNK]))
+        if n > CHUNK or n > self.send_window:
+            return False
+        self.send_window -= n
+        self.conn.write_frame(ftype, self.id, MORE if more else 0, b"", body)
+        return True
 
     def close(self) -> None:
         """Forget this stream locally; later inbound frames for its id are dropped."""
@@ -212,6 +282,14 @@ class Connection(asyncio.Protocol):
                     self.on_control(ftype, obj)
                 continue
             stream = self.streams.get(sid)
+            if ftype == WINDOW:
+                if stream is not None:
+                    try:
+                        stream._credit(int(meta))
+                    except ValueError:
+                        self._protocol_error("WINDOW frame with a bad credit %r" % meta[:20])
+                        return
+                continue
             if stream is None:
                 if ftype == SCOPE and self.on_open is not None:
                     stream = Stream(sid, self)
@@ -229,6 +307,8 @@ class Connection(asyncio.Protocol):
             stream._feed((ftype, flags, meta, body))
             if dlen:
                 self._queued += dlen
+            elif ftype == DISCONNECT:
+                stream._reset()
         if pos:
             del buf[:pos]
         if self._queued > HIGH_WATER and not self._read_paused and self.transport is not None:
@@ -329,7 +409,8 @@ class Connection(asyncio.Protocol):
     # -- front side
     def open_stream(self, scope: Dict[str, Any], body: Optional[bytes] = None, more_body: bool = False) -> Stream:
         """Open a new stream by sending ``scope`` (front side). ``body``: the first ``http.request``
-        chunk, sent in the same frame (None: none yet). Raises ``ConnectionLost`` if closed."""
+        chunk (at most ``CHUNK`` bytes), sent in the same frame (None: none yet). Raises
+        ``ConnectionLost`` if closed."""
         if self.closed:
             raise ConnectionLost("the connection to the worker is closed")
         sid = self._next_id
@@ -342,11 +423,11 @@ class Connection(asyncio.Protocol):
         flags, meta, data = scope_frame(scope)
         if body is None:
             self.write_frame(SCOPE, sid, flags, meta, data)
-        elif len(body) <= CHUNK:
-            self.write_frame(SCOPE, sid, flags | DATA_BODY | (MORE if more_body else 0), meta, data + body if data else body)
         else:
-            self.write_frame(SCOPE, sid, flags, meta, data)
-            stream.send_body(HTTP_REQUEST, body, more_body)
+            if len(body) > CHUNK:
+                raise ValueError("open_stream: a first body chunk over %d bytes must go by send_data()" % CHUNK)
+            stream.send_window -= len(body)
+            self.write_frame(SCOPE, sid, flags | DATA_BODY | (MORE if more_body else 0), meta, data + body if data else body)
         return stream
 
     def close(self) -> None:

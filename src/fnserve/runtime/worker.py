@@ -238,13 +238,17 @@ class Worker:
             return gone[0]
 
         async def send(message: Dict[str, Any]) -> None:
-            if gone or conn.closed:
+            if gone or stream.reset or conn.closed:
                 return  # ASGI: sends after a disconnect are dropped
             mtype = message["type"]
             if mtype == "http.response.body":
                 body = message.get("body", b"")
+                if type(body) is not bytes:
+                    body = bytes(body)
                 more = message.get("more_body", False)
-                stream.send_body(p.RESPONSE_BODY, body if type(body) is bytes else bytes(body), more)
+                if not stream.send_now(p.RESPONSE_BODY, body, more):
+                    if not await stream.send_data(p.RESPONSE_BODY, body, more):
+                        return  # the client is gone (flow control woke us with a reset)
                 if not more:
                     complete[0] = True
                     # as uvicorn: once the response is complete, receive() says http.disconnect
@@ -260,6 +264,10 @@ class Worker:
                 if mtype == "websocket.accept" or mtype == "websocket.http.response.start":
                     started[0] = True
                 flags, meta, data = p.encode_message(message)
+                if data:
+                    if stream.send_window <= 0 and not await stream.wait_window():
+                        return
+                    stream.send_window -= len(data)
                 stream.send(p.MESSAGE, flags, meta, data)
             if conn._write_paused or conn._out_size > p.FLUSH_NOW:
                 try:

@@ -82,8 +82,14 @@ async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive
     if message["type"] != "http.request":
         return  # the client left before anything happened
     more = message.get("more_body", False)
+    body = message.get("body", b"")
     try:
-        stream = connection.open_stream(scope, message.get("body", b""), more)
+        if len(body) <= p.CHUNK:
+            stream = connection.open_stream(scope, body, more)
+        else:
+            stream = connection.open_stream(scope)
+            if not await stream.send_data(p.HTTP_REQUEST, body, more):
+                raise p.ConnectionLost()
     except p.ConnectionLost:
         raise WorkerCrashed(name) from None
     loop = asyncio.get_running_loop()
@@ -169,7 +175,7 @@ async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, 
     finally:
         pump.cancel()
         if not ended and not connection.closed and not stream.closed:
-            stream.send(p.MESSAGE, 0, b'{"type":"websocket.disconnect","code":1006}')
+            stream.send(p.DISCONNECT)  # the app receives websocket.disconnect (1006)
         stream.close()
 
 
@@ -196,7 +202,10 @@ async def _pump_http(stream: p.Stream, receive: Receive) -> None:
             message = await receive()
             mtype = message["type"]
             if mtype == "http.request":
-                stream.send_body(p.HTTP_REQUEST, message.get("body", b""), message.get("more_body", False))
+                body, more = message.get("body", b""), message.get("more_body", False)
+                if not stream.send_now(p.HTTP_REQUEST, body, more):
+                    if not await stream.send_data(p.HTTP_REQUEST, body, more):
+                        return
                 await conn.drain()
             elif mtype == "http.disconnect":
                 stream.send(p.DISCONNECT)
@@ -215,6 +224,10 @@ async def _pump_ws(stream: p.Stream, receive: Receive) -> None:
         while True:
             message = await receive()
             flags, meta, data = p.encode_message(message)
+            if data:
+                if stream.send_window <= 0 and not await stream.wait_window():
+                    return
+                stream.send_window -= len(data)
             stream.send(p.MESSAGE, flags, meta, data)
             if message["type"] == "websocket.disconnect":
                 stream.fail(_ClientGone())
