@@ -180,3 +180,21 @@ def test_reloader_step_classifies(tmp_path) -> None:
     assert sorted(p.name for p in plan.config) == [".env.local", "vercel.json"]
     assert [p.name for p in plan.deps] == ["requirements.txt"]
     assert asyncio.run(r.step({(Change.modified, str(root / "public" / "index.html"))})) is None
+
+
+def test_requirements_change_reinstalls_then_restarts(tmp_path) -> None:
+    server = DevServer("dev_deps", tmp_path, "--install", "--no-detect-imports")
+    server.start(timeout=60)
+    try:
+        if "error: dependencies" in server.output():
+            pytest.skip("uv cannot create environments here: " + server.output()[-300:])
+        c = httpx.Client(base_url=server.url, timeout=30)
+        assert c.get("/api/dep").text == "no itsdangerous"
+        mark = len(server.lines)
+        (server.project / "requirements.txt").write_text("itsdangerous\n")
+        line = server.wait_for_line(r"deps: requirements\.txt → new environment|error: dependencies", timeout=60, start=mark)
+        if "error" in line:
+            pytest.skip("installing itsdangerous failed here (offline?): " + line)
+        assert c.get("/api/dep").text == "has itsdangerous"
+    finally:
+        server.stop()

@@ -196,6 +196,9 @@ class DevServer:
         if old is not None and self.project is not None:
             parts += [f"new function {fid}" for fid in sorted(known - before)]
             parts += [f"removed {fid}" for fid in sorted(before - known)]
+        if plan.deps:
+            parts.append("reinstalling dependencies in the background" if self.setting("install", False)
+                         else "install is off (--no-install): requirements are not applied")
         if self.config_problem or self.project_problem:
             parts.append("ERROR: " + (self.config_problem or self.project_problem).message)  # type: ignore[union-attr]
         summary = "; ".join(parts) or "nothing to restart"
@@ -273,7 +276,7 @@ async def serve(dev: DevServer) -> None:
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         dev.app, http="httptools", ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
-        timeout_graceful_shutdown=3, server_header=False,
+        timeout_graceful_shutdown=3, server_header=False, proxy_headers=False,
     )
     server = uvicorn.Server(config)
     stop = asyncio.Event()

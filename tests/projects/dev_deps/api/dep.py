@@ -1,0 +1,14 @@
+from http.server import BaseHTTPRequestHandler
+
+
+class handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        try:
+            import itsdangerous
+            body = b"has itsdangerous"
+        except ImportError:
+            body = b"no itsdangerous"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
