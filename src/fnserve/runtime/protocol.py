@@ -1,47 +1,15 @@
-"""The front ↔ worker wire protocol: ASGI conversations multiplexed over one Unix socket.
+"""The front ↔ worker connection: ASGI conversations multiplexed over one Unix socket.
 
 Runs on both sides (the front server and the function's worker, Python 3.9–3.13): stdlib only.
-
-Frame layout (network byte order), one frame per ASGI message or control event::
-
-    u32 meta_len | u32 data_len | u32 stream | u8 type | u8 flags | meta (JSON) | data (raw bytes)
-
-* ``stream`` 0 carries control frames; every other id is one ASGI conversation (one HTTP request
-  or one WebSocket), opened by the front with a ``SCOPE`` frame. Ids are never reused while open.
-* ``meta`` is compact JSON (bytes fields such as headers, ``query_string``, ``raw_path`` travel
-  as latin-1 strings and are restored on decode); ``data`` is the body bytes, untouched.
-  Neither marshal nor pickle: the two sides may run different Python versions.
-* ``flags``: ``MORE`` = ``more_body``; ``DATA_BYTES`` / ``DATA_TEXT`` say which key of a generic
-  message the data belongs to (``bytes``/``body`` or ``text``, UTF-8); ``RAW_HEADERS``: headers
-  are a NUL-separated block in data instead of JSON (the common case; ≈5 µs less per request).
-
-Frame types (direction: F = front→worker, W = worker→front):
-
-==============  ===  ==================================================================
-SCOPE           F    open a stream; meta = the ASGI scope; with RAW_HEADERS, data starts with
-                     the packed headers (``_hl`` bytes); with DATA_BODY, the rest of data is
-                     the first ``http.request`` chunk (MORE = more_body)
-HTTP_REQUEST    F    ``http.request``; data = body chunk, MORE = more_body
-DISCONNECT      F    the client went away / cancel: the app receives ``http.disconnect``
-RESPONSE_START  W    ``http.response.start``; meta = the message as JSON, or with RAW_HEADERS
-                     meta = the status in ASCII digits and data = the packed headers
-RESPONSE_BODY   W    ``http.response.body``; data = chunk, MORE = more_body
-MESSAGE         F/W  any other ASGI message (WebSocket, trailers, ...): meta + optional data
-END             W    the app returned; the stream is closed on the worker side. Not sent for an
-                     HTTP stream whose response completed (the front is done with it already)
-ERROR           W    the app raised; meta = {message, traceback, response_started}
-HELLO           W    stream 0, first frame: {token, pid, python}
-READY           W    stream 0: the function loaded and lifespan startup ran: {pid, startup_ms, kind}
-LOAD_ERROR      W    stream 0: loading failed: {message, file, attr, found, traceback, hint}
-HEARTBEAT       W    stream 0: the worker's event loop is alive: {inflight}
-STOP            F    stream 0: graceful stop: {timeout} seconds to finish in-flight streams
-WINDOW          F/W  per stream: the consumer took N more data bytes (meta = N in ASCII)
-==============  ===  ==================================================================
+The frame format and the codec are in ``frames`` (re-exported here: ``protocol.SCOPE``,
+``protocol.encode_message``, ...); this module has the ``Connection`` (an ``asyncio.Protocol``)
+and its ``Stream``s.
 
 Writes are coalesced: frames queued by a task leave in one write when it is about to wait for the
 peer (``Stream.get``) or finishes its stream, else at the end of the event-loop step. Frames of
 different requests are NOT held back to batch them: that would make the two processes take turns
-instead of working in parallel (measured: 2–4x fewer round trips/s with whole-step batching).
+instead of working in parallel (whole-step batching measured slower in bench/ipc.py: the
+worker saw ~15 requests per read and answered them as one burst, so front and worker alternated).
 Flow control is per stream, as in HTTP/2: a sender may have at most ``WINDOW_SIZE`` data bytes
 (bodies, WebSocket payloads) not yet consumed by the receiving app or client; the receiver returns
 credit with ``WINDOW`` frames as its consumer takes data. A slow client or an app that does not read
