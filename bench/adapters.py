@@ -1,7 +1,7 @@
 """Adapter benchmark: each entry kind served through fnserve's runtime adapter on uvicorn vs the
 same app served natively, driven by the same load generator (issue 3 acceptance; goal >= 0.9x).
 
-    python bench/adapters.py [--requests 20000] [--connections 8] [--seconds 3] [--rounds 3] [--only KIND]
+    python bench/adapters.py [--requests 20000] [--connections 8] [--seconds 3] [--rounds 3] [--only KIND] [--concurrency 16]
 
 Pairs (adapter → native): handler class → ``http.server.ThreadingHTTPServer`` (HTTP/1.1 keep-alive,
 TCP_NODELAY); Flask → gunicorn (sync, 1 worker); FastAPI → bare uvicorn. Every server is its own
@@ -84,7 +84,7 @@ def free_port():
 # -- servers (each runs in its own process) -------------------------------------------------------
 
 
-def serve(kind, port, folder):
+def serve(kind, port, folder, concurrency=16):
     os.chdir(folder)
     if kind == "native-handler":
         from http.server import ThreadingHTTPServer
@@ -109,7 +109,8 @@ def serve(kind, port, folder):
                         "adapter-fastapi": ("fastapi_app", "app")}[kind]
         fn = load_function({"id": module + ".py", "path": os.path.join(folder, module + ".py"), "module": module,
                             "attr": attr, "kind": "app", "layout": "vercel", "import_roots": [folder],
-                            "project_root": folder, "body_limit": 4_500_000, "concurrency": 16})
+                            "project_root": folder, "body_limit": 4_500_000,
+                            "concurrency": concurrency})
         app = fn.app
     config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                             lifespan="off", log_level="warning", access_log=False,
@@ -128,12 +129,13 @@ def serve(kind, port, folder):
     uvloop.run(main())
 
 
-def start(kind, port, folder):
+def start(kind, port, folder, concurrency=16):
     if kind == "native-flask":
         cmd = [str(BIN / "gunicorn"), "-w", "1", "-k", "sync", "-b", "127.0.0.1:%d" % port,
                "--chdir", folder, "--log-level", "warning", "flask_app:app"]
     else:
-        cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--dir", folder]
+        cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--dir", folder,
+               "--concurrency", str(concurrency)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -228,6 +230,7 @@ def main():
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16, help="adapter threads (SPEC §5 default 16)")
     parser.add_argument("--only", default="", help="run only the kinds whose label contains this")
     parser.add_argument("--serve")
     parser.add_argument("--port", type=int)
@@ -235,7 +238,7 @@ def main():
     parser.add_argument("--load", action="store_true")
     args = parser.parse_args()
     if args.serve:
-        return serve(args.serve, args.port, args.dir)
+        return serve(args.serve, args.port, args.dir, args.concurrency)
     if args.load:
         try:
             import uvloop
@@ -259,7 +262,7 @@ def main():
             for _ in range(max(1, args.rounds)):
                 for kind in (adapter, native):
                     port = free_port()
-                    proc = start(kind, port, folder)
+                    proc = start(kind, port, folder, args.concurrency)
                     try:
                         r = measure(port, args, proc.pid)
                     finally:
