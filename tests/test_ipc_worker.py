@@ -226,6 +226,10 @@ def test_fnserve_deps_are_not_importable_in_the_function_env(project, tmp_path):
             fnserve_src = str(Path(fnserve.__file__).resolve().parents[1])
             assert not [e for e in entries if e.startswith((fnserve_src, sys.prefix))], entries
             assert any(e.startswith(str(venv)) for e in entries)
+            path_env = (await request(sup, FID, "/env", query=b"PATH")).body.decode()
+            assert path_env.split(os.pathsep)[0] == str(venv / "bin")
+            assert str(Path(sys.prefix) / "bin") not in path_env.split(os.pathsep)
+            assert (await request(sup, FID, "/env", query=b"VIRTUAL_ENV")).body.decode() == str(venv)
 
     run(main())
 

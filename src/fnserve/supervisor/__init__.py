@@ -18,7 +18,7 @@ Errors raised are in ``fnserve.errors``: ``FunctionLoadFailed`` (500), ``WorkerC
 
 from .core import FunctionPool, RestartResult, Supervisor
 from .launch import LAUNCHERS, Launcher, SpawnLauncher, WorkerProcess
-from .target import WorkerTarget, function_env, function_spec
+from .target import WorkerTarget, function_env, function_spec, interpreter_env
 
 __all__ = [
     "LAUNCHERS",
@@ -31,4 +31,5 @@ __all__ = [
     "WorkerTarget",
     "function_env",
     "function_spec",
+    "interpreter_env",
 ]

@@ -24,6 +24,26 @@ def function_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str]
     return env
 
 
+def interpreter_env(env: dict[str, str], python: Path) -> dict[str, str]:
+    """Point ``PATH``/``VIRTUAL_ENV`` of a function's environment at the environment of ``python``
+    instead of fnserve's own virtualenv, so ``subprocess.run(["python", ...])`` or a console script
+    inside the function finds the function's tools, never fnserve's. ``env`` is changed and
+    returned. A ``python`` that is fnserve's own interpreter leaves ``env`` as it is."""
+    if Path(python) == Path(sys.executable):
+        return env
+    own_bin = str(Path(sys.prefix) / "bin") if sys.prefix != sys.base_prefix else None
+    parts = [d for d in env.get("PATH", "").split(os.pathsep) if d and d != own_bin]
+    if env.get("VIRTUAL_ENV") == sys.prefix:
+        del env["VIRTUAL_ENV"]
+    root = Path(python).parent.parent
+    if (root / "pyvenv.cfg").exists():  # a virtualenv / uv env: activate it
+        env["VIRTUAL_ENV"] = str(root)
+        bin_dir = str(Path(python).parent)
+        parts = [bin_dir] + [d for d in parts if d != bin_dir]
+    env["PATH"] = os.pathsep.join(parts)
+    return env
+
+
 def function_spec(
     function: Function,
     project_root: Path,
@@ -82,11 +102,13 @@ class WorkerTarget:
     ) -> WorkerTarget:
         """A target for ``function`` of the project at ``project_root``. ``env``: the function env
         from config (added on top of ``os.environ`` minus ``FNSERVE_*``); ``python``: default
-        ``sys.executable``."""
+        ``sys.executable`` (another interpreter also gets its own ``PATH``/``VIRTUAL_ENV``, see
+        ``interpreter_env``)."""
+        python = Path(python) if python else Path(sys.executable)
         return cls(
             id=function.id,
             spec=function_spec(function, project_root, body_limit=body_limit, concurrency=concurrency),
-            python=Path(python) if python else Path(sys.executable),
-            env=function_env(env),
+            python=python,
+            env=interpreter_env(function_env(env), python),
             cwd=Path(project_root),
         )
