@@ -123,6 +123,44 @@ def test_restart_while_requests_in_flight_has_zero_failures(tmp_path):
     run(main())
 
 
+def test_exit_before_ready_is_a_load_error_with_the_output(tmp_path):
+    root = make_project(tmp_path, {FID: "import os, sys\nsys.stderr.write('native crash at import\\n')\nos._exit(7)\n"})
+
+    async def main():
+        async with Supervisor([make_target(root, FID)]) as sup:
+            with pytest.raises(FunctionLoadFailed) as info:
+                await request(sup, FID, "/x")
+            assert "exited with status 7" in str(info.value)
+            assert "native crash at import" in info.value.traceback
+            with pytest.raises(FunctionLoadFailed):
+                await request(sup, FID, "/x")
+            assert sup.spawn_count(FID) == 1
+
+    run(main())
+
+
+def test_shutdown_and_removal_during_a_slow_start_leave_no_process(tmp_path):
+    root = make_project(tmp_path, {FID: SLOW_IMPORT, "api/b.py": SLOW_IMPORT})
+
+    async def main():
+        sup = Supervisor([make_target(root, FID), make_target(root, "api/b.py")])
+        waiting = asyncio.ensure_future(sup.acquire(FID))
+        removed = asyncio.ensure_future(sup.acquire("api/b.py"))
+        await asyncio.sleep(0.3)
+        pids = [inst.pid for inst in sup._live]
+        assert len(pids) == 2
+        await sup.update([make_target(root, FID)])  # b removed while it starts
+        with pytest.raises(WorkerError):
+            await asyncio.wait_for(removed, 5)
+        await sup.shutdown()
+        with pytest.raises(WorkerError):
+            await asyncio.wait_for(waiting, 5)
+        for pid in pids:
+            assert await _wait_dead(pid)
+
+    run(main())
+
+
 def test_update_adds_removes_and_restarts_changed_targets(tmp_path):
     root = make_project(tmp_path, {FID: APP, "api/b.py": APP})
 
