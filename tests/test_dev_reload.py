@@ -198,3 +198,37 @@ def test_requirements_change_reinstalls_then_restarts(tmp_path) -> None:
         assert c.get("/api/dep").text == "has itsdangerous"
     finally:
         server.stop()
+
+
+def test_new_top_level_folder_is_watched(dev: DevServer) -> None:
+    c = httpx.Client(base_url=dev.url, timeout=10)
+    extra = dev.project / "extra"
+    extra.mkdir()
+    (extra / "__init__.py").write_text("")
+    (extra / "mod.py").write_text('VALUE = "first"\n')
+    mark = len(dev.lines)
+    (dev.project / "api" / "uses_extra.py").write_text(
+        "from http.server import BaseHTTPRequestHandler\n\nfrom extra.mod import VALUE\n\n\n"
+        "class handler(BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200)\n"
+        "        self.send_header('Content-Length', str(len(VALUE)))\n        self.end_headers()\n"
+        "        self.wfile.write(VALUE.encode())\n"
+    )
+    dev.wait_for_line(r"reload: .*api/uses_extra\.py changed", start=mark)
+    assert c.get("/api/uses_extra").text == "first"
+    time.sleep(0.5)  # the watchers restart with extra/ in their set
+    mark = len(dev.lines)
+    (extra / "mod.py").write_text('VALUE = "second!"\n')
+    dev.wait_for_line(r"reload: extra/mod\.py changed → api/uses_extra\.py ready", start=mark)
+    assert c.get("/api/uses_extra").text == "second!"
+
+
+def test_watch_dirs_skip_virtualenvs(tmp_path) -> None:
+    from fnserve.server.reloader import Reloader
+
+    for name in ("api", "lib", ".venv", "venv", ".fnserve", "node_modules", "public", "__pycache__", ".git"):
+        (tmp_path / name).mkdir()
+
+    async def apply(plan):
+        return None
+
+    assert [d.name for d in Reloader(tmp_path, apply).watch_dirs()] == ["api", "lib"]

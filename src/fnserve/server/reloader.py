@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from watchfiles import Change, DefaultFilter, awatch
 
@@ -89,6 +90,7 @@ class Reloader:
         self.apply = apply
         self.emit = emit or LOG.info
         self._default = DefaultFilter()
+        self._lock: asyncio.Lock | None = None  # one batch at a time, whichever watcher saw it
 
     def wanted(self, change: Change, path: str) -> bool:
         """The ``watch_filter`` for ``awatch``: False for files a reload never depends on."""
@@ -131,9 +133,12 @@ class Reloader:
         plan = self.classify(changes)
         if plan.empty:
             return None
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         started = time.perf_counter()
         try:
-            line = await self.apply(plan)
+            async with self._lock:
+                line = await self.apply(plan)
         except Exception as exc:  # noqa: BLE001 - keep dev alive
             LOG.exception("reload after %s failed", plan.describe(self.root))
             line = f"reload: {plan.describe(self.root)} changed; reload failed: {exc}"
@@ -142,10 +147,72 @@ class Reloader:
         LOG.debug("reload took %.1f ms", (time.perf_counter() - started) * 1000)
         return line
 
+    def watch_dirs(self) -> list[Path]:
+        """The top-level folders watched recursively: all but excluded ones (``.venv``,
+        ``.fnserve``, ``node_modules``, dot-folders, ...) and ``public/`` — so no inotify watch is
+        ever put on a virtualenv's site-packages inside the project."""
+        try:
+            entries = sorted(self.root.iterdir())
+        except OSError:
+            return []
+        return [d for d in entries if d.is_dir() and d.name != "public" and not is_excluded_dir(d.name)]
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Watch until ``stop`` is set. Batches are grouped for 30 ms after the last change."""
-        async for changes in awatch(
-            self.root, watch_filter=self.wanted, stop_event=stop, step=30, debounce=800,
-            recursive=True, ignore_permission_denied=True,
-        ):
+        """Watch until ``stop`` is set: the project root itself, not recursively (``vercel.json``,
+        ``.env``, folders coming and going), and each folder of ``watch_dirs`` recursively, one
+        watcher each. A new top-level folder gets its own watcher, and the files already in it
+        are treated as added (nothing written before its watcher started is missed); a removed
+        one's watcher stops. Batches are grouped for 30 ms after the last change."""
+        watchers: dict[Path, tuple[asyncio.Task, asyncio.Event]] = {}
+        loop = asyncio.get_running_loop()
+
+        def start(folder: Path) -> None:
+            own = asyncio.Event()
+            watchers[folder] = (loop.create_task(self._watch(folder, stop, own)), own)
+
+        for folder in self.watch_dirs():
+            start(folder)
+        try:
+            async for changes in self._awatch(self.root, stop, recursive=False):
+                current = self.watch_dirs()
+                for folder in [d for d in current if d not in watchers]:
+                    start(folder)
+                    await asyncio.sleep(0.05)  # let its watcher start, then pick up what is there
+                    changes |= {(Change.added, str(f)) for f in _files(folder)}
+                for folder in [d for d in watchers if d not in current]:
+                    watchers.pop(folder)[1].set()
+                await self.step(changes)
+        finally:
+            for task, own in watchers.values():
+                own.set()
+                task.cancel()
+
+    async def _watch(self, folder: Path, stop: asyncio.Event, own: asyncio.Event) -> None:
+        either = _AnyEvent(stop, own)
+        async for changes in self._awatch(folder, either, recursive=True):
             await self.step(changes)
+
+    def _awatch(self, path: Path, stop: Any, *, recursive: bool) -> Any:
+        return awatch(
+            path, watch_filter=self.wanted if recursive else None, stop_event=stop, step=30,
+            debounce=800, recursive=recursive, ignore_permission_denied=True,
+        )
+
+
+class _AnyEvent:
+    """Set when either event is set (watchfiles only calls ``is_set()``)."""
+
+    def __init__(self, *events: asyncio.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every file below ``folder``, skipping excluded folders (bounded by what a person writes)."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not is_excluded_dir(d)]
+        out.extend(Path(dirpath, f) for f in filenames)
+    return out
