@@ -232,3 +232,13 @@ def test_watch_dirs_skip_virtualenvs(tmp_path) -> None:
         return None
 
     assert [d.name for d in Reloader(tmp_path, apply).watch_dirs()] == ["api", "lib"]
+
+
+def test_syntax_error_file_answers_500_naming_it(dev: DevServer) -> None:
+    c = httpx.Client(base_url=dev.url, timeout=10)
+    mark = len(dev.lines)
+    (dev.project / "api" / "oops.py").write_text("class handler(:\n    pass\n")
+    dev.wait_for_line(r"reload: api/oops\.py changed", start=mark)
+    r = c.get("/api/oops")
+    assert r.status_code == 500 and "api/oops.py" in r.json()["error"]["message"], r.text
+    assert c.get("/api/hello").status_code == 200
