@@ -1,17 +1,19 @@
 """Adapter benchmark: each entry kind served through fnserve's runtime adapter on uvicorn vs the
 same app served natively, driven by the same load generator (issue 3 acceptance; goal >= 0.9x).
 
-    python bench/adapters.py [--requests 20000] [--connections 8] [--seconds 3] [--rounds 3] [--only KIND] [--concurrency 16]
+    python bench/adapters.py [--requests 60000] [--connections 8] [--seconds 16] [--slices 16]
+                                 [--only KIND] [--concurrency 16]
 
 Pairs (adapter → native): handler class → ``http.server.ThreadingHTTPServer`` (HTTP/1.1 keep-alive,
 TCP_NODELAY); Flask → gunicorn (sync, 1 worker); FastAPI → bare uvicorn. Every server is its own
 process on 127.0.0.1; uvicorn runs with httptools + uvloop and without Server/Date headers for
 both sides. The load generator is a separate process: ``--connections`` keep-alive raw-socket
-clients (reconnecting when the server closes, as gunicorn sync does), ``--requests`` in total,
-stopped after ``--seconds``; adapter and native alternate for ``--rounds`` rounds and each
-keeps its best round (the machine is shared: best-of is the least noisy). Printed: requests/s,
-p50 and p99 latency (ms), server CPU per request (us, the server process tree, from /proc),
-adapter/native ratios. Runtime: about 70 s with the defaults.
+clients (reconnecting when the server closes, as gunicorn sync does). Both servers of a pair
+run at once and the load alternates between them in ``--slices`` slices (A B B A A B ...) that
+share ``--seconds`` and ``--requests``: the machine is shared and noisy, and interleaving makes a
+change in its load hit both sides alike. Printed: requests/s, p50 and p99 latency (ms), server
+CPU per request (us, the server's process tree, from /proc), adapter/native ratios.
+Runtime: about 60 s with the defaults.
 """
 
 import argparse
@@ -176,21 +178,6 @@ async def client(port, state, latencies, deadline):
         writer.close()
 
 
-async def load(port, requests, connections, seconds):
-    state = {"left": requests, "errors": 0}
-    latencies = []
-    # warm-up (not measured)
-    warm = {"left": 200, "errors": 0}
-    await asyncio.gather(*(client(port, warm, [], time.perf_counter() + 5) for _ in range(connections)))
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client(port, state, latencies, t0 + seconds) for _ in range(connections)))
-    elapsed = time.perf_counter() - t0
-    latencies.sort()
-    n = len(latencies)
-    return {"warmup": 200, "requests": n, "errors": state["errors"], "rps": n / elapsed,
-            "p50": latencies[n // 2] * 1000, "p99": latencies[min(n - 1, int(n * 0.99))] * 1000}
-
-
 def tree_cpu(pid):
     """CPU seconds (user + system) used so far by process ``pid`` and its descendants (Linux /proc;
     0.0 elsewhere)."""
@@ -211,29 +198,59 @@ def tree_cpu(pid):
     return total
 
 
-def measure(port, args, pid):
-    cpu0 = tree_cpu(pid)
-    out = subprocess.run([sys.executable, __file__, "--load", "--port", str(port), "--requests", str(args.requests),
-                          "--connections", str(args.connections), "--seconds", str(args.seconds)],
+async def load(ports, pids, requests, connections, seconds, slices):
+    """Alternate the load between the servers (A B B A A B ...) in ``slices`` slices sharing
+    ``seconds`` and ``requests``, so a change in the machine's load hits both sides alike."""
+    sides = [{"n": 0, "errors": 0, "elapsed": 0.0, "cpu": 0.0, "latencies": []} for _ in ports]
+    for port in ports:  # warm-up (not measured)
+        warm = {"left": 200, "errors": 0}
+        await asyncio.gather(*(client(port, warm, [], time.perf_counter() + 5) for _ in range(connections)))
+    per_slice = max(1, requests // slices)
+    for i in range(slices):
+        side = (i + i // 2) % 2
+        state = {"left": per_slice, "errors": 0}
+        cpu0 = tree_cpu(pids[side])
+        t0 = time.perf_counter()
+        latencies = sides[side]["latencies"]
+        before = len(latencies)
+        await asyncio.gather(*(client(ports[side], state, latencies, t0 + seconds / slices) for _ in range(connections)))
+        sides[side]["elapsed"] += time.perf_counter() - t0
+        sides[side]["cpu"] += tree_cpu(pids[side]) - cpu0
+        sides[side]["n"] += len(latencies) - before
+        sides[side]["errors"] += state["errors"]
+    out = []
+    for side in sides:
+        lat = sorted(side["latencies"])
+        n = len(lat)
+        out.append({"requests": n, "errors": side["errors"], "rps": n / side["elapsed"],
+                    "p50": lat[n // 2] * 1000, "p99": lat[min(n - 1, int(n * 0.99))] * 1000,
+                    "cpu_us": side["cpu"] * 1e6 / max(1, n)})
+    return out
+
+
+def measure(ports, pids, args):
+    out = subprocess.run([sys.executable, __file__, "--load", "--ports", ",".join(map(str, ports)),
+                          "--pids", ",".join(map(str, pids)), "--requests", str(args.requests),
+                          "--connections", str(args.connections), "--seconds", str(args.seconds),
+                          "--slices", str(args.slices)],
                          capture_output=True, text=True, timeout=args.seconds + 60)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
-    result = json.loads(out.stdout)
-    # includes the warm-up requests: CPU per request of the server, in microseconds
-    result["cpu_us"] = (tree_cpu(pid) - cpu0) * 1e6 / max(1, result["requests"] + result["warmup"])
-    return result
+    return json.loads(out.stdout)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--requests", type=int, default=60000)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=16.0, help="measured seconds per pair (both sides)")
+    parser.add_argument("--slices", type=int, default=16, help="alternations between the two servers")
     parser.add_argument("--concurrency", type=int, default=16, help="adapter threads (SPEC §5 default 16)")
     parser.add_argument("--only", default="", help="run only the kinds whose label contains this")
     parser.add_argument("--serve")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--ports")
+    parser.add_argument("--pids")
     parser.add_argument("--dir")
     parser.add_argument("--load", action="store_true")
     args = parser.parse_args()
@@ -246,7 +263,9 @@ def main():
             uvloop.install()
         except ImportError:
             pass
-        print(json.dumps(asyncio.run(load(args.port, args.requests, args.connections, args.seconds))))
+        ports = [int(p) for p in args.ports.split(",")]
+        pids = [int(p) for p in args.pids.split(",")]
+        print(json.dumps(asyncio.run(load(ports, pids, args.requests, args.connections, args.seconds, args.slices))))
         return None
     folder = tempfile.mkdtemp(prefix="fnserve-bench-")
     try:
@@ -258,21 +277,21 @@ def main():
                                        ("fastapi (asgi)", "adapter-fastapi", "native-fastapi")]:
             if args.only not in label:
                 continue
-            result = {}
-            for _ in range(max(1, args.rounds)):
+            procs, ports = [], []
+            try:
                 for kind in (adapter, native):
-                    port = free_port()
-                    proc = start(kind, port, folder, args.concurrency)
+                    ports.append(free_port())
+                    procs.append(start(kind, ports[-1], folder, args.concurrency))
+                results = measure(ports, [p.pid for p in procs], args)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
                     try:
-                        r = measure(port, args, proc.pid)
-                    finally:
-                        proc.terminate()
-                        try:
-                            proc.wait(10)
-                        except subprocess.TimeoutExpired:
-                            proc.kill()
-                    if kind not in result or r["rps"] > result[kind]["rps"]:
-                        result[kind] = r
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+            result = {adapter: results[0], native: results[1]}
             rows.append((label, adapter, native, result))
         print("%-16s %-16s %9s %8s %8s %9s %6s" % ("kind", "server", "req/s", "p50 ms", "p99 ms", "CPU us/req", "errors"))
         for label, adapter, native, result in rows:
