@@ -13,7 +13,10 @@ wire and the answer back to ASGI messages (what the real front server does):
 Prints round trips/s, p50/p99 latency (ms) and CPU µs per request on the front and in the worker.
 Bounded: ``--requests`` per mode (default 20000) after 1000 warm-up requests.
 
-    .venv/bin/python bench/ipc.py [--requests N] [--inflight 16] [--no-uvloop]
+    .venv/bin/python bench/ipc.py [--requests N] [--inflight 16] [--repeat 3] [--pin] [--no-uvloop]
+
+``--pin`` puts the front on CPU 0 and the worker on CPU 1: steadier figures on a shared machine
+(unpinned, the scheduler's same-CPU ping-pong favours one mode or another from run to run).
 """
 
 from __future__ import annotations
@@ -133,7 +136,13 @@ async def drive(one, total: int, inflight: int) -> list[float]:
     return latencies
 
 
+PIN = {"on": False}  # --pin: front on CPU 0, worker on CPU 1 (set once by main)
+
+
 async def measure(name: str, one, worker_pid: int, total: int, inflight: int) -> dict:
+    if PIN["on"]:
+        os.sched_setaffinity(0, {0})
+        os.sched_setaffinity(worker_pid, {1})
     await drive(one, 1000, inflight)
     cpu_front, cpu_worker = time.process_time(), cpu_of(worker_pid)
     t0 = time.perf_counter()
@@ -228,7 +237,17 @@ async def _bench_http1(name: str, proc: subprocess.Popen, sock: str, total: int,
             def on_message_complete(self):
                 self.done = True
 
+        request = {"type": "http.request", "body": b"", "more_body": False}
+
+        async def receive():
+            return request
+
+        async def send(message):
+            pass
+
         async def one():
+            # the same ASGI-side work as forward(): receive() once, send() twice
+            await receive()
             reader, writer = pool.pop()
             scope = SCOPE
             head = [b"%s %s HTTP/1.1\r\n" % (scope["method"].encode(), scope["raw_path"])]
@@ -239,10 +258,9 @@ async def _bench_http1(name: str, proc: subprocess.Popen, sock: str, total: int,
             parser = httptools.HttpResponseParser(p)
             while not p.done:
                 parser.feed_data(await reader.read(65536))
-            # the ASGI messages the front would send on
-            _ = {"type": "http.response.start", "status": parser.get_status_code(), "headers": p.headers}
-            _ = {"type": "http.response.body", "body": b"".join(p.body)}
             pool.append((reader, writer))
+            await send({"type": "http.response.start", "status": parser.get_status_code(), "headers": p.headers})
+            await send({"type": "http.response.body", "body": b"".join(p.body)})
 
         result = await measure(name, one, proc.pid, total, inflight)
         for _, writer in pool:
@@ -259,7 +277,9 @@ def main() -> None:
     ap.add_argument("--inflight", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each mode's median round is shown")
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--pin", action="store_true", help="pin the front to CPU 0 and the worker to CPU 1")
     args = ap.parse_args()
+    PIN["on"] = args.pin and len(os.sched_getaffinity(0)) >= 2
     use_uvloop = not args.no_uvloop
     if use_uvloop:
         import uvloop
