@@ -276,9 +276,11 @@ def function_scope(scope: Scope, match: RouteMatch, rewritten: Outcome | None = 
 def _is_filesystem(match: RouteMatch, path: str) -> bool:
     """True when the request names the function's file itself (Vercel's filesystem phase)."""
     route = match.route
-    if any(seg.kind != "literal" for seg in route.segments):
-        return False
-    return (path.rstrip("/") or "/") == (route.static_prefix or "/") or not route.mount
+    if not route.mount:  # a non-mount route matches its own path only
+        return all(seg.kind == "literal" for seg in route.segments)
+    return (path.rstrip("/") or "/") == (route.static_prefix or "/") and all(
+        seg.kind == "literal" for seg in route.segments
+    )
 
 
 def _override(headers: Any, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -69,6 +69,7 @@ class StaticFiles:
             self._root = directory.resolve(strict=True)
         except OSError:
             self._root = None
+        self._prefix = f"{self._root}/" if self._root is not None else ""
 
     def lookup(self, path: str) -> Hit | None:
         """Map a decoded request path (``scope["path"]``) to a ``Hit``, or None if not served."""
@@ -98,7 +99,7 @@ class StaticFiles:
     def _file(self, parts: list[str]) -> Path | None:
         assert self._root is not None
         try:  # fast path: one stat() answers "no such file" for most requests
-            os.stat(os.path.join(self._root, *parts))
+            os.stat(self._prefix + "/".join(parts))
         except (OSError, ValueError):
             return None
         candidate = self._root.joinpath(*parts)
