@@ -6,8 +6,12 @@ Usage in the front app, once the route is matched::
     await forward(connection, scope, receive, send)
 
 Nothing is buffered: request body chunks go to the worker as ``receive()`` yields them, response
-chunks go to ``send`` as the worker produces them; WebSocket messages flow both ways; a client
-disconnect reaches the app as ``http.disconnect`` / ``websocket.disconnect``.
+chunks go to ``send`` as the worker produces them (per-stream flow control: a client that reads
+slowly holds back only its own function's ``send``); WebSocket messages flow both ways; a client
+disconnect reaches the app as ``http.disconnect`` / ``websocket.disconnect`` (for an HTTP request
+whose body is complete, within ``DISCONNECT_WATCH_DELAY`` + half of it: the watch starts late so
+quick requests need no extra task). The first ``receive()`` happens before the worker sees the
+request (its first body chunk travels with the scope), so ``Expect: 100-continue`` is answered at once.
 
 Errors (all from ``fnserve.errors``; check ``.response_started`` before answering):
 
