@@ -95,6 +95,7 @@ def serve(kind, port, folder, concurrency=16):
         from handler_app import handler
 
         ThreadingHTTPServer.daemon_threads = True
+        ThreadingHTTPServer.request_queue_size = 128  # the default 5 drops SYNs of a burst of connects
         ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
         return
     import uvicorn
@@ -155,14 +156,17 @@ def start(kind, port, folder, concurrency=16):
 # -- load generator (its own process) -----------------------------------------------------------
 
 
-async def client(port, state, latencies, deadline):
+async def client(port, state, latencies, deadline, conn):
+    """One client: sequential keep-alive requests on ``conn`` (a one-item list holding the
+    (reader, writer) pair, kept across slices; reopened when the server closes it)."""
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fnserve-bench\r\n\r\n"
-    reader = writer = None
     while state["left"] > 0 and time.perf_counter() < deadline:
         state["left"] -= 1
-        if writer is None:
+        if conn[0] is None:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn[0] = (reader, writer)
+        reader, writer = conn[0]
         t0 = time.perf_counter()
         writer.write(request)
         head = (await reader.readuntil(b"\r\n\r\n")).lower()
@@ -173,9 +177,7 @@ async def client(port, state, latencies, deadline):
             state["errors"] += 1
         if b"connection: close" in head or head.startswith(b"http/1.0"):
             writer.close()
-            writer = None
-    if writer is not None:
-        writer.close()
+            conn[0] = None
 
 
 def tree_cpu(pid):
@@ -202,9 +204,10 @@ async def load(ports, pids, requests, connections, seconds, slices):
     """Alternate the load between the servers (A B B A A B ...) in ``slices`` slices sharing
     ``seconds`` and ``requests``, so a change in the machine's load hits both sides alike."""
     sides = [{"n": 0, "errors": 0, "elapsed": 0.0, "cpu": 0.0, "latencies": []} for _ in ports]
-    for port in ports:  # warm-up (not measured)
+    conns = [[[None] for _ in range(connections)] for _ in ports]
+    for port, side_conns in zip(ports, conns):  # warm-up (not measured); opens the connections
         warm = {"left": 200, "errors": 0}
-        await asyncio.gather(*(client(port, warm, [], time.perf_counter() + 5) for _ in range(connections)))
+        await asyncio.gather(*(client(port, warm, [], time.perf_counter() + 5, c) for c in side_conns))
     per_slice = max(1, requests // slices)
     for i in range(slices):
         side = (i + i // 2) % 2
@@ -213,7 +216,7 @@ async def load(ports, pids, requests, connections, seconds, slices):
         t0 = time.perf_counter()
         latencies = sides[side]["latencies"]
         before = len(latencies)
-        await asyncio.gather(*(client(ports[side], state, latencies, t0 + seconds / slices) for _ in range(connections)))
+        await asyncio.gather(*(client(ports[side], state, latencies, t0 + seconds / slices, c) for c in conns[side]))
         sides[side]["elapsed"] += time.perf_counter() - t0
         sides[side]["cpu"] += tree_cpu(pids[side]) - cpu0
         sides[side]["n"] += len(latencies) - before
