@@ -242,3 +242,18 @@ def test_syntax_error_file_answers_500_naming_it(dev: DevServer) -> None:
     r = c.get("/api/oops")
     assert r.status_code == 500 and "api/oops.py" in r.json()["error"]["message"], r.text
     assert c.get("/api/hello").status_code == 200
+
+
+def test_bad_config_at_start_keeps_serving_then_recovers(tmp_path) -> None:
+    server = DevServer("dev_badconfig", tmp_path, "--no-install")
+    server.start()
+    try:
+        c = httpx.Client(base_url=server.url, timeout=10)
+        r = c.get("/api/ok")
+        assert r.status_code == 500 and "vercel.json" in r.json()["error"]["message"] and "cleanUrls" in r.text
+        mark = len(server.lines)
+        (server.project / "vercel.json").write_text('{ "rewrites": [ {"source": "/x", "destination": "/api/ok"} ] }\n')
+        server.wait_for_line(r"reload: vercel\.json changed", start=mark)
+        assert c.get("/api/ok").text == "ok" and c.get("/x").text == "ok"
+    finally:
+        server.stop()

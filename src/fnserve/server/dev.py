@@ -271,7 +271,11 @@ async def serve(dev: DevServer) -> None:
     if dev.project is not None:
         dev.say(render_text(dev.project).rstrip("\n"))
     await dev.install()
-    host, port = dev.setting("host", "127.0.0.1"), dev.setting("port", 3000)
+    host = str(dev.setting("host", "127.0.0.1"))
+    try:  # without a valid config the raw --port string is all there is
+        port = int(dev.setting("port", 3000))
+    except (TypeError, ValueError):
+        raise FnserveError(f"--port: {dev.setting('port')!r} is not a port number", "pass --port 0-65535") from None
     sock = bind(host, port)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
