@@ -72,6 +72,11 @@ class DevServer:
             return getattr(self.config, name)
         return self.overrides.get(name, default)
 
+    def body_limit(self) -> int:
+        """Request body limit in bytes (SPEC §5 default 4.5 MB when the config is unusable)."""
+        value = self.setting("body_limit", 4_718_592)
+        return value if isinstance(value, int) else 4_718_592
+
     # ------------------------------------------------------------------ loading
     def load_config(self) -> None:
         """(Re)load the config; on error keep the previous one and record the problem."""
@@ -110,7 +115,7 @@ class DevServer:
             rules=rules,
             static=static_for(self.root, rules.clean_urls),
             problem=problem,
-            body_limit=self.setting("body_limit", 4_718_592),
+            body_limit=self.body_limit(),
         )
 
     def targets(self) -> list[WorkerTarget]:
@@ -119,8 +124,7 @@ class DevServer:
             return []
         env = self.config.function_env() if self.config is not None else {}
         return [
-            WorkerTarget.from_function(f, self.root, python=self.python, env=env,
-                                       body_limit=self.setting("body_limit", 4_718_592))
+            WorkerTarget.from_function(f, self.root, python=self.python, env=env, body_limit=self.body_limit())
             for f in self.project.functions
         ]
 
