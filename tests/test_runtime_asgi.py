@@ -1,7 +1,6 @@
 """The ASGI adapter and lifespan manager (ASGI 3.0, SPEC §4): in memory and through uvicorn."""
 
 import asyncio
-import contextlib
 import importlib.util
 import json
 import time

@@ -1,8 +1,6 @@
 """The loader (SPEC §2, §2.1, §4 last bullet): kinds, load errors, module names, shadowing, and
 the runtime running on other Pythons (3.9) loaded under a private package name."""
 
-import asyncio
-import contextlib
 import importlib.util
 import json
 import os
