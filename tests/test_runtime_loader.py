@@ -44,6 +44,7 @@ def write(root, rel, text):
         ("api/fast.py", "app", "asgi"),
         ("api/mangum_fn.py", "handler", "lambda"),
         ("api/lambda_plain.py", "handler", "lambda"),
+        ("api/asgi_raw.py", "app", "asgi"),
     ],
 )
 def test_kinds(root, rel, attr, kind):
@@ -164,7 +165,9 @@ async def main():
     results = {}
     for rel, attr, path, query in [("api/hello.py", "handler", "/api/hello/echo", b"say%20hello=nice"),
                                    ("api/wsgi_raw.py", "app", "/api/wsgi_raw/cookies", b""),
-                                   ("api/hello.py", "handler", "/api/hello/png", b"")]:
+                                   ("api/hello.py", "handler", "/api/hello/png", b""),
+                                   ("api/asgi_raw.py", "app", "/api/asgi_raw", b""),
+                                   ("api/lambda_plain.py", "handler", "/api/lambda_plain/text", b"")]:
         fn = load_function(spec_for(rel, attr))
         await fn.startup()
         results[path] = [fn.kind] + list(await call(fn.app, scope(path, query)))
@@ -195,6 +198,8 @@ def test_runtime_on_other_pythons_under_a_private_name(tmp_path, version):
     kind, status, body = results["/api/hello/echo"]
     assert (kind, status, json.loads(body)["path"]) == ("handler", 200, "/api/hello/echo?say%20hello=nice")
     assert results["/api/wsgi_raw/cookies"] == ["wsgi", 200, "ok"]
+    assert results["/api/asgi_raw"] == ["asgi", 200, "hi /api/asgi_raw 1"]
+    assert results["/api/lambda_plain/text"] == ["lambda", 200, "just text"]
     kind, status, body = results["/api/hello/png"]
     assert status == 200 and body.encode("latin-1") == (root / "static" / "logo.png").read_bytes()
 

@@ -138,6 +138,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._cond = None  # type: Optional[threading.Condition]  (created on first back-pressure)
         self._scheduled = False
+        self._ended = False
         self._waiter = None  # type: Optional[asyncio.Future]
         self._pending = 0
         self._high_water = high_water
@@ -149,12 +150,17 @@ class Outbox:
         with self._lock:
             if self.closed and item is not _DONE:
                 raise ClientDisconnected("the client disconnected")
+            if self._ended:  # the response is complete and pump() has returned: nobody listens
+                return
             self._items.append(item)
             self._pending += size
             if self._scheduled:
                 return
             self._scheduled = True
-        self._loop.call_soon_threadsafe(self._wake)
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is closed (the process is stopping)
+            pass
 
     def put(self, messages: List[Message]) -> None:
         """Queue ``messages`` for sending; blocks while more than ``high_water`` bytes are in
@@ -251,6 +257,8 @@ class Outbox:
                 watcher.cancel()
             if not finished:  # cancelled: a thread blocked on back-pressure must not wait forever
                 self._close()
+            with self._lock:
+                self._ended = True
         if self.error is not None and not complete:
             raise self.error
 

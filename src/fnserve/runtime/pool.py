@@ -55,12 +55,15 @@ class ThreadPool:
         future = loop.create_future()
 
         def call() -> None:
+            result, error = None, None  # type: Any, Optional[BaseException]
             try:
                 result = fn(*args)
             except BaseException as exc:  # handed to the awaiting coroutine
-                loop.call_soon_threadsafe(_settle, future, None, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, future, result, None)
+                error = exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits for the result any more
+                pass
 
         self.submit(call)
         return future
