@@ -1,7 +1,8 @@
 """``fnserve dev`` against the same apps served natively (issue 4 acceptance, "bench/dev.py").
 
 (1) Throughput with ``--conns`` keep-alive connections for ``--seconds`` s, and latency p50/p99
-    with one connection (unloaded: the added latency of the front → worker hop), for the
+    with one connection (unloaded: the added latency of the front → worker hop), both measured
+    in slices alternating native and dev (A B B A) while both servers run, for the
     FastAPI, Flask and handler functions of ``examples/showcase``, through ``fnserve dev`` and
     natively: FastAPI on bare uvicorn (uvloop + httptools), Flask on gunicorn sync (``-w 2``),
     the handler class on ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive, TCP_NODELAY). Printed as
@@ -50,6 +51,7 @@ import sys
 from http.server import ThreadingHTTPServer
 sys.path.insert(0, ".")
 from api.hello import handler
+ThreadingHTTPServer.request_queue_size = 128  # the default 5 drops SYNs under 8 connections
 class H(handler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -126,6 +128,22 @@ def load(port: int, path: str, conns: int, seconds: float) -> dict:
     if out.returncode:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout)
+
+
+def interleaved(port_a: int, port_b: int, path: str, conns: int, seconds: float) -> tuple[dict, dict]:
+    """Slices A B B A of ``seconds`` each; per side: mean rps, mean p50/p99, errors summed."""
+    runs: dict[int, list[dict]] = {port_a: [], port_b: []}
+    for port in (port_a, port_b, port_b, port_a):
+        runs[port].append(load(port, path, conns, seconds))
+
+    def merge(rs: list[dict]) -> dict:
+        errors: dict[str, int] = {}
+        for r in rs:
+            for k, v in r["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        return {key: statistics.mean(r[key] for r in rs) for key in ("rps", "p50", "p99")} | {"errors": errors}
+
+    return merge(runs[port_a]), merge(runs[port_b])
 
 
 # ------------------------------------------------------------------------------ servers
@@ -290,10 +308,12 @@ def main() -> None:
             proc = native(name, port)
             try:
                 wait_http(port, path)
-                nat_t, nat_l = load(port, path, opts.conns, opts.seconds), load(port, path, 1, opts.seconds / 2)
+                # both servers up at once, slices interleaved A B B A: the shared machine's drift
+                # hits both sides alike
+                nat_t, dev_t = interleaved(port, dev.port, path, opts.conns, opts.seconds / 2)
+                nat_l, dev_l = interleaved(port, dev.port, path, 1, opts.seconds / 4)
             finally:
                 stop(proc)
-            dev_t, dev_l = load(dev.port, path, opts.conns, opts.seconds), load(dev.port, path, 1, opts.seconds / 2)
             rows.append((name, how, nat_t, nat_l, dev_t, dev_l))
             print(f"  measured {name}: native {nat_t['rps']:.0f} rps, dev {dev_t['rps']:.0f} rps", file=sys.stderr, flush=True)
         front = rss_kb(dev.proc.pid)
