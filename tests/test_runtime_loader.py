@@ -74,8 +74,8 @@ def test_load_error_names_file_attr_and_what_was_found(root):
         load_function(H.spec(root, rel))
     err = info.value
     assert str(err).startswith("api/bad.py: `app` is a `dict`, expected a WSGI or ASGI application")
-    assert (err.file, err.attr, err.found) == ("api/bad.py", "app", "a `dict`")
-    assert err.hint and LoadError.from_dict(json.loads(json.dumps(err.to_dict()))).found == "a `dict`"
+    assert (err.file, err.attr, err.found) == ("api/bad.py", "app", "a dict")
+    assert err.hint and LoadError.from_dict(json.loads(json.dumps(err.to_dict()))).found == "a dict"
 
 
 def test_import_error_keeps_the_user_traceback(root):

@@ -266,19 +266,21 @@ def resolve_attr(module: types.ModuleType, spec: Dict[str, Any], label: str) -> 
     )
 
 
-def describe(obj: Any) -> str:
-    """What ``obj`` is, in words: ``"a dict"``, ``"a class `Foo`"``, ``"a function with 1 parameter"``."""
+def describe(obj: Any, code: bool = False) -> str:
+    """What ``obj`` is, in words: ``"a dict"``, ``"a class Foo"``, ``"a function with 1 parameter"``.
+    ``code``: put the type or class name in backticks (for messages: "a `dict`")."""
+    q = "`" if code else ""
     if obj is None:
         return "None"
     if inspect.isclass(obj):
-        return "a class `%s`" % obj.__name__
+        return "a class %s%s%s" % (q, obj.__name__, q)
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         n = _positional_count(obj)
         return "a function with %s parameter%s" % (n, "" if n == 1 else "s")
     if isinstance(obj, types.ModuleType):
         return "a module"
     name = type(obj).__name__
-    return ("an " if name[:1].lower() in "aeiou" else "a ") + "`%s`" % name
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + q + name + q
 
 
 def _positional_count(fn: Any) -> Optional[int]:
@@ -320,7 +322,7 @@ def classify(obj: Any, attr: str, spec_kind: Optional[str], label: str) -> str:
             return "handler"
         raise LoadError(
             "%s: `%s` is %s, which does not subclass http.server.BaseHTTPRequestHandler"
-            % (label, attr, describe(obj)),
+            % (label, attr, describe(obj, code=True)),
             file=label,
             attr=attr,
             found=describe(obj),
@@ -339,7 +341,7 @@ def classify(obj: Any, attr: str, spec_kind: Optional[str], label: str) -> str:
             return "wsgi"
     expected = "a lambda handler(event, context)" if attr == "handler" else "a WSGI or ASGI application"
     raise LoadError(
-        "%s: `%s` is %s, expected %s" % (label, attr, describe(obj), expected),
+        "%s: `%s` is %s, expected %s" % (label, attr, describe(obj, code=True), expected),
         file=label,
         attr=attr,
         found=describe(obj),
