@@ -66,6 +66,11 @@ def test_classify_rules():
     assert classify(AsyncCall(), "app", "app", "f") == "asgi"
     assert classify(Starlette(), "app", "app", "f") == "asgi"  # known framework, by name only
     assert classify(lambda event, context: None, "handler", "lambda", "f") == "lambda"
+    from http.server import BaseHTTPRequestHandler
+
+    assert classify(type("Api", (BaseHTTPRequestHandler,), {}), "app", "app", "f") == "handler"
+    with pytest.raises(LoadError, match="an instance, not its class"):
+        classify(type("App", (), {"__call__": lambda self, environ, start_response: None}), "app", "app", "f")
 
 
 def test_load_error_names_file_attr_and_what_was_found(root):

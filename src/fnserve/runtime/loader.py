@@ -317,9 +317,9 @@ def classify(obj: Any, attr: str, spec_kind: Optional[str], label: str) -> str:
 
     Raises ``LoadError`` naming the file, the attribute and what was found.
     """
+    if inspect.isclass(obj) and issubclass(obj, BaseHTTPRequestHandler):
+        return "handler"  # whatever its name (a configured entrypoint may call it anything)
     if inspect.isclass(obj) and attr in ("handler", "Handler"):
-        if issubclass(obj, BaseHTTPRequestHandler):
-            return "handler"
         raise LoadError(
             "%s: `%s` is %s, which does not subclass http.server.BaseHTTPRequestHandler"
             % (label, attr, describe(obj, code=True)),
@@ -328,7 +328,16 @@ def classify(obj: Any, attr: str, spec_kind: Optional[str], label: str) -> str:
             found=describe(obj),
             hint="declare it as `class %s(BaseHTTPRequestHandler)` with do_GET/do_POST methods" % attr,
         )
-    if callable(obj) and not inspect.isclass(obj):
+    if inspect.isclass(obj):
+        raise LoadError(
+            "%s: `%s` is %s, expected a WSGI or ASGI application object (an instance, not its class)"
+            % (label, attr, describe(obj, code=True)),
+            file=label,
+            attr=attr,
+            found=describe(obj),
+            hint="export an instance, e.g. `app = %s()`" % obj.__name__,
+        )
+    if callable(obj):
         if attr == "handler" or spec_kind == "lambda":
             if _positional_count(obj) == 2 or _positional_count(getattr(obj, "__call__", None)) == 2:
                 return "lambda"
