@@ -184,6 +184,9 @@ SETTINGS: tuple[Setting, ...] = (
             "min-instances and max-instances where they are not set more specifically); empty: autoscale.",
             nullable=True, minimum=1, commands=("start",)),
     Setting("queue_size", int, 100, "Requests waiting per function before 503.", minimum=0, per_function=True),
+    Setting("grace_period", float, 30.0, "On SIGTERM/SIGINT, time in-flight requests get to finish (then "
+            "they are cut off); also what each instance gets to drain on reload.", unit="s", minimum=0,
+            commands=("start",)),
     Setting("admin_port", int, None, "Serve /_fnserve/health and /_fnserve/metrics on this port "
             "(empty: on the main port).", nullable=True, minimum=0, maximum=65535, commands=("start",)),
     Setting("detect_imports", bool, True, "Add packages detected from imports to the requirements.",

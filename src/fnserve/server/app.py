@@ -85,7 +85,10 @@ class Site:
 
 class FrontApp:
     """The ASGI app. ``dev``: tracebacks and HTML error pages. ``on_shutdown``: coroutines run at
-    lifespan shutdown (stopping the supervisor)."""
+    lifespan shutdown (stopping the supervisor). ``access_log``: called once per request with
+    ``(scope, status, started, label)`` (``started``: ``time.perf_counter()`` at arrival;
+    ``label``: function id, ``static``, ``redirect``, ... or ``-``) instead of ``log_request``
+    (``fnserve start`` logs request ids and instances, and counts metrics there)."""
 
     def __init__(
         self,
@@ -94,11 +97,13 @@ class FrontApp:
         *,
         dev: bool = True,
         on_shutdown: tuple[Callable[[], Awaitable[None]], ...] = (),
+        access_log: Callable[[Scope, int, float, str], None] | None = None,
     ) -> None:
         self.site = site
         self.dispatcher = dispatcher
         self.dev = dev
         self.on_shutdown = on_shutdown
+        self.access_log = access_log
 
     def swap(self, site: Site) -> None:
         """Install a new ``Site``; requests already running keep the old one."""
@@ -137,8 +142,11 @@ class FrontApp:
             ERROR_LOG.warning("%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
             await errors.send_error(scope, tracked_send, exc.status, exc.message, detail=exc.detail, dev=self.dev)
         finally:
-            target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
-            log_request(scope.get("method", "WS"), target, state["status"], started, state["label"])
+            if self.access_log is not None:
+                self.access_log(scope, state["status"], started, state["label"])
+            else:
+                target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
+                log_request(scope.get("method", "WS"), target, state["status"], started, state["label"])
 
     async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict, req: Request) -> None:
         path: str = scope["path"]
