@@ -54,3 +54,13 @@ def test_access_and_function_formatters() -> None:
     rec.function = "api/x.py"
     out = FunctionFormatter(lambda fid: "/api/x" if fid == "api/x.py" else None, colour=False).format(rec)
     assert out == "[/api/x] one\n[/api/x] two"
+
+
+def test_json_access_lines() -> None:
+    from fnserve.server.accesslog import JsonAccessFormatter
+
+    record = logging.LogRecord("fnserve.access", logging.INFO, __file__, 1, "x", (), None)
+    record.__dict__.update(method="POST", path="/api/x", status=201, duration_ms=0.4567, function="api/x.py")
+    out = json.loads(JsonAccessFormatter().format(record))
+    assert out["method"] == "POST" and out["status"] == 201 and out["duration_ms"] == 0.457
+    assert out["function"] == "api/x.py" and out["time"].endswith("Z")

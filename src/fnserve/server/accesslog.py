@@ -13,6 +13,7 @@ that the prefix follows route-table reloads.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -77,6 +78,27 @@ class AccessFormatter(logging.Formatter):
         )
 
 
+class JsonAccessFormatter(logging.Formatter):
+    """One JSON object per request (``log_format = "json"``): ``time`` (ISO 8601, UTC),
+    ``method``, ``path``, ``status``, ``duration_ms``, ``function``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "status", None) is None:
+            return json.dumps({"time": _iso(record.created), "message": record.getMessage()})
+        return json.dumps({
+            "time": _iso(record.created),
+            "method": record.method,  # type: ignore[attr-defined]
+            "path": record.path,  # type: ignore[attr-defined]
+            "status": record.status,  # type: ignore[attr-defined]
+            "duration_ms": round(record.duration_ms, 3),  # type: ignore[attr-defined]
+            "function": record.function,  # type: ignore[attr-defined]
+        })
+
+
+def _iso(created: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+
+
 class FunctionFormatter(logging.Formatter):
     """Prefix a function's output line with its route: ``[/api/users/[id]] the line``.
 
@@ -101,16 +123,17 @@ class FunctionFormatter(logging.Formatter):
 
 
 def install_dev_handlers(
-    route_of: Callable[[str], str | None], stream: TextIO | None = None
+    route_of: Callable[[str], str | None], stream: TextIO | None = None, *, json_lines: bool = False
 ) -> list[tuple[logging.Logger, logging.Handler]]:
-    """Attach stream handlers for ``fnserve.access``, ``fnserve.function`` and the rest of
-    ``fnserve`` (messages as is). For the ``dev`` entry point only. Returns what was installed so
-    the caller can remove it."""
+    """Attach stream handlers for ``fnserve.access`` (text, coloured on a TTY, or JSON lines
+    when ``json_lines``), ``fnserve.function`` and the rest of ``fnserve`` (messages as is).
+    For the ``dev`` entry point only. Returns what was installed so the caller can remove it."""
     stream = stream or sys.stdout
     colour = stream.isatty()
     installed: list[tuple[logging.Logger, logging.Handler]] = []
+    access: logging.Formatter = JsonAccessFormatter() if json_lines else AccessFormatter(colour)
     for name, formatter in (
-        ("fnserve.access", AccessFormatter(colour)),
+        ("fnserve.access", access),
         (FUNCTION_LOGGER, FunctionFormatter(route_of, colour)),
         ("fnserve", logging.Formatter("%(message)s")),
     ):

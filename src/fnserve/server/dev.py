@@ -62,6 +62,7 @@ class DevServer:
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor, self.max_duration), dev=True,
                             on_shutdown=(self.supervisor.shutdown,))
         self._deps_task: asyncio.Task | None = None
+        self.log_handlers: list[tuple[logging.Logger, logging.Handler]] = []  # set by serve()
         self._installed: dict[str, WorkerTarget] = {}
         self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
 
@@ -270,6 +271,7 @@ async def serve(dev: DevServer) -> None:
     from fnserve.project.report import render_text
 
     dev.load_config()
+    dev.log_handlers = install_dev_handlers(dev.route_of, json_lines=dev.setting("log_format") == "json")
     dev.load_project()
     await dev.ensure_deps()
     if dev.project is not None:
@@ -308,7 +310,6 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> in
     """Entry point of ``fnserve dev``: sets up dev's own log handlers (fnserve loggers only),
     runs the server on uvloop. Returns the exit code (0 after Ctrl-C; 2 if it cannot listen)."""
     dev = DevServer(project_dir, overrides, say=lambda line: print(line, flush=True))
-    installed = install_dev_handlers(dev.route_of)
     try:
         try:
             import uvloop
@@ -325,6 +326,6 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> in
         traceback.print_exc()
         return 1
     finally:
-        for logger, handler in installed:
+        for logger, handler in dev.log_handlers:
             logger.removeHandler(handler)
     return 0

@@ -186,6 +186,7 @@ class Reloader:
             for task, own in watchers.values():
                 own.set()
                 task.cancel()
+            await asyncio.gather(*(task for task, _ in watchers.values()), return_exceptions=True)
 
     async def _watch(self, folder: Path, stop: asyncio.Event, own: asyncio.Event) -> None:
         either = _AnyEvent(stop, own)
@@ -200,13 +201,17 @@ class Reloader:
 
 
 class _AnyEvent:
-    """Set when either event is set (watchfiles only calls ``is_set()``)."""
+    """Set when any of ``events`` is set (what watchfiles needs of a ``stop_event``)."""
 
     def __init__(self, *events: asyncio.Event) -> None:
         self.events = events
 
     def is_set(self) -> bool:
         return any(e.is_set() for e in self.events)
+
+    def set(self) -> None:
+        """watchfiles calls this when its watch is cancelled: stop this watcher only."""
+        self.events[-1].set()
 
 
 def _files(folder: Path) -> list[Path]:
