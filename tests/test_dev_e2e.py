@@ -25,6 +25,8 @@ def vercel(tmp_path_factory):
     server = start("dev_vercel", tmp_path_factory)
     yield server
     server.stop()
+    out = server.output()
+    assert "unhandled exception" not in out and "never retrieved" not in out, out[-3000:]
 
 
 @pytest.fixture(scope="module")
