@@ -168,3 +168,21 @@ def test_rfile_readline_and_chunked_request_body(hello):
     adapter = HandlerAdapter(LineHandler, executor=make_pool(2, "t"))
     status, _, body, _ = H.call(adapter, H.http_scope("POST", "/x"), [b"one\ntw", b"o\nthr", b"ee"])
     assert (status, body) == (200, repr([b"one\n", b"two\n", b"three"]).encode())
+
+
+def test_websocket_to_a_handler_is_refused(hello):
+    import asyncio
+
+    sent = []
+
+    async def main():
+        async def receive():
+            return {"type": "websocket.connect"}
+
+        async def send(message):
+            sent.append(message)
+
+        await hello.app({"type": "websocket", "path": "/api/hello", "headers": []}, receive, send)
+
+    asyncio.run(main())
+    assert sent == [{"type": "websocket.close", "code": 1008}]

@@ -213,8 +213,9 @@ class HandlerAdapter:
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1000})
+            if scope["type"] == "websocket":  # only ASGI functions speak WebSocket: refuse (403)
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
             return
         method = scope["method"]
         do = "do_" + method

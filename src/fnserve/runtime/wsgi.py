@@ -188,8 +188,9 @@ class WSGIAdapter:
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1000})
+            if scope["type"] == "websocket":  # only ASGI functions speak WebSocket: refuse (403)
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
             return
         length = declared_length(scope)
         if self.body_limit and length is not None and length > self.body_limit:
