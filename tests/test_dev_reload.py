@@ -257,3 +257,14 @@ def test_bad_config_at_start_keeps_serving_then_recovers(tmp_path) -> None:
         assert c.get("/api/ok").text == "ok" and c.get("/x").text == "ok"
     finally:
         server.stop()
+
+
+def test_same_size_saves_within_a_second_load_the_new_code(dev: DevServer) -> None:
+    c = httpx.Client(base_url=dev.url, timeout=10)
+    hello = dev.project / "api" / "hello.py"
+    original = hello.read_text()
+    for marker in ("AAAA", "BBBB", "CCCC"):  # same size each time, well within one second
+        mark = len(dev.lines)
+        hello.write_text(original.replace('{"message": GREETING', '{"message": "' + marker + '"'))
+        dev.wait_for_line(r"reload: api/hello\.py changed", start=mark)
+        assert c.get("/api/hello").json()["message"] == marker

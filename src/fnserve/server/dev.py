@@ -172,6 +172,9 @@ class DevServer:
             self.load_config()
         if plan.deps and self.setting("install", False):
             self._reinstall_in_background(what)
+        for kind, path in plan.code:
+            if kind != "deleted":
+                forget_bytecode(path)
         self.load_project()
         restarted = await self.install()
         affected: set[str] = set()
@@ -244,6 +247,20 @@ class DevServer:
 
     def functions(self) -> tuple[Function, ...]:
         return self.project.functions if self.project is not None else ()
+
+
+def forget_bytecode(path: Path) -> None:
+    """Delete ``__pycache__/<name>.*.pyc`` of a saved module. Python trusts a ``.pyc`` whose
+    recorded source mtime (whole seconds) and size match, so two same-size saves within one
+    second would otherwise give the restarted worker the previous code."""
+    cache = path.parent / "__pycache__"
+    if not cache.is_dir():
+        return
+    for pyc in cache.glob(f"{path.stem}.*.pyc"):
+        try:
+            pyc.unlink()
+        except OSError:
+            pass  # read-only tree: the worker may load stale bytecode for up to a second
 
 
 def bind(host: str, port: int) -> socket.socket:
