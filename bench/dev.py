@@ -11,9 +11,8 @@
     response with the new body, and the "ready in N ms" of the reload line (goal ≤ 300 ms).
 (3) Memory: RSS of the front server and of each worker.
 
-Note: each save changes the file's size. Python's bytecode cache is keyed by the source's mtime in
-whole seconds and its size, so two same-size saves within one second can load stale bytecode in a
-worker that writes ``__pycache__`` (workers should run with ``-B``; reported to the IPC owner).
+Each save writes a body of a new length (``fnserve dev`` also drops a saved module's ``.pyc``,
+whose validity Python checks by whole-second mtime and size only).
 
 The load generator is this file run with ``--loadgen`` in its own process: raw keep-alive
 sockets on uvloop. 127.0.0.1 only; every process started is killed at the end; total < 3 min.
@@ -261,7 +260,7 @@ def reload_to_ready(dev: Dev, project: Path, rounds: int = 3) -> list[tuple[floa
     with socket.create_connection(("127.0.0.1", dev.port)) as s:
         f = s.makefile("rb")
         for i in range(rounds):
-            marker = "v" + "+" * (i + 1)  # a new length each save: see the note on bytecode caches
+            marker = "v" + "+" * (i + 1)
             mark = len(dev.lines)
             t0 = time.perf_counter()
             hello.write_text(original.replace("greet(query", f"'{marker}' + greet(query"))
