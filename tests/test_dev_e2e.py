@@ -14,15 +14,15 @@ from websockets.sync.client import connect
 from devserver import DevServer, raw_get
 
 
-def start(case: str, tmp_path_factory) -> DevServer:
-    server = DevServer(case, tmp_path_factory.mktemp(case), "--no-install")
+def start(case: str, tmp_path_factory, *args: str) -> DevServer:
+    server = DevServer(case, tmp_path_factory.mktemp(case), "--no-install", *args)
     server.start()
     return server
 
 
 @pytest.fixture(scope="module")
 def vercel(tmp_path_factory):
-    server = start("dev_vercel", tmp_path_factory)
+    server = start("dev_vercel", tmp_path_factory, "--body-limit", "64KiB")
     yield server
     server.stop()
     out = server.output()
@@ -178,3 +178,9 @@ def test_max_duration_gives_504(client: httpx.Client) -> None:
     assert r.status_code == 504 and r.json()["error"]["code"] == "FUNCTION_INVOCATION_TIMEOUT"
     assert time.monotonic() - t0 < 4
     assert client.get("/api/hello").status_code == 200
+
+
+def test_body_over_limit_gives_413(client: httpx.Client) -> None:
+    r = client.post("/api/flask_app/upload", content=b"x" * (64 * 1024 + 1))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "FUNCTION_PAYLOAD_TOO_LARGE"
+    assert client.post("/api/flask_app/upload", content=b"x" * 100).status_code == 405  # reached Flask

@@ -200,7 +200,7 @@ class DevServer:
         if restarted:
             names = sorted(restarted)
             shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-            parts.append(f"environment changed for {shown}: restarted")
+            parts.append(f"environment changed for {shown}: new instances get it")
         if old is not None and self.project is not None:
             parts += [f"new function {fid}" for fid in sorted(known - before)]
             parts += [f"removed {fid}" for fid in sorted(before - known)]
