@@ -132,3 +132,21 @@ def test_scan_cache_reuses_unchanged_files(tmp_path, monkeypatch):
     assert parsed == ["b.py"]
     assert [i.module for i in second] == ["yaml", "requests", "httpx"]
     assert [i.module for i in first] == ["yaml", "requests"]
+
+
+def test_namespace_folder_named_like_a_distribution_does_not_hide_it(tmp_path):
+    """EdgeOne ``cloud-functions/flask/index.py`` (no ``__init__.py``) imports Flask: the folder is
+    a namespace package, which an installed Flask shadows at import time, so Flask is still a
+    dependency; a namespace folder that imports reach into (``app/main.py``) stays local."""
+    cf = tmp_path / "cloud-functions"
+    (cf / "flask").mkdir(parents=True)
+    (cf / "flask" / "index.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("import yaml\n")
+    (cf / "api").mkdir()
+    (cf / "api" / "a.py").write_text("from app.main import thing\nfrom app import main\nimport app\n")
+    found, local = scan_project(tmp_path)
+    third = [(i.file, i.module) for i in third_party_imports(found, local, STDLIB)]
+    assert ("cloud-functions/flask/index.py", "flask") in third
+    assert ("app/main.py", "yaml") in third
+    assert not [m for f, m in third if m.startswith("app")]

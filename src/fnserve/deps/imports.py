@@ -33,6 +33,7 @@ class DetectedImport:
     file: str
     line: int
     optional: bool = False
+    names: tuple[str, ...] = ()  # the names of ``from module import a, b`` (may be submodules)
 
     @property
     def top(self) -> str:
@@ -57,8 +58,8 @@ class _Visitor(ast.NodeVisitor):
         self.optional_depth = 0
         self.found: list[DetectedImport] = []
 
-    def _add(self, module: str, line: int) -> None:
-        self.found.append(DetectedImport(module, self.rel, line, self.optional_depth > 0))
+    def _add(self, module: str, line: int, names: tuple[str, ...] = ()) -> None:
+        self.found.append(DetectedImport(module, self.rel, line, self.optional_depth > 0, names))
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -66,7 +67,7 @@ class _Visitor(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level == 0 and node.module:
-            self._add(node.module, node.lineno)
+            self._add(node.module, node.lineno, tuple(a.name for a in node.names if a.name != "*"))
 
     def visit_Try(self, node: ast.Try) -> None:
         guarded = any(_catches_import_error(h.type) for h in node.handlers)
@@ -105,29 +106,67 @@ def scan_file(path: Path, root: Path) -> list[DetectedImport]:
     return visitor.found
 
 
-def local_module_names(root: Path, files: Iterable[Path]) -> frozenset[str]:
+class LocalModules(frozenset):
+    """The project's own top-level module names (a frozenset of str), plus ``namespace``: for the
+    names that are only folders without ``__init__.py`` (namespace packages), those folders.
+
+    A namespace folder loses to an installed regular package of the same name at import time
+    (PEP 420), so ``import flask`` beside an EdgeOne ``cloud-functions/flask/`` folder still means
+    Flask: such a name counts as local only when some import of the project reaches into the folder
+    (``from app.main import x``, ``from app import main`` with ``app/main.py`` present).
+    """
+
+    namespace: dict[str, tuple[Path, ...]]
+
+    def __new__(cls, names: Iterable[str] = (), namespace: dict[str, tuple[Path, ...]] | None = None):
+        self = super().__new__(cls, names)
+        self.namespace = dict(namespace or {})
+        return self
+
+    def covers(self, imp: DetectedImport) -> bool:
+        """True when ``imp`` is served by the project itself, not by a distribution."""
+        if imp.top not in self:
+            return False
+        folders = self.namespace.get(imp.top)
+        if folders is None:
+            return True
+        parts = imp.module.split(".")[1:]
+        tails = [parts] if parts else []
+        tails += [parts + [name] for name in imp.names]
+        return any(_exists_module(folder.joinpath(*tail)) for folder in folders for tail in tails)
+
+
+def _exists_module(path: Path) -> bool:
+    return path.with_name(path.name + ".py").is_file() or path.is_dir()
+
+
+def local_module_names(root: Path, files: Iterable[Path]) -> LocalModules:
     """Top-level names importable from the project itself: ``*.py`` files and folders holding
     Python in the project root, ``src/``, each function root (EdgeOne puts ``cloud-functions/`` on
-    ``sys.path``) and the folder of every scanned file (sibling helpers)."""
+    ``sys.path``) and the folder of every scanned file (sibling helpers). Folders without
+    ``__init__.py`` are recorded as namespace folders (see ``LocalModules``)."""
     roots = {root, root / "src", *(root / r for r in FUNCTION_ROOTS)}
     roots.update(p.parent for p in files)
-    names: set[str] = set()
-    for folder in roots:
+    regular: set[str] = set()
+    namespace: dict[str, list[Path]] = {}
+    for folder in sorted(roots):
         try:
             entries = list(folder.iterdir())
         except OSError:
             continue
         for entry in entries:
             if entry.suffix == ".py" or entry.suffix in (".so", ".pyd"):
-                names.add(entry.name.split(".", 1)[0])
-            elif entry.is_dir() and entry.name.isidentifier() and (
-                (entry / "__init__.py").exists() or any(entry.glob("*.py"))
-            ):
-                names.add(entry.name)
-    return frozenset(names)
+                regular.add(entry.name.split(".", 1)[0])
+            elif entry.is_dir() and entry.name.isidentifier():
+                if (entry / "__init__.py").exists():
+                    regular.add(entry.name)
+                elif any(entry.glob("*.py")):
+                    namespace.setdefault(entry.name, []).append(entry)
+    only_namespace = {name: tuple(dirs) for name, dirs in namespace.items() if name not in regular}
+    return LocalModules(regular | set(namespace), only_namespace)
 
 
-def scan_project(root: Path, cache_file: Path | None = None) -> tuple[list[DetectedImport], frozenset[str]]:
+def scan_project(root: Path, cache_file: Path | None = None) -> tuple[list[DetectedImport], LocalModules]:
     """All imports of the project's Python files and the project-local top-level names.
     ``cache_file`` (``.fnserve/imports.json``): per-file results keyed by mtime and size, so an
     unchanged project is not parsed again (rewritten only when something changed)."""
@@ -144,10 +183,11 @@ def scan_project(root: Path, cache_file: Path | None = None) -> tuple[list[Detec
         stamp = [stat.st_mtime_ns, stat.st_size]
         entry = cache.get(rel)
         if entry and entry.get("stamp") == stamp:
-            imports = [DetectedImport(m, rel, line, bool(opt)) for m, line, opt in entry["imports"]]
+            imports = [DetectedImport(m, rel, line, bool(opt), tuple(names[0]) if names else ())
+                       for m, line, opt, *names in entry["imports"]]
         else:
             imports = scan_file(path, root)
-        fresh[rel] = {"stamp": stamp, "imports": [[i.module, i.line, int(i.optional)] for i in imports]}
+        fresh[rel] = {"stamp": stamp, "imports": [[i.module, i.line, int(i.optional), list(i.names)] for i in imports]}
         found.extend(imports)
     if cache_file is not None and fresh != cache:
         try:
@@ -174,9 +214,17 @@ def third_party_imports(
     found: Iterable[DetectedImport], local: frozenset[str], stdlib: frozenset[str]
 ) -> list[DetectedImport]:
     """Drop stdlib (``stdlib``: the target Python's ``sys.stdlib_module_names``), ``__future__`` and
-    project-local imports; keep file order."""
+    project-local imports (``local``: a plain set of names, or ``LocalModules`` whose namespace
+    folders count only for imports reaching into them); keep file order."""
+    found = list(found)
+    if isinstance(local, LocalModules):  # a namespace folder any import reaches into is the project's
+        reached = {imp.top for imp in found if imp.top in local.namespace and local.covers(imp)}
+        local = LocalModules(local, {k: v for k, v in local.namespace.items() if k not in reached})
+        covers = local.covers
+    else:
+        covers = lambda imp: imp.top in local  # noqa: E731
     return [
         imp
         for imp in found
-        if imp.top not in stdlib and imp.top not in local and imp.top != "__future__"
+        if imp.top not in stdlib and imp.top != "__future__" and not covers(imp)
     ]
