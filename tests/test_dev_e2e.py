@@ -140,7 +140,9 @@ def test_websocket_echo(vercel: DevServer) -> None:
 
 def test_access_log(vercel: DevServer, client: httpx.Client) -> None:
     client.get("/api/users/3?y=1")
-    vercel.wait_for_line(r"GET /api/users/3\?y=1 200 [0-9.]+ms api/users/\[id\]\.py")
+    line = vercel.wait_for_line(r"GET /api/users/3\?y=1 200 [0-9.]+ms api/users/\[id\]\.py")
+    assert "\x1b[" not in line  # not a TTY: no colour codes
+    assert vercel.wait_for_line(r"^\[/api/users/\[id\]\] .*GET /api/users/3\?y=1&id=3")  # function output, prefixed
 
 
 # --- EdgeOne layout ---------------------------------------------------------------------------
