@@ -160,3 +160,28 @@ def dev_command(directory: str, **flags: object) -> None:
 
     overrides = {name: value for name, value in flags.items() if value is not None}
     raise click.exceptions.Exit(run_dev(Path(directory), overrides))
+
+
+# --- fnserve start (issue 6: production server; owner: server/start) ------------------------
+def _start_options(func):  # type: ignore[no-untyped-def]
+    """The settings flags of ``start``: every setting whose ``commands`` include "start"."""
+    from fnserve.config.settings import SETTINGS, cli_options
+
+    return cli_options(*(s.name for s in SETTINGS if "start" in s.commands))(func)
+
+
+@main.command("start")
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@_start_options
+def start_command(directory: str, **flags: object) -> None:
+    """Serve DIRECTORY (default: .) in production: every function in its own worker processes,
+    .env.production* loaded, access log as text or JSON lines, /_fnserve/health, /_fnserve/ready
+    and /_fnserve/metrics (or on --admin-port). SIGTERM/SIGINT drain in-flight requests within
+    --grace-period and exit 0; SIGHUP reloads the project without dropping a request. Exit 2 when
+    the project, its config or its dependencies have a problem (SPEC §9)."""
+    from pathlib import Path
+
+    from fnserve.server.start import run_start
+
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    raise click.exceptions.Exit(run_start(Path(directory), overrides))

@@ -196,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("python", str, None, "Python version request or interpreter path for the function env "
             "(e.g. 3.12).", nullable=True, commands=("dev", "start", "build", "deps")),
     Setting("reload", bool, lambda mode: mode == "dev", "Reload functions when files change "
-            "(default: on in dev).", commands=_SERVE),
+            "(default: on in dev; fnserve start reloads on SIGHUP instead).", commands=("dev",)),
 )
 
 SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}

@@ -1,0 +1,105 @@
+"""``/_fnserve/health``, ``/_fnserve/ready`` and ``/_fnserve/metrics`` (issue 6 item 5).
+
+``AdminApp`` is an ASGI 3 app answering only these paths (404 for anything else):
+
+=========================  =====================================================================
+``GET /_fnserve/health``   liveness: 200 ``{"status": "alive"}`` while the process runs;
+                           with ``?ready`` it is the readiness check below
+``GET /_fnserve/ready``    readiness: 200 ``{"status": "ready"}`` when the project is loaded and
+                           the server is not shutting down, else 503 ``{"status": "draining"}``
+                           (or ``"starting"``) with ``Retry-After: 5``
+``GET /_fnserve/metrics``  Prometheus text format 0.0.4 (``server.metrics``)
+=========================  =====================================================================
+
+It is mounted in front of the project on the main port (``observe.Observed``), unless the
+project itself serves something under ``/_fnserve/`` (then only on ``--admin-port``: see
+``fnserve.server.start``), and is the whole app of the admin port when one is configured.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Awaitable, Callable, Mapping, MutableMapping
+
+from fnserve.server.metrics import CONTENT_TYPE, Metrics
+
+__all__ = ["AdminApp", "PREFIX"]
+
+PREFIX = "/_fnserve/"
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class AdminApp:
+    """The health and metrics endpoints.
+
+    ``state``: a callable returning ``"starting"``, ``"ready"`` or ``"draining"``; ``metrics``: the
+    process's ``Metrics``; ``status``: a callable returning ``Supervisor.status()``.
+    """
+
+    def __init__(self, state: Callable[[], str], metrics: Metrics,
+                 status: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.status = status
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if kind != "http":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        path = scope["path"]
+        query = scope.get("query_string", b"")
+        if scope["method"] not in ("GET", "HEAD"):
+            await _answer(scope, send, 405, b'{"error": "method not allowed"}\n', "application/json",
+                          [(b"allow", b"GET, HEAD")])
+        elif path == PREFIX + "health" and not _has_flag(query, b"ready"):
+            await _json(scope, send, 200, {"status": "alive"})
+        elif path in (PREFIX + "ready", PREFIX + "health"):
+            state = self.state()
+            if state == "ready":
+                await _json(scope, send, 200, {"status": "ready"})
+            else:
+                await _json(scope, send, 503, {"status": state}, [(b"retry-after", b"5")])
+        elif path == PREFIX + "metrics":
+            text = self.metrics.render(self.status(), self.state() == "ready")
+            await _answer(scope, send, 200, text.encode(), CONTENT_TYPE)
+        else:
+            await _json(scope, send, 404, {
+                "error": f"no endpoint {path}",
+                "endpoints": [PREFIX + "health", PREFIX + "ready", PREFIX + "metrics"],
+            })
+
+
+def _has_flag(query: bytes, name: bytes) -> bool:
+    """True when ``name`` is a parameter of the query string (``ready``, ``ready=1``)."""
+    return any(part.split(b"=", 1)[0] == name for part in query.split(b"&")) if query else False
+
+
+async def _json(scope: Scope, send: Send, status: int, data: Any,
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await _answer(scope, send, status, (json.dumps(data) + "\n").encode(), "application/json", headers)
+
+
+async def _answer(scope: Scope, send: Send, status: int, body: bytes, content_type: str,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            *(headers or []),
+        ],
+    })
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

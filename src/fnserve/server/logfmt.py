@@ -1,0 +1,132 @@
+"""Log output of ``fnserve start``: text or JSON lines (``--log-format``, issue 6 item 5).
+
+Records come from named loggers only (STYLE habit 9); this module formats them and is installed
+by the ``start`` entry point on the ``fnserve`` logger tree (never the root logger):
+
+- ``fnserve.access``: one record per request, built by ``access_record`` with the fields
+  ``request_id``, ``method``, ``path`` (with query), ``status`` (0: client left first),
+  ``duration_ms``, ``function`` (id, or ``static``/``redirect``/``-``), ``instance`` (worker pid
+  or None), ``cold`` (bool or None: did this request wait for an instance to start);
+- ``fnserve.function.<id>``: a function's stdout/stderr lines (the supervisor sets ``function``,
+  ``stream``, ``pid``);
+- anything else under ``fnserve``: messages (start, reload, shutdown, errors).
+
+Text: ``2026-11-22T21:00:00.123Z GET /api/x 200 1.2ms api/x.py pid=123 warm id=4f2a...``.
+JSON: one object per line with ``time`` (RFC 3339, UTC, ms), ``level``, ``logger``, ``msg``
+and the fields above (function lines: ``function``, ``pid``, ``stream``). A function's output
+line is not tied to a request id (instances serve requests concurrently).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+__all__ = ["ACCESS", "JsonFormatter", "TextFormatter", "access_record", "install_start_handlers"]
+
+ACCESS = logging.getLogger("fnserve.access")
+FUNCTION_PREFIX = "fnserve.function."
+_ACCESS_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "function", "instance", "cold")
+
+
+def access_record(
+    request_id: str, method: str, path: str, status: int, duration_ms: float, function: str,
+    instance: int | None, cold: bool | None,
+) -> logging.LogRecord:
+    """The ``fnserve.access`` record of one request (built directly: ``Logger.info`` would walk
+    the stack on every request). Emit it with ``ACCESS.handle(record)``."""
+    record = logging.LogRecord(
+        ACCESS.name, logging.INFO, __file__, 0, "%s %s %d", (method, path, status), None,
+    )
+    record.request_id, record.method, record.path, record.status = request_id, method, path, status
+    record.duration_ms, record.function, record.instance, record.cold = duration_ms, function, instance, cold
+    return record
+
+
+class _Clock:
+    """``2026-11-22T21:00:00.123Z`` with the strftime part cached per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = ""
+
+    def stamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """One line a person reads; function output prefixed ``[function pid]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = _Clock()
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.clock.stamp(record.created)
+        if record.name == ACCESS.name and hasattr(record, "request_id"):
+            r: Any = record
+            where = f" pid={r.instance}" if r.instance else ""
+            temp = "" if r.cold is None else (" cold" if r.cold else " warm")
+            return (f"{stamp} {r.method} {r.path} {r.status or '---'} {r.duration_ms:.1f}ms {r.function}"
+                    f"{where}{temp} id={r.request_id}")
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if record.name.startswith(FUNCTION_PREFIX):
+            fid = getattr(record, "function", None) or record.name[len(FUNCTION_PREFIX):]
+            pid = getattr(record, "pid", None)
+            prefix = f"{stamp} [{fid}{' ' + str(pid) if pid else ''}]"
+            return "\n".join(f"{prefix} {line}" for line in text.splitlines() or [""])
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        return f"{stamp} {level}{text}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, one line (newlines inside values are escaped)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = _Clock()
+        self.dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": self.clock.stamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        if record.name == ACCESS.name and hasattr(record, "request_id"):
+            data["msg"] = record.getMessage()
+            for name in _ACCESS_FIELDS:
+                data[name] = getattr(record, name)
+            data["duration_ms"] = round(data["duration_ms"], 3)
+            return self.dumps(data)
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        data["msg"] = text
+        if record.name.startswith(FUNCTION_PREFIX):
+            data["function"] = getattr(record, "function", None) or record.name[len(FUNCTION_PREFIX):]
+            data["pid"] = getattr(record, "pid", None)
+            data["stream"] = getattr(record, "stream", None)
+        return self.dumps(data)
+
+
+def install_start_handlers(log_format: str, stream: TextIO | None = None) -> list[tuple[logging.Logger, logging.Handler]]:
+    """Attach one stream handler (``log_format``: ``"text"`` or ``"json"``) to the ``fnserve``
+    logger at INFO, not propagating to the root. For the ``start`` entry point only; returns what
+    was installed so the caller can remove it."""
+    stream = stream or sys.stdout
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    logger = logging.getLogger("fnserve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return [(logger, handler)]

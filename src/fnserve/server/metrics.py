@@ -1,0 +1,189 @@
+"""Metrics of ``fnserve start`` in the Prometheus text exposition format 0.0.4 (issue 6 item 5).
+
+Hand-written (no ``prometheus_client`` dependency): counters and histograms are plain dicts
+updated on the event loop thread only, so no locks. Recording a request costs one dict lookup and
+one ``bisect`` (about 1 µs). Exposed series (``function``: the function id such as
+``api/users/[id].py``, or ``static`` / ``redirect`` / ``-`` for answers no function gave)::
+
+    fnserve_requests_total{function,status}                counter
+    fnserve_request_duration_seconds{function}             histogram (arrival → last byte sent)
+    fnserve_cold_starts_total{function}                    counter   (instances that became ready)
+    fnserve_cold_start_duration_seconds{function}          histogram (launch → READY of an instance)
+    fnserve_instances{function,state}                      gauge     (from Supervisor.status())
+    fnserve_function_inflight{function}                    gauge     (requests inside instances)
+    fnserve_queue_depth{function}                          gauge     (requests waiting for an instance)
+    fnserve_reloads_total{result}                          counter   (SIGHUP reloads: ok / failed)
+    fnserve_ready                                          gauge     (1 when /_fnserve/ready answers 200)
+    process_start_time_seconds                             gauge     (unix time)
+
+Instances and cold starts are read from ``Supervisor.status()`` (``{id: {"instances": [{pid,
+state, inflight, ready_ms}], "queued"?: int}}``) at scrape time and whenever a request meets an
+instance for the first time, so an instance that lives shorter than a scrape interval and serves
+no request is not counted (see the report in issue 6: a start event from the supervisor would fix it).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = ["Histogram", "Metrics", "REQUEST_BUCKETS", "COLD_START_BUCKETS", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+COLD_START_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _escape(value: str) -> str:
+    """A label value escaped per the text format (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    if value == float("inf"):
+        return "+Inf"
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+class Histogram:
+    """One histogram series. ``bounds``: upper bounds in seconds, ascending (``+Inf`` implied).
+    ``counts[i]``: observations in bucket i only (made cumulative when rendered)."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        """Add one observation (seconds)."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def lines(self, name: str, labels: str) -> Iterable[str]:
+        """The ``_bucket``/``_sum``/``_count`` lines; ``labels``: ``function="x"`` or ``""``."""
+        sep = "," if labels else ""
+        running = 0
+        for bound, n in zip(self.bounds + (float("inf"),), self.counts):
+            running += n
+            yield f'{name}_bucket{{{labels}{sep}le="{_num(bound)}"}} {running}'
+        braces = f"{{{labels}}}" if labels else ""
+        yield f"{name}_sum{braces} {self.sum!r}"
+        yield f"{name}_count{braces} {self.count}"
+
+
+class Metrics:
+    """The counters of one ``fnserve start`` process. Loop thread only.
+
+    ``record_request(function, status, seconds)`` per request; ``waiting``: function id →
+    requests currently waiting in ``Supervisor.acquire`` (kept by ``observe.ObservedSupervisor``);
+    ``note_instances(status)`` counts cold starts of instances not seen before;
+    ``render(status, ready)`` → the exposition text.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.durations: dict[str, Histogram] = {}
+        self.cold_starts: dict[str, int] = {}
+        self.cold_durations: dict[str, Histogram] = {}
+        self.waiting: dict[str, int] = {}
+        self.reloads: dict[str, int] = {"ok": 0, "failed": 0}
+        self.started_at = time.time()
+        self._counted: dict[str, set[Any]] = {}  # function id → pids whose cold start is counted
+
+    def record_request(self, function: str, status: int, seconds: float) -> None:
+        """Count one finished request (``status`` 0: the client left before any response)."""
+        key = (function, status)
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        hist = self.durations.get(function)
+        if hist is None:
+            hist = self.durations[function] = Histogram(REQUEST_BUCKETS)
+        hist.observe(seconds)
+
+    def note_instances(self, status: Mapping[str, Mapping[str, Any]]) -> None:
+        """Count the cold start of every ready instance of ``Supervisor.status()`` not counted
+        yet (its ``ready_ms`` goes to the histogram); forget pids that are gone."""
+        for fid, info in status.items():
+            counted = self._counted.setdefault(fid, set())
+            live = set()
+            for inst in info.get("instances", ()):
+                pid, ready_ms = inst.get("pid"), inst.get("ready_ms")
+                live.add(pid)
+                if pid in counted or ready_ms is None:
+                    continue
+                counted.add(pid)
+                self.cold_starts[fid] = self.cold_starts.get(fid, 0) + 1
+                hist = self.cold_durations.get(fid)
+                if hist is None:
+                    hist = self.cold_durations[fid] = Histogram(COLD_START_BUCKETS)
+                hist.observe(float(ready_ms) / 1000.0)
+            counted &= live
+
+    def render(self, status: Mapping[str, Mapping[str, Any]], ready: bool) -> str:
+        """The whole exposition (text format 0.0.4), ending with a newline. ``status``:
+        ``Supervisor.status()`` (also counts new cold starts); ``ready``: readiness now."""
+        self.note_instances(status)
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        family("fnserve_requests_total", "counter", "Requests answered, by function and HTTP status.")
+        for (fid, code), n in sorted(self.requests.items()):
+            out.append(f'fnserve_requests_total{{function="{_escape(fid)}",status="{code}"}} {n}')
+        family("fnserve_request_duration_seconds", "histogram", "Time from arrival to the end of the response.")
+        for fid, hist in sorted(self.durations.items()):
+            out.extend(hist.lines("fnserve_request_duration_seconds", f'function="{_escape(fid)}"'))
+        family("fnserve_cold_starts_total", "counter", "Function instances started (launch to ready).")
+        for fid, n in sorted(self.cold_starts.items()):
+            out.append(f'fnserve_cold_starts_total{{function="{_escape(fid)}"}} {n}')
+        family("fnserve_cold_start_duration_seconds", "histogram", "Time from launching an instance to READY.")
+        for fid, hist in sorted(self.cold_durations.items()):
+            out.extend(hist.lines("fnserve_cold_start_duration_seconds", f'function="{_escape(fid)}"'))
+        family("fnserve_instances", "gauge", "Instances per function and state.")
+        family_inflight: list[str] = []
+        queue: list[str] = []
+        for fid, info in sorted(status.items()):
+            label = f'function="{_escape(fid)}"'
+            states: dict[str, int] = {"ready": 0}
+            inflight = 0
+            for inst in info.get("instances", ()):
+                state = str(inst.get("state", "ready"))
+                states[state] = states.get(state, 0) + 1
+                inflight += int(inst.get("inflight") or 0)
+            for state, n in sorted(states.items()):
+                out.append(f'fnserve_instances{{{label},state="{_escape(state)}"}} {n}')
+            family_inflight.append(f"fnserve_function_inflight{{{label}}} {inflight}")
+            queued = info.get("queued")
+            depth = int(queued) if isinstance(queued, int) else self.waiting.get(fid, 0)
+            queue.append(f"fnserve_queue_depth{{{label}}} {depth}")
+        family("fnserve_function_inflight", "gauge", "Requests being served inside the function's instances.")
+        out.extend(family_inflight)
+        family("fnserve_queue_depth", "gauge", "Requests waiting for an instance of the function.")
+        out.extend(queue)
+        family("fnserve_reloads_total", "counter", "Project reloads (SIGHUP) by result.")
+        for result, n in sorted(self.reloads.items()):
+            out.append(f'fnserve_reloads_total{{result="{result}"}} {n}')
+        family("fnserve_ready", "gauge", "1 when the server is ready for traffic (project loaded, not draining).")
+        out.append(f"fnserve_ready {1 if ready else 0}")
+        family("process_start_time_seconds", "gauge", "Start time of the process since the unix epoch in seconds.")
+        out.append(f"process_start_time_seconds {self.started_at!r}")
+        return "\n".join(out) + "\n"
+
+
+def status_of(supervisor: Any) -> Callable[[], Mapping[str, Mapping[str, Any]]]:
+    """A callable returning ``supervisor.status()``, or ``{}`` when it fails (metrics must render)."""
+
+    def read() -> Mapping[str, Mapping[str, Any]]:
+        try:
+            return supervisor.status()
+        except Exception:  # noqa: BLE001 - a scrape never fails because of the supervisor
+            return {}
+
+    return read

@@ -1,0 +1,177 @@
+"""Per-request observability of ``fnserve start``: request ids, instance and cold/warm, access log
+and metrics (issue 6 item 5). Three pieces, wired by ``fnserve.server.start``:
+
+- ``Observed``: ASGI middleware in front of ``FrontApp``. Answers ``/_fnserve/*`` with the
+  ``AdminApp`` when it is mounted on this port; gives every other request a ``RequestInfo``
+  (``scope["fnserve.request"]`` and the ``CURRENT`` context variable). The request id is the
+  client's ``X-Request-Id`` when valid (1-128 of ``A-Z a-z 0-9 . _ : + / = -``), else 16 random
+  hex digits; the function sees it as ``x-request-id`` and the client gets it back as
+  ``x-fnserve-request-id`` (a name no app uses, so it never doubles an app's own header).
+- ``ObservedSupervisor``: wraps the ``Supervisor`` given to ``SupervisorDispatcher``; its
+  ``acquire`` counts waiting requests per function (queue depth) and fills the request's
+  ``instance`` (worker pid, read once per connection with ``SO_PEERCRED``) and ``cold``: True when
+  the request waited in ``acquire`` (> ``COLD_WAIT`` s) for an instance first handed out after
+  it arrived — it waited for that instance to start. Everything else is delegated.
+- ``AccessLog``: the ``FrontApp(access_log=...)`` hook: one ``fnserve.access`` record and one
+  ``Metrics.record_request`` per request. ``/_fnserve/*`` requests are neither logged nor counted.
+
+Context variables are per task (uvicorn runs each request in its own task), so ``CURRENT`` never
+leaks between requests; it is how ``acquire`` finds the request without changing its signature.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+import time
+from contextvars import ContextVar
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from fnserve.server.admin import PREFIX, AdminApp
+from fnserve.server.logfmt import ACCESS, access_record
+from fnserve.server.metrics import Metrics
+
+__all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInfo", "REQUEST_ID_HEADER"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+REQUEST_ID_HEADER = b"x-fnserve-request-id"
+INFO_KEY = "fnserve.request"
+COLD_WAIT = 0.0005  # s: an acquire returning faster than this found a running instance
+_VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
+_CONN_KEY = "fnserve.observe"  # Connection.extras key: (pid, first hand-out time)
+_PEERCRED = struct.Struct("3i")
+
+
+class RequestInfo:
+    """What is known about one request beyond the ASGI scope. ``id``: str; ``instance``: pid of
+    the worker that served it or None; ``cold``: bool, None when no function was involved."""
+
+    __slots__ = ("id", "instance", "cold")
+
+    def __init__(self, request_id: str) -> None:
+        self.id = request_id
+        self.instance: int | None = None
+        self.cold: bool | None = None
+
+
+CURRENT: ContextVar[RequestInfo | None] = ContextVar("fnserve_request", default=None)
+
+
+class Observed:
+    """ASGI middleware: request ids and the ``/_fnserve/`` endpoints. ``admin``: the
+    ``AdminApp`` to answer ``/_fnserve/*`` with on this port, or None (then those paths go to
+    the project like any other). ``admin`` may be changed at any time (a reload that adds a
+    user route under ``/_fnserve/`` unmounts it)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], admin: AdminApp | None) -> None:
+        self.app = app
+        self.admin = admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        admin = self.admin
+        if admin is not None and scope["path"].startswith(PREFIX):
+            await admin(scope, receive, send)
+            return
+        request_id = None
+        headers = scope["headers"]
+        for key, value in headers:
+            if key == b"x-request-id":
+                if _VALID_ID.fullmatch(value):
+                    request_id = value
+                break
+        if request_id is None:
+            request_id = os.urandom(8).hex().encode()
+            scope["headers"] = [(k, v) for k, v in headers if k != b"x-request-id"]
+            scope["headers"].append((b"x-request-id", request_id))
+        info = RequestInfo(request_id.decode("ascii"))
+        scope[INFO_KEY] = info
+        CURRENT.set(info)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = (REQUEST_ID_HEADER, request_id)
+
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _peer_pid(connection: Any) -> int | None:
+    """The pid of the process at the other end of a worker connection (Linux ``SO_PEERCRED``)."""
+    transport = getattr(connection, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        pid, _uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    except (OSError, struct.error):
+        return None
+    return pid or None
+
+
+class ObservedSupervisor:
+    """A ``Supervisor`` whose ``acquire`` feeds ``Metrics.waiting`` and the current
+    ``RequestInfo`` (see the module docstring). Every other attribute is the supervisor's."""
+
+    def __init__(self, supervisor: Any, metrics: Metrics) -> None:
+        self.supervisor = supervisor
+        self.metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.supervisor, name)
+
+    async def acquire(self, function: Any) -> Any:
+        fid = function if isinstance(function, str) else function.id
+        waiting = self.metrics.waiting
+        waiting[fid] = waiting.get(fid, 0) + 1
+        arrived = time.perf_counter()
+        try:
+            connection = await self.supervisor.acquire(function)
+        finally:
+            waiting[fid] -= 1
+        now = time.perf_counter()
+        extras = getattr(connection, "extras", None)
+        seen = extras.get(_CONN_KEY) if extras is not None else None
+        if seen is None:
+            seen = (_peer_pid(connection), now)
+            if extras is not None:
+                extras[_CONN_KEY] = seen
+                self.metrics.note_instances(self.supervisor.status())  # once per new instance
+        info = CURRENT.get()
+        if info is not None:
+            info.instance = seen[0]
+            info.cold = now - arrived > COLD_WAIT and seen[1] >= arrived
+        return connection
+
+
+class AccessLog:
+    """The ``FrontApp`` ``access_log`` hook: metrics always, a log record when ``fnserve.access``
+    is enabled for INFO."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def __call__(self, scope: Scope, status: int, started: float, label: str) -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.record_request(label, status, seconds)
+        if not ACCESS.isEnabledFor(20):  # logging.INFO
+            return
+        info: RequestInfo | None = scope.get(INFO_KEY)
+        query = scope.get("query_string")
+        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        ACCESS.handle(access_record(
+            info.id if info else "-", scope.get("method", "WS"), path, status, seconds * 1000.0, label,
+            info.instance if info else None, info.cold if info else None,
+        ))

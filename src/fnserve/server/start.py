@@ -1,0 +1,374 @@
+"""``fnserve start``: the production server (SPEC §9; issue 6 items 4-6).
+
+``run_start(project_dir, overrides) -> exit code`` is what the CLI calls. Unlike ``dev``, a
+problem found at start is fatal (exit 2 with the message): a bad config, a project that cannot be
+modelled, a function file with an error, dependencies that do not install, a port in use.
+
+Serving: the ``FrontApp`` of ``fnserve dev`` (``dev=False``: no tracebacks to clients) behind
+``observe.Observed`` (request ids, ``/_fnserve/*``), on uvicorn with uvloop + httptools, uvicorn's
+access log off (ours: ``server.logfmt``), no ``Server:`` header (nothing to advertise), no reload
+watcher. With ``--admin-port`` a second uvicorn server in the same loop serves ``AdminApp``.
+
+Signals (STYLE habit 4): uvicorn's own handlers are not installed (``_Server.capture_signals`` is
+a no-op: uvicorn would otherwise re-raise the signal after serving and the process would die of
+it); ``loop.add_signal_handler`` handlers only put the signal on a queue, and ``control()``
+does the work, one event at a time:
+
+- SIGTERM / SIGINT: readiness turns 503, the main server stops accepting (``should_exit``) and
+  waits up to ``grace_period`` s for in-flight requests (uvicorn cuts the rest off), then
+  ``Supervisor.shutdown`` gives every instance the rest of the grace period (at least 1 s) to
+  finish and run its ASGI lifespan shutdown; then the admin server stops; exit 0. A second
+  SIGTERM/SIGINT stops waiting (``force_exit``) and kills the instances.
+- SIGHUP: reload (``reload()``): config, project, dependencies again; any error keeps the
+  previous version serving (logged, ``fnserve_reloads_total{result="failed"}``). Otherwise new
+  functions are added, changed targets restarted, the ``Site`` swapped, removed functions drained,
+  and every other function restarted (``Supervisor.restart``: requests arriving meanwhile wait
+  for the new instance while the old ones finish theirs), so no request fails.
+
+``/_fnserve/*`` is on the main port unless ``--admin-port`` is given (then only there). It is
+reserved: if the project has a route or a public file whose literal path is
+under ``/_fnserve/``, the endpoints are NOT mounted on the main port (the project's route wins)
+and a warning says so; they are still served on ``--admin-port`` when given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from fnserve.errors import FnserveError, ProjectError
+from fnserve.server.admin import PREFIX, AdminApp
+from fnserve.server.app import FrontApp, Site, static_for
+from fnserve.server.dev import bind
+from fnserve.server.dispatch import SupervisorDispatcher
+from fnserve.server.logfmt import install_start_handlers
+from fnserve.server.metrics import Metrics, status_of
+from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
+from fnserve.server.rules import from_config
+from fnserve.supervisor import Supervisor, WorkerTarget
+
+LOG = logging.getLogger("fnserve.start")
+_TARGET_TAKES_LIMITS = "limits" in inspect.signature(WorkerTarget.from_function).parameters
+
+
+class _Server:
+    """``uvicorn.Server`` without its signal handling (see the module docstring). Built lazily
+    so importing this module does not import uvicorn."""
+
+    @staticmethod
+    def make(config: Any) -> Any:
+        import contextlib
+
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # type: ignore[no-untyped-def, override]
+                yield
+
+        return Server(config)
+
+
+class StartServer:
+    """One ``fnserve start`` run. ``overrides``: setting name → value of the given CLI flags;
+    ``say``: prints one line for a person (default: the ``fnserve.start`` logger)."""
+
+    def __init__(self, project_dir: Path, overrides: Mapping[str, Any] | None = None,
+                 *, say: Callable[[str], None] | None = None) -> None:
+        self.root = Path(project_dir).resolve()
+        self.overrides = dict(overrides or {})
+        self.say = say or LOG.info
+        self.config: Any = None
+        self.project: Any = None
+        self.python: Path | None = None
+        self.state = "starting"  # → "ready" → "draining"
+        self.metrics = Metrics()
+        self.supervisor: Any = None
+        self.app: FrontApp | None = None
+        self.admin: AdminApp | None = None
+        self.front: Observed | None = None
+        self._installed: dict[str, WorkerTarget] = {}
+        self._max_duration: dict[str, float | None] = {}
+
+    # ------------------------------------------------------------------ loading (raise FnserveError)
+    def load(self) -> tuple[Any, Any]:
+        """Config (mode "start": ``.env.production*``) and project model. Raises ``ConfigError``,
+        ``ProjectError`` (also when a function file has an error: production serves all or nothing)."""
+        from fnserve.config import load_config
+        from fnserve.project import load_project
+
+        config = load_config(self.root, self.overrides, mode="start")
+        project = load_project(self.root, entrypoint=config.entrypoint, framework=config.framework)
+        errors = [p for p in project.problems if p.severity == "error"]
+        if errors:
+            listed = "; ".join(f"{p.file + ': ' if p.file else ''}{p.message}" for p in errors[:5])
+            more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+            raise ProjectError(f"{len(errors)} function(s) cannot be served: {listed}{more}",
+                               "fix them (see `fnserve routes`); fnserve start serves a project only when every function loads")
+        return config, project
+
+    async def environment(self, config: Any) -> Path | None:
+        """The interpreter of the project's env (``ensure_env``, in a thread); None with
+        ``--no-install`` (fnserve's own interpreter). Raises ``DependencyError``."""
+        if not config.install:
+            return None
+        from fnserve.deps import ensure_env_async
+
+        env = await ensure_env_async(self.root, config, progress=lambda m: self.say(f"deps: {m}"))
+        return env.python
+
+    def site(self) -> Site:
+        rules = from_config(self.config.vercel)
+        return Site(routes=self.project.routes, rules=rules, static=static_for(self.root, rules.clean_urls),
+                    body_limit=self.config.body_limit)
+
+    def targets(self) -> dict[str, WorkerTarget]:
+        config, env = self.config, self.config.function_env()
+        out = {}
+        for function in self.project.functions:
+            extra: dict[str, Any] = {}
+            if _TARGET_TAKES_LIMITS:
+                extra["limits"] = (lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
+            out[function.id] = WorkerTarget.from_function(
+                function, self.root, python=self.python, env=env, body_limit=config.body_limit, **extra)
+        return out
+
+    def reserved_conflicts(self) -> list[str]:
+        """Routes and public files of the project under ``/_fnserve/`` (see module docstring)."""
+        found = [r.pattern for r in self.project.routes.routes
+                 if (r.static_prefix + "/").startswith(PREFIX) or r.pattern.startswith(PREFIX)]
+        public = self.root / "public" / PREFIX.strip("/")
+        if public.exists():
+            found.append(f"public{PREFIX}")
+        return found
+
+    def max_duration(self, function_id: str) -> float | None:
+        """Seconds a request to ``function_id`` may run (reset when the config is swapped)."""
+        cache = self._max_duration
+        if function_id not in cache:
+            try:
+                cache[function_id] = float(self.config.limits_for(function_id).max_duration)
+            except Exception:  # noqa: BLE001 - a limit we cannot read is no limit
+                cache[function_id] = None
+        return cache[function_id]
+
+    # ------------------------------------------------------------------ install / reload
+    def _mount_admin(self, admin_port: int | None) -> None:
+        """The endpoints go on the main port unless an admin port is configured (then only
+        there) or the project serves something under ``/_fnserve/`` (then the project wins)."""
+        conflicts = self.reserved_conflicts()
+        assert self.front is not None
+        if conflicts:
+            where = "on --admin-port only" if admin_port is not None else "nowhere: pass --admin-port to get them"
+            LOG.warning("the project serves %s under %s: the project wins on the main port; /_fnserve/health, "
+                        "/ready and /metrics are served %s", ", ".join(conflicts), PREFIX, where)
+        self.front.admin = None if conflicts or admin_port is not None else self.admin
+
+    async def install(self, config: Any, project: Any, python: Path | None, *, restart_all: bool) -> str:
+        """Make the supervisor and the front app serve ``config``/``project`` (module docstring,
+        SIGHUP). Returns a summary for the reload line."""
+        self.config, self.project, self.python = config, project, python
+        self._max_duration = {}
+        new = self.targets()
+        union = {**self._installed, **new}
+        changed = set(await self.supervisor.update(list(union.values())))
+        assert self.app is not None
+        self.app.swap(self.site())
+        removed = set(union) - set(new)
+        if removed:
+            await self.supervisor.update(list(new.values()))
+        added = set(new) - set(self._installed)
+        self._installed = new
+        self._mount_admin(config.admin_port)
+        parts = []
+        if restart_all:
+            same = sorted(set(new) - changed - added)
+            results = await self.supervisor.restart(same) if same else {}
+            failed = [fid for fid, res in results.items() if res.error is not None]
+            started = [fid for fid, res in results.items() if res.error is None and res.ready_ms is not None]
+            parts.append(f"{len(started)} running function(s) restarted" + (f", {len(failed)} FAILED to load: "
+                         + ", ".join(failed) if failed else ""))
+        if changed:
+            parts.append(f"environment changed for {len(changed)}")
+        if added:
+            parts.append("new: " + ", ".join(sorted(added)))
+        if removed:
+            parts.append("removed: " + ", ".join(sorted(removed)))
+        return "; ".join(parts) or "nothing to restart"
+
+    async def reload(self) -> None:
+        """SIGHUP: load everything again; keep the previous version on any error."""
+        started = time.perf_counter()
+        self.say("reload: SIGHUP received, reloading config, project and dependencies")
+        try:
+            config, project = self.load()
+            python = await self.environment(config)
+        except FnserveError as exc:
+            self.metrics.reloads["failed"] += 1
+            LOG.error("reload failed, still serving the previous version: %s", exc)
+            return
+        summary = await self.install(config, project, python, restart_all=True)
+        self.metrics.reloads["ok"] += 1
+        self.say(f"reload: done ({summary}) [{(time.perf_counter() - started) * 1000:.0f} ms]")
+
+    # ------------------------------------------------------------------ serving
+    async def serve(self) -> None:
+        """Load, print the route table and URL(s), serve until SIGTERM/SIGINT (module docstring).
+        Raises ``FnserveError`` for problems found before serving."""
+        import uvicorn
+
+        from fnserve.project.report import render_text
+
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[int] = asyncio.Queue()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, events.put_nowait, signum)  # handlers only enqueue
+        config, project = self.load()
+        python = await self.environment(config)
+        grace = float(config.grace_period)
+        self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=max(grace, 1.0))
+        observed = ObservedSupervisor(self.supervisor, self.metrics)
+        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed, self.max_duration), dev=False,
+                            access_log=AccessLog(self.metrics))
+        self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor))
+        self.front = Observed(self.app, None)
+        sockets = [bind(config.host, config.port)]
+        if config.admin_port is not None:
+            sockets.append(bind(config.host, config.admin_port))
+        try:
+            self.say(render_text(project).rstrip("\n"))
+            await self.install(config, project, python, restart_all=False)
+            servers = [self._uvicorn(uvicorn, self.front, grace)]
+            if len(sockets) > 1:
+                servers.append(self._uvicorn(uvicorn, self.admin, 1.0))
+            tasks = [loop.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets)]
+            self.state = "ready"
+            self.say(f"fnserve start: {_url(config.host, sockets[0])}")
+            if len(sockets) > 1:
+                self.say(f"fnserve start: admin endpoints on {_url(config.host, sockets[1])}{PREFIX}")
+            control = loop.create_task(self.control(events, servers[0], grace))
+            try:
+                await tasks[0]  # returns after should_exit and the drain (or if startup failed)
+            finally:
+                self.state = "draining"
+                control.cancel()
+                # the admin port keeps answering (ready: 503) while the instances stop
+                remaining = 0.0 if servers[0].force_exit else max(1.0, grace - self._drain_elapsed())
+                await self.supervisor.shutdown(remaining)
+                for server in servers[1:]:
+                    server.should_exit = True
+                await asyncio.gather(*tasks[1:], return_exceptions=True)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            for sock in sockets:
+                sock.close()
+            await self.supervisor.shutdown(0.0)  # a second call only cleans up what is left
+        self.say("fnserve start: stopped")
+
+    def _uvicorn(self, uvicorn: Any, app: Any, grace: float) -> Any:
+        config = uvicorn.Config(
+            app, http="httptools", ws="websockets-sansio", lifespan="off", access_log=False, log_config=None,
+            timeout_graceful_shutdown=grace, server_header=False, proxy_headers=False,
+        )
+        return _Server.make(config)
+
+    _drain_started: float | None = None
+
+    def _drain_elapsed(self) -> float:
+        return 0.0 if self._drain_started is None else time.monotonic() - self._drain_started
+
+    async def control(self, events: asyncio.Queue[int], main: Any, grace: float) -> None:
+        """The loop that acts on signals (the handlers only enqueue): one reload at a time,
+        SIGHUPs arriving during a reload coalesce into one more; SIGTERM/SIGINT start the drain
+        at once, a second one forces the exit."""
+        reloading: asyncio.Task | None = None
+        again = False
+        loop = asyncio.get_running_loop()
+        while True:
+            getter = loop.create_task(events.get())
+            waits = {getter} | ({reloading} if reloading is not None else set())
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if reloading is not None and reloading in done:
+                _log_failure(reloading)
+                reloading = None
+                if again and self.state == "ready":
+                    again = False
+                    reloading = loop.create_task(self.reload())
+            if getter not in done:
+                getter.cancel()
+                continue
+            signum = getter.result()
+            if signum == signal.SIGHUP:
+                if self.state != "ready":
+                    continue
+                if reloading is None:
+                    reloading = loop.create_task(self.reload())
+                else:
+                    again = True
+            elif self.state == "ready":
+                self.state = "draining"
+                self._drain_started = time.monotonic()
+                self.say(f"fnserve start: {signal.Signals(signum).name} received, finishing in-flight "
+                         f"requests (up to {grace:g} s; send it again to stop at once)")
+                if reloading is not None:
+                    reloading.cancel()
+                main.should_exit = True
+            else:
+                self.say(f"fnserve start: {signal.Signals(signum).name} received again, stopping now")
+                main.force_exit = True
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        LOG.error("reload failed, still serving the previous version: %s", exc, exc_info=exc)
+
+
+def _url(host: str, sock: Any) -> str:
+    port = sock.getsockname()[1]
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> int:
+    """Entry point of ``fnserve start``: log handlers on the ``fnserve`` logger (text or JSON per
+    ``--log-format``), the server on uvloop. Returns the exit code: 0 after a signal-initiated
+    shutdown, 2 for a problem found at start (message on stderr), 1 for a bug of ours."""
+    log_format = str(_raw_log_format(project_dir, overrides))
+    installed = install_start_handlers(log_format)
+    server = StartServer(project_dir, overrides)
+    try:
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(server.serve())
+        else:
+            uvloop.run(server.serve())
+    except FnserveError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except Exception:  # noqa: BLE001 - a bug of ours: show it, exit non-zero
+        traceback.print_exc()
+        return 1
+    finally:
+        for logger, handler in installed:
+            logger.removeHandler(handler)
+    return 0
+
+
+def _raw_log_format(project_dir: Path, overrides: Mapping[str, Any] | None) -> str:
+    """The log format before anything else runs (so that even load messages use it); a config
+    that does not load falls back to text (its error is reported by ``serve``)."""
+    try:
+        from fnserve.config import load_config
+
+        return load_config(project_dir, overrides or {}, mode="start").log_format
+    except Exception:  # noqa: BLE001 - reported properly a moment later
+        return "text"
