@@ -42,7 +42,10 @@ def test_startup_prints_routes_and_url(vercel: DevServer) -> None:
 
 
 def test_every_kind(client: httpx.Client) -> None:
-    assert client.get("/api/hello").json()["message"] == "hello v1"
+    r = client.get("/api/hello")
+    assert r.json()["message"] == "hello v1"
+    # send_response's own Server/Date are left out: one Date (the front's), no BaseHTTP banner
+    assert len(r.headers.get_list("date")) == 1 and "BaseHTTP" not in r.headers.get("server", "")
     j = client.get("/api/flask_app/a/b?q=1").json()
     assert j == {**j, "kind": "wsgi", "path": "/api/flask_app/a/b", "script_name": "", "query": "q=1"}
     j = client.get("/api/fast/x/y?z=1").json()

@@ -8,7 +8,11 @@ Per request, in a pool thread: the class is instantiated WITHOUT its socket-boun
 is called. What the handler writes is raw HTTP: ``ResponseWriter`` parses the head (status line,
 headers; 1xx heads skipped) and streams the rest as the body on every write. ``Content-Length`` is
 honoured (the response ends when it is reached); without it the ASGI server streams chunked; a
-handler's own ``Transfer-Encoding: chunked`` framing is decoded. No header is ever added.
+handler's own ``Transfer-Encoding: chunked`` framing is decoded. No header is ever added, and
+the ``Server`` / ``Date`` pair that ``BaseHTTPRequestHandler.send_response`` adds by itself is left
+out (the front server sends its own ``date``; two would be a duplicate): a class that does not
+override ``send_response`` gets ``log_request`` + ``send_response_only``. Headers the handler
+sends explicitly always pass.
 Methods: HEAD falls back to ``do_GET`` minus the body; OPTIONS without ``do_OPTIONS`` → 204 +
 ``Allow``; another missing method → 405 + ``Allow`` (JSON error body).
 """
@@ -27,6 +31,12 @@ from .errors import BodyTooLarge
 from .pool import InFlight
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+
+
+def _send_response_without_server_date(self: BaseHTTPRequestHandler, code: int, message: Optional[str] = None) -> None:
+    """``BaseHTTPRequestHandler.send_response`` minus its automatic ``Server`` and ``Date``."""
+    self.log_request(code)
+    self.send_response_only(code, message)
 
 
 class _Server:
@@ -270,6 +280,8 @@ class HandlerAdapter:
         h.raw_requestline = h.requestline.encode("latin-1") + b"\r\n"
         h.headers = headers
         h.close_connection = True
+        if cls.send_response is BaseHTTPRequestHandler.send_response:
+            h.send_response = _send_response_without_server_date.__get__(h)
         if isinstance(h, SimpleHTTPRequestHandler) and "directory" not in vars(cls):
             h.directory = os.getcwd()
         return h
