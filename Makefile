@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fnserve routes examples/showcase
+	$(BIN)/fnserve dev examples/showcase
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

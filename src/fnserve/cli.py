@@ -116,13 +116,9 @@ def deps_command(directory: str, check: bool, as_json: bool, no_install: bool, p
     environ = dict(os.environ)
     changes = {"python": python_request} if python_request else {}
     try:
-        try:
-            from fnserve.config import load_config
-        except ImportError:  # config not available yet: defaults
-            options = DepsOptions(environ=environ, **changes)
-        else:
-            overrides = {"python": python_request} if python_request else {}
-            options = DepsOptions.from_config(load_config(root, overrides, environ), environ, **changes)
+        from fnserve.config import load_config
+
+        options = DepsOptions.from_config(load_config(root, changes, environ), environ, **changes)
         plan = plan_deps(root, options)
         env = None
         if not (check or no_install):
@@ -139,11 +135,8 @@ def deps_command(directory: str, check: bool, as_json: bool, no_install: bool, p
 # --- fnserve dev (issue 4: front server, workers, hot reload; owner: server) ----------------
 def _dev_options(func):  # type: ignore[no-untyped-def]
     """The settings flags of ``dev`` (``--port``, ``--host``, ``--install/--no-install``, ...)."""
-    try:
-        from fnserve.config.settings import SETTINGS, cli_options
-    except ImportError:  # config not available: the two flags of SPEC §8
-        func = click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")(func)
-        return click.option("--port", default=None, help="Port to listen on, 0 for any free port [default: 3000].")(func)
+    from fnserve.config.settings import SETTINGS, cli_options
+
     return cli_options(*(s.name for s in SETTINGS if "dev" in s.commands))(func)
 
 
