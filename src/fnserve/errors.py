@@ -10,7 +10,10 @@
     ├── DependencyError               resolving or installing requirements failed
     └── WorkerError                   a worker process could not be started or died
         ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.response_started``
+        │   └── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``
         ├── WorkerStartTimeout        the worker was not ready in time (503): ``.function_id``, ``.timeout``
+        ├── Overloaded                the function's queue is full (503 + ``Retry-After``): ``.retry_after`` s
+        ├── DurationExceeded          the request ran past ``maxDuration`` (504): ``.max_duration`` s
         ├── FunctionLoadFailed        import / lifespan startup failed (500): ``.load_error``
         └── FunctionFailed            the app raised (500): ``.traceback``, ``.response_started``
 
@@ -141,3 +144,45 @@ class FunctionFailed(WorkerError):
     def __init__(self, function_id: str, message: str, traceback: str = "", *, response_started: bool = False) -> None:
         self.function_id, self.traceback, self.response_started = function_id, traceback, response_started
         super().__init__(f"{function_id} raised {message}", "see the traceback in the function's log")
+
+
+class MemoryExceeded(WorkerCrashed):
+    """The instance serving the request went over its ``memory`` limit and was replaced (SPEC §9:
+    502 for its in-flight requests). ``limit_mb`` / ``peak_mb``: MB (peak RSS or cgroup peak)."""
+
+    def __init__(self, function_id: str, limit_mb: int, peak_mb: float | None, *, response_started: bool = False) -> None:
+        super().__init__(function_id, response_started=response_started)
+        self.limit_mb, self.peak_mb = limit_mb, peak_mb
+        peak = f" (peak {peak_mb:.0f} MB)" if peak_mb is not None else ""
+        self.message = f"the worker of {function_id} went over its memory limit of {limit_mb} MB{peak} and was replaced"
+        self.hint = "raise \"memory\" for it in vercel.json \"functions\" or use less memory per request"
+        self.args = (self.message,)
+
+
+class Overloaded(WorkerError):
+    """Every instance of the function is busy, no more may start and its queue is full (SPEC
+    §3.5: 503 with ``Retry-After: retry_after`` seconds). ``queue_size``: the bound that was hit."""
+
+    status_code = 503
+
+    def __init__(self, function_id: str, queue_size: int, retry_after: int = 1, reason: str = "") -> None:
+        self.function_id, self.queue_size, self.retry_after = function_id, queue_size, retry_after
+        super().__init__(
+            reason or f"{function_id} is overloaded: every instance is busy and {queue_size} requests already wait",
+            "retry later, or raise max_instances / queue_size / concurrency for this function",
+        )
+
+
+class DurationExceeded(WorkerError):
+    """The request ran longer than the function's ``maxDuration`` (SPEC §3.5: 504); the instance
+    serving it was killed. ``max_duration``: seconds; ``response_started``: if True the client
+    connection must be aborted instead."""
+
+    status_code = 504
+
+    def __init__(self, function_id: str, max_duration: float, *, response_started: bool = False) -> None:
+        self.function_id, self.max_duration, self.response_started = function_id, max_duration, response_started
+        super().__init__(
+            f"{function_id} did not answer within its maxDuration of {max_duration:g} s",
+            "raise maxDuration for it in vercel.json \"functions\" or make it faster; its instance was replaced",
+        )

@@ -9,7 +9,9 @@ Invocation (by ``fnserve.supervisor.launch``)::
 
 ``spec``: the function spec of docs/ARCHITECTURE.md ("runtime"). ``options``: ``{"socket": path of
 the supervisor's Unix socket, "token": str identifying this instance, "heartbeat": seconds between
-heartbeats, "stop_timeout": default seconds to drain on SIGTERM, "uvloop": bool}``.
+heartbeats, "stop_timeout": default seconds to drain on SIGTERM, "uvloop": bool}``, optionally
+``"cgroup"``: the ``cgroup.procs`` file to join and ``"rlimit_as"``: bytes for ``RLIMIT_AS`` (memory
+limits, applied before the function is imported; see ``fnserve.supervisor.limits``).
 
 Life of a worker:
 1. chdir to ``spec["project_root"]``; connect to ``socket``; send ``HELLO {token, pid, python}``.
@@ -305,6 +307,27 @@ def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+def apply_limits(options: Dict[str, Any]) -> None:
+    """Join the memory cgroup ``options["cgroup"]`` and set ``RLIMIT_AS`` to
+    ``options["rlimit_as"]`` bytes, when given. A failure is logged, never fatal: the supervisor
+    also polls the instance's RSS."""
+    procs = options.get("cgroup")
+    if procs:
+        try:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:
+            _log("cannot join memory cgroup %s: %s (the supervisor's RSS polling still applies)" % (procs, exc))
+    limit = options.get("rlimit_as")
+    if limit:
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+        except (ImportError, ValueError, OSError) as exc:
+            _log("cannot set RLIMIT_AS to %s bytes: %s" % (limit, exc))
+
+
 def main(argv: List[str]) -> int:
     """Worker entry point: ``argv = [spec JSON, options JSON]``. Returns the exit code
     (0 stopped, 2 bad arguments, 3 could not connect, 4 the function failed to load)."""
@@ -314,6 +337,7 @@ def main(argv: List[str]) -> int:
     except (IndexError, ValueError) as exc:
         _log("usage: worker <spec JSON> <options JSON> (%s)" % exc)
         return EXIT_USAGE
+    apply_limits(options)
     root = spec.get("project_root")
     if root:
         os.chdir(root)

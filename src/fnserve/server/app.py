@@ -52,11 +52,14 @@ class Dispatcher(Protocol):
 
 class DispatchError(Exception):
     """A function could not answer. ``status``: 500/502/503/504; ``message``: one sentence;
-    ``detail``: a traceback or longer text shown in dev."""
+    ``detail``: a traceback or longer text shown in dev; ``headers``: extra response headers
+    (``Retry-After`` for 503)."""
 
-    def __init__(self, status: int, message: str, detail: str | None = None) -> None:
+    def __init__(self, status: int, message: str, detail: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.detail = status, message, detail
+        self.headers = headers or []
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ class FrontApp:
                 raise  # the response is under way: uvicorn drops the connection
             state["status"] = exc.status
             ERROR_LOG.warning("%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
-            await errors.send_error(scope, tracked_send, exc.status, exc.message, detail=exc.detail, dev=self.dev)
+            await errors.send_error(scope, tracked_send, exc.status, exc.message, detail=exc.detail, dev=self.dev,
+                                    headers=exc.headers)
         finally:
             if self.access_log is not None:
                 self.access_log(scope, state["status"], started, state["label"])

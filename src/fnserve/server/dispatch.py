@@ -8,6 +8,8 @@ raised by supervisor/upstream  status  shown in dev
 ``FunctionFailed``             500     the app's traceback
 ``WorkerCrashed``              502     exit status
 ``WorkerStartTimeout``         503
+``Overloaded``                 503     (queue full; ``Retry-After``)
+``DurationExceeded``           504     (enforced by the supervisor; its instance killed)
 over ``maxDuration``           504     (the worker is replaced)
 other ``WorkerError``          503     (unknown function, shutting down)
 =============================  ======  ==============================================
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from fnserve.errors import FunctionFailed, FunctionLoadFailed, WorkerCrashed, WorkerError
+from fnserve.errors import DurationExceeded, FunctionFailed, FunctionLoadFailed, Overloaded, WorkerCrashed, WorkerError
 from fnserve.project.types import Function
 from fnserve.server.app import DispatchError, Receive, Scope, Send
 from fnserve.server.upstream import forward
@@ -117,8 +119,13 @@ class SupervisorDispatcher:
 
     async def _forward(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            connection = await self.supervisor.acquire(function)
-            await forward(connection, scope, receive, send)
+            await self.supervisor.serve(function, scope, receive, send, forward)
+        except Overloaded as exc:
+            raise DispatchError(503, exc.message, exc.hint, headers=[(b"retry-after", b"%d" % exc.retry_after)]) from exc
+        except DurationExceeded as exc:
+            if exc.response_started:
+                raise
+            raise DispatchError(504, exc.message, exc.hint) from exc
         except FunctionLoadFailed as exc:
             raise DispatchError(500, f"{function.id} failed to load: {_first_line(exc)}", exc.traceback or None) from exc
         except FunctionFailed as exc:

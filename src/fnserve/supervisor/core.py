@@ -3,9 +3,13 @@
 It knows targets, processes and sockets — never HTTP. The front server asks it for a connection
 (``await acquire(function)``) and hands that to ``fnserve.server.upstream.forward``.
 
-Per function (a ``FunctionPool``):
-- the first ``acquire`` starts an instance (its cold-start time is logged); concurrent callers
-  wait for the same start, each for at most ``start_timeout`` s;
+Per function (a ``FunctionPool``, see ``pool`` and ``requests``):
+- a ``ScalingPolicy`` (``scaling``) decides how many instances run: ``"single"`` (dev: one,
+  started by the first request) or ``"autoscale"`` (``fnserve start``: ``min_instances`` ..
+  ``max_instances`` by demand, idle ones stopped after ``idle_timeout``); requests beyond the
+  instances' capacity wait in a bounded queue (``Overloaded`` when full);
+- ``serve`` enforces ``max_duration`` (504, instance SIGKILLed) and ``memory`` (cgroup or RLIMIT_AS,
+  plus RSS polling; 502, instance replaced) from the target's limits (``limits``);
 - a crashed instance is dropped; its in-flight requests fail with ``WorkerCrashed`` (502) and the
   next ``acquire`` starts a new one;
 - an instance that failed to LOAD (``LOAD_ERROR`` frame, or exit before READY) is not respawned:
@@ -13,8 +17,8 @@ Per function (a ``FunctionPool``):
   ``restart([id])`` (a file changed) or ``update`` with a changed target;
 - ``restart(ids)``: new requests wait for a new instance while the old ones finish their
   in-flight requests and stop (zero failed requests across a reload).
-All processes live in one event loop; the only background work is per-instance output pumps and
-exit watchers, plus an optional heartbeat watchdog.
+All processes live in one event loop; the background work is per-instance output pumps and exit
+watchers, plus one maintenance task (scaling ticks, RSS polling, heartbeat watchdog).
 """
 
 from __future__ import annotations
@@ -28,11 +32,15 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..errors import FunctionLoadFailed, WorkerCrashed, WorkerError, WorkerStartTimeout
+from ..errors import FunctionLoadFailed, WorkerError, WorkerStartTimeout
 from ..project.types import Function
 from ..runtime import protocol as p
 from .instance import Instance, LoadFailure
 from .launch import Launcher, SpawnLauncher
+from .limits import MemoryLimiter, detect_memory_limiter, rss_mb
+from .pool import FunctionPool
+from .requests import RequestPath
+from .scaling import POLICIES, ScalingPolicy
 from .target import WorkerTarget
 
 log = logging.getLogger("fnserve.supervisor")
@@ -48,35 +56,21 @@ class RestartResult:
     error: Any = None
 
 
-class FunctionPool:
-    """The instances of one function. Today at most one is ``ready``; the list shape is there so
-    issue 6 can scale to several (``pick`` already chooses the least busy)."""
-
-    def __init__(self, target: WorkerTarget) -> None:
-        self.target = target
-        self.instances: list[Instance] = []
-        self.starting: asyncio.Task | None = None
-        self.load_error: Any = None
-        self.spawn_count = 0
-        self.generation = 0
-
-    def pick(self) -> Instance | None:
-        best = None
-        for inst in self.instances:
-            if inst.usable and (best is None or inst.inflight < best.inflight):
-                best = inst
-        return best
-
-
-class Supervisor:
+class Supervisor(RequestPath):
     """Worker processes for a set of functions.
 
     ``targets``: the initial ``WorkerTarget``s (more via ``update``). ``launcher``: the start
-    strategy (default ``SpawnLauncher()``). ``start_timeout``: seconds a request waits for a worker
-    to become ready. ``stop_timeout``: seconds an instance gets to finish in-flight requests when
-    stopped. ``heartbeat``: seconds between worker heartbeats; ``heartbeat_timeout``: kill an
-    instance silent for that long (None: never). ``use_uvloop``: workers use uvloop when their
-    environment has it. Use ``async with Supervisor(...)`` or call ``shutdown()``.
+    strategy (default ``SpawnLauncher()``; ``ZygoteLauncher()`` forks from a warm zygote).
+    ``policy``: a ``ScalingPolicy`` or its name in ``scaling.POLICIES`` (default ``"single"``, dev's
+    one instance; ``"autoscale"`` for production). ``start_timeout``: seconds a request waits for a
+    worker to become ready. ``queue_timeout``: seconds a request waits in the queue (default
+    ``start_timeout``). ``stop_timeout``: seconds an instance gets to finish in-flight requests when
+    stopped. ``heartbeat``: seconds between worker heartbeats; ``heartbeat_timeout``: SIGKILL an
+    instance silent for that long (None: never). ``memory_limiter``: a ``MemoryLimiter`` or
+    "auto" / "cgroup2" / "cgroup1" / "rlimit" / "none" (detected when a target first has a memory
+    limit). ``memory_poll``: seconds between RSS checks; ``tick``: seconds between scaling steps.
+    ``use_uvloop``: workers use uvloop when their environment has it. Use ``async with
+    Supervisor(...)`` or call ``shutdown()``.
     """
 
     def __init__(
@@ -84,19 +78,30 @@ class Supervisor:
         targets: Iterable[WorkerTarget] = (),
         *,
         launcher: Launcher | None = None,
+        policy: ScalingPolicy | str = "single",
         start_timeout: float = 30.0,
+        queue_timeout: float | None = None,
         stop_timeout: float = 10.0,
         heartbeat: float = 1.0,
         heartbeat_timeout: float | None = None,
+        memory_limiter: MemoryLimiter | str = "auto",
+        memory_poll: float = 0.1,
+        tick: float = 0.25,
         use_uvloop: bool = True,
     ) -> None:
         self.launcher = launcher or SpawnLauncher()
+        self.policy = POLICIES[policy]() if isinstance(policy, str) else policy
         self.start_timeout = start_timeout
+        self.queue_timeout = queue_timeout
         self.stop_timeout = stop_timeout
         self.heartbeat = heartbeat
         self.heartbeat_timeout = heartbeat_timeout
+        self.memory_poll = memory_poll
+        self.tick = tick
         self.use_uvloop = use_uvloop
-        self._pools: dict[str, FunctionPool] = {t.id: FunctionPool(t) for t in targets}
+        self._memory_choice = memory_limiter
+        self._memory: MemoryLimiter | None = memory_limiter if isinstance(memory_limiter, MemoryLimiter) else None
+        self._pools: dict[str, FunctionPool] = {t.id: FunctionPool(t, self.policy) for t in targets}
         self._pending: dict[str, Instance] = {}  # token → instance waiting for its HELLO
         self._live: set[Instance] = set()
         self._background: set[asyncio.Task] = set()
@@ -109,7 +114,9 @@ class Supervisor:
 
     # ----------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        """Open the Unix socket workers connect to (idempotent; ``acquire`` calls it)."""
+        """Open the Unix socket workers connect to, start the maintenance task, warm the
+        launcher (zygotes) and the ``min_instances`` of every function (idempotent; ``lease`` and
+        ``acquire`` call it)."""
         if self._server is not None:
             return
         if self._start_lock is None:
@@ -121,8 +128,18 @@ class Supervisor:
             self._socket_path = os.path.join(self._dir, "workers.sock")
             loop = asyncio.get_running_loop()
             self._server = await loop.create_unix_server(self._new_connection, self._socket_path)
-            if self.heartbeat_timeout:
-                self._watchdog = loop.create_task(self._watch_heartbeats())
+            self._watchdog = loop.create_task(self._maintain())
+        self._warm(self._pools.values())
+
+    def _warm(self, pools: Iterable[FunctionPool]) -> None:
+        for pool in pools:
+            self._background_task(self.launcher.prepare(pool.target, self.use_uvloop))
+            self._step(pool)
+
+    def _background_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -133,12 +150,14 @@ class Supervisor:
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop every instance gracefully (each gets ``timeout`` s, default ``stop_timeout``, to
-        finish in-flight requests; then SIGKILL), close the socket. ``acquire`` fails afterwards."""
+        finish in-flight requests; then SIGKILL), stop the zygotes, close the socket. ``lease``
+        and ``acquire`` fail afterwards."""
         self._closing = True
         timeout = self.stop_timeout if timeout is None else timeout
         for pool in self._pools.values():
-            if pool.starting is not None:
-                pool.starting.cancel()
+            for task in list(pool.starting):
+                task.cancel()
+            pool.fail_waiters(WorkerError("the server is shutting down", "retry on another server"))
         if self._watchdog is not None:
             self._watchdog.cancel()
         await asyncio.gather(*(inst.stop(timeout) for inst in list(self._live)), return_exceptions=True)
@@ -151,71 +170,53 @@ class Supervisor:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
         await self.launcher.close()
+        if self._memory is not None:
+            self._memory.close()
 
     # ----------------------------------------------------------------------------- requests
     async def acquire(self, function: Function | str) -> p.Connection:
         """A connection to a ready instance of ``function`` (a ``Function`` or its id), starting
-        one if none runs. Give it to ``fnserve.server.upstream.forward`` right away.
+        one if none runs. Give it to ``fnserve.server.upstream.forward`` right away. Unlike
+        ``lease``/``serve`` it holds no slot (dev and tests; production uses ``serve``).
 
         Raises ``FunctionLoadFailed`` (500: the function does not import; carries the LoadError
         with its traceback), ``WorkerStartTimeout`` (not ready within ``start_timeout`` s),
-        ``WorkerCrashed`` (it died right after starting, twice), ``WorkerError`` (unknown function,
-        interpreter cannot be started, or the supervisor is shutting down).
+        ``Overloaded`` (503), ``WorkerError`` (unknown function, interpreter cannot be started, or
+        the supervisor is shutting down).
         """
-        fid = function if isinstance(function, str) else function.id
-        pool = self._pools.get(fid)
-        if pool is None:
-            raise WorkerError(f"no function {fid!r} is known to the supervisor", "call update() with the project's functions")
+        pool = self._pool(function)
         inst = pool.pick()
-        if inst is not None:
+        if inst is not None and not pool.waiters:
             return inst.conn  # type: ignore[return-value]
-        for _ in range(3):
-            if self._closing:
-                raise WorkerError("the server is shutting down", "retry on another server")
-            if self._pools.get(fid) is not pool:
-                raise WorkerError(f"function {fid!r} was removed while the request waited", "reload the page")
-            if pool.load_error is not None:
-                raise FunctionLoadFailed(fid, pool.load_error)
-            inst = pool.pick()
-            if inst is not None:
-                return inst.conn  # type: ignore[return-value]
-            if pool.starting is None:
-                pool.starting = asyncio.get_running_loop().create_task(self._start(pool))
-            task = pool.starting
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self.start_timeout)
-            except asyncio.TimeoutError:
-                raise WorkerStartTimeout(fid, self.start_timeout) from None
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise  # we were cancelled ourselves
-                # the start we waited for was cancelled (shutdown, update): the loop says why
-        raise WorkerCrashed(fid)
+        await self.start()
+        lease = await self.lease(pool.target.id)
+        lease.release()
+        return lease.connection  # type: ignore[return-value]
 
     async def _start(self, pool: FunctionPool) -> Instance | None:
         """Start one instance of ``pool``'s function and add it to the pool when ready."""
         generation = pool.generation
-        this = asyncio.current_task()
         try:
-            try:
-                inst = await self._launch(pool)
-            except LoadFailure as exc:
-                if pool.generation == generation:
-                    pool.load_error = exc.load_error
-                    log.error(
-                        "%s failed to load: %s\n%s", pool.target.id,
-                        getattr(exc.load_error, "message", exc), getattr(exc.load_error, "traceback", ""),
-                    )
-                    raise FunctionLoadFailed(pool.target.id, exc.load_error) from None
-                return None
-            if pool.generation != generation or self._closing or self._pools.get(pool.target.id) is not pool:
-                self._retire(inst)  # superseded while starting
-                return None
-            pool.instances.append(inst)
-            return inst
-        finally:
-            if pool.starting is this:
-                pool.starting = None
+            inst = await self._launch(pool)
+        except LoadFailure as exc:
+            if pool.generation == generation:
+                pool.load_error = exc.load_error
+                log.error(
+                    "%s failed to load: %s\n%s", pool.target.id,
+                    getattr(exc.load_error, "message", exc), getattr(exc.load_error, "traceback", ""),
+                )
+                error = FunctionLoadFailed(pool.target.id, exc.load_error)
+                pool.fail_waiters(error)
+                raise error from None
+            return None
+        if pool.generation != generation or self._closing or self._pools.get(pool.target.id) is not pool:
+            self._retire(inst)  # superseded while starting
+            return None
+        pool.instances.append(inst)
+        pool.cold_starts += 1
+        if pool.kind is None:
+            pool.kind = inst.kind
+        return inst
 
     async def _launch(self, pool: FunctionPool) -> Instance:
         await self.start()
@@ -231,10 +232,15 @@ class Supervisor:
             "stop_timeout": self.stop_timeout,
             "uvloop": self.use_uvloop,
         }
+        memory = pool.limits.memory
+        if memory:
+            options.update(self._memory_limiter().options(token, memory))
+            inst.limit_key = token  # type: ignore[attr-defined]
         try:
             try:
                 process = await self.launcher.launch(target, options)
             except OSError as exc:
+                self._release_limit(inst)
                 raise WorkerError(
                     f"cannot start {target.python} for {target.id}: {exc}",
                     "check that the function's Python interpreter exists and is executable",
@@ -254,23 +260,54 @@ class Supervisor:
         finally:
             self._pending.pop(token, None)
         log.info(
-            "%s: worker %s ready in %.1f ms (cold start; import + startup %.1f ms)",
-            target.id, inst.pid, inst.ready_ms or 0.0, float(meta.get("startup_ms", 0.0)),
+            "%s: worker %s ready in %.1f ms (cold start, %s; import + startup %.1f ms)",
+            target.id, inst.pid, inst.ready_ms or 0.0, getattr(process, "fork_ms", None) is not None and "forked" or "spawned",
+            float(meta.get("startup_ms", 0.0)),
         )
         return inst
+
+    def _memory_limiter(self) -> MemoryLimiter:
+        if self._memory is None:
+            self._memory = detect_memory_limiter(str(self._memory_choice))
+        return self._memory
+
+    def _release_limit(self, inst: Instance) -> None:
+        key = getattr(inst, "limit_key", None)
+        if key and self._memory is not None:
+            self._memory.release(key)
+            inst.limit_key = None  # type: ignore[attr-defined]
+
+    def _classify_exit(self, inst: Instance) -> None:
+        """After ``inst`` exited: was it the kernel enforcing its memory cgroup? (idempotent)"""
+        key = getattr(inst, "limit_key", None)
+        if key and self._memory is not None and inst.kill_reason is None and self._memory.oom_killed(key):
+            inst.kill_reason = "memory"
+            peak = self._memory.peak_mb(key)
+            if peak is not None:
+                inst.peak_rss_mb = max(peak, inst.peak_rss_mb or 0.0)
 
     def _on_exit(self, inst: Instance) -> None:
         self._live.discard(inst)
         status = inst.exited.result()
+        self._classify_exit(inst)
+        self._release_limit(inst)
         pool = self._pools.get(inst.target.id)
         if pool is not None and inst in pool.instances:
             pool.instances.remove(inst)
             if not self._closing:
                 how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
-                log.warning(
-                    "%s: worker %s %s; its in-flight requests failed (502); the next request starts a new one",
-                    inst.target.id, inst.pid, how,
-                )
+                if inst.kill_reason == "memory":
+                    peak = f"{inst.peak_rss_mb:.0f} MB" if inst.peak_rss_mb is not None else "unknown"
+                    log.error(
+                        "%s: worker %s went over its memory limit of %s MB (peak %s) and %s; its in-flight "
+                        "requests failed (502); replacing it", inst.target.id, inst.pid, pool.limits.memory, peak, how,
+                    )
+                elif inst.kill_reason is None:
+                    log.warning(
+                        "%s: worker %s %s; its in-flight requests failed (502); the next request starts a new one",
+                        inst.target.id, inst.pid, how,
+                    )
+                self._step(pool)
 
     def _retire(self, inst: Instance) -> None:
         """Stop ``inst`` in the background after it finishes its in-flight requests."""
@@ -308,15 +345,14 @@ class Supervisor:
             if pool is None:
                 continue
             results[fid] = RestartResult(fid)
-            was_used = bool(pool.instances) or pool.starting is not None or pool.load_error is not None
+            was_used = bool(pool.instances) or bool(pool.starting) or pool.load_error is not None
             pool.generation += 1
             pool.load_error = None
+            pool.kind = None
             old, pool.instances = pool.instances, []
-            if pool.starting is not None:
-                pool.starting = None  # its instance is retired when it comes up (generation moved on)
+            pool.starting = set()  # their instances are retired when they come up (generation moved on)
             if was_used and not self._closing:
-                pool.starting = asyncio.get_running_loop().create_task(self._start(pool))
-                waits.append((fid, pool.starting))
+                waits.append((fid, self._spawn(pool)))
             for inst in old:
                 self._retire(inst)
         for fid, task in waits:
@@ -339,17 +375,23 @@ class Supervisor:
             if fid not in new:
                 pool = self._pools.pop(fid)
                 pool.generation += 1
-                if pool.starting is not None:
-                    pool.starting.cancel()
+                for task in list(pool.starting):
+                    task.cancel()
+                pool.fail_waiters(WorkerError(f"function {fid!r} was removed while the request waited", "reload the page"))
                 for inst in pool.instances:
                     self._retire(inst)
+        added = []
         for fid, target in new.items():
             pool = self._pools.get(fid)
             if pool is None:
-                self._pools[fid] = FunctionPool(target)
-            elif pool.target != target:
-                pool.target = target
-                changed.add(fid)
+                self._pools[fid] = pool = FunctionPool(target, self.policy)
+                added.append(pool)
+            else:
+                if pool.target != target:
+                    changed.add(fid)
+                pool.target = target  # limits are not compared: always take the new ones
+        if self._server is not None and not self._closing:
+            self._warm(added)
         if changed:
             await self.restart(changed)
         return changed
@@ -361,7 +403,7 @@ class Supervisor:
         for inst in self._live:
             if inst.conn is connection:
                 log.warning("%s: killing worker %s: %s", inst.target.id, inst.pid, reason)
-                inst.kill()
+                inst.kill("duration" if "maxDuration" in reason else None)
                 return True
         return False
 
@@ -377,26 +419,53 @@ class Supervisor:
         return pool.spawn_count if pool else 0
 
     def status(self) -> dict[str, dict[str, Any]]:
-        """``{id: {"instances": [{pid, state, inflight, ready_ms}], "spawns": int, "load_error": str | None}}``."""
+        """Per function id: ``{"instances": [Instance.info()], "starting": int, "queued": int,
+        "spawns": int, "cold_starts": int, "kind": str | None, "limits": Limits,
+        "load_error": str | None}`` (for health and metrics)."""
         return {
             fid: {
                 "instances": [inst.info() for inst in pool.instances],
+                "starting": len(pool.starting),
+                "queued": sum(1 for w in pool.waiters if not w.done()),
                 "spawns": pool.spawn_count,
+                "cold_starts": pool.cold_starts,
+                "kind": pool.kind,
+                "limits": pool.limits,
                 "load_error": getattr(pool.load_error, "message", None) if pool.load_error else None,
             }
             for fid, pool in self._pools.items()
         }
 
-    async def _watch_heartbeats(self) -> None:
-        assert self.heartbeat_timeout is not None
+    async def _maintain(self) -> None:
+        """The one background loop: RSS polling every ``memory_poll`` s, heartbeat watchdog and
+        scaling steps (idle scale-down, ``min_instances``) every ``tick`` s."""
         loop = asyncio.get_running_loop()
+        interval = max(0.01, min(self.memory_poll, self.tick))
+        next_tick = loop.time()
         while True:
-            await asyncio.sleep(min(self.heartbeat_timeout / 2, 1.0))
+            await asyncio.sleep(interval)
             now = loop.time()
             for inst in list(self._live):
-                if inst.state == "ready" and now - inst.last_heartbeat > self.heartbeat_timeout:
+                if inst.state != "ready" or inst.pid is None:
+                    continue
+                pool = self._pools.get(inst.target.id) if inst.target.limits is not None else None
+                memory = pool.limits.memory if pool is not None else None
+                if memory:
+                    rss = rss_mb(inst.pid)
+                    if rss is not None:
+                        inst.peak_rss_mb = max(rss, inst.peak_rss_mb or 0.0)
+                        if rss > memory:
+                            log.error("%s: worker %s uses %.0f MB, over its memory limit of %s MB; killing it",
+                                      inst.target.id, inst.pid, rss, memory)
+                            inst.kill("memory")
+                            continue
+                if self.heartbeat_timeout and now - inst.last_heartbeat > self.heartbeat_timeout:
                     log.error(
                         "%s: worker %s sent no heartbeat for %.1f s (its event loop is blocked); killing it",
                         inst.target.id, inst.pid, now - inst.last_heartbeat,
                     )
-                    inst.kill()
+                    inst.kill("heartbeat")
+            if now >= next_tick:
+                next_tick = now + self.tick
+                for pool in list(self._pools.values()):
+                    self._step(pool)

@@ -44,11 +44,21 @@ class Instance:
     ``state``: ``"starting"`` → ``"ready"`` → ``"draining"`` → ``"exited"``. ``ready``: a future
     resolved with the READY meta (``{pid, startup_ms, kind}``) or failed with ``LoadFailure``.
     ``exited``: a future resolved with the exit status. ``inflight``: streams open on the front side.
-    ``last_heartbeat``: loop time (s) of the last HEARTBEAT (or of the start).
+    ``last_heartbeat``: loop time (s) of the last HEARTBEAT (or of the start). Scaling and limits:
+    ``leases`` (requests holding a slot), ``served`` (leases given so far), ``idle_since`` (loop
+    time its last request ended, None while busy), ``kind`` (from READY), ``kill_reason``
+    (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``peak_rss_mb``.
     """
 
     def __init__(self, target: WorkerTarget, token: str) -> None:
         loop = asyncio.get_running_loop()
+        self.key = id(self)
+        self.leases = 0
+        self.served = 0
+        self.idle_since: float | None = None
+        self.kind: str | None = None
+        self.kill_reason: str | None = None
+        self.peak_rss_mb: float | None = None
         self.target = target
         self.token = token
         self.state = "starting"
@@ -67,6 +77,12 @@ class Instance:
     @property
     def inflight(self) -> int:
         return len(self.conn.streams) if self.conn is not None else 0
+
+    @property
+    def load(self) -> int:
+        """Requests on this instance: leases, or open streams when more (``acquire`` users)."""
+        streams = len(self.conn.streams) if self.conn is not None else 0
+        return self.leases if self.leases >= streams else streams
 
     @property
     def usable(self) -> bool:
@@ -98,6 +114,8 @@ class Instance:
             self.last_heartbeat = loop.time()
             if not self.ready.done():
                 self.ready_ms = (loop.time() - self.started_at) * 1000
+                self.kind = obj.get("kind") if isinstance(obj, dict) else None
+                self.idle_since = loop.time()
                 self.state = "ready"
                 self.ready.set_result(obj)
         elif ftype == p.LOAD_ERROR:
@@ -169,11 +187,15 @@ class Instance:
             except asyncio.TimeoutError:  # pragma: no cover - a process that survives SIGKILL
                 return None
 
-    def kill(self) -> None:
-        """SIGKILL the worker now (its in-flight requests get WorkerCrashed)."""
+    def kill(self, reason: str | None = None) -> None:
+        """SIGKILL the worker now (its in-flight requests get WorkerCrashed). ``reason``
+        ("duration", "memory", "heartbeat") is kept in ``kill_reason`` (the first one wins)."""
+        if reason and self.kill_reason is None and not self.exited.done():
+            self.kill_reason = reason
         if self.process is not None:
             self.process.kill()
 
     def info(self) -> dict[str, Any]:
-        """``{"pid", "state", "inflight", "ready_ms"}`` for status displays."""
-        return {"pid": self.pid, "state": self.state, "inflight": self.inflight, "ready_ms": self.ready_ms}
+        """``{"pid", "state", "inflight", "leases", "ready_ms", "kind", "peak_rss_mb"}`` for status displays."""
+        return {"pid": self.pid, "state": self.state, "inflight": self.inflight, "leases": self.leases,
+                "ready_ms": self.ready_ms, "kind": self.kind, "peak_rss_mb": self.peak_rss_mb}

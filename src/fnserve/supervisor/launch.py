@@ -79,10 +79,14 @@ class Launcher:
     ``await launch(target, options) -> WorkerProcess``; ``options`` is the worker options dict
     (``socket``, ``token``, ``heartbeat``, ``stop_timeout``, ``uvloop``; see
     ``fnserve.runtime.worker``). Raises ``OSError`` when the interpreter cannot be started.
-    ``await close()`` releases whatever the launcher holds (a zygote, for instance).
+    ``await close()`` releases whatever the launcher holds (a zygote, for instance);
+    ``await prepare(target, use_uvloop)`` may get ready ahead of the first launch (warm a zygote).
     """
 
     name = "base"
+
+    async def prepare(self, target: WorkerTarget, use_uvloop: bool = True) -> None:
+        return None
 
     async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:
         raise NotImplementedError

@@ -76,8 +76,11 @@ class WorkerTarget:
     ``id``: the function id (``api/users/[id].py``); ``spec``: the function spec (see
     ``function_spec``); ``python``: the interpreter of the function's environment (default: the
     one running fnserve); ``env``: the COMPLETE environment of the process (see ``function_env``);
-    ``cwd``: the project root. Two targets that compare equal run the same worker, so
-    ``Supervisor.update`` restarts a function only when its target changed.
+    ``cwd``: the project root; ``limits``: the function's limits for scaling and enforcement
+    (SPEC §5/§9): a ``fnserve.config.FunctionLimits``-like object or a callable
+    ``kind -> FunctionLimits`` (see ``fnserve.supervisor.scaling``), None = no limits (dev).
+    Two targets that compare equal run the same worker, so ``Supervisor.update`` restarts a
+    function only when its target changed (``limits`` is not compared: new limits apply at once).
     """
 
     id: str
@@ -85,6 +88,7 @@ class WorkerTarget:
     python: Path = field(default_factory=lambda: Path(sys.executable))
     env: Mapping[str, str] = field(default_factory=function_env)
     cwd: Path | None = None
+    limits: Any = field(default=None, compare=False)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -99,6 +103,7 @@ class WorkerTarget:
         env: Mapping[str, str] | None = None,
         body_limit: int = DEFAULT_BODY_LIMIT,
         concurrency: int | None = None,
+        limits: Any = None,
     ) -> WorkerTarget:
         """A target for ``function`` of the project at ``project_root``. ``env``: the function env
         from config (added on top of ``os.environ`` minus ``FNSERVE_*``); ``python``: default
@@ -111,4 +116,5 @@ class WorkerTarget:
             python=python,
             env=interpreter_env(function_env(env), python),
             cwd=Path(project_root),
+            limits=limits,
         )

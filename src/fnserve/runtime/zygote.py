@@ -1,0 +1,235 @@
+"""The zygote: a pre-warmed process that forks function instances (SPEC §9 cold starts).
+
+Runs in the function's own environment and Python (3.9–3.13), stdlib only, loaded under the
+private package name like the worker. Started by ``fnserve.supervisor.zygote.ZygoteLauncher``::
+
+    python -I -u -c ZYGOTE_BOOTSTRAP <runtime dir> <config JSON>
+
+``config``: ``{"control_fd": int, "preload": [module names; "name?" = optional, its failure is
+ignored], "uvloop": bool}``.
+``control_fd`` is this end of a ``SOCK_SEQPACKET`` socket pair (one message = one JSON object,
+plus file descriptors passed with ``SCM_RIGHTS``):
+
+- zygote → supervisor, once: ``{"op": "ready", "pid", "preloaded": [names], "failed": {name:
+  error}, "threads": int, "import_ms": float}`` (``threads`` > 1 means forking is unsafe);
+- supervisor → zygote: ``{"op": "fork", "id": n, "spec": {...}, "options": {...}}`` with two fds:
+  the write ends of the new instance's stdout and stderr pipes (per-instance output stays
+  attributable, exactly as with a spawned worker);
+- zygote → supervisor: ``{"op": "forked", "id": n, "pid": int, "fork_ms": float}`` (or ``"error"``),
+  later ``{"op": "exit", "pid": int, "status": int}`` when that child ends (negative: killed by that
+  signal). The zygote is the children's parent, so it reaps them and reports their status.
+- EOF on the control socket: the zygote exits (its children get SIGKILL through
+  ``PR_SET_PDEATHSIG``; the supervisor stops them gracefully before that).
+
+Fork safety: the zygote runs no thread (checked after the imports, reported in ``threads``), its
+imported objects are moved out of the garbage collector's reach with ``gc.freeze()`` (so children
+do not dirty the shared pages by collecting them). In the child: a new session (own process group),
+stdout/stderr onto the instance's pipes, every other inherited descriptor closed (the control
+socket included), signal dispositions reset, ``random`` reseeded (``os.register_at_fork`` handlers
+run too), root logging handlers dropped (a fresh interpreter has none), then the normal worker main.
+"""
+
+import gc
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any, Dict, List
+
+from . import worker
+
+MAX_MESSAGE = 1 << 20
+EXIT_CHILD_ERROR = 70
+
+
+def _log(message: str) -> None:
+    sys.stderr.write("[fnserve zygote %d] %s\n" % (os.getpid(), message))
+    sys.stderr.flush()
+
+
+def _send(ctrl: socket.socket, obj: Dict[str, Any]) -> None:
+    ctrl.sendall(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+def _preload(names: List[str], use_uvloop: bool) -> Dict[str, Any]:
+    started = time.perf_counter()
+    from . import loader  # noqa: F401 - the adapters, imported once for every child
+
+    if use_uvloop:
+        try:
+            import uvloop  # type: ignore[import-not-found]  # noqa: F401
+        except ImportError:
+            pass
+    done, failed, skipped = [], {}, {}
+    for name in names:
+        optional = name.endswith("?")
+        name = name.rstrip("?")
+        try:
+            importlib.import_module(name)
+            done.append(name)
+        except BaseException as exc:  # noqa: B902 - a module may even call sys.exit at import
+            (skipped if optional else failed)[name] = "%s: %s" % (type(exc).__name__, exc)
+    return {"preloaded": done, "failed": failed, "optional_failed": skipped,
+            "import_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+
+def _prctl_deathsig() -> Any:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+def _child(fds: List[int], spec: Dict[str, Any], options: Dict[str, Any], zygote_pid: int, prctl: Any) -> None:
+    """In the forked child: make it a clean process, then run the worker main. Never returns."""
+    code = EXIT_CHILD_ERROR
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        os.setsid()
+        if prctl is not None:
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
+            if os.getppid() != zygote_pid:
+                os._exit(EXIT_CHILD_ERROR)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        os.closerange(3, _max_fd())  # the control socket, the wakeup pipe, the passed pipe ends
+        if "random" in sys.modules:
+            sys.modules["random"].seed()
+        if "logging" in sys.modules:
+            root = sys.modules["logging"].getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+        code = worker.main([json.dumps(spec), json.dumps(options)])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_CHILD_ERROR
+    except BaseException:  # noqa: B902 - report anything, then leave without running the zygote's code
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(n) for n in os.listdir("/proc/self/fd")) + 1
+    except (OSError, ValueError):
+        return os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def _fork(ctrl: socket.socket, request: Dict[str, Any], fds: List[int], prctl: Any) -> None:
+    started = time.perf_counter()
+    if len(fds) != 2:
+        for fd in fds:
+            os.close(fd)
+        _send(ctrl, {"op": "forked", "id": request.get("id"), "error": "expected 2 descriptors, got %d" % len(fds)})
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    me = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        _send(ctrl, {"op": "forked", "id": request.get("id"), "error": "fork failed: %s" % exc})
+        return
+    if pid == 0:
+        _child(fds, request.get("spec") or {}, request.get("options") or {}, me, prctl)
+    for fd in fds:
+        os.close(fd)
+    _send(ctrl, {"op": "forked", "id": request.get("id"), "pid": pid,
+                 "fork_ms": round((time.perf_counter() - started) * 1000, 3)})
+
+
+def _reap(ctrl: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        _send(ctrl, {"op": "exit", "pid": pid, "status": code})
+
+
+def serve(ctrl: socket.socket) -> int:
+    """The zygote's loop: fork on request, report exits, stop on EOF. Single-threaded."""
+    prctl = _prctl_deathsig()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the byte on wake_w is what matters
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        readable, _, _ = select.select([ctrl, wake_r], [], [])
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            _reap(ctrl)
+        if ctrl in readable:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(ctrl, MAX_MESSAGE, 8)
+            except ConnectionError:
+                data, fds = b"", []
+            if not data:
+                return 0
+            try:
+                request = json.loads(data)
+            except ValueError:
+                for fd in fds:
+                    os.close(fd)
+                _log("ignored a malformed control message")
+                continue
+            if request.get("op") == "fork":
+                _fork(ctrl, request, list(fds), prctl)
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+
+def main(argv: List[str]) -> int:
+    """Zygote entry point: ``argv = [config JSON]`` (module docstring). Returns the exit code."""
+    try:
+        config = json.loads(argv[0])
+        ctrl = socket.socket(fileno=int(config["control_fd"]))
+    except (IndexError, ValueError, KeyError, OSError) as exc:
+        _log("usage: zygote <config JSON> (%s)" % exc)
+        return worker.EXIT_USAGE
+    info = _preload([str(n) for n in config.get("preload") or []], bool(config.get("uvloop", True)))
+    gc.collect()
+    gc.freeze()  # children share these pages; keep the collector from touching (copying) them
+    info.update(op="ready", pid=os.getpid(), threads=_thread_count(), python=sys.version.split()[0])
+    try:
+        _send(ctrl, info)
+        return serve(ctrl)
+    except (BrokenPipeError, ConnectionError):
+        return 0
+    finally:
+        ctrl.close()

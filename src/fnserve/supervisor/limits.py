@@ -1,0 +1,257 @@
+"""Memory limits per instance (SPEC §5 ``memory`` MB, §9): strategies behind one base class.
+
+``detect_memory_limiter()`` picks, at run time, the first that works here:
+
+- ``CgroupV2Memory`` ("cgroup2"): a leaf cgroup per instance under ``<own cgroup>/fnserve-<pid>/``
+  with ``memory.max`` = the limit and ``memory.swap.max`` = 0; needs the memory controller
+  delegated to the supervisor's cgroup (``cgroup.subtree_control`` writable);
+- ``CgroupV1Memory`` ("cgroup1"): the same under the v1 memory hierarchy
+  (``memory.limit_in_bytes`` and, when present, ``memory.memsw.limit_in_bytes``);
+- ``RlimitMemory`` ("rlimit"): ``RLIMIT_AS`` in the worker with generous headroom (address space is
+  not memory: thread stacks and malloc arenas reserve far more than they use), so it only stops a
+  runaway; the limit proper is the RSS polling below.
+
+Whatever the backend, the supervisor also polls each instance's RSS (``rss_mb``: ``/proc/<pid>/statm``)
+and replaces an instance over its limit. The worker joins its cgroup itself, before it imports the
+function (worker options ``cgroup`` = the path of ``cgroup.procs`` to write its pid to, and
+``rlimit_as`` bytes), so forked and spawned instances are handled alike. With a cgroup the kernel
+kills the instance (SIGKILL) the moment it goes over; ``oom_killed`` / ``peak_mb`` then say why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("fnserve.supervisor.limits")
+
+MB = 1024 * 1024
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` in MB (``/proc/<pid>/statm``), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE / MB
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def private_mb(pid: int) -> float | None:
+    """Private memory of ``pid`` in MB: ``Private_Clean + Private_Dirty`` of ``/proc/<pid>/smaps_rollup``."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            kb = sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:")))
+        return kb / 1024
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class MemoryLimiter:
+    """Strategy base. ``options(key, limit_mb) -> dict`` of worker options for a new instance
+    (``key``: unique per instance); ``oom_killed(key) -> bool`` after its exit; ``peak_mb(key)``;
+    ``release(key)`` once it exited; ``close()`` at shutdown. Never raises for one instance."""
+
+    name = "none"
+
+    def options(self, key: str, limit_mb: int) -> dict[str, Any]:
+        return {}
+
+    def oom_killed(self, key: str) -> bool:
+        return False
+
+    def peak_mb(self, key: str) -> float | None:
+        return None
+
+    def release(self, key: str) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class RlimitMemory(MemoryLimiter):
+    """``RLIMIT_AS`` = ``max(2 × limit, limit + headroom_mb)`` in the worker; RSS polling does the rest."""
+
+    name = "rlimit"
+
+    def __init__(self, headroom_mb: int = 2048) -> None:
+        self.headroom_mb = headroom_mb
+
+    def options(self, key: str, limit_mb: int) -> dict[str, Any]:
+        return {"rlimit_as": max(2 * limit_mb, limit_mb + self.headroom_mb) * MB}
+
+
+class _Cgroup(MemoryLimiter):
+    limit_file = ""
+    swap_file = ""
+    peak_file = ""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base  # our own folder, created by probe()
+        self.paths: dict[str, Path] = {}
+
+    def options(self, key: str, limit_mb: int) -> dict[str, Any]:
+        path = self.base / key
+        try:
+            path.mkdir(exist_ok=True)
+            self._write(path / self.limit_file, limit_mb * MB)
+            if self.swap_file and (path / self.swap_file).exists():
+                try:
+                    self._write(path / self.swap_file, self._swap_value(limit_mb))
+                except OSError:
+                    pass
+        except OSError as exc:
+            log.warning("cannot create the memory cgroup %s (%s); this instance relies on RSS polling", path, exc)
+            return {}
+        self.paths[key] = path
+        return {"cgroup": str(path / "cgroup.procs")}
+
+    def _swap_value(self, limit_mb: int) -> int | str:
+        return limit_mb * MB
+
+    @staticmethod
+    def _write(path: Path, value: Any) -> None:
+        with open(path, "w") as f:
+            f.write(str(value))
+
+    def _read(self, key: str, name: str) -> str | None:
+        path = self.paths.get(key)
+        try:
+            return (path / name).read_text() if path else None
+        except OSError:
+            return None
+
+    def oom_killed(self, key: str) -> bool:
+        text = self._read(key, self.events_file) or ""
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "oom_kill":
+                return int(parts[1]) > 0
+        return False
+
+    def peak_mb(self, key: str) -> float | None:
+        text = self._read(key, self.peak_file)
+        return int(text) / MB if text and text.strip().isdigit() else None
+
+    def release(self, key: str) -> None:
+        path = self.paths.pop(key, None)
+        if path is None:
+            return
+        for _ in range(20):  # the kernel may need a moment after the last process exits
+            try:
+                path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)
+        log.debug("could not remove cgroup %s", path)
+
+    def close(self) -> None:
+        for key in list(self.paths):
+            self.release(key)
+        try:
+            self.base.rmdir()
+        except OSError:
+            pass
+
+
+class CgroupV1Memory(_Cgroup):
+    name = "cgroup1"
+    limit_file = "memory.limit_in_bytes"
+    swap_file = "memory.memsw.limit_in_bytes"
+    peak_file = "memory.max_usage_in_bytes"
+    events_file = "memory.oom_control"
+
+
+class CgroupV2Memory(_Cgroup):
+    name = "cgroup2"
+    limit_file = "memory.max"
+    swap_file = "memory.swap.max"
+    peak_file = "memory.peak"
+    events_file = "memory.events"
+
+    def _swap_value(self, limit_mb: int) -> int | str:
+        return 0
+
+
+def _own_cgroups() -> dict[str, str]:
+    """``/proc/self/cgroup`` as ``{controller or "" (v2): path}``."""
+    found: dict[str, str] = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for name in parts[1].split(",") if parts[1] else [""]:
+                found[name] = parts[2]
+    return found
+
+
+def _probe_v2(own: dict[str, str], root: Path) -> MemoryLimiter | None:
+    if "" not in own:
+        return None
+    for mount in (root, root / "unified"):
+        cg = mount / own[""].lstrip("/")
+        try:
+            if "memory" not in (cg / "cgroup.controllers").read_text().split():
+                continue
+            base = cg / f"fnserve-{os.getpid()}"
+            base.mkdir(exist_ok=True)
+            try:
+                if "memory" not in (cg / "cgroup.subtree_control").read_text().split():
+                    _Cgroup._write(cg / "cgroup.subtree_control", "+memory")
+                _Cgroup._write(base / "cgroup.subtree_control", "+memory")
+            except OSError:
+                base.rmdir()
+                continue
+            return CgroupV2Memory(base)
+        except OSError:
+            continue
+    return None
+
+
+def _probe_v1(own: dict[str, str], root: Path) -> MemoryLimiter | None:
+    if "memory" not in own:
+        return None
+    cg = root / "memory" / own["memory"].lstrip("/")
+    base = cg / f"fnserve-{os.getpid()}"
+    try:
+        base.mkdir(exist_ok=True)
+        if not (base / "memory.limit_in_bytes").exists():
+            base.rmdir()
+            return None
+    except OSError:
+        return None
+    return CgroupV1Memory(base)
+
+
+def detect_memory_limiter(prefer: str = "auto", root: Path = CGROUP_ROOT) -> MemoryLimiter:
+    """The memory limiter to use here. ``prefer``: "auto" (cgroup v2, else v1, else rlimit),
+    "cgroup2", "cgroup1", "rlimit" or "none" (a named cgroup backend that cannot work falls back
+    to rlimit with a warning)."""
+    if prefer in ("rlimit", "none"):
+        return RlimitMemory() if prefer == "rlimit" else MemoryLimiter()
+    own = _own_cgroups()
+    probes = {"cgroup2": (_probe_v2,), "cgroup1": (_probe_v1,)}.get(prefer, (_probe_v2, _probe_v1))
+    for probe in probes:
+        limiter = probe(own, root)
+        if limiter is not None:
+            log.info("memory limits: %s under %s", limiter.name, getattr(limiter, "base", ""))
+            return limiter
+    if prefer != "auto":
+        log.warning("memory limits: no writable %s memory controller here; using RLIMIT_AS + RSS polling", prefer)
+    return RlimitMemory()
+
+
+MEMORY_LIMITERS: dict[str, type[MemoryLimiter]] = {
+    "none": MemoryLimiter, "rlimit": RlimitMemory, "cgroup1": CgroupV1Memory, "cgroup2": CgroupV2Memory,
+}
