@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote
 
-from .bridge import declared_length, send_error
+from .bridge import refuse_declared_oversize, refuse_non_http, send_error
 from .pool import InFlight
 
 TEXT_TYPES = ("text/", "json", "xml", "javascript", "x-www-form-urlencoded")
@@ -190,20 +190,12 @@ class LambdaAdapter:
         return b"".join(chunks)
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "websocket":  # only ASGI functions speak WebSocket: refuse (403)
-                await receive()
-                await send({"type": "websocket.close", "code": 1008})
-            return
-        length = declared_length(scope)
-        too_large = "request body is over the limit of %d bytes" % self.body_limit
-        if self.body_limit and length is not None and length > self.body_limit:
-            await send_error(send, 413, "body_too_large", too_large)
+        if await refuse_non_http(scope, receive, send) or await refuse_declared_oversize(scope, send, self.body_limit):
             return
         with self.inflight:
             body = await self._read_body(receive)
             if body is None:
-                await send_error(send, 413, "body_too_large", too_large)
+                await send_error(send, 413, "body_too_large", "request body is over the limit of %d bytes" % self.body_limit)
                 return
             request_id = str(uuid.uuid4())
             event = build_event(scope, body, request_id, time.time())

@@ -300,3 +300,49 @@ def declared_length(scope: Dict[str, Any]) -> Optional[int]:
             except ValueError:
                 return None
     return None
+
+
+async def refuse_non_http(scope: Dict[str, Any], receive: Receive, send: Send) -> bool:
+    """For the sync kinds (handler, WSGI, lambda), which speak HTTP only: a WebSocket is refused
+    (close code 1008), any other non-HTTP scope ignored. True when the scope was dealt with here."""
+    if scope["type"] == "http":
+        return False
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.close", "code": 1008})
+    return True
+
+
+async def refuse_declared_oversize(scope: Dict[str, Any], send: Send, limit: int) -> bool:
+    """Answer 413 before the function runs when ``Content-Length`` is over ``limit`` bytes
+    (0 = unlimited). True when refused."""
+    length = declared_length(scope)
+    if limit and length is not None and length > limit:
+        await send_error(send, 413, "body_too_large",
+                         "request body of %d bytes is over the limit of %d bytes" % (length, limit))
+        return True
+    return False
+
+
+async def run_threaded(executor: Any, inflight: Any, limit: int, receive: Receive, send: Send,
+                       work: Callable[[BodyReader, "Outbox"], None], head: bool) -> None:
+    """Run ``work(reader, outbox)`` on a pool thread and stream what it produces to ``send``
+    (``Outbox.pump``). ``inflight`` is entered here; the thread exits it when it is done (it may
+    outlive the response: a WSGI ``close()``), or this coroutine does when ``work`` never started.
+    A body over ``limit`` bytes while reading the first message → 413."""
+    inflight.enter()
+    submitted = False
+    try:
+        loop = asyncio.get_running_loop()
+        try:
+            reader = BodyReader(loop, receive, await receive(), limit)
+        except BodyTooLarge as exc:
+            await send_error(send, 413, "body_too_large", str(exc))
+            return
+        outbox = Outbox(loop)
+        executor.submit(work, reader, outbox)
+        submitted = True
+        await outbox.pump(send, receive, reader, head=head)
+    finally:
+        if not submitted:
+            inflight.exit()

@@ -17,7 +17,7 @@ Methods: HEAD falls back to ``do_GET`` minus the body; OPTIONS without ``do_OPTI
 ``Allow``; another missing method → 405 + ``Allow`` (JSON error body).
 """
 
-import asyncio
+import functools
 import http.client
 import os
 import sys
@@ -26,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from .bridge import BodyReader, ClientDisconnected, Outbox, declared_length, error_messages, send_error
+from .bridge import (BodyReader, ClientDisconnected, Outbox, error_messages, refuse_declared_oversize,
+                     refuse_non_http, run_threaded, send_error)
 from .errors import BodyTooLarge
 from .pool import InFlight
 
@@ -222,10 +223,7 @@ class HandlerAdapter:
         await self.inflight.wait(timeout)
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "websocket":  # only ASGI functions speak WebSocket: refuse (403)
-                await receive()
-                await send({"type": "websocket.close", "code": 1008})
+        if await refuse_non_http(scope, receive, send):
             return
         method = scope["method"]
         do = "do_" + method
@@ -239,26 +237,10 @@ class HandlerAdapter:
             else:
                 await send_error(send, 405, "method_not_allowed", "%s is not allowed here; allowed: %s" % (method, self.allow.decode()), ((b"allow", self.allow),))
                 return
-        length = declared_length(scope)
-        if self.body_limit and length is not None and length > self.body_limit:
-            await send_error(send, 413, "body_too_large", "request body of %d bytes is over the limit of %d bytes" % (length, self.body_limit))
+        if await refuse_declared_oversize(scope, send, self.body_limit):
             return
-        self.inflight.enter()
-        submitted = False
-        try:
-            loop = asyncio.get_running_loop()
-            try:
-                reader = BodyReader(loop, receive, await receive(), self.body_limit)
-            except BodyTooLarge as exc:
-                await send_error(send, 413, "body_too_large", str(exc))
-                return
-            outbox = Outbox(loop)
-            self.executor.submit(self._run, scope, do, reader, outbox)
-            submitted = True
-            await outbox.pump(send, receive, reader, head=method == "HEAD")
-        finally:
-            if not submitted:
-                self.inflight.exit()
+        await run_threaded(self.executor, self.inflight, self.body_limit, receive, send,
+                           functools.partial(self._run, scope, do), head=method == "HEAD")
 
     def _make(self, scope: Dict[str, Any], reader: BodyReader, wfile: ResponseWriter) -> BaseHTTPRequestHandler:
         cls = self.handler_class

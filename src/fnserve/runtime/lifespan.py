@@ -11,7 +11,7 @@ scope; request scopes get a shallow copy (as uvicorn does). ``await shutdown(tim
 
 import asyncio
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from .errors import LoadError
 

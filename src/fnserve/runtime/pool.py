@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 
 class ThreadPool:

@@ -10,13 +10,14 @@ out with the first non-empty chunk (PEP 3333 §buffering), each chunk is sent as
 ``close()`` is always called, ``start_response(..., exc_info)`` re-raises once headers are sent.
 """
 
-import asyncio
+import functools
 import sys
 import traceback
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 from urllib.parse import unquote, unquote_to_bytes
 
-from .bridge import BodyReader, ClientDisconnected, Outbox, declared_length, error_messages, send_error
+from .bridge import (BodyReader, ClientDisconnected, Outbox, error_messages, refuse_declared_oversize,
+                     refuse_non_http, run_threaded)
 from .errors import BodyTooLarge
 from .pool import InFlight
 
@@ -187,31 +188,10 @@ class WSGIAdapter:
         await self.inflight.wait(timeout)
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "websocket":  # only ASGI functions speak WebSocket: refuse (403)
-                await receive()
-                await send({"type": "websocket.close", "code": 1008})
+        if await refuse_non_http(scope, receive, send) or await refuse_declared_oversize(scope, send, self.body_limit):
             return
-        length = declared_length(scope)
-        if self.body_limit and length is not None and length > self.body_limit:
-            await send_error(send, 413, "body_too_large", "request body of %d bytes is over the limit of %d bytes" % (length, self.body_limit))
-            return
-        self.inflight.enter()
-        submitted = False
-        try:
-            loop = asyncio.get_running_loop()
-            try:
-                reader = BodyReader(loop, receive, await receive(), self.body_limit)
-            except BodyTooLarge as exc:
-                await send_error(send, 413, "body_too_large", str(exc))
-                return
-            outbox = Outbox(loop)
-            self.executor.submit(self._run, scope, reader, outbox)
-            submitted = True
-            await outbox.pump(send, receive, reader, head=scope["method"] == "HEAD")
-        finally:
-            if not submitted:
-                self.inflight.exit()
+        await run_threaded(self.executor, self.inflight, self.body_limit, receive, send,
+                           functools.partial(self._run, scope), head=scope["method"] == "HEAD")
 
     def _run(self, scope: Dict[str, Any], reader: BodyReader, outbox: Outbox) -> None:
         response = _Response(outbox)
