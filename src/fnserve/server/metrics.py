@@ -17,7 +17,7 @@ one ``bisect`` (about 1 µs). Exposed series (``function``: the function id such
     process_start_time_seconds                             gauge     (unix time)
 
 Instances and cold starts are read from ``Supervisor.status()`` (``{id: {"instances": [{pid,
-state, inflight, ready_ms}], "queued"?: int}}``) at scrape time and whenever a request meets an
+state, inflight, ready_ms}], "starting": int, "queued": int}}``) at scrape time and whenever a request meets an
 instance for the first time, so an instance that lives shorter than a scrape interval and serves
 no request is not counted (see the report in issue 6: a start event from the supervisor would fix it).
 """
@@ -157,11 +157,13 @@ class Metrics:
                 state = str(inst.get("state", "ready"))
                 states[state] = states.get(state, 0) + 1
                 inflight += int(inst.get("inflight") or 0)
+            if isinstance(info.get("starting"), int):
+                states["starting"] = states.get("starting", 0) + info["starting"]
             for state, n in sorted(states.items()):
                 out.append(f'fnserve_instances{{{label},state="{_escape(state)}"}} {n}')
             family_inflight.append(f"fnserve_function_inflight{{{label}}} {inflight}")
             queued = info.get("queued")
-            depth = int(queued) if isinstance(queued, int) else self.waiting.get(fid, 0)
+            depth = queued if isinstance(queued, int) else self.waiting.get(fid, 0)
             queue.append(f"fnserve_queue_depth{{{label}}} {depth}")
         family("fnserve_function_inflight", "gauge", "Requests being served inside the function's instances.")
         out.extend(family_inflight)

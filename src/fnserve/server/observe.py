@@ -101,8 +101,11 @@ class Observed:
 
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message = dict(message)
-                message["headers"] = [*message.get("headers", ()), extra]
+                headers = message.get("headers")
+                if type(headers) is list:  # noqa: E721 - our own fresh list: append in place (hot path)
+                    headers.append(extra)
+                else:
+                    message = {**message, "headers": [*(headers or ()), extra]}
             await send(message)
 
         await self.app(scope, receive, send_with_id)
@@ -122,8 +125,10 @@ def _peer_pid(connection: Any) -> int | None:
 
 
 class ObservedSupervisor:
-    """A ``Supervisor`` whose ``acquire`` feeds ``Metrics.waiting`` and the current
-    ``RequestInfo`` (see the module docstring). Every other attribute is the supervisor's."""
+    """A ``Supervisor`` whose request path feeds ``Metrics.waiting`` and the current
+    ``RequestInfo`` (see the module docstring): ``acquire(function)`` (dev's dispatcher) and
+    ``serve(function, scope, receive, send, forward)`` (the limits-enforcing path: its ``forward``
+    is wrapped to see the connection). Every other attribute is the supervisor's."""
 
     def __init__(self, supervisor: Any, metrics: Metrics) -> None:
         self.supervisor = supervisor
@@ -141,6 +146,31 @@ class ObservedSupervisor:
             connection = await self.supervisor.acquire(function)
         finally:
             waiting[fid] -= 1
+        self._got(connection, arrived)
+        return connection
+
+    async def serve(self, function: Any, scope: Any, receive: Any, send: Any, forward: Any) -> None:
+        fid = function if isinstance(function, str) else function.id
+        waiting = self.metrics.waiting
+        waiting[fid] = waiting.get(fid, 0) + 1
+        arrived = time.perf_counter()
+        queued = [True]
+
+        async def observed_forward(connection: Any, scope: Any, receive: Any, send: Any) -> None:
+            if queued[0]:
+                queued[0] = False
+                waiting[fid] -= 1
+            self._got(connection, arrived)
+            await forward(connection, scope, receive, send)
+
+        try:
+            await self.supervisor.serve(function, scope, receive, send, observed_forward)
+        finally:
+            if queued[0]:
+                waiting[fid] -= 1
+
+    def _got(self, connection: Any, arrived: float) -> None:
+        """The request that arrived at ``arrived`` (perf_counter) got ``connection``."""
         now = time.perf_counter()
         extras = getattr(connection, "extras", None)
         seen = extras.get(_CONN_KEY) if extras is not None else None
@@ -153,7 +183,6 @@ class ObservedSupervisor:
         if info is not None:
             info.instance = seen[0]
             info.cold = now - arrived > COLD_WAIT and seen[1] >= arrived
-        return connection
 
 
 class AccessLog:

@@ -34,7 +34,6 @@ and a warning says so; they are still served on ``--admin-port`` when given.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
 import sys
@@ -52,10 +51,10 @@ from fnserve.server.logfmt import install_start_handlers
 from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
-from fnserve.supervisor import Supervisor, WorkerTarget
+from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
 
 LOG = logging.getLogger("fnserve.start")
-_TARGET_TAKES_LIMITS = "limits" in inspect.signature(WorkerTarget.from_function).parameters
+HEARTBEAT_TIMEOUT = 10.0  # s without a heartbeat before an instance is SIGKILLed (issue 6 item 3)
 
 
 class _Server:
@@ -95,7 +94,6 @@ class StartServer:
         self.admin: AdminApp | None = None
         self.front: Observed | None = None
         self._installed: dict[str, WorkerTarget] = {}
-        self._max_duration: dict[str, float | None] = {}
 
     # ------------------------------------------------------------------ loading (raise FnserveError)
     def load(self) -> tuple[Any, Any]:
@@ -133,11 +131,9 @@ class StartServer:
         config, env = self.config, self.config.function_env()
         out = {}
         for function in self.project.functions:
-            extra: dict[str, Any] = {}
-            if _TARGET_TAKES_LIMITS:
-                extra["limits"] = (lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
             out[function.id] = WorkerTarget.from_function(
-                function, self.root, python=self.python, env=env, body_limit=config.body_limit, **extra)
+                function, self.root, python=self.python, env=env, body_limit=config.body_limit,
+                limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
         return out
 
     def reserved_conflicts(self) -> list[str]:
@@ -148,16 +144,6 @@ class StartServer:
         if public.exists():
             found.append(f"public{PREFIX}")
         return found
-
-    def max_duration(self, function_id: str) -> float | None:
-        """Seconds a request to ``function_id`` may run (reset when the config is swapped)."""
-        cache = self._max_duration
-        if function_id not in cache:
-            try:
-                cache[function_id] = float(self.config.limits_for(function_id).max_duration)
-            except Exception:  # noqa: BLE001 - a limit we cannot read is no limit
-                cache[function_id] = None
-        return cache[function_id]
 
     # ------------------------------------------------------------------ install / reload
     def _mount_admin(self, admin_port: int | None) -> None:
@@ -175,7 +161,6 @@ class StartServer:
         """Make the supervisor and the front app serve ``config``/``project`` (module docstring,
         SIGHUP). Returns a summary for the reload line."""
         self.config, self.project, self.python = config, project, python
-        self._max_duration = {}
         new = self.targets()
         union = {**self._installed, **new}
         changed = set(await self.supervisor.update(list(union.values())))
@@ -233,9 +218,11 @@ class StartServer:
         config, project = self.load()
         python = await self.environment(config)
         grace = float(config.grace_period)
-        self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=max(grace, 1.0))
+        self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(), heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                                     start_timeout=30.0, stop_timeout=max(grace, 1.0))
         observed = ObservedSupervisor(self.supervisor, self.metrics)
-        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed, self.max_duration), dev=False,
+        # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits
+        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed), dev=False,
                             access_log=AccessLog(self.metrics))
         self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor))
         self.front = Observed(self.app, None)
