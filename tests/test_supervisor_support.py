@@ -51,7 +51,7 @@ def app(environ, start_response):
 
 # An ASGI function reporting what fork safety is about.
 PROBE_APP = '''
-import os, random, sys
+import asyncio, os, random, sys
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -65,6 +65,8 @@ async def app(scope, receive, send):
             pass
     if scope["path"] == "/print":
         print("hello from", os.getpid())
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.3)
     body = repr({"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "random": random.random(),
                  "fds": fds, "modules": sorted(m for m in ("fastapi", "flask") if m in sys.modules)}).encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"x-pid", str(os.getpid()).encode())]})

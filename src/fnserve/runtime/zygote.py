@@ -12,6 +12,9 @@ plus file descriptors passed with ``SCM_RIGHTS``):
 
 - zygote → supervisor, once: ``{"op": "ready", "pid", "preloaded": [names], "failed": {name:
   error}, "threads": int, "import_ms": float}`` (``threads`` > 1 means forking is unsafe);
+- supervisor → zygote: ``{"op": "preload", "id": n, "names": [...]}`` imports more modules (for
+  a function whose imports are not all loaded yet); answered by ``{"op": "preloaded", "id": n,
+  ...}`` with the ready message's fields. Only later children see them;
 - supervisor → zygote: ``{"op": "fork", "id": n, "spec": {...}, "options": {...}}`` with two fds:
   the write ends of the new instance's stdout and stderr pipes (per-instance output stays
   attributable, exactly as with a spawned worker);
@@ -223,6 +226,14 @@ def serve(ctrl: socket.socket) -> int:
                 continue
             if request.get("op") == "fork":
                 _fork(ctrl, request, list(fds), prctl)
+            elif request.get("op") == "preload":
+                for fd in fds:
+                    os.close(fd)
+                info = _preload([str(n) for n in request.get("names") or []], False)
+                gc.collect()
+                gc.freeze()
+                info.update(op="preloaded", id=request.get("id"), threads=_thread_count())
+                _send(ctrl, info)
             else:
                 for fd in fds:
                     os.close(fd)

@@ -1,10 +1,12 @@
 """Zygote cold starts (SPEC §9): instances forked from a pre-warmed process.
 
 ``ZygoteLauncher`` (also exported as ``ForkLauncher``) keeps one zygote per (interpreter,
-environment, working directory, preload set, uvloop): a process running
-``fnserve/runtime/zygote.py`` that has already imported the function's top-level imports
-(``preload_modules``: an ``ast`` scan of the entry file, following project-local helper modules,
-keeping third-party and stdlib names only). A new instance is ``os.fork()``ed from it and then runs
+environment, working directory, uvloop): a process running ``fnserve/runtime/zygote.py`` that has
+already imported the top-level imports of the functions it serves (``preload_modules``: an ``ast``
+scan of the entry file, following project-local helper modules, keeping third-party and stdlib
+names only). Functions sharing an environment share its zygote: a function needing modules the
+zygote has not imported yet asks it to import them first (the union grows; one copy of FastAPI in
+memory for all the functions of a project). A new instance is ``os.fork()``ed from it and then runs
 the ordinary worker main (imports the user module, connects to the supervisor, sends READY), so a
 cold start costs the fork and the user module's own code, not the import of FastAPI.
 
@@ -17,8 +19,10 @@ Decisions:
   ``{"op": "exit", "pid", "status"}``. Signals go to the child's process group (it runs
   ``setsid``). If the zygote dies, its children are SIGKILLed (``PR_SET_PDEATHSIG`` and by us) and
   reported killed; the next launch starts a new zygote;
-- fallback: no ``os.fork`` / ``socket.send_fds``, a zygote whose preload failed (any module), or
-  a zygote that started threads: ``SpawnLauncher`` for that key, with one warning.
+- fallback: no ``os.fork`` / ``socket.send_fds``, or a zygote that could not start or runs
+  threads after its imports: ``SpawnLauncher`` for every function of that environment; a function
+  one of whose (non-optional) imports fails in the zygote: ``SpawnLauncher`` for that function
+  (it then reports its own load error as usual). One warning each.
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ class Zygote:
         self.preload = preload
         self.use_uvloop = use_uvloop
         self.info: dict[str, Any] = {}
+        self.loaded: set[str] = set()
+        self.failed: dict[str, str] = {}  # module → error (optional ones included)
         self.pid: int | None = None
         self.control_fd = -1
         self.alive = False
@@ -151,6 +157,40 @@ class Zygote:
         except asyncio.TimeoutError:
             await self.close(0.0)
             raise ZygoteError(f"the zygote did not finish its imports within {timeout:g} s") from None
+        self._note(self.info)
+
+    def _note(self, info: Mapping[str, Any]) -> None:
+        self.loaded.update(info.get("preloaded", ()))
+        self.failed.update(info.get("failed", {}))
+        self.failed.update(info.get("optional_failed", {}))
+
+    def missing(self, names: tuple[str, ...]) -> list[str]:
+        """Of ``names`` (``"x?"`` = optional), those neither imported nor tried yet."""
+        return [n for n in names if n.rstrip("?") not in self.loaded and n.rstrip("?") not in self.failed]
+
+    async def load_more(self, names: list[str], timeout: float) -> dict[str, Any]:
+        """Have the zygote import ``names`` now (later children get them). Raises ``ZygoteError``."""
+        reply = await self._request({"op": "preload", "names": names}, [], timeout)
+        self._note(reply)
+        return reply
+
+    async def _request(self, message: dict[str, Any], fds: list[int], timeout: float) -> dict[str, Any]:
+        if not self.alive or self._sock is None:
+            raise ZygoteError("the zygote is not running")
+        self._next += 1
+        rid = message["id"] = self._next
+        future = asyncio.get_running_loop().create_future()
+        self._replies[rid] = future
+        try:
+            socket.send_fds(self._sock, [json.dumps(message).encode()], fds)
+        except OSError as exc:
+            self._replies.pop(rid, None)
+            raise ZygoteError(f"cannot talk to the zygote: {exc}") from exc
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            self._replies.pop(rid, None)
+            raise ZygoteError(f"the zygote did not answer within {timeout:g} s") from None
 
     async def _pump(self, stream: asyncio.StreamReader | None) -> None:
         while stream is not None:
@@ -177,7 +217,7 @@ class Zygote:
                 child = self._children.pop(int(msg["pid"]), None)
                 if child is not None:
                     child._set_exit(int(msg["status"]))
-            elif op == "forked":
+            elif op in ("forked", "preloaded"):
                 future = self._replies.pop(int(msg.get("id", -1)), None)
                 if future is not None and not future.done():
                     future.set_result(msg)
@@ -209,32 +249,17 @@ class Zygote:
 
     async def fork(self, spec: Mapping[str, Any], options: Mapping[str, Any], timeout: float = 10.0) -> ForkedProcess:
         """Fork one instance running the worker main with ``spec`` / ``options``. Raises ``ZygoteError``."""
-        if not self.alive or self._sock is None:
-            raise ZygoteError("the zygote is not running")
-        loop = asyncio.get_running_loop()
-        self._next += 1
-        rid = self._next
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        message = json.dumps({"op": "fork", "id": rid, "spec": dict(spec), "options": dict(options)}).encode()
-        future = loop.create_future()
-        self._replies[rid] = future
         try:
-            socket.send_fds(self._sock, [message], [out_w, err_w])
-        except OSError as exc:
-            for fd in (out_r, err_r):
-                os.close(fd)
-            self._replies.pop(rid, None)
-            raise ZygoteError(f"cannot talk to the zygote: {exc}") from exc
-        finally:
-            os.close(out_w)
-            os.close(err_w)
-        try:
-            reply = await asyncio.wait_for(future, timeout)
+            reply = await self._request({"op": "fork", "spec": dict(spec), "options": dict(options)}, [out_w, err_w], timeout)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
             raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
         if "pid" not in reply:
             os.close(out_r)
             os.close(err_r)
@@ -264,7 +289,8 @@ class ZygoteLauncher(Launcher):
     """Fork instances from a pre-warmed zygote (module docstring). ``preload``: callable
     ``target -> tuple of module names`` (default ``preload_modules``); ``zygote_timeout``: s for a
     zygote's imports; ``fallback``: the launcher used where forking is not possible
-    (default ``SpawnLauncher()``). ``prepare(target)`` starts the zygote ahead of the first request."""
+    (default ``SpawnLauncher()``). ``prepare(target)`` starts the zygote (and imports what the
+    function needs) ahead of its first request; ``Supervisor.start``/``update`` call it."""
 
     name = "zygote"
 
@@ -273,48 +299,65 @@ class ZygoteLauncher(Launcher):
         self.zygote_timeout = zygote_timeout
         self.fallback = fallback or SpawnLauncher()
         self.zygotes: dict[tuple, Zygote] = {}
-        self._failed: dict[tuple, str] = {}
+        self._failed: dict[tuple, str] = {}  # zygote key → why that environment spawns
+        self._spawn_only: dict[tuple, str] = {}  # (function id, preload) → why that function spawns
         self._locks: dict[tuple, asyncio.Lock] = {}
         self.supported = hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
-    def key(self, target: WorkerTarget, use_uvloop: bool = True) -> tuple:
+    @staticmethod
+    def key(target: WorkerTarget, use_uvloop: bool = True) -> tuple:
         """What must be equal for two instances to share a zygote."""
-        return (str(target.python), tuple(sorted(target.env.items())), str(target.cwd),
-                tuple(self.preload(target)), bool(use_uvloop))
+        return (str(target.python), tuple(sorted(target.env.items())), str(target.cwd), bool(use_uvloop))
 
     async def zygote_for(self, target: WorkerTarget, use_uvloop: bool = True) -> Zygote | None:
-        """The running zygote for ``target`` (started now if needed), or None (spawn instead)."""
+        """The running zygote for ``target``, started and given the function's imports if needed,
+        or None (spawn instead)."""
         if not self.supported:
             return None
         key = self.key(target, use_uvloop)
-        if key in self._failed:
+        needed = tuple(self.preload(target))
+        if key in self._failed or (target.id, needed) in self._spawn_only:
             return None
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if key in self._failed or (target.id, needed) in self._spawn_only:
+                return None  # decided while we waited for the lock
             zygote = self.zygotes.get(key)
-            if zygote is not None and zygote.alive:
-                return zygote
-            zygote = Zygote(target, key[3], use_uvloop)
-            try:
-                await zygote.start(self.zygote_timeout)
-            except ZygoteError as exc:
-                return self._give_up(key, target, str(exc))
-            problem = ""
-            if zygote.info.get("failed"):
-                problem = "its imports failed: " + "; ".join(f"{k}: {v}" for k, v in zygote.info["failed"].items())
-            elif int(zygote.info.get("threads", 1)) > 1:
-                problem = f"{zygote.info['threads']} threads run after its imports (forking would be unsafe)"
-            if problem:
+            if zygote is None or not zygote.alive:
+                zygote = Zygote(target, needed, use_uvloop)
+                try:
+                    await zygote.start(self.zygote_timeout)
+                except ZygoteError as exc:
+                    return self._give_up(key, target, str(exc))
+                self.zygotes[key] = zygote
+                log.info("zygote %s ready for %s (preloaded %s in %.0f ms)", zygote.pid, target.id,
+                         ", ".join(sorted(zygote.loaded)) or "nothing", float(zygote.info.get("import_ms", 0)))
+                info = zygote.info
+            else:
+                missing = zygote.missing(needed)
+                info = {}
+                if missing:
+                    try:
+                        info = await zygote.load_more(missing, self.zygote_timeout)
+                    except ZygoteError as exc:
+                        await zygote.close(1.0)
+                        return self._give_up(key, target, str(exc))
+                    log.info("zygote %s: imported %s for %s", zygote.pid, ", ".join(missing), target.id)
+            if int(info.get("threads", 1)) > 1:
                 await zygote.close(1.0)
-                return self._give_up(key, target, problem)
-            log.info("%s: zygote %s ready (preloaded %s in %.0f ms)", target.id, zygote.pid,
-                     ", ".join(zygote.info.get("preloaded", ())) or "nothing", float(zygote.info.get("import_ms", 0)))
-            self.zygotes[key] = zygote
+                return self._give_up(key, target, f"{info['threads']} threads run after its imports (forking would be unsafe)")
+            failed = {n: zygote.failed[n] for n in needed if not n.endswith("?") and n in zygote.failed}
+            if failed:
+                why = "its imports failed in the zygote: " + "; ".join(f"{k}: {v}" for k, v in failed.items())
+                self._spawn_only[(target.id, needed)] = why
+                log.warning("%s: %s; its instances start as fresh interpreters", target.id, why)
+                return None
             return zygote
 
     def _give_up(self, key: tuple, target: WorkerTarget, why: str) -> None:
         self._failed[key] = why
-        log.warning("%s: no zygote: %s; its instances start as fresh interpreters (slower cold starts)", target.id, why)
+        self.zygotes.pop(key, None)
+        log.warning("%s: no zygote: %s; instances of its environment start as fresh interpreters "
+                    "(slower cold starts)", target.id, why)
         return None
 
     async def prepare(self, target: WorkerTarget, use_uvloop: bool = True) -> None:

@@ -1,0 +1,126 @@
+"""Zygote cold starts (SPEC §9, issue 6 item 2): instances forked from a pre-warmed zygote serve,
+are fork-safe (own pid, session and random state, no inherited control socket), their output is
+attributed per instance, their exits are reported, and a zygote that cannot preload falls back to
+spawning. Preload scan unit tests at the end."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+import os
+
+import pytest
+
+from fnserve.errors import WorkerCrashed
+from fnserve.supervisor import Supervisor, ZygoteLauncher, preload_modules
+from test_ipc_support import APP, request, run
+from test_supervisor_support import PROBE_APP, SYNC_APP, limits, make_project, target, wait_dead
+
+A, B = "api/a.py", "api/b.py"
+
+
+def probe(client) -> dict:
+    return ast.literal_eval(client.body.decode())
+
+
+def test_forked_instances_serve_and_are_fork_safe(tmp_path):
+    root = make_project(tmp_path, {A: PROBE_APP})
+
+    async def main():
+        launcher = ZygoteLauncher()
+        sup = Supervisor([target(root, A, limits(concurrency=1, max_instances=2))], policy="autoscale",
+                         launcher=launcher)
+        async with sup:
+            await launcher.prepare(sup._pools[A].target)
+            (zygote,) = launcher.zygotes.values()
+            control = os.readlink(f"/proc/{zygote.pid}/fd/{zygote.control_fd}")
+            assert control.startswith("socket:")
+            first = probe(await request(sup, A, "/x"))
+            # two at once with concurrency 1: a second instance is forked
+            both = await asyncio.gather(*(served(sup, A, "/slow") for _ in range(2)))
+            infos = [first] + [ast.literal_eval(b.decode()) for b in both]
+            pids = {i["pid"] for i in infos}
+            assert len(pids) == 2 and zygote.pid not in pids
+            by_pid = {i["pid"]: i for i in infos}
+            for info in by_pid.values():
+                assert info["ppid"] == zygote.pid  # forked by the zygote, not spawned by us
+                assert info["sid"] == info["pid"]  # its own session / process group
+                assert control not in info["fds"].values()  # the control socket was closed
+                assert set(info["fds"]) >= {"0", "1", "2"}
+            randoms = [i["random"] for i in by_pid.values()]
+            assert randoms[0] != randoms[1]  # random state reseeded in each child
+        assert all(await asyncio.gather(*(wait_dead(p) for p in pids)))
+        assert await wait_dead(zygote.pid)
+
+    run(main())
+
+
+async def served(sup: Supervisor, fid: str, path: str) -> bytes:
+    """One request through ``Supervisor.serve`` (lease, limits); returns the body."""
+    from fnserve.server.upstream import forward
+    from test_ipc_support import Client, http_scope
+
+    client = Client()
+    await sup.serve(fid, http_scope(path), client.receive, client.send, forward)
+    return client.body
+
+
+def test_forked_output_is_attributed_and_exits_are_reported(tmp_path, caplog):
+    root = make_project(tmp_path, {A: PROBE_APP, B: APP})
+    caplog.set_level(logging.INFO, logger="fnserve")
+
+    async def main():
+        launcher = ZygoteLauncher()
+        async with Supervisor([target(root, A), target(root, B)], launcher=launcher) as sup:
+            info = probe(await request(sup, A, "/print"))
+            for _ in range(100):
+                if any(f"hello from {info['pid']}" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+            rec = next(r for r in caplog.records if f"hello from {info['pid']}" in r.getMessage())
+            assert rec.name == "fnserve.function.api/a" and rec.pid == info["pid"] and rec.stream == "stdout"
+            # B crashes (os._exit(1)) in a forked instance: 502, exit status reported by the zygote
+            pid_b = int((await request(sup, B, "/x")).headers[b"x-pid"])
+            inst = sup._pools[B].instances[0]
+            with pytest.raises(WorkerCrashed):
+                await request(sup, B, "/crash")
+            assert await asyncio.wait_for(asyncio.shield(inst.exited), 5) == 1
+            assert int((await request(sup, B, "/x")).headers[b"x-pid"]) != pid_b
+            assert len(launcher.zygotes) == 1  # same interpreter, env and preload set: one zygote
+
+    run(main())
+
+
+def test_a_zygote_that_cannot_preload_falls_back_to_spawn(tmp_path, caplog):
+    root = make_project(tmp_path, {A: SYNC_APP})
+    caplog.set_level(logging.WARNING, logger="fnserve")
+
+    async def main():
+        launcher = ZygoteLauncher(preload=lambda t: ("no_such_module_for_fnserve_tests",))
+        async with Supervisor([target(root, A)], launcher=launcher) as sup:
+            r = await request(sup, A, "/x")
+            assert r.status == 200
+            pid = int(r.headers[b"x-pid"])
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            assert ppid == os.getpid()  # spawned by us
+            assert len(launcher.zygotes) == 1  # the zygote stays for other functions of this env
+
+    run(main())
+    warnings = [r for r in caplog.records if "fresh interpreters" in r.getMessage()]
+    assert len(warnings) == 1 and "no_such_module_for_fnserve_tests" in warnings[0].getMessage()
+
+
+def test_preload_scan_follows_local_helpers_and_skips_local_names(tmp_path):
+    root = make_project(tmp_path, {
+        A: "import os\nfrom fastapi import FastAPI\nfrom lib.db import engine\nfrom . import x\n"
+           "try:\n    import ujson\nexcept ImportError:\n    import json\n"
+           "def f():\n    import django\nif True:\n    import flask.json\napp = FastAPI()\n",
+        "lib/__init__.py": "",
+        "lib/db.py": "import sqlalchemy\nimport lib.other\nengine = None\n",
+        "lib/other.py": "import pydantic\n",
+        "flask/__init__.py": "",  # a local folder shadowing flask: never preloaded
+    })
+    names = preload_modules(target(root, A))
+    assert names == ("fastapi", "os", "pydantic", "sqlalchemy", "json?", "ujson?")
