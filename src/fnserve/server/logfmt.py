@@ -37,14 +37,27 @@ def access_record(
     request_id: str, method: str, path: str, status: int, duration_ms: float, function: str,
     instance: int | None, cold: bool | None,
 ) -> logging.LogRecord:
-    """The ``fnserve.access`` record of one request (built directly: ``Logger.info`` would walk
-    the stack on every request). Emit it with ``ACCESS.handle(record)``."""
-    record = logging.LogRecord(
-        ACCESS.name, logging.INFO, __file__, 0, "%s %s %d", (method, path, status), None,
-    )
-    record.request_id, record.method, record.path, record.status = request_id, method, path, status
-    record.duration_ms, record.function, record.instance, record.cold = duration_ms, function, instance, cold
+    """The ``fnserve.access`` record of one request. Emit it with ``ACCESS.handle(record)``.
+
+    Built from a prototype (``_PROTO``: pid, thread and the like, taken once) instead of
+    ``LogRecord.__init__`` (``Logger.info`` would also walk the stack): ~1 µs instead of ~6 µs on
+    the hot path. Records are made on the event loop thread only."""
+    record = _new_record(logging.LogRecord)
+    fields = record.__dict__
+    fields.update(_PROTO)
+    now = time.time()
+    fields["created"] = now
+    fields["msecs"] = (now - int(now)) * 1000.0
+    fields["relativeCreated"] = (now - _START) * 1000.0
+    fields["args"] = (method, path, status)
+    fields["request_id"], fields["method"], fields["path"], fields["status"] = request_id, method, path, status
+    fields["duration_ms"], fields["function"], fields["instance"], fields["cold"] = duration_ms, function, instance, cold
     return record
+
+
+_new_record = object.__new__
+_START = time.time()
+_PROTO = dict(logging.LogRecord(ACCESS.name, logging.INFO, __file__, 0, "%s %s %d", None, None).__dict__)
 
 
 class _Clock:
