@@ -147,3 +147,20 @@ def test_sighup_with_a_broken_project_keeps_the_previous_version(server) -> None
     assert httpx.get(srv.url + "/_fnserve/ready").status_code == 200
     assert 'fnserve_reloads_total{result="failed"} 1' in httpx.get(srv.url + "/_fnserve/metrics").text
     assert re.search(r"api/version\.py", "\n".join(srv.lines[mark:]))
+
+
+def test_sigint_with_a_short_grace_period_cuts_off_a_long_request_and_exits_0(server) -> None:
+    srv = server("--grace-period", "1")
+    assert httpx.get(srv.url + "/api/asgi", timeout=30).status_code == 200
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(httpx.get, srv.url + "/api/asgi?sleep=20", timeout=30)
+        _wait_inflight(srv.url, "api/asgi.py", 1)
+        t0 = time.monotonic()
+        srv.signal(signal.SIGINT)
+        assert srv.wait(15) == 0
+        elapsed = time.monotonic() - t0
+        cut = future.result()
+    assert cut.status_code == 503 and cut.headers["retry-after"] == "1"
+    assert cut.json()["error"]["code"] == "SHUTTING_DOWN" and "x-fnserve-request-id" in cut.headers
+    assert elapsed < 8, elapsed  # grace (1 s) + instance stop (≥ 1 s, then SIGKILL after 2 s more)
+    srv.wait_for_line(r"SIGINT received, finishing in-flight requests \(up to 1 s")

@@ -173,13 +173,16 @@ class BatchingStreamHandler(logging.StreamHandler):
 
 def install_start_handlers(log_format: str, stream: TextIO | None = None) -> list[tuple[logging.Logger, logging.Handler]]:
     """Attach one stream handler (``log_format``: ``"text"`` or ``"json"``) to the ``fnserve``
-    logger at INFO, not propagating to the root. For the ``start`` entry point only; returns what
+    logger at INFO and the ``uvicorn`` logger at WARNING, neither propagating to the root. For the ``start`` entry point only; returns what
     was installed so the caller can remove it."""
     stream = stream or sys.stdout
     handler = BatchingStreamHandler(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    logger = logging.getLogger("fnserve")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return [(logger, handler)]
+    installed = []
+    for name, level in (("fnserve", logging.INFO), ("uvicorn", logging.WARNING)):  # uvicorn's own warnings too
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+        installed.append((logger, handler))
+    return installed

@@ -22,6 +22,7 @@ leaks between requests; it is how ``acquire`` finds the request without changing
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -45,6 +46,8 @@ COLD_WAIT = 0.0005  # s: an acquire returning faster than this found a running i
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 _CONN_KEY = "fnserve.observe"  # Connection.extras key: (pid, first hand-out time)
 _PEERCRED = struct.Struct("3i")
+_CUT_OFF = (b'{"error": {"code": "SHUTTING_DOWN", "message": "the server stopped before this request '
+            b'finished (its grace period was over); retry it"}}\n')
 
 
 class RequestInfo:
@@ -71,6 +74,7 @@ class Observed:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], admin: AdminApp | None) -> None:
         self.app = app
         self.admin = admin
+        self.draining = False  # set by the server when it stops: a cancelled request then gets a 503
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -97,9 +101,12 @@ class Observed:
             await self.app(scope, receive, send)
             return
         extra = (REQUEST_ID_HEADER, request_id)
+        started = False
 
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = message.get("headers")
                 if type(headers) is list:  # noqa: E721 - our own fresh list: append in place (hot path)
                     headers.append(extra)
@@ -107,7 +114,19 @@ class Observed:
                     message = {**message, "headers": [*(headers or ()), extra]}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not self.draining or started:
+                raise
+            # uvicorn cancels what is left when the grace period is over: say so (503, retry)
+            # rather than uvicorn's generic 500; the access log already shows status 0 (cut off)
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close"), extra]})
+            await send({"type": "http.response.body", "body": _CUT_OFF})
 
 
 def _peer_pid(connection: Any) -> int | None:

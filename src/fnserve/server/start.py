@@ -15,7 +15,8 @@ it); ``loop.add_signal_handler`` handlers only put the signal on a queue, and ``
 does the work, one event at a time:
 
 - SIGTERM / SIGINT: readiness turns 503, the main server stops accepting (``should_exit``) and
-  waits up to ``grace_period`` s for in-flight requests (uvicorn cuts the rest off), then
+  waits up to ``grace_period`` s for in-flight requests (uvicorn cancels the rest: those that had
+  not started their response get 503 + ``Retry-After``, the others a closed connection), then
   ``Supervisor.shutdown`` gives every instance the rest of the grace period (at least 1 s) to
   finish and run its ASGI lifespan shutdown; then the admin server stops; exit 0. A second
   SIGTERM/SIGINT stops waiting (``force_exit``) and kills the instances.
@@ -302,6 +303,8 @@ class StartServer:
                     again = True
             elif self.state == "ready":
                 self.state = "draining"
+                if self.front is not None:
+                    self.front.draining = True
                 self._drain_started = time.monotonic()
                 self.say(f"fnserve start: {signal.Signals(signum).name} received, finishing in-flight "
                          f"requests (up to {grace:g} s; send it again to stop at once)")
