@@ -124,3 +124,34 @@ def test_preload_scan_follows_local_helpers_and_skips_local_names(tmp_path):
     })
     names = preload_modules(target(root, A))
     assert names == ("fastapi", "os", "pydantic", "sqlalchemy", "json?", "ujson?")
+
+
+def test_the_zygote_learns_modules_instances_import_lazily(tmp_path):
+    lazy = '''
+import importlib
+importlib.import_module("wave")  # invisible to the ast scan
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    import colorsys  # imported by the first request only
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+'''
+    root = make_project(tmp_path, {A: lazy})
+
+    async def main():
+        launcher = ZygoteLauncher()
+        async with Supervisor([target(root, A)], launcher=launcher, heartbeat=0.1) as sup:
+            await launcher.prepare(sup._pools[A].target)
+            (zygote,) = launcher.zygotes.values()
+            assert "wave" not in zygote.loaded
+            assert (await request(sup, A, "/x")).status == 200
+            for _ in range(100):
+                if {"wave", "colorsys"} <= zygote.loaded:
+                    break
+                await asyncio.sleep(0.05)
+            assert {"wave", "colorsys"} <= zygote.loaded
+            assert "api.a" not in zygote.loaded and "api" not in zygote.loaded  # never the project's own
+
+    run(main())

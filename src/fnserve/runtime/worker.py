@@ -18,8 +18,11 @@ Life of a worker:
 2. ``load_function(spec)`` and lifespan startup. On failure send ``LOAD_ERROR`` (``LoadError.to_dict()``
    shape) and exit with ``EXIT_LOAD_ERROR`` (4, gunicorn's APP_LOAD_ERROR) — the supervisor does
    not respawn it until the function changes.
-3. Send ``READY {pid, startup_ms, kind}``; serve every ``SCOPE`` as its own task running
-   ``app(scope, receive, send)``; ``HEARTBEAT`` every ``heartbeat`` seconds.
+3. Send ``READY {pid, startup_ms, kind, imported}``; serve every ``SCOPE`` as its own task running
+   ``app(scope, receive, send)``; ``HEARTBEAT {inflight}`` every ``heartbeat`` seconds.
+   ``imported``: the non-project modules the function's load imported (lazy framework imports
+   such as FastAPI's ``pydantic.v1``); the first heartbeat after the first request carries
+   ``imported`` again with those the first request added. A zygote learns them (cold starts).
 4. On ``STOP {timeout}``, SIGTERM or SIGINT (handlers only set an event): refuse new streams, wait up
    to ``timeout`` s for in-flight ones, lifespan shutdown, exit 0. If the front's connection is lost,
    in-flight tasks are cancelled at once (nobody can receive their answer) and the worker exits 0.
@@ -114,6 +117,9 @@ class Worker:
         self.tasks: Set[asyncio.Task] = set()
         self.stopping = False
         self.lost = False
+        self.served = 0
+        self._reported = False
+        self._known: Set[str] = set()
         self._stop: Optional[asyncio.Event] = None
 
     async def run(self) -> int:
@@ -136,6 +142,7 @@ class Worker:
                 pass
 
         started = time.perf_counter()
+        self._known = set(sys.modules)
         try:
             loaded = _load(self.spec)
             await loaded.startup()
@@ -148,7 +155,8 @@ class Worker:
         gc.freeze()  # the imported code is long-lived: keep it out of every later collection
         conn.send_control(
             p.READY,
-            {"pid": os.getpid(), "startup_ms": round((time.perf_counter() - started) * 1000, 3), "kind": loaded.kind},
+            {"pid": os.getpid(), "startup_ms": round((time.perf_counter() - started) * 1000, 3), "kind": loaded.kind,
+             "imported": self._new_modules()},
         )
         beat = loop.create_task(self._heartbeat())
         try:
@@ -182,11 +190,30 @@ class Worker:
             except asyncio.TimeoutError:
                 pass
 
+    def _new_modules(self) -> List[str]:
+        """Modules imported since the last call that are not the project's (module docstring)."""
+        roots = tuple(os.path.join(os.path.abspath(r), "") for r in
+                      list(self.spec.get("import_roots") or []) + [self.spec.get("project_root") or ""] if r)
+        private = __name__.split(".")[0]
+        out = []
+        for name, module in list(sys.modules.items()):
+            if name in self._known or name == "__main__" or name.split(".")[0] == private:
+                continue
+            path = getattr(module, "__file__", None)
+            if path and not os.path.abspath(path).startswith(roots):
+                out.append(name)
+        self._known = set(sys.modules)
+        return sorted(out)
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
             assert self.conn is not None
-            self.conn.send_control(p.HEARTBEAT, {"inflight": len(self.tasks)})
+            meta: Dict[str, Any] = {"inflight": len(self.tasks)}
+            if self.served and not self._reported:
+                self._reported = True
+                meta["imported"] = self._new_modules()
+            self.conn.send_control(p.HEARTBEAT, meta)
 
     # -- callbacks from the connection (run in the event loop; they only enqueue work)
     def _request_stop(self, timeout: Optional[float]) -> None:
@@ -292,6 +319,7 @@ class Worker:
         else:
             if not complete[0]:
                 stream.send(p.END)
+        self.served += 1
         stream.close()
         conn.flush()
 

@@ -246,6 +246,7 @@ class Supervisor(RequestPath):
                     "check that the function's Python interpreter exists and is executable",
                 ) from exc
             inst.watch(process)
+            inst.on_imported = lambda names, target=target: self._learn(target, names)
             self._live.add(inst)
             inst.exited.add_done_callback(lambda _f, inst=inst: self._on_exit(inst))
             try:
@@ -265,6 +266,13 @@ class Supervisor(RequestPath):
             float(meta.get("startup_ms", 0.0)),
         )
         return inst
+
+    def _learn(self, target: WorkerTarget, modules: list[str]) -> None:
+        """An instance reported modules its load / first request imported: let the launcher
+        (a zygote) import them now so the next cold start skips them."""
+        learn = getattr(self.launcher, "learn", None)
+        if learn is not None and not self._closing and learn(target, modules):
+            self._background_task(self.launcher.prepare(target, self.use_uvloop))
 
     def _memory_limiter(self) -> MemoryLimiter:
         if self._memory is None:

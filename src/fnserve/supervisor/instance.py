@@ -59,6 +59,7 @@ class Instance:
         self.kind: str | None = None
         self.kill_reason: str | None = None
         self.peak_rss_mb: float | None = None
+        self.on_imported: Any = None  # callable(list of module names) from READY / HEARTBEAT
         self.target = target
         self.token = token
         self.state = "starting"
@@ -108,6 +109,8 @@ class Instance:
 
     def _on_control(self, ftype: int, obj: Any) -> None:
         loop = asyncio.get_running_loop()
+        if isinstance(obj, dict) and obj.get("imported") and self.on_imported is not None:
+            self.on_imported(obj["imported"])
         if ftype == p.HEARTBEAT:
             self.last_heartbeat = loop.time()
         elif ftype == p.READY:

@@ -300,8 +300,10 @@ class ZygoteLauncher(Launcher):
         self.fallback = fallback or SpawnLauncher()
         self.zygotes: dict[tuple, Zygote] = {}
         self._failed: dict[tuple, str] = {}  # zygote key → why that environment spawns
-        self._spawn_only: dict[tuple, str] = {}  # (function id, preload) → why that function spawns
+        self._spawn_only: dict[tuple, str] = {}  # (function id, *required modules) → why it spawns
         self._locks: dict[tuple, asyncio.Lock] = {}
+        self._learned: dict[str, set[str]] = {}  # function id → modules its instances imported
+        self._scans: dict[tuple, tuple[str, ...]] = {}
         self.supported = hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
     @staticmethod
@@ -315,11 +317,12 @@ class ZygoteLauncher(Launcher):
         if not self.supported:
             return None
         key = self.key(target, use_uvloop)
-        needed = tuple(self.preload(target))
-        if key in self._failed or (target.id, needed) in self._spawn_only:
+        needed = self.needed(target)
+        required = (target.id,) + tuple(n for n in needed if not n.endswith("?"))
+        if key in self._failed or required in self._spawn_only:
             return None
         async with self._locks.setdefault(key, asyncio.Lock()):
-            if key in self._failed or (target.id, needed) in self._spawn_only:
+            if key in self._failed or required in self._spawn_only:
                 return None  # decided while we waited for the lock
             zygote = self.zygotes.get(key)
             if zygote is None or not zygote.alive:
@@ -348,10 +351,34 @@ class ZygoteLauncher(Launcher):
             failed = {n: zygote.failed[n] for n in needed if not n.endswith("?") and n in zygote.failed}
             if failed:
                 why = "its imports failed in the zygote: " + "; ".join(f"{k}: {v}" for k, v in failed.items())
-                self._spawn_only[(target.id, needed)] = why
+                self._spawn_only[required] = why
                 log.warning("%s: %s; its instances start as fresh interpreters", target.id, why)
                 return None
             return zygote
+
+    def needed(self, target: WorkerTarget) -> tuple[str, ...]:
+        """What the zygote must have imported for ``target``: the preload scan (cached per entry
+        file version) plus what its instances reported importing (optional: ``"name?"``)."""
+        path = target.spec.get("path") or ""
+        try:
+            version = os.stat(path).st_mtime_ns
+        except OSError:
+            version = 0
+        scan_key = (target.id, path, version, tuple(target.spec.get("import_roots") or ()))
+        scanned = self._scans.get(scan_key)
+        if scanned is None:
+            scanned = self._scans[scan_key] = tuple(self.preload(target))
+        learned = self._learned.get(target.id)
+        return scanned + tuple(sorted(f"{m}?" for m in learned)) if learned else scanned
+
+    def learn(self, target: WorkerTarget, modules: list[str]) -> bool:
+        """Remember ``modules`` an instance of ``target`` imported while loading or serving its
+        first request (``runtime.worker``: READY/HEARTBEAT ``imported``); True if any is new (the
+        supervisor then calls ``prepare`` so the zygote imports them before the next cold start)."""
+        known = self._learned.setdefault(target.id, set())
+        new = set(modules) - known
+        known.update(new)
+        return bool(new) and self.supported
 
     def _give_up(self, key: tuple, target: WorkerTarget, why: str) -> None:
         self._failed[key] = why
