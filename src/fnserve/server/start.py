@@ -233,6 +233,7 @@ class StartServer:
         try:
             self.say(render_text(project).rstrip("\n"))
             await self.install(config, project, python, restart_all=False)
+            await self.supervisor.start()  # zygotes and min_instances warm now, not at the first request
             servers = [self._uvicorn(uvicorn, self.front, grace)]
             if len(sockets) > 1:
                 servers.append(self._uvicorn(uvicorn, self.admin, 1.0))
