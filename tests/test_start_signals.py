@@ -164,3 +164,13 @@ def test_sigint_with_a_short_grace_period_cuts_off_a_long_request_and_exits_0(se
     assert cut.json()["error"]["code"] == "SHUTTING_DOWN" and "x-fnserve-request-id" in cut.headers
     assert elapsed < 8, elapsed  # grace (1 s) + instance stop (≥ 1 s, then SIGKILL after 2 s more)
     srv.wait_for_line(r"SIGINT received, finishing in-flight requests \(up to 1 s")
+
+
+def test_sighup_cannot_move_the_socket_and_says_so(server) -> None:
+    srv = server()
+    (srv.project / "fnserve.toml").write_text("host = \"127.0.0.2\"\nlog-format = \"json\"\n")
+    mark = len(srv.lines)
+    srv.signal(signal.SIGHUP)
+    srv.wait_for_line(r"warning: reload: host, log_format changed; that takes a restart", timeout=20, start=mark)
+    srv.wait_for_line(r"reload: done", timeout=20, start=mark)
+    assert httpx.get(srv.url + "/_fnserve/health").status_code == 200  # same socket, endpoints still mounted

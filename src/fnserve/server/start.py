@@ -55,6 +55,8 @@ from fnserve.server.rules import from_config
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
 
 LOG = logging.getLogger("fnserve.start")
+# settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
+RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period")
 HEARTBEAT_TIMEOUT = 10.0  # s without a heartbeat before an instance is SIGKILLed (issue 6 item 3)
 
 
@@ -95,6 +97,7 @@ class StartServer:
         self.admin: AdminApp | None = None
         self.front: Observed | None = None
         self._installed: dict[str, WorkerTarget] = {}
+        self._admin_port: int | None = None
 
     # ------------------------------------------------------------------ loading (raise FnserveError)
     def load(self) -> tuple[Any, Any]:
@@ -172,7 +175,7 @@ class StartServer:
             await self.supervisor.update(list(new.values()))
         added = set(new) - set(self._installed)
         self._installed = new
-        self._mount_admin(config.admin_port)
+        self._mount_admin(self._admin_port)
         parts = []
         if restart_all:
             same = sorted(set(new) - changed - added)
@@ -200,6 +203,10 @@ class StartServer:
             self.metrics.reloads["failed"] += 1
             LOG.error("reload failed, still serving the previous version: %s", exc)
             return
+        fixed = [name for name in RESTART_ONLY if getattr(config, name) != getattr(self.config, name)]
+        if fixed:
+            LOG.warning("reload: %s changed; that takes a restart of fnserve start (kept: %s)", ", ".join(fixed),
+                        ", ".join(f"{n}={getattr(self.config, n)}" for n in fixed))
         summary = await self.install(config, project, python, restart_all=True)
         self.metrics.reloads["ok"] += 1
         self.say(f"reload: done ({summary}) [{(time.perf_counter() - started) * 1000:.0f} ms]")
@@ -227,6 +234,7 @@ class StartServer:
                             access_log=AccessLog(self.metrics))
         self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor))
         self.front = Observed(self.app, None)
+        self._admin_port = config.admin_port  # fixed for the run (RESTART_ONLY)
         sockets = [bind(config.host, config.port)]
         if config.admin_port is not None:
             sockets.append(bind(config.host, config.admin_port))
