@@ -32,7 +32,7 @@ def test_forked_instances_serve_and_are_fork_safe(tmp_path):
         sup = Supervisor([target(root, A, limits(concurrency=1, max_instances=2))], policy="autoscale",
                          launcher=launcher)
         async with sup:
-            await launcher.prepare(sup._pools[A].target)
+            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
             (zygote,) = launcher.zygotes.values()
             control = os.readlink(f"/proc/{zygote.pid}/fd/{zygote.control_fd}")
             assert control.startswith("socket:")
@@ -143,7 +143,7 @@ async def app(scope, receive, send):
     async def main():
         launcher = ZygoteLauncher()
         async with Supervisor([target(root, A)], launcher=launcher, heartbeat=0.1) as sup:
-            await launcher.prepare(sup._pools[A].target)
+            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
             (zygote,) = launcher.zygotes.values()
             assert "wave" not in zygote.loaded
             assert (await request(sup, A, "/x")).status == 200

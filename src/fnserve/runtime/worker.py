@@ -106,8 +106,9 @@ def _load_error_dict(spec: Dict[str, Any], exc: BaseException) -> Dict[str, Any]
 class Worker:
     """One function instance serving streams from one ``protocol.Connection``."""
 
-    def __init__(self, spec: Dict[str, Any], options: Dict[str, Any]) -> None:
+    def __init__(self, spec: Dict[str, Any], options: Dict[str, Any], sock: Any = None) -> None:
         self.spec = spec
+        self.sock = sock  # already connected to the supervisor (a zygote standby), or None
         self.socket_path = options["socket"]
         self.token = options.get("token", "")
         self.heartbeat = float(options.get("heartbeat", 1.0))
@@ -126,9 +127,11 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            _, conn = await loop.create_unix_connection(
-                lambda: p.Connection(self._on_control, self._on_open, self._on_lost), self.socket_path
-            )
+            factory = lambda: p.Connection(self._on_control, self._on_open, self._on_lost)  # noqa: E731
+            if self.sock is not None:
+                _, conn = await loop.create_unix_connection(factory, sock=self.sock)
+            else:
+                _, conn = await loop.create_unix_connection(factory, self.socket_path)
         except OSError as exc:
             _log("cannot connect to the supervisor at %s: %s" % (self.socket_path, exc))
             return EXIT_CONNECT
@@ -324,7 +327,8 @@ class Worker:
         conn.flush()
 
 
-def _new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+def new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when ``use_uvloop`` and it is installed, else asyncio's."""
     if use_uvloop:
         try:
             import uvloop  # type: ignore[import-not-found]
@@ -356,9 +360,10 @@ def apply_limits(options: Dict[str, Any]) -> None:
             _log("cannot set RLIMIT_AS to %s bytes: %s" % (limit, exc))
 
 
-def main(argv: List[str]) -> int:
+def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock: Any = None) -> int:
     """Worker entry point: ``argv = [spec JSON, options JSON]``. Returns the exit code
-    (0 stopped, 2 bad arguments, 3 could not connect, 4 the function failed to load)."""
+    (0 stopped, 2 bad arguments, 3 could not connect, 4 the function failed to load). A zygote
+    standby passes its pre-created ``loop`` and ``sock`` (connected to ``options["socket"]``)."""
     try:
         spec = json.loads(argv[0])
         options = json.loads(argv[1])
@@ -370,10 +375,11 @@ def main(argv: List[str]) -> int:
     if root:
         os.chdir(root)
     sys.argv = [spec.get("path") or "fnserve-worker"]
-    loop = _new_loop(bool(options.get("uvloop", True)))
+    if loop is None:
+        loop = new_loop(bool(options.get("uvloop", True)))
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(Worker(spec, options).run())
+        return loop.run_until_complete(Worker(spec, options, sock).run())
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

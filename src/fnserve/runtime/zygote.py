@@ -47,6 +47,7 @@ from typing import Any, Dict, List
 from . import worker
 
 MAX_MESSAGE = 1 << 20
+STANDBY_DELAY = 0.05  # s after an assignment before the next standby is forked
 
 # Modules frameworks import lazily on their first request (measured: FastAPI's first request costs
 # ~19 ms importing anyio's asyncio backend). Imported in the zygote when the key module is loaded.
@@ -127,38 +128,100 @@ def _prctl_deathsig() -> Any:
         return None
 
 
+def _clean_child(zygote_pid: int, prctl: Any) -> None:
+    """In a freshly forked child: signals, session, death signal, random state, root logging."""
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    os.setsid()
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
+        if os.getppid() != zygote_pid:
+            os._exit(EXIT_CHILD_ERROR)
+    if "random" in sys.modules:
+        sys.modules["random"].seed()
+    if "logging" in sys.modules:
+        root = sys.modules["logging"].getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+
+
+def _close_fds(keep: int = -1) -> None:
+    """Close every descriptor above 2 but ``keep`` (the control socket, the wakeup pipe, ...)."""
+    top = _max_fd()
+    if 2 < keep < top:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, top)
+    else:
+        os.closerange(3, top)
+
+
+def _run_worker(fds: List[int], spec: Dict[str, Any], options: Dict[str, Any], loop: Any = None, sock: Any = None) -> int:
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    return worker.main([json.dumps(spec), json.dumps(options)], loop=loop, sock=sock)
+
+
+def _exit_child(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 def _child(fds: List[int], spec: Dict[str, Any], options: Dict[str, Any], zygote_pid: int, prctl: Any) -> None:
-    """In the forked child: make it a clean process, then run the worker main. Never returns."""
+    """A child forked on request: clean it, then run the worker main. Never returns."""
     code = EXIT_CHILD_ERROR
     try:
-        signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        os.setsid()
-        if prctl is not None:
-            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
-            if os.getppid() != zygote_pid:
-                os._exit(EXIT_CHILD_ERROR)
+        _clean_child(zygote_pid, prctl)
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
-        os.closerange(3, _max_fd())  # the control socket, the wakeup pipe, the passed pipe ends
-        if "random" in sys.modules:
-            sys.modules["random"].seed()
-        if "logging" in sys.modules:
-            root = sys.modules["logging"].getLogger()
-            for handler in list(root.handlers):
-                root.removeHandler(handler)
+        _close_fds()  # the control socket, the wakeup pipe, the passed pipe ends, a standby's socket
         code = worker.main([json.dumps(spec), json.dumps(options)])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_CHILD_ERROR
     except BaseException:  # noqa: B902 - report anything, then leave without running the zygote's code
         traceback.print_exc()
     finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        _exit_child(code)
+
+
+def _standby(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: str, use_uvloop: bool) -> None:
+    """A pre-forked child (Android's "USAP"): cleaned, with its event loop created and (when the
+    supervisor's socket is known) already connected, waiting for its assignment
+    ``{"spec", "options"}`` + stdout/stderr fds. Never returns."""
+    code = EXIT_CHILD_ERROR
+    try:
+        _clean_child(zygote_pid, prctl)
+        _close_fds(assign.fileno())
+        loop = worker.new_loop(use_uvloop)
+        sock = None
+        if socket_path:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(socket_path)
+            except OSError:
+                sock = None
+        data, fds, _flags, _addr = socket.recv_fds(assign, MAX_MESSAGE, 8)
+        if not data or len(fds) != 2:
+            _exit_child(0)  # retired by the zygote
+        assign.close()
+        request = json.loads(data)
+        options = request.get("options") or {}
+        if sock is not None and options.get("socket") != socket_path:
+            sock.close()
+            sock = None
+        code = _run_worker(list(fds), request.get("spec") or {}, options, loop=loop, sock=sock)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_CHILD_ERROR
+    except BaseException:  # noqa: B902
+        traceback.print_exc()
+    finally:
+        _exit_child(code)
 
 
 def _max_fd() -> int:
@@ -168,88 +231,177 @@ def _max_fd() -> int:
         return os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024
 
 
-def _fork(ctrl: socket.socket, request: Dict[str, Any], fds: List[int], prctl: Any) -> None:
-    started = time.perf_counter()
-    if len(fds) != 2:
-        for fd in fds:
-            os.close(fd)
-        _send(ctrl, {"op": "forked", "id": request.get("id"), "error": "expected 2 descriptors, got %d" % len(fds)})
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    me = os.getpid()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        for fd in fds:
-            os.close(fd)
-        _send(ctrl, {"op": "forked", "id": request.get("id"), "error": "fork failed: %s" % exc})
-        return
-    if pid == 0:
-        _child(fds, request.get("spec") or {}, request.get("options") or {}, me, prctl)
-    for fd in fds:
-        os.close(fd)
-    _send(ctrl, {"op": "forked", "id": request.get("id"), "pid": pid,
-                 "fork_ms": round((time.perf_counter() - started) * 1000, 3)})
+class Zygote:
+    """The zygote's state: the control socket, the supervisor's socket path (for standbys), the
+    pre-forked standby child (``standby``: (pid, socket) or None)."""
 
+    def __init__(self, ctrl: socket.socket, socket_path: str, use_uvloop: bool, standby: bool) -> None:
+        self.ctrl = ctrl
+        self.socket_path = socket_path
+        self.use_uvloop = use_uvloop
+        self.use_standby = standby
+        self.prctl = _prctl_deathsig()
+        self.standby: Any = None
+        self.standby_due: Any = None  # monotonic time to fork the next standby at
 
-def _reap(ctrl: socket.socket) -> None:
-    while True:
+    def standby_later(self, delay: float = STANDBY_DELAY) -> None:
+        """Fork the next standby ``delay`` s from now: not while the instance just assigned is
+        starting (on a small machine the fork would compete with it for the CPU)."""
+        if self.use_standby and self.standby is None:
+            self.standby_due = time.monotonic() + delay
+
+    def make_standby(self) -> None:
+        self.standby_due = None
+        if not self.use_standby or self.standby is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        me = os.getpid()
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+            pid = os.fork()
+        except OSError as exc:
+            _log("cannot pre-fork a standby child: %s" % exc)
+            ours.close()
+            theirs.close()
             return
         if pid == 0:
+            ours.close()
+            _standby(theirs, me, self.prctl, self.socket_path, self.use_uvloop)
+        theirs.close()
+        self.standby = (pid, ours)
+
+    def drop_standby(self) -> None:
+        """The standby is stale (new modules were imported): it exits, a new one is forked."""
+        if self.standby is not None:
+            self.standby[1].close()  # EOF: it exits 0
+            self.standby = None
+        self.standby_later()
+
+    def fork(self, request: Dict[str, Any], fds: List[int]) -> None:
+        started = time.perf_counter()
+        rid = request.get("id")
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            _send(self.ctrl, {"op": "forked", "id": rid, "error": "expected 2 descriptors, got %d" % len(fds)})
             return
-        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        _send(ctrl, {"op": "exit", "pid": pid, "status": code})
+        options = request.get("options") or {}
+        pid = self._assign(request, fds)
+        if pid is None:
+            pid = self._fork_now(request, fds)
+        for fd in fds:
+            os.close(fd)
+        if pid is None:
+            _send(self.ctrl, {"op": "forked", "id": rid, "error": "fork failed"})
+            return
+        _send(self.ctrl, {"op": "forked", "id": rid, "pid": pid, "fork_ms": round((time.perf_counter() - started) * 1000, 3)})
+        if options.get("socket") and options["socket"] != self.socket_path:
+            self.socket_path = options["socket"]
+            if self.standby is not None:
+                self.standby[1].close()
+                self.standby = None
+        self.standby_later()
 
+    def _assign(self, request: Dict[str, Any], fds: List[int]) -> Any:
+        if self.standby is None:
+            return None
+        pid, sock = self.standby
+        self.standby = None
+        try:
+            socket.send_fds(sock, [json.dumps({"spec": request.get("spec"), "options": request.get("options")}).encode()], fds)
+        except OSError:
+            return None
+        finally:
+            sock.close()
+        return pid
 
-def serve(ctrl: socket.socket) -> int:
-    """The zygote's loop: fork on request, report exits, stop on EOF. Single-threaded."""
-    prctl = _prctl_deathsig()
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the byte on wake_w is what matters
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        readable, _, _ = select.select([ctrl, wake_r], [], [])
-        if wake_r in readable:
+    def _fork_now(self, request: Dict[str, Any], fds: List[int]) -> Any:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        me = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _log("fork failed: %s" % exc)
+            return None
+        if pid == 0:
+            _child(fds, request.get("spec") or {}, request.get("options") or {}, me, self.prctl)
+        return pid
+
+    def reap(self) -> None:
+        while True:
             try:
-                while os.read(wake_r, 512):
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.standby is not None and self.standby[0] == pid:
+                self.standby[1].close()
+                self.standby = None
+                continue  # a standby nobody knows about: nothing to report
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            _send(self.ctrl, {"op": "exit", "pid": pid, "status": code})
+
+    def preload(self, request: Dict[str, Any]) -> None:
+        info = _preload([str(n) for n in request.get("names") or []], False)
+        gc.collect()
+        gc.freeze()
+        info.update(op="preloaded", id=request.get("id"), threads=_thread_count())
+        _send(self.ctrl, info)
+        if info["preloaded"]:
+            self.drop_standby()
+
+    def serve(self) -> int:
+        """The loop: fork on request, report exits, stop on EOF. Single-threaded."""
+        ctrl = self.ctrl
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the byte on wake_w is what matters
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.make_standby()
+        while True:
+            timeout = None
+            if self.standby_due is not None:
+                timeout = self.standby_due - time.monotonic()
+                if timeout <= 0:
+                    self.make_standby()
+                    timeout = None
+            readable, _, _ = select.select([ctrl, wake_r], [], [], timeout)
+            if wake_r in readable:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
                     pass
-            except BlockingIOError:
-                pass
-            _reap(ctrl)
-        if ctrl in readable:
+                self.reap()
+            if ctrl not in readable:
+                continue
             try:
                 data, fds, _flags, _addr = socket.recv_fds(ctrl, MAX_MESSAGE, 8)
             except ConnectionError:
                 data, fds = b"", []
             if not data:
+                if self.standby is not None:
+                    self.standby[1].close()
                 return 0
             try:
                 request = json.loads(data)
             except ValueError:
-                for fd in fds:
-                    os.close(fd)
-                _log("ignored a malformed control message")
+                request = {}
+            op = request.get("op")
+            if op == "fork":
+                self.fork(request, list(fds))
                 continue
-            if request.get("op") == "fork":
-                _fork(ctrl, request, list(fds), prctl)
-            elif request.get("op") == "preload":
-                for fd in fds:
-                    os.close(fd)
-                info = _preload([str(n) for n in request.get("names") or []], False)
-                gc.collect()
-                gc.freeze()
-                info.update(op="preloaded", id=request.get("id"), threads=_thread_count())
-                _send(ctrl, info)
+            for fd in fds:
+                os.close(fd)
+            if op == "preload":
+                self.preload(request)
             else:
-                for fd in fds:
-                    os.close(fd)
+                _log("ignored a malformed control message")
 
 
 def main(argv: List[str]) -> int:
@@ -260,13 +412,15 @@ def main(argv: List[str]) -> int:
     except (IndexError, ValueError, KeyError, OSError) as exc:
         _log("usage: zygote <config JSON> (%s)" % exc)
         return worker.EXIT_USAGE
-    info = _preload([str(n) for n in config.get("preload") or []], bool(config.get("uvloop", True)))
+    use_uvloop = bool(config.get("uvloop", True))
+    info = _preload([str(n) for n in config.get("preload") or []], use_uvloop)
     gc.collect()
     gc.freeze()  # children share these pages; keep the collector from touching (copying) them
     info.update(op="ready", pid=os.getpid(), threads=_thread_count(), python=sys.version.split()[0])
+    zygote = Zygote(ctrl, str(config.get("socket") or ""), use_uvloop, bool(config.get("standby", True)))
     try:
         _send(ctrl, info)
-        return serve(ctrl)
+        return zygote.serve()
     except (BrokenPipeError, ConnectionError):
         return 0
     finally:

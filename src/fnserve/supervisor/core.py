@@ -133,8 +133,11 @@ class Supervisor(RequestPath):
 
     def _warm(self, pools: Iterable[FunctionPool]) -> None:
         for pool in pools:
-            self._background_task(self.launcher.prepare(pool.target, self.use_uvloop))
+            self._background_task(self.launcher.prepare(pool.target, self._prepare_options()))
             self._step(pool)
+
+    def _prepare_options(self) -> dict[str, Any]:
+        return {"socket": self._socket_path, "uvloop": self.use_uvloop}
 
     def _background_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -272,7 +275,7 @@ class Supervisor(RequestPath):
         (a zygote) import them now so the next cold start skips them."""
         learn = getattr(self.launcher, "learn", None)
         if learn is not None and not self._closing and learn(target, modules):
-            self._background_task(self.launcher.prepare(target, self.use_uvloop))
+            self._background_task(self.launcher.prepare(target, self._prepare_options()))
 
     def _memory_limiter(self) -> MemoryLimiter:
         if self._memory is None:

@@ -80,12 +80,13 @@ class Launcher:
     (``socket``, ``token``, ``heartbeat``, ``stop_timeout``, ``uvloop``; see
     ``fnserve.runtime.worker``). Raises ``OSError`` when the interpreter cannot be started.
     ``await close()`` releases whatever the launcher holds (a zygote, for instance);
-    ``await prepare(target, use_uvloop)`` may get ready ahead of the first launch (warm a zygote).
+    ``await prepare(target, options)`` may get ready ahead of the first launch (warm a zygote;
+    ``options``: the same keys as for ``launch``, ``socket`` and ``uvloop`` matter).
     """
 
     name = "base"
 
-    async def prepare(self, target: WorkerTarget, use_uvloop: bool = True) -> None:
+    async def prepare(self, target: WorkerTarget, options: Mapping[str, Any] | None = None) -> None:
         return None
 
     async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:

@@ -107,10 +107,13 @@ class Zygote:
     ``failed``, ``threads``, ``import_ms``); ``pid``; ``control_fd``: the control socket's number
     inside the zygote (tests check children do not have it)."""
 
-    def __init__(self, target: WorkerTarget, preload: tuple[str, ...], use_uvloop: bool) -> None:
+    def __init__(self, target: WorkerTarget, preload: tuple[str, ...], use_uvloop: bool, socket_path: str = "",
+                 standby: bool = True) -> None:
         self.target = target
         self.preload = preload
         self.use_uvloop = use_uvloop
+        self.socket_path = socket_path
+        self.standby = standby
         self.info: dict[str, Any] = {}
         self.loaded: set[str] = set()
         self.failed: dict[str, str] = {}  # module → error (optional ones included)
@@ -130,7 +133,8 @@ class Zygote:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control_fd = theirs.fileno()
-        config = {"control_fd": self.control_fd, "preload": list(self.preload), "uvloop": self.use_uvloop}
+        config = {"control_fd": self.control_fd, "preload": list(self.preload), "uvloop": self.use_uvloop,
+                  "socket": self.socket_path, "standby": self.standby}
         target = self.target
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -294,8 +298,10 @@ class ZygoteLauncher(Launcher):
 
     name = "zygote"
 
-    def __init__(self, *, preload: Any = None, zygote_timeout: float = 60.0, fallback: Launcher | None = None) -> None:
+    def __init__(self, *, preload: Any = None, zygote_timeout: float = 60.0, fallback: Launcher | None = None,
+                 standby: bool = True) -> None:
         self.preload = preload or preload_modules
+        self.standby = standby
         self.zygote_timeout = zygote_timeout
         self.fallback = fallback or SpawnLauncher()
         self.zygotes: dict[tuple, Zygote] = {}
@@ -311,7 +317,7 @@ class ZygoteLauncher(Launcher):
         """What must be equal for two instances to share a zygote."""
         return (str(target.python), tuple(sorted(target.env.items())), str(target.cwd), bool(use_uvloop))
 
-    async def zygote_for(self, target: WorkerTarget, use_uvloop: bool = True) -> Zygote | None:
+    async def zygote_for(self, target: WorkerTarget, use_uvloop: bool = True, socket_path: str = "") -> Zygote | None:
         """The running zygote for ``target``, started and given the function's imports if needed,
         or None (spawn instead)."""
         if not self.supported:
@@ -326,7 +332,7 @@ class ZygoteLauncher(Launcher):
                 return None  # decided while we waited for the lock
             zygote = self.zygotes.get(key)
             if zygote is None or not zygote.alive:
-                zygote = Zygote(target, needed, use_uvloop)
+                zygote = Zygote(target, needed, use_uvloop, socket_path, self.standby)
                 try:
                     await zygote.start(self.zygote_timeout)
                 except ZygoteError as exc:
@@ -387,13 +393,14 @@ class ZygoteLauncher(Launcher):
                     "(slower cold starts)", target.id, why)
         return None
 
-    async def prepare(self, target: WorkerTarget, use_uvloop: bool = True) -> None:
-        await self.zygote_for(target, use_uvloop)
+    async def prepare(self, target: WorkerTarget, options: Mapping[str, Any] | None = None) -> None:
+        options = options or {}
+        await self.zygote_for(target, bool(options.get("uvloop", True)), str(options.get("socket") or ""))
 
     async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> Any:
         use_uvloop = bool(options.get("uvloop", True))
         for _ in range(2):  # a zygote that died is replaced once
-            zygote = await self.zygote_for(target, use_uvloop)
+            zygote = await self.zygote_for(target, use_uvloop, str(options.get("socket") or ""))
             if zygote is None:
                 break
             try:
