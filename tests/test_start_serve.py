@@ -55,6 +55,11 @@ def test_serves_handler_wsgi_asgi_with_request_ids(server) -> None:
     srv.wait_for_line(r"\[api/hello\.py \d+\] hello handler called")
 
 
+def test_production_env_files_reach_the_functions(server) -> None:
+    srv = server()
+    assert httpx.get(srv.url + "/api/env", timeout=30).text == "from .env.production"
+
+
 def test_json_log_lines_carry_the_fields(server) -> None:
     srv = server("start_basic", "--log-format", "json")
     with httpx.Client(base_url=srv.url, timeout=30) as client:
