@@ -138,3 +138,24 @@ def test_min_instances_start_without_a_request_and_stay_when_idle(tmp_path):
             assert {i["pid"] for i in sup.status()[A]["instances"]} == pids
 
     run(main())
+
+
+def test_serve_reports_each_lease_cold_then_warm(tmp_path):
+    from fnserve.server.upstream import forward
+    from test_ipc_support import Client, http_scope
+
+    root = make_project(tmp_path, {A: SYNC_APP})
+
+    async def main():
+        async with Supervisor([target(root, A, limits())], policy="autoscale") as sup:
+            seen = []
+            for _ in range(2):
+                client = Client()
+                await sup.serve(A, http_scope("/x"), client.receive, client.send, forward, on_lease=seen.append)
+                assert client.status == 200
+            assert [lease.cold for lease in seen] == [True, False]
+            assert seen[0].instance.pid == seen[1].instance.pid == int(client.headers[b"x-pid"])
+            assert seen[0].waited_ms > 0 and seen[1].waited_ms == 0
+            assert sup.status()[A]["instances"][0]["leases"] == 0  # released
+
+    run(main())

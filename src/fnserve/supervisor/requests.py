@@ -201,7 +201,8 @@ class RequestPath:
                 self._step(pool)
 
     # ------------------------------------------------------------------------------- serve
-    async def serve(self, function: Function | str, scope: Any, receive: Any, send: Any, forward: Forward) -> None:
+    async def serve(self, function: Function | str, scope: Any, receive: Any, send: Any, forward: Forward,
+                    on_lease: Callable[[Lease], None] | None = None) -> None:
         """Run one ASGI conversation on an instance of ``function`` with the function's limits:
         ``forward(connection, scope, receive, send)`` is ``fnserve.server.upstream.forward``.
 
@@ -210,6 +211,8 @@ class RequestPath:
         over ``memory`` MB and was replaced), ``WorkerCrashed`` (502), ``FunctionFailed`` (500).
         Requests on an instance killed for ANOTHER request's ``max_duration`` are retried once on
         another instance when their response had not started and their body (≤ 1 MiB) is complete.
+        ``on_lease(lease)``: called before each attempt is forwarded (access log / metrics:
+        ``lease.instance.pid``, ``lease.cold``, ``lease.waited_ms``).
         """
         pool = self._pool(function)
         fid = pool.target.id
@@ -220,6 +223,8 @@ class RequestPath:
             inst = lease.instance
             limits = pool.limits
             timer = None
+            if on_lease is not None:
+                on_lease(lease)
             if replay is not None and limits.max_duration:
                 timer = loop.call_later(limits.max_duration, self._expire, lease, limits.max_duration)
             try:
