@@ -13,9 +13,9 @@ import os
 import pytest
 
 from fnserve.errors import WorkerCrashed
-from fnserve.supervisor import Supervisor, ZygoteLauncher, preload_modules
+from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher, preload_modules
 from test_ipc_support import APP, request, run
-from test_supervisor_support import PROBE_APP, SYNC_APP, limits, make_project, target, wait_dead
+from test_supervisor_support import PROBE_APP, SYNC_APP, function, limits, make_project, target, wait_dead
 
 A, B = "api/a.py", "api/b.py"
 
@@ -153,5 +153,23 @@ async def app(scope, receive, send):
                 await asyncio.sleep(0.05)
             assert {"wave", "colorsys"} <= zygote.loaded
             assert "api.a" not in zygote.loaded and "api" not in zygote.loaded  # never the project's own
+
+    run(main())
+
+
+def test_an_environment_change_retires_the_old_zygote_after_its_instances(tmp_path):
+    root = make_project(tmp_path, {A: APP})
+
+    async def main():
+        launcher = ZygoteLauncher()
+        async with Supervisor([target(root, A)], launcher=launcher) as sup:
+            pid = int((await request(sup, A, "/x")).headers[b"x-pid"])
+            (old,) = launcher.zygotes.values()
+            changed = WorkerTarget.from_function(function(root, A), root, env={"NEW": "1"})
+            assert await sup.update([changed]) == {A}
+            assert (await request(sup, A, "/env", query=b"NEW")).body == b"1"
+            assert await wait_dead(pid) and await wait_dead(old.pid)
+            (new,) = launcher.zygotes.values()
+            assert new.pid != old.pid
 
     run(main())

@@ -360,6 +360,7 @@ class Supervisor(RequestPath, Watch):
                     changed.add(fid)
                 pool.target = target  # limits are not compared: always take the new ones
         if self._server is not None and not self._closing:
+            self.launcher.retain(list(new.values()), self.use_uvloop)
             self._warm(added)
         if changed:
             await self.restart(changed)

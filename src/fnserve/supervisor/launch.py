@@ -89,6 +89,10 @@ class Launcher:
     async def prepare(self, target: WorkerTarget, options: Mapping[str, Any] | None = None) -> None:
         return None
 
+    def retain(self, targets: list[WorkerTarget], use_uvloop: bool = True) -> None:
+        """Only ``targets`` remain: release what serves none of them (once its instances ended)."""
+        return None
+
     async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:
         raise NotImplementedError
 

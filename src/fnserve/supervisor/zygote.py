@@ -125,6 +125,7 @@ class Zygote:
         self._replies: dict[int, asyncio.Future] = {}
         self._children: dict[int, ForkedProcess] = {}
         self._ready: asyncio.Future | None = None
+        self.retiring = False  # close once its last child exited (no function uses it any more)
         self._next = 0
         self._tasks: list[asyncio.Task] = []
 
@@ -221,6 +222,8 @@ class Zygote:
                 child = self._children.pop(int(msg["pid"]), None)
                 if child is not None:
                     child._set_exit(int(msg["status"]))
+                if self.retiring and not self._children:
+                    self._tasks.append(asyncio.get_running_loop().create_task(self.close()))
             elif op in ("forked", "preloaded"):
                 future = self._replies.pop(int(msg.get("id", -1)), None)
                 if future is not None and not future.done():
@@ -285,8 +288,9 @@ class Zygote:
                 except (ProcessLookupError, PermissionError):
                     pass
                 await self._proc.wait()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=1.0)
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
 
 
 class ZygoteLauncher(Launcher):
@@ -309,6 +313,7 @@ class ZygoteLauncher(Launcher):
         self._spawn_only: dict[tuple, str] = {}  # (function id, *required modules) → why it spawns
         self._locks: dict[tuple, asyncio.Lock] = {}
         self._learned: dict[str, set[str]] = {}  # function id → modules its instances imported
+        self._retired: list[Zygote] = []  # closing once their last instance ends
         self._scans: dict[tuple, tuple[str, ...]] = {}
         self.supported = hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
@@ -410,8 +415,20 @@ class ZygoteLauncher(Launcher):
                 await zygote.close(1.0)
         return await self.fallback.launch(target, options)
 
+    def retain(self, targets: list[WorkerTarget], use_uvloop: bool = True) -> None:
+        """Retire the zygotes no target of ``targets`` uses (an environment changed): each closes
+        when its last instance has exited (its children die with it)."""
+        keep = {self.key(t, use_uvloop) for t in targets}
+        for key in [k for k in self.zygotes if k not in keep]:
+            zygote = self.zygotes.pop(key)
+            zygote.retiring = True
+            self._retired.append(zygote)
+            if not zygote._children:
+                zygote._tasks.append(asyncio.get_running_loop().create_task(zygote.close()))
+
     async def close(self) -> None:
-        zygotes, self.zygotes = list(self.zygotes.values()), {}
+        zygotes, self.zygotes = list(self.zygotes.values()) + self._retired, {}
+        self._retired = []
         await asyncio.gather(*(z.close() for z in zygotes), return_exceptions=True)
         await self.fallback.close()
 
