@@ -201,7 +201,7 @@ class Supervisor(RequestPath, Watch):
         """Start one instance of ``pool``'s function and add it to the pool when ready."""
         generation = pool.generation
         try:
-            inst = await self._launch(pool)
+            inst = await self._launch(pool, lambda inst: self._admit(pool, inst, generation))
         except LoadFailure as exc:
             if pool.generation == generation:
                 pool.load_error = exc.load_error
@@ -213,16 +213,27 @@ class Supervisor(RequestPath, Watch):
                 pool.fail_waiters(error)
                 raise error from None
             return None
-        if pool.generation != generation or self._closing or self._pools.get(pool.target.id) is not pool:
+        if not self._admit(pool, inst, generation):
             self._retire(inst)  # superseded while starting
             return None
-        pool.instances.append(inst)
-        pool.cold_starts += 1
-        if pool.kind is None:
-            pool.kind = inst.kind
         return inst
 
-    async def _launch(self, pool: FunctionPool) -> Instance:
+    def _admit(self, pool: FunctionPool, inst: Instance, generation: int) -> bool:
+        """Add a ready instance to its pool and hand it waiting requests at once (called as its
+        READY arrives, before the start task resumes). False if it was superseded meanwhile."""
+        if pool.generation != generation or self._closing or self._pools.get(pool.target.id) is not pool:
+            return False
+        if inst not in pool.instances:
+            if inst.exited.done() or inst.conn is None or inst.conn.closed:
+                return False
+            pool.instances.append(inst)
+            pool.cold_starts += 1
+            if pool.kind is None:
+                pool.kind = inst.kind
+            self._feed(pool)
+        return True
+
+    async def _launch(self, pool: FunctionPool, on_ready: Any = None) -> Instance:
         await self.start()
         target = pool.target
         token = secrets.token_hex(8)
@@ -236,6 +247,8 @@ class Supervisor(RequestPath, Watch):
             "stop_timeout": self.stop_timeout,
             "uvloop": self.use_uvloop,
         }
+        inst.on_imported = lambda names, target=target: self._learn(target, names)
+        inst.on_ready = on_ready
         memory = pool.limits.memory
         if memory:
             options.update(self._memory_limiter().options(token, memory))
@@ -250,7 +263,6 @@ class Supervisor(RequestPath, Watch):
                     "check that the function's Python interpreter exists and is executable",
                 ) from exc
             inst.watch(process)
-            inst.on_imported = lambda names, target=target: self._learn(target, names)
             self._live.add(inst)
             inst.exited.add_done_callback(lambda _f, inst=inst: self._on_exit(inst))
             try:

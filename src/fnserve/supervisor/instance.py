@@ -60,6 +60,7 @@ class Instance:
         self.kill_reason: str | None = None
         self.peak_rss_mb: float | None = None
         self.on_imported: Any = None  # callable(list of module names) from READY / HEARTBEAT
+        self.on_ready: Any = None  # callable(instance), called as READY arrives
         self.target = target
         self.token = token
         self.state = "starting"
@@ -121,6 +122,8 @@ class Instance:
                 self.idle_since = loop.time()
                 self.state = "ready"
                 self.ready.set_result(obj)
+                if self.on_ready is not None:
+                    self.on_ready(self)
         elif ftype == p.LOAD_ERROR:
             if not self.ready.done():
                 self.ready.set_exception(LoadFailure(make_load_error(obj if isinstance(obj, dict) else {})))

@@ -357,7 +357,7 @@ class ZygoteLauncher(Launcher):
                         return self._give_up(key, target, str(exc))
                     log.info("zygote %s: imported %s for %s", zygote.pid, ", ".join(missing), target.id)
             if int(info.get("threads", 1)) > 1:
-                await zygote.close(1.0)
+                self._retire(key, zygote)  # its running instances keep running; no new forks
                 return self._give_up(key, target, f"{info['threads']} threads run after its imports (forking would be unsafe)")
             failed = {n: zygote.failed[n] for n in needed if not n.endswith("?") and n in zygote.failed}
             if failed:
@@ -420,11 +420,15 @@ class ZygoteLauncher(Launcher):
         when its last instance has exited (its children die with it)."""
         keep = {self.key(t, use_uvloop) for t in targets}
         for key in [k for k in self.zygotes if k not in keep]:
-            zygote = self.zygotes.pop(key)
-            zygote.retiring = True
-            self._retired.append(zygote)
-            if not zygote._children:
-                zygote._tasks.append(asyncio.get_running_loop().create_task(zygote.close()))
+            self._retire(key, self.zygotes[key])
+
+    def _retire(self, key: tuple, zygote: Zygote) -> None:
+        if self.zygotes.get(key) is zygote:
+            del self.zygotes[key]
+        zygote.retiring = True
+        self._retired.append(zygote)
+        if not zygote._children:
+            zygote._tasks.append(asyncio.get_running_loop().create_task(zygote.close()))
 
     async def close(self) -> None:
         zygotes, self.zygotes = list(self.zygotes.values()) + self._retired, {}
