@@ -120,6 +120,18 @@ async def app(scope, receive, send):
     run(main())
 
 
+def test_a_cpu_bound_sync_handler_keeps_beating(tmp_path):
+    root = make_project(tmp_path, {A: SYNC_APP})
+
+    async def main():
+        sup = Supervisor([target(root, A, limits())], policy="autoscale", heartbeat=0.2, heartbeat_timeout=1.0)
+        async with sup, serving(sup, {A: function(root, A)}) as client:
+            r = await client.get("/a/spin?2.5")  # 2.5 s of CPU in a thread, past the 1 s watchdog
+            assert r.status_code == 200
+
+    run(main())
+
+
 def test_memory_limiter_detection_and_options(tmp_path):
     rl = detect_memory_limiter("rlimit")
     assert isinstance(rl, RlimitMemory) and rl.options("k", 256)["rlimit_as"] >= 512 * 1024 * 1024

@@ -40,6 +40,10 @@ def app(environ, start_response):
         for _ in range(int(query) // 64):
             blocks.append(b"x" * (64 << 20))
             time.sleep(0.02)
+    elif path == "/spin":  # CPU-bound in the handler's thread: the worker's loop still beats
+        end = time.monotonic() + float(query or "1")
+        while time.monotonic() < end:
+            sum(range(1000))
     elif path == "/exit":
         os._exit(1)
     elif path == "/segv":

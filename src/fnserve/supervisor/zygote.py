@@ -19,6 +19,15 @@ Decisions:
   ``{"op": "exit", "pid", "status"}``. Signals go to the child's process group (it runs
   ``setsid``). If the zygote dies, its children are SIGKILLed (``PR_SET_PDEATHSIG`` and by us) and
   reported killed; the next launch starts a new zygote;
+- learning: an instance reports the non-project modules its load and first request imported
+  (``imported`` in READY / its first HEARTBEAT; FastAPI imports ``pydantic.v1`` lazily when it
+  analyses a route: ~20 ms); the zygote imports them too, so later cold starts skip them;
+- standby (Android's USAP pool): the zygote keeps one pre-forked child, already cleaned, with its
+  event loop created and connected to the supervisor's socket; a fork request is an assignment to
+  it (spec, options, output pipes) and the next standby is forked 50 ms later, off the critical
+  path. A standby made before new imports is replaced;
+- retirement: ``update`` retires zygotes no function uses any more (environment changed); each
+  exits once its last instance has (children die with their zygote: ``PR_SET_PDEATHSIG``);
 - fallback: no ``os.fork`` / ``socket.send_fds``, or a zygote that could not start or runs
   threads after its imports: ``SpawnLauncher`` for every function of that environment; a function
   one of whose (non-optional) imports fails in the zygote: ``SpawnLauncher`` for that function
