@@ -18,11 +18,14 @@ Life of a worker:
 2. ``load_function(spec)`` and lifespan startup. On failure send ``LOAD_ERROR`` (``LoadError.to_dict()``
    shape) and exit with ``EXIT_LOAD_ERROR`` (4, gunicorn's APP_LOAD_ERROR) — the supervisor does
    not respawn it until the function changes.
-3. Send ``READY {pid, startup_ms, kind, imported}``; serve every ``SCOPE`` as its own task running
-   ``app(scope, receive, send)``; ``HEARTBEAT {inflight}`` every ``heartbeat`` seconds.
-   ``imported``: the non-project modules the function's load imported (lazy framework imports
-   such as FastAPI's ``pydantic.v1``); the first heartbeat after the first request carries
-   ``imported`` again with those the first request added. A zygote learns them (cold starts).
+3. Send ``READY {pid, startup_ms, kind}``; serve every ``SCOPE`` as its own task running
+   ``app(scope, receive, send)``; ``HEARTBEAT {inflight}`` every ``heartbeat`` seconds. The first
+   heartbeat carries ``imported``: the non-project modules the function's load imported (lazy
+   framework imports such as FastAPI's ``pydantic.v1``); the first one after the first request
+   carries those the request added (an instance stopped before that says it when it stops). A
+   zygote learns them (faster cold starts). Not in READY:
+   listing ``sys.modules`` touches every key, which in a forked child means copy-on-write faults
+   on the critical path.
 4. On ``STOP {timeout}``, SIGTERM or SIGINT (handlers only set an event): refuse new streams, wait up
    to ``timeout`` s for in-flight ones, lifespan shutdown, exit 0. If the front's connection is lost,
    in-flight tasks are cancelled at once (nobody can receive their answer) and the worker exits 0.
@@ -119,8 +122,8 @@ class Worker:
         self.stopping = False
         self.lost = False
         self.served = 0
-        self._reported = False
-        self._known: Set[str] = set()
+        self._reports = 0  # heartbeats that carried "imported" (at most 2)
+        self._mark = 0  # len(sys.modules) when last listed
         self._stop: Optional[asyncio.Event] = None
 
     async def run(self) -> int:
@@ -145,7 +148,7 @@ class Worker:
                 pass
 
         started = time.perf_counter()
-        self._known = set(sys.modules)
+        self._mark = len(sys.modules)
         try:
             loaded = _load(self.spec)
             await loaded.startup()
@@ -158,8 +161,7 @@ class Worker:
         gc.freeze()  # the imported code is long-lived: keep it out of every later collection
         conn.send_control(
             p.READY,
-            {"pid": os.getpid(), "startup_ms": round((time.perf_counter() - started) * 1000, 3), "kind": loaded.kind,
-             "imported": self._new_modules()},
+            {"pid": os.getpid(), "startup_ms": round((time.perf_counter() - started) * 1000, 3), "kind": loaded.kind},
         )
         beat = loop.create_task(self._heartbeat())
         try:
@@ -170,6 +172,9 @@ class Worker:
 
     async def _drain(self, loaded: Any) -> int:
         self.stopping = True
+        if self._reports < 2 and self.conn is not None and not self.lost:  # stopped before its heartbeats
+            self._reports = 2
+            self.conn.send_control(p.HEARTBEAT, {"inflight": len(self.tasks), "imported": self._new_modules()})
         deadline = time.monotonic() + self.stop_timeout
         if self.tasks and not self.lost:
             await asyncio.wait(set(self.tasks), timeout=self.stop_timeout)
@@ -194,18 +199,21 @@ class Worker:
                 pass
 
     def _new_modules(self) -> List[str]:
-        """Modules imported since the last call that are not the project's (module docstring)."""
+        """Modules imported since the last call (``sys.modules`` keeps insertion order) that are
+        not the project's (module docstring)."""
         roots = tuple(os.path.join(os.path.abspath(r), "") for r in
                       list(self.spec.get("import_roots") or []) + [self.spec.get("project_root") or ""] if r)
         private = __name__.split(".")[0]
+        names = list(sys.modules)[self._mark:]
+        self._mark = len(sys.modules)
         out = []
-        for name, module in list(sys.modules.items()):
-            if name in self._known or name == "__main__" or name.split(".")[0] == private:
+        for name in names:
+            module = sys.modules.get(name)
+            if module is None or name == "__main__" or name.split(".")[0] == private:
                 continue
             path = getattr(module, "__file__", None)
             if path and not os.path.abspath(path).startswith(roots):
                 out.append(name)
-        self._known = set(sys.modules)
         return sorted(out)
 
     async def _heartbeat(self) -> None:
@@ -213,8 +221,8 @@ class Worker:
             await asyncio.sleep(self.heartbeat)
             assert self.conn is not None
             meta: Dict[str, Any] = {"inflight": len(self.tasks)}
-            if self.served and not self._reported:
-                self._reported = True
+            if self._reports == 0 or (self._reports == 1 and self.served):
+                self._reports += 1
                 meta["imported"] = self._new_modules()
             self.conn.send_control(p.HEARTBEAT, meta)
 

@@ -199,6 +199,7 @@ def _standby(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: st
         _clean_child(zygote_pid, prctl)
         _close_fds(assign.fileno())
         loop = worker.new_loop(use_uvloop)
+        _warm_child(loop)
         sock = None
         if socket_path:
             try:
@@ -222,6 +223,24 @@ def _standby(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: st
         traceback.print_exc()
     finally:
         _exit_child(code)
+
+
+def _warm_child(loop: Any) -> None:
+    """In a standby, before its assignment: run the worker's generic first steps once (an event
+    loop turn, the protocol objects, JSON), so the copy-on-write faults they cause are taken
+    now rather than during a cold start."""
+    try:
+        import asyncio
+
+        async def turn() -> None:
+            asyncio.Event()
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(turn())
+        worker.p.Connection()
+        json.loads(json.dumps({"warm": [1, 2.0, None, "x"]}))
+    except Exception:  # pragma: no cover - a warm-up only
+        pass
 
 
 def _max_fd() -> int:
