@@ -66,17 +66,19 @@ def scope(path: str) -> dict:
             "fnserve.route_params": {}}
 
 
-def target(root: Path, rel: str) -> WorkerTarget:
+def target(root: Path, rel: str, memory: int | None = None) -> WorkerTarget:
     fn = Function(id=rel, path=root / rel, module=rel[:-3].replace("/", "."), layout=Layout.VERCEL,
                   entry=Entry(EntryKind.APP, "app", 1), import_roots=(root,))
     # idle_timeout 0: the instance stops right after its request, so every request is a cold start
-    return WorkerTarget.from_function(fn, root, limits=Limits(concurrency=100, max_instances=1, idle_timeout=0.0))
+    return WorkerTarget.from_function(fn, root, limits=Limits(concurrency=100, max_instances=1, idle_timeout=0.0,
+                                                              memory=memory))
 
 
-async def cold_starts(root: Path, rel: str, launcher, runs: int) -> tuple[list[float], float | None, float | None]:
+async def cold_starts(root: Path, rel: str, launcher, runs: int,
+                      memory: int | None = None) -> tuple[list[float], float | None, float | None]:
     """Request→response times (ms) with no instance running (the first one included); private MB
     of the second instance (the first after learning)."""
-    t = target(root, rel)
+    t = target(root, rel, memory)
     times, private, zygote_rss = [], None, None
     async with Supervisor([t], policy="autoscale", launcher=launcher, tick=0.02, heartbeat=0.1) as sup:
         await launcher.prepare(t, sup._prepare_options())
@@ -114,9 +116,10 @@ def import_times(root: Path, rel: str, runs: int) -> list[float]:
     return out
 
 
-async def main(runs: int) -> None:
+async def main(runs: int, memory: int | None) -> None:
     root = SHOWCASE
-    print(f"python {sys.version.split()[0]}, project {root}, {runs} cold starts each (median ms; min..max)\n")
+    limit = f"memory limit {memory} MB (the instance joins its cgroup / sets RLIMIT_AS)" if memory else "no memory limit"
+    print(f"python {sys.version.split()[0]}, project {root}, {runs} cold starts each (median ms; min..max), {limit}\n")
     print(f"{'function':<20} {'zygote 1st':>10} {'zygote':>20} {'spawn':>22} {'python -c import':>22} "
           f"{'ratio':>6} {'private MB':>10}")
 
@@ -124,7 +127,7 @@ async def main(runs: int) -> None:
         return f"{statistics.median(xs):.1f} ({min(xs):.1f}..{max(xs):.1f})"
 
     for rel in FUNCTIONS:
-        zyg, private, zrss = await cold_starts(root, rel, ZygoteLauncher(), runs)
+        zyg, private, zrss = await cold_starts(root, rel, ZygoteLauncher(), runs, memory)
         first, zyg = zyg[0], zyg[1:]
         spawn, _, _ = await cold_starts(root, rel, SpawnLauncher(), max(3, runs // 3))
         imp = import_times(root, rel, max(3, runs // 2))
@@ -140,10 +143,11 @@ async def main(runs: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="cold starts per function (default 10)")
+    parser.add_argument("--memory", type=int, default=None, help="memory limit (MB) of the zygote's instances")
     args = parser.parse_args()
     try:  # the front server runs on uvloop (uvicorn's default where installed): so does the bench
         import uvloop
 
-        uvloop.run(main(args.runs))
+        uvloop.run(main(args.runs, args.memory))
     except ImportError:
-        asyncio.run(main(args.runs))
+        asyncio.run(main(args.runs, args.memory))

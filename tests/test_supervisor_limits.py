@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fnserve.supervisor import Supervisor, detect_memory_limiter
+from fnserve.supervisor import Supervisor, ZygoteLauncher, detect_memory_limiter
 from fnserve.supervisor.limits import CgroupV1Memory, CgroupV2Memory, RlimitMemory
 from test_ipc_support import run
 from test_supervisor_support import SYNC_APP, function, limits, make_project, serving, target, wait_dead
@@ -41,13 +41,14 @@ def test_max_duration_answers_504_within_2s_and_retries_the_other_request(tmp_pa
     run(main())
 
 
-@pytest.mark.parametrize("backend", ["auto", "rlimit"])
-def test_memory_over_the_limit_gives_502_and_the_next_request_works(tmp_path, backend, caplog):
+@pytest.mark.parametrize("backend,launcher", [("auto", "spawn"), ("rlimit", "spawn"), ("auto", "zygote")])
+def test_memory_over_the_limit_gives_502_and_the_next_request_works(tmp_path, backend, launcher, caplog):
     root = make_project(tmp_path, {A: SYNC_APP})
     caplog.set_level(logging.INFO, logger="fnserve")
 
     async def main():
-        sup = Supervisor([target(root, A, limits(memory=256))], policy="autoscale", memory_limiter=backend)
+        sup = Supervisor([target(root, A, limits(memory=256))], policy="autoscale", memory_limiter=backend,
+                         launcher=ZygoteLauncher() if launcher == "zygote" else None)
         async with sup, serving(sup, {A: function(root, A)}) as client:
             assert (await client.get("/a/warm")).status_code == 200
             pid = int(sup.status()[A]["instances"][0]["pid"])
@@ -59,6 +60,14 @@ def test_memory_over_the_limit_gives_502_and_the_next_request_works(tmp_path, ba
             assert await wait_dead(pid)
             r = await client.get("/a/after")
             assert r.status_code == 200 and int(r.headers["x-pid"]) != pid
+            if sup._memory.name == "cgroup1":  # the instance sits in a cgroup limited to 256 MB
+                line = next(x for x in open(f"/proc/{r.headers['x-pid']}/cgroup").read().splitlines()
+                            if x.split(":")[1] == "memory")
+                folder = sup._memory.base.parent / line.split(":", 2)[2].rsplit("/", 2)[-2] / line.rsplit("/", 1)[-1]
+                assert (folder / "memory.limit_in_bytes").read_text().strip() == str(256 << 20)
+            r = await client.get("/a/alloc?2048")  # again: a forked instance from a standby is limited too
+            assert r.status_code == 502, r.text
+            assert (await client.get("/a/after")).status_code == 200
             return sup._memory.name
 
     name = run(main())

@@ -109,8 +109,9 @@ def _load_error_dict(spec: Dict[str, Any], exc: BaseException) -> Dict[str, Any]
 class Worker:
     """One function instance serving streams from one ``protocol.Connection``."""
 
-    def __init__(self, spec: Dict[str, Any], options: Dict[str, Any], sock: Any = None) -> None:
+    def __init__(self, spec: Dict[str, Any], options: Dict[str, Any], sock: Any = None, joining: Any = None) -> None:
         self.spec = spec
+        self.joining = joining  # the cgroup-join thread (apply_limits), finished before READY
         self.sock = sock  # already connected to the supervisor (a zygote standby), or None
         self.socket_path = options["socket"]
         self.token = options.get("token", "")
@@ -158,6 +159,8 @@ class Worker:
             await self._wait_lost(2.0)
             return EXIT_LOAD_ERROR
         self.app = loaded.app
+        if self.joining is not None:
+            self.joining.join(10.0)
         gc.freeze()  # the imported code is long-lived: keep it out of every later collection
         conn.send_control(
             p.READY,
@@ -347,17 +350,12 @@ def new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def apply_limits(options: Dict[str, Any]) -> None:
-    """Join the memory cgroup ``options["cgroup"]`` and set ``RLIMIT_AS`` to
-    ``options["rlimit_as"]`` bytes, when given. A failure is logged, never fatal: the supervisor
-    also polls the instance's RSS."""
-    procs = options.get("cgroup")
-    if procs:
-        try:
-            with open(procs, "w") as f:
-                f.write(str(os.getpid()))
-        except OSError as exc:
-            _log("cannot join memory cgroup %s: %s (the supervisor's RSS polling still applies)" % (procs, exc))
+def apply_limits(options: Dict[str, Any]) -> Optional[Any]:
+    """Set ``RLIMIT_AS`` to ``options["rlimit_as"]`` bytes and join the memory cgroup
+    ``options["cgroup"]`` (its ``cgroup.procs``), when given. The join can take ~10 ms in the
+    kernel (an RCU grace period), so it runs in a thread while the worker connects and imports;
+    the returned thread (or None) is joined before READY, so no request runs outside the limit.
+    A failure is logged, never fatal: the supervisor also polls the instance's RSS."""
     limit = options.get("rlimit_as")
     if limit:
         try:
@@ -366,6 +364,22 @@ def apply_limits(options: Dict[str, Any]) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
         except (ImportError, ValueError, OSError) as exc:
             _log("cannot set RLIMIT_AS to %s bytes: %s" % (limit, exc))
+    procs = options.get("cgroup")
+    if not procs:
+        return None
+
+    def join() -> None:
+        try:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:
+            _log("cannot join memory cgroup %s: %s (the supervisor's RSS polling still applies)" % (procs, exc))
+
+    import threading
+
+    thread = threading.Thread(target=join, name="fnserve-cgroup-join", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock: Any = None) -> int:
@@ -378,7 +392,7 @@ def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock
     except (IndexError, ValueError) as exc:
         _log("usage: worker <spec JSON> <options JSON> (%s)" % exc)
         return EXIT_USAGE
-    apply_limits(options)
+    joining = apply_limits(options)
     root = spec.get("project_root")
     if root:
         os.chdir(root)
@@ -387,7 +401,7 @@ def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock
         loop = new_loop(bool(options.get("uvloop", True)))
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(Worker(spec, options, sock).run())
+        return loop.run_until_complete(Worker(spec, options, sock, joining).run())
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

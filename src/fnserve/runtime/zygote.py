@@ -190,7 +190,8 @@ def _child(fds: List[int], spec: Dict[str, Any], options: Dict[str, Any], zygote
         _exit_child(code)
 
 
-def _standby(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: str, use_uvloop: bool) -> None:
+def _standby(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: str, use_uvloop: bool,
+             cgroup: str = "") -> None:
     """A pre-forked child (Android's "USAP"): cleaned, with its event loop created and (when the
     supervisor's socket is known) already connected, waiting for its assignment
     ``{"spec", "options"}`` + stdout/stderr fds. Never returns."""
@@ -198,6 +199,14 @@ def _standby(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: st
     try:
         _clean_child(zygote_pid, prctl)
         _close_fds(assign.fileno())
+        joined = False
+        if cgroup:  # a spare memory cgroup: joined now, its limit is written at assignment
+            try:
+                with open(cgroup, "w") as f:
+                    f.write(str(os.getpid()))
+                joined = True
+            except OSError:
+                pass
         loop = worker.new_loop(use_uvloop)
         _warm_child(loop)
         sock = None
@@ -213,6 +222,8 @@ def _standby(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: st
         assign.close()
         request = json.loads(data)
         options = request.get("options") or {}
+        if joined:
+            options["cgroup"] = None  # already in the cgroup the supervisor adopts for this instance
         if sock is not None and options.get("socket") != socket_path:
             sock.close()
             sock = None
@@ -260,8 +271,10 @@ class Zygote:
         self.use_uvloop = use_uvloop
         self.use_standby = standby
         self.prctl = _prctl_deathsig()
-        self.standby: Any = None
+        self.standby: Any = None  # (pid, socket, spare cgroup or "")
         self.standby_due: Any = None  # monotonic time to fork the next standby at
+        self.next_cgroup = ""  # a spare memory cgroup (cgroup.procs) for the next standby
+        self.discarded: List[str] = []  # spares that will not be used: told in the next reply
 
     def standby_later(self, delay: float = STANDBY_DELAY) -> None:
         """Fork the next standby ``delay`` s from now: not while the instance just assigned is
@@ -284,16 +297,19 @@ class Zygote:
             ours.close()
             theirs.close()
             return
+        cgroup, self.next_cgroup = self.next_cgroup, ""
         if pid == 0:
             ours.close()
-            _standby(theirs, me, self.prctl, self.socket_path, self.use_uvloop)
+            _standby(theirs, me, self.prctl, self.socket_path, self.use_uvloop, cgroup)
         theirs.close()
-        self.standby = (pid, ours)
+        self.standby = (pid, ours, cgroup)
 
     def drop_standby(self) -> None:
         """The standby is stale (new modules were imported): it exits, a new one is forked."""
         if self.standby is not None:
             self.standby[1].close()  # EOF: it exits 0
+            if self.standby[2]:
+                self.discarded.append(self.standby[2])
             self.standby = None
         self.standby_later()
 
@@ -306,34 +322,46 @@ class Zygote:
             _send(self.ctrl, {"op": "forked", "id": rid, "error": "expected 2 descriptors, got %d" % len(fds)})
             return
         options = request.get("options") or {}
-        pid = self._assign(request, fds)
+        spare = options.pop("standby_cgroup", None)
+        if spare:
+            if self.next_cgroup:
+                self.discarded.append(self.next_cgroup)
+            self.next_cgroup = spare
+        pid, cgroup = self._assign(request, fds)
         if pid is None:
             pid = self._fork_now(request, fds)
         for fd in fds:
             os.close(fd)
+        discarded, self.discarded = self.discarded, []
         if pid is None:
-            _send(self.ctrl, {"op": "forked", "id": rid, "error": "fork failed"})
+            _send(self.ctrl, {"op": "forked", "id": rid, "error": "fork failed", "discarded": discarded})
             return
-        _send(self.ctrl, {"op": "forked", "id": rid, "pid": pid, "fork_ms": round((time.perf_counter() - started) * 1000, 3)})
+        _send(self.ctrl, {"op": "forked", "id": rid, "pid": pid, "cgroup": cgroup, "discarded": discarded,
+                          "fork_ms": round((time.perf_counter() - started) * 1000, 3)})
         if options.get("socket") and options["socket"] != self.socket_path:
             self.socket_path = options["socket"]
             if self.standby is not None:
                 self.standby[1].close()
+                if self.standby[2]:
+                    self.discarded.append(self.standby[2])
                 self.standby = None
         self.standby_later()
 
     def _assign(self, request: Dict[str, Any], fds: List[int]) -> Any:
+        """Hand the request to the standby: ``(pid, its spare cgroup or "")``, or ``(None, "")``."""
         if self.standby is None:
-            return None
-        pid, sock = self.standby
+            return None, ""
+        pid, sock, cgroup = self.standby
         self.standby = None
         try:
             socket.send_fds(sock, [json.dumps({"spec": request.get("spec"), "options": request.get("options")}).encode()], fds)
         except OSError:
-            return None
+            if cgroup:
+                self.discarded.append(cgroup)
+            return None, ""
         finally:
             sock.close()
-        return pid
+        return pid, cgroup
 
     def _fork_now(self, request: Dict[str, Any], fds: List[int]) -> Any:
         sys.stdout.flush()
@@ -358,6 +386,8 @@ class Zygote:
                 return
             if self.standby is not None and self.standby[0] == pid:
                 self.standby[1].close()
+                if self.standby[2]:
+                    self.discarded.append(self.standby[2])
                 self.standby = None
                 continue  # a standby nobody knows about: nothing to report
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)

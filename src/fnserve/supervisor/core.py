@@ -251,8 +251,11 @@ class Supervisor(RequestPath, Watch):
         inst.on_ready = on_ready
         memory = pool.limits.memory
         if memory:
-            options.update(self._memory_limiter().options(token, memory))
+            limiter = self._memory_limiter()
+            options.update(limiter.options(token, memory))
             inst.limit_key = token  # type: ignore[attr-defined]
+            if options.get("cgroup") and getattr(self.launcher, "standby_cgroups", False):
+                options["standby_cgroup"] = limiter.spare()  # for the zygote's next standby
         try:
             try:
                 process = await self.launcher.launch(target, options)
@@ -262,6 +265,8 @@ class Supervisor(RequestPath, Watch):
                     f"cannot start {target.python} for {target.id}: {exc}",
                     "check that the function's Python interpreter exists and is executable",
                 ) from exc
+            if memory:
+                self._adopt_cgroup(inst, process, memory, options.get("standby_cgroup"))
             inst.watch(process)
             self._live.add(inst)
             inst.exited.add_done_callback(lambda _f, inst=inst: self._on_exit(inst))
@@ -282,6 +287,19 @@ class Supervisor(RequestPath, Watch):
             float(meta.get("startup_ms", 0.0)),
         )
         return inst
+
+    def _adopt_cgroup(self, inst: Instance, process: Any, memory: int, spare: str | None) -> None:
+        """A forked standby was already in a spare cgroup: make it the instance's (limit written
+        now, ~1 ms after the fork; RSS polling covers that window). Spares the zygote will not use,
+        or that a spawn fallback ignored, are removed."""
+        limiter = self._memory_limiter()
+        if spare and not hasattr(process, "discarded"):
+            limiter.discard(spare)  # not forked by a zygote
+        for procs in getattr(process, "discarded", ()):
+            limiter.discard(procs)
+        cgroup = getattr(process, "cgroup", None)
+        if cgroup:
+            limiter.adopt(cgroup, inst.token, memory)
 
     def _learn(self, target: WorkerTarget, modules: list[str]) -> None:
         """An instance reported modules its load / first request imported: let the launcher

@@ -62,6 +62,20 @@ class MemoryLimiter:
     def options(self, key: str, limit_mb: int) -> dict[str, Any]:
         return {}
 
+    def spare(self) -> str | None:
+        """A new cgroup without a limit for a zygote's NEXT standby child to join ahead of time
+        (joining can take ~10 ms in the kernel); returns its ``cgroup.procs`` or None."""
+        return None
+
+    def adopt(self, procs: str, key: str, limit_mb: int) -> bool:
+        """The instance ``key`` already runs in the spare cgroup ``procs``: make it its cgroup
+        (limit written now; the one ``options`` made is removed). False if ``procs`` is unknown."""
+        return False
+
+    def discard(self, procs: str) -> None:
+        """A spare that will never be used (its standby was replaced): remove it."""
+        return None
+
     def oom_killed(self, key: str) -> bool:
         return False
 
@@ -95,8 +109,13 @@ class _Cgroup(MemoryLimiter):
     def __init__(self, base: Path) -> None:
         self.base = base  # our own folder, created by probe()
         self.paths: dict[str, Path] = {}
+        self._stale: list[Path] = []  # released but not removed yet
+        self._spares: dict[str, Path] = {}  # cgroup.procs → folder, handed to zygotes for standbys
+        self._spare_count = 0
 
     def options(self, key: str, limit_mb: int) -> dict[str, Any]:
+        if self._stale:
+            self.release("")
         path = self.base / key
         try:
             path.mkdir(exist_ok=True)
@@ -114,6 +133,42 @@ class _Cgroup(MemoryLimiter):
 
     def _swap_value(self, limit_mb: int) -> int | str:
         return limit_mb * MB
+
+    def spare(self) -> str | None:
+        self._spare_count += 1
+        path = self.base / f"spare-{self._spare_count}"
+        try:
+            path.mkdir()
+        except OSError:
+            return None
+        procs = str(path / "cgroup.procs")
+        self._spares[procs] = path
+        return procs
+
+    def adopt(self, procs: str, key: str, limit_mb: int) -> bool:
+        path = self._spares.pop(procs, None)
+        if path is None:
+            return False
+        try:
+            self._write(path / self.limit_file, limit_mb * MB)
+            if self.swap_file and (path / self.swap_file).exists():
+                try:
+                    self._write(path / self.swap_file, self._swap_value(limit_mb))
+                except OSError:
+                    pass
+        except OSError as exc:
+            log.warning("cannot set the memory limit on %s (%s); this instance relies on RSS polling", path, exc)
+        old = self.paths.get(key)
+        self.paths[key] = path
+        if old is not None:
+            self._stale.append(old)
+        return True
+
+    def discard(self, procs: str) -> None:
+        """A spare that will never be used (its standby was replaced)."""
+        path = self._spares.pop(procs, None)
+        if path is not None:
+            self._stale.append(path)
 
     @staticmethod
     def _write(path: Path, value: Any) -> None:
@@ -140,26 +195,35 @@ class _Cgroup(MemoryLimiter):
         return int(text) / MB if text and text.strip().isdigit() else None
 
     def release(self, key: str) -> None:
+        """Remove the instance's cgroup. Never blocks: one that is still busy (the kernel may
+        need a moment after the last process exits) is retried on later calls and at close."""
         path = self.paths.pop(key, None)
-        if path is None:
-            return
-        for _ in range(20):  # the kernel may need a moment after the last process exits
+        if path is not None:
+            self._stale.append(path)
+        still = []
+        for stale in self._stale:
             try:
-                path.rmdir()
-                return
+                stale.rmdir()
             except FileNotFoundError:
-                return
+                pass
             except OSError:
-                time.sleep(0.01)
-        log.debug("could not remove cgroup %s", path)
+                still.append(stale)
+        self._stale = still
 
     def close(self) -> None:
         for key in list(self.paths):
             self.release(key)
+        self._stale.extend(self._spares.values())
+        self._spares.clear()
+        for _ in range(50):
+            self.release("")
+            if not self._stale:
+                break
+            time.sleep(0.01)  # shutdown only
         try:
             self.base.rmdir()
         except OSError:
-            pass
+            log.warning("could not remove the cgroup folder %s (still in use); remove it by hand", self.base)
 
 
 class CgroupV1Memory(_Cgroup):

@@ -1,6 +1,10 @@
 """The supervisor's watch over running instances: exits (why, logged with the function and the
 peak memory), the memory limiter, and the one maintenance loop (RSS polling every
-``memory_poll`` s, heartbeat watchdog, scaling ticks every ``tick`` s). Mixed into ``Supervisor``."""
+``memory_poll`` s, heartbeat watchdog, scaling ticks every ``tick`` s). Mixed into ``Supervisor``.
+
+Memory polled: RSS (``/proc/<pid>/statm``); for a forked instance over its limit by RSS, its
+private memory (``smaps_rollup``) decides, since its RSS also counts the pages it shares with its
+zygote (charged to the zygote, not to the instance's cgroup)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import logging
 from typing import Any
 
 from .instance import Instance
-from .limits import MemoryLimiter, detect_memory_limiter, rss_mb
+from .limits import MemoryLimiter, detect_memory_limiter, private_mb, rss_mb
 from .pool import FunctionPool
 
 log = logging.getLogger("fnserve.supervisor")
@@ -85,12 +89,15 @@ class Watch:
                 pool = self._pools.get(inst.target.id) if inst.target.limits is not None else None
                 memory = pool.limits.memory if pool is not None else None
                 if memory:
-                    rss = rss_mb(inst.pid)
-                    if rss is not None:
-                        inst.peak_rss_mb = max(rss, inst.peak_rss_mb or 0.0)
-                        if rss > memory:
+                    used = rss_mb(inst.pid)
+                    if used is not None and used > memory and hasattr(inst.process, "fork_ms"):
+                        # forked: RSS counts the pages shared with the zygote; its own are the private ones
+                        used = private_mb(inst.pid)
+                    if used is not None:
+                        inst.peak_rss_mb = max(used, inst.peak_rss_mb or 0.0)
+                        if used > memory:
                             log.error("%s: worker %s uses %.0f MB, over its memory limit of %s MB; killing it",
-                                      inst.target.id, inst.pid, rss, memory)
+                                      inst.target.id, inst.pid, used, memory)
                             inst.kill("memory")
                             continue
                 if self.heartbeat_timeout and now - inst.last_heartbeat > self.heartbeat_timeout:

@@ -76,6 +76,8 @@ class ForkedProcess:
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
+        self.cgroup: str | None = None
+        self.discarded: list[str] = []
         self._exited: asyncio.Future = asyncio.get_running_loop().create_future()
 
     def _set_exit(self, status: int) -> None:
@@ -282,6 +284,8 @@ class Zygote:
             raise ZygoteError(f"the zygote could not fork: {reply.get('error')}")
         child = ForkedProcess(int(reply["pid"]), await _pipe_reader(out_r), await _pipe_reader(err_r))
         child.fork_ms = float(reply.get("fork_ms", 0.0))  # type: ignore[attr-defined]
+        child.cgroup = reply.get("cgroup") or None  # a spare cgroup the standby joined ahead
+        child.discarded = list(reply.get("discarded") or ())  # spares that will never be used
         self._children[child.pid] = child
         return child
 
@@ -310,6 +314,7 @@ class ZygoteLauncher(Launcher):
     function needs) ahead of its first request; ``Supervisor.start``/``update`` call it."""
 
     name = "zygote"
+    standby_cgroups = True  # the supervisor may pass "standby_cgroup" (a spare) in launch options
 
     def __init__(self, *, preload: Any = None, zygote_timeout: float = 60.0, fallback: Launcher | None = None,
                  standby: bool = True) -> None:
