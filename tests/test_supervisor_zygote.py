@@ -173,3 +173,32 @@ def test_an_environment_change_retires_the_old_zygote_after_its_instances(tmp_pa
             assert new.pid != old.pid
 
     run(main())
+
+
+def _interpreter(version: str):
+    import glob
+
+    found = sorted(glob.glob(f"/root/.pyenv/versions/{version}.*/bin/python")) + sorted(
+        glob.glob(f"/usr/bin/python{version}"))
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_zygote_runs_on_other_pythons(tmp_path, version):
+    from pathlib import Path
+
+    from test_ipc_support import make_target
+
+    python = _interpreter(version)
+    if python is None:
+        pytest.skip(f"no Python {version} here")
+    root = make_project(tmp_path, {A: PROBE_APP})
+
+    async def main():
+        launcher = ZygoteLauncher()
+        async with Supervisor([make_target(root, A, python=Path(python))], launcher=launcher) as sup:
+            info = probe(await request(sup, A, "/x"))
+            (zygote,) = launcher.zygotes.values()
+            assert info["ppid"] == zygote.pid and zygote.info["python"].startswith(version)
+
+    run(main())
