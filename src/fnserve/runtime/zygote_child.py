@@ -1,0 +1,149 @@
+"""What a child of the zygote runs (stdlib only, Python 3.9–3.13): cleaning a freshly forked
+process, the on-request child (``child_main``) and the pre-forked standby (``standby_main``).
+See ``zygote`` for the protocol and the fork-safety list. Neither function returns."""
+
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+from typing import Any, Dict, List
+
+from . import worker
+
+MAX_MESSAGE = 1 << 20
+EXIT_CHILD_ERROR = 70
+
+
+def _clean_child(zygote_pid: int, prctl: Any) -> None:
+    """In a freshly forked child: signals, session, death signal, random state, root logging."""
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    os.setsid()
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
+        if os.getppid() != zygote_pid:
+            os._exit(EXIT_CHILD_ERROR)
+    if "random" in sys.modules:
+        sys.modules["random"].seed()
+    if "logging" in sys.modules:
+        root = sys.modules["logging"].getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+
+
+def _close_fds(keep: int = -1) -> None:
+    """Close every descriptor above 2 but ``keep`` (the control socket, the wakeup pipe, ...)."""
+    top = _max_fd()
+    if 2 < keep < top:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, top)
+    else:
+        os.closerange(3, top)
+
+
+def _run_worker(fds: List[int], spec: Dict[str, Any], options: Dict[str, Any], loop: Any = None, sock: Any = None) -> int:
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    return worker.main([json.dumps(spec), json.dumps(options)], loop=loop, sock=sock)
+
+
+def _exit_child(code: int) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def child_main(fds: List[int], spec: Dict[str, Any], options: Dict[str, Any], zygote_pid: int, prctl: Any) -> None:
+    """A child forked on request: clean it, then run the worker main. Never returns."""
+    code = EXIT_CHILD_ERROR
+    try:
+        _clean_child(zygote_pid, prctl)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        _close_fds()  # the control socket, the wakeup pipe, the passed pipe ends, a standby's socket
+        code = worker.main([json.dumps(spec), json.dumps(options)])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_CHILD_ERROR
+    except BaseException:  # noqa: B902 - report anything, then leave without running the zygote's code
+        traceback.print_exc()
+    finally:
+        _exit_child(code)
+
+
+def standby_main(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path: str, use_uvloop: bool,
+             cgroup: str = "") -> None:
+    """A pre-forked child (Android's "USAP"): cleaned, with its event loop created and (when the
+    supervisor's socket is known) already connected, waiting for its assignment
+    ``{"spec", "options"}`` + stdout/stderr fds. Never returns."""
+    code = EXIT_CHILD_ERROR
+    try:
+        _clean_child(zygote_pid, prctl)
+        _close_fds(assign.fileno())
+        joined = False
+        if cgroup:  # a spare memory cgroup: joined now, its limit is written at assignment
+            try:
+                with open(cgroup, "w") as f:
+                    f.write(str(os.getpid()))
+                joined = True
+            except OSError:
+                pass
+        loop = worker.new_loop(use_uvloop)
+        _warm_child(loop)
+        sock = None
+        if socket_path:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(socket_path)
+            except OSError:
+                sock = None
+        data, fds, _flags, _addr = socket.recv_fds(assign, MAX_MESSAGE, 8)
+        if not data or len(fds) != 2:
+            _exit_child(0)  # retired by the zygote
+        assign.close()
+        request = json.loads(data)
+        options = request.get("options") or {}
+        if joined:
+            options["cgroup"] = None  # already in the cgroup the supervisor adopts for this instance
+        if sock is not None and options.get("socket") != socket_path:
+            sock.close()
+            sock = None
+        code = _run_worker(list(fds), request.get("spec") or {}, options, loop=loop, sock=sock)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_CHILD_ERROR
+    except BaseException:  # noqa: B902
+        traceback.print_exc()
+    finally:
+        _exit_child(code)
+
+
+def _warm_child(loop: Any) -> None:
+    """In a standby, before its assignment: run the worker's generic first steps once (an event
+    loop turn, the protocol objects, JSON), so the copy-on-write faults they cause are taken
+    now rather than during a cold start."""
+    try:
+        import asyncio
+
+        async def turn() -> None:
+            asyncio.Event()
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(turn())
+        worker.p.Connection()
+        json.loads(json.dumps({"warm": [1, 2.0, None, "x"]}))
+    except Exception:  # pragma: no cover - a warm-up only
+        pass
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(n) for n in os.listdir("/proc/self/fd")) + 1
+    except (OSError, ValueError):
+        return os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024
