@@ -158,3 +158,33 @@ def test_memory_limiter_detection_and_options(tmp_path):
         auto.close()
     # a cgroup tree that cannot be written falls back to rlimit
     assert isinstance(detect_memory_limiter("cgroup1", root=tmp_path / "nothing"), RlimitMemory)
+
+
+def test_cgroup_v2_backend_on_a_fake_tree(tmp_path):
+    """The v2 code path (no v2 memory controller on this machine): probe, per-instance leaf with
+    memory.max and swap off, spare adoption, OOM and peak read back, cleanup."""
+    from fnserve.supervisor.limits import _probe_v2
+
+    own = tmp_path / "user.slice" / "me"
+    own.mkdir(parents=True)
+    (own / "cgroup.controllers").write_text("cpu memory pids\n")
+    (own / "cgroup.subtree_control").write_text("")
+    limiter = _probe_v2({"": "/user.slice/me"}, tmp_path)
+    assert isinstance(limiter, CgroupV2Memory)
+    opts = limiter.options("inst1", 256)
+    leaf = limiter.base / "inst1"
+    assert opts == {"cgroup": str(leaf / "cgroup.procs")}
+    assert (leaf / "memory.max").read_text() == str(256 << 20)
+    assert (limiter.base / "cgroup.subtree_control").read_text() == "+memory"
+    (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    (leaf / "memory.peak").write_text(str(300 << 20))
+    assert limiter.oom_killed("inst1") and limiter.peak_mb("inst1") == 300
+    spare = limiter.spare()
+    assert spare and limiter.adopt(spare, "inst2", 128)
+    assert (limiter.base / "spare-1" / "memory.max").read_text() == str(128 << 20)
+    for folder in (leaf, limiter.base / "spare-1"):
+        for f in folder.iterdir():  # a real cgroupfs has no removable files; the fake one does
+            f.unlink()
+    (limiter.base / "cgroup.subtree_control").unlink()
+    limiter.close()
+    assert not limiter.base.exists()
