@@ -124,21 +124,31 @@ def test_request_ids_and_admin_mount() -> None:
     assert len(seen) == 5  # unmounted: the project gets it
 
 
-class FakeConnection:
-    def __init__(self) -> None:
-        self.extras: dict = {}
-        self.transport = None
+class FakeInstance:
+    pid = 4242
+
+
+class FakeLease:
+    def __init__(self, cold: bool) -> None:
+        self.instance, self.cold = FakeInstance(), cold
 
 
 class FakeSupervisor:
+    """``serve`` as the real one does it: wait (queued / cold start), report the lease, forward."""
+
     def __init__(self, delay: float) -> None:
         self.delay = delay
-        self.conn = FakeConnection()
+        self.started = False
+        self.forwarded: list = []
 
-    async def acquire(self, function: Any) -> FakeConnection:
+    async def serve(self, function: Any, scope: Any, receive: Any, send: Any, forward: Any, on_lease: Any = None) -> None:
         if self.delay:
             await asyncio.sleep(self.delay)
-        return self.conn
+        lease = FakeLease(cold=not self.started)
+        self.started = True
+        if on_lease is not None:
+            on_lease(lease)
+        await forward("conn", scope, receive, send)
 
     def status(self) -> dict:
         return {}
@@ -148,32 +158,33 @@ class FakeSupervisor:
 
 
 def test_observed_supervisor_cold_then_warm_and_queue_depth() -> None:
+    async def forward(conn: Any, scope: Any, receive: Any, send: Any) -> None:
+        sup.forwarded.append(conn)
+
+    sup = FakeSupervisor(delay=0.01)  # the first request waits for a "start"
+    metrics = Metrics()
+    observed = ObservedSupervisor(sup, metrics)
+
+    async def request() -> tuple:
+        info = RequestInfo("r")
+        CURRENT.set(info)
+        await observed.serve("api/a.py", {}, None, None, forward)
+        return info.cold, info.instance, metrics.waiting["api/a.py"]
+
     async def scenario() -> list:
-        sup = FakeSupervisor(delay=0.01)  # the first acquire waits for a "start"
-        metrics = Metrics()
-        observed = ObservedSupervisor(sup, metrics)
-        out = []
-
-        async def request() -> tuple:
-            info = RequestInfo("r")
-            CURRENT.set(info)
-            await observed.acquire("api/a.py")
-            return info.cold, metrics.waiting["api/a.py"]
-
-        both = asyncio.gather(request(), request())  # both wait for the same "start"
+        first = asyncio.create_task(request())
         await asyncio.sleep(0.001)
-        waiting = metrics.waiting["api/a.py"]
-        first, second = await both
-        out += [(first[0], waiting), (second[0], metrics.waiting["api/a.py"])]
+        waiting = metrics.waiting["api/a.py"]  # queued while the instance starts
+        out = [await first, waiting]
         sup.delay = 0
-        out.append(await asyncio.create_task(request()))  # an instance handed out before: warm
+        out.append(await asyncio.create_task(request()))  # the instance is running: warm
         out.append(observed.restart(["x"]))
         return out
 
-    first, second, third, delegated = run(scenario())
-    assert first == (True, 2) and second == (True, 0)
-    assert third == (False, 0)
-    assert delegated == "delegated"
+    first, waiting, second, delegated = run(scenario())
+    assert first == (True, 4242, 0) and waiting == 1
+    assert second == (False, 4242, 0)
+    assert sup.forwarded == ["conn", "conn"] and delegated == "delegated"
 
 
 def test_access_log_hook_counts_and_logs(caplog: pytest.LogCaptureFixture) -> None:

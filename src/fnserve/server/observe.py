@@ -9,15 +9,14 @@ and metrics (issue 6 item 5). Three pieces, wired by ``fnserve.server.start``:
   hex digits; the function sees it as ``x-request-id`` and the client gets it back as
   ``x-fnserve-request-id`` (a name no app uses, so it never doubles an app's own header).
 - ``ObservedSupervisor``: wraps the ``Supervisor`` given to ``SupervisorDispatcher``; its
-  ``acquire`` counts waiting requests per function (queue depth) and fills the request's
-  ``instance`` (worker pid, read once per connection with ``SO_PEERCRED``) and ``cold``: True when
-  the request waited in ``acquire`` (> ``COLD_WAIT`` s) for an instance first handed out after
-  it arrived — it waited for that instance to start. Everything else is delegated.
+  ``serve`` counts waiting requests per function (queue depth) and fills the request's
+  ``instance`` (worker pid) and ``cold`` from the supervisor's lease (``on_lease``): cold is the
+  first request of a freshly started instance. Everything else is delegated.
 - ``AccessLog``: the ``FrontApp(access_log=...)`` hook: one ``fnserve.access`` record and one
   ``Metrics.record_request`` per request. ``/_fnserve/*`` requests are neither logged nor counted.
 
 Context variables are per task (uvicorn runs each request in its own task), so ``CURRENT`` never
-leaks between requests; it is how ``acquire`` finds the request without changing its signature.
+leaks between requests; it is how ``on_lease`` finds the request without changing any signature.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
-import struct
 import time
 from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, MutableMapping
@@ -42,10 +39,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 REQUEST_ID_HEADER = b"x-fnserve-request-id"
-COLD_WAIT = 0.0005  # s: an acquire returning faster than this found a running instance
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
-_CONN_KEY = "fnserve.observe"  # Connection.extras key: (pid, first hand-out time)
-_PEERCRED = struct.Struct("3i")
 _CUT_OFF = (b'{"error": {"code": "SHUTTING_DOWN", "message": "the server stopped before this request '
             b'finished (its grace period was over); retry it"}}\n')
 
@@ -129,24 +123,12 @@ class Observed:
             await send({"type": "http.response.body", "body": _CUT_OFF})
 
 
-def _peer_pid(connection: Any) -> int | None:
-    """The pid of the process at the other end of a worker connection (Linux ``SO_PEERCRED``)."""
-    transport = getattr(connection, "transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return None
-    try:
-        pid, _uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-    except (OSError, struct.error):
-        return None
-    return pid or None
-
-
 class ObservedSupervisor:
-    """A ``Supervisor`` whose request path feeds ``Metrics.waiting`` and the current
-    ``RequestInfo`` (see the module docstring): ``acquire(function)`` (dev's dispatcher) and
-    ``serve(function, scope, receive, send, forward)`` (the limits-enforcing path: its ``forward``
-    is wrapped to see the connection). Every other attribute is the supervisor's."""
+    """A ``Supervisor`` whose request path feeds ``Metrics.waiting`` (queue depth) and the current
+    ``RequestInfo``: ``serve(function, scope, receive, send, forward)`` passes ``on_lease`` to the
+    supervisor, which reports each lease (``lease.instance.pid``, ``lease.cold``: the first request
+    of a freshly started instance) before the request is forwarded. Every other attribute is the
+    supervisor's."""
 
     def __init__(self, supervisor: Any, metrics: Metrics) -> None:
         self.supervisor = supervisor
@@ -155,52 +137,28 @@ class ObservedSupervisor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.supervisor, name)
 
-    async def acquire(self, function: Any) -> Any:
-        fid = function if isinstance(function, str) else function.id
-        waiting = self.metrics.waiting
-        waiting[fid] = waiting.get(fid, 0) + 1
-        arrived = time.perf_counter()
-        try:
-            connection = await self.supervisor.acquire(function)
-        finally:
-            waiting[fid] -= 1
-        self._got(connection, arrived)
-        return connection
-
     async def serve(self, function: Any, scope: Any, receive: Any, send: Any, forward: Any) -> None:
         fid = function if isinstance(function, str) else function.id
         waiting = self.metrics.waiting
         waiting[fid] = waiting.get(fid, 0) + 1
-        arrived = time.perf_counter()
         queued = [True]
 
-        async def observed_forward(connection: Any, scope: Any, receive: Any, send: Any) -> None:
+        def on_lease(lease: Any) -> None:
             if queued[0]:
                 queued[0] = False
                 waiting[fid] -= 1
-            self._got(connection, arrived)
-            await forward(connection, scope, receive, send)
+            if lease.cold:  # a new instance: refresh the instance gauges
+                self.metrics.note_instances(self.supervisor.status())
+            info = CURRENT.get()
+            if info is not None:
+                info.instance = lease.instance.pid
+                info.cold = lease.cold
 
         try:
-            await self.supervisor.serve(function, scope, receive, send, observed_forward)
+            await self.supervisor.serve(function, scope, receive, send, forward, on_lease=on_lease)
         finally:
             if queued[0]:
                 waiting[fid] -= 1
-
-    def _got(self, connection: Any, arrived: float) -> None:
-        """The request that arrived at ``arrived`` (perf_counter) got ``connection``."""
-        now = time.perf_counter()
-        extras = getattr(connection, "extras", None)
-        seen = extras.get(_CONN_KEY) if extras is not None else None
-        if seen is None:
-            seen = (_peer_pid(connection), now)
-            if extras is not None:
-                extras[_CONN_KEY] = seen
-                self.metrics.note_instances(self.supervisor.status())  # once per new instance
-        info = CURRENT.get()
-        if info is not None:
-            info.instance = seen[0]
-            info.cold = now - arrived > COLD_WAIT and seen[1] >= arrived
 
 
 class AccessLog:
