@@ -189,3 +189,15 @@ def test_body_over_limit_gives_413(client: httpx.Client) -> None:
     r = client.post("/api/flask_app/upload", content=b"x" * (64 * 1024 + 1))
     assert r.status_code == 413 and r.json()["error"]["code"] == "FUNCTION_PAYLOAD_TOO_LARGE"
     assert client.post("/api/flask_app/upload", content=b"x" * 100).status_code == 405  # reached Flask
+
+
+def test_chunked_body_over_limit_gives_413_for_an_asgi_function(client: httpx.Client) -> None:
+    def chunks(total: int):  # no Content-Length: httpx sends Transfer-Encoding: chunked
+        for _ in range(total // 4096):
+            yield b"x" * 4096
+
+    r = client.post("/api/fast/upload", content=chunks(80 * 1024))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "FUNCTION_PAYLOAD_TOO_LARGE"
+    r = client.post("/api/fast/upload", content=chunks(16 * 1024))
+    assert r.status_code == 200 and r.json() == {"received": 16 * 1024}
+    assert client.get("/api/fast/x").status_code == 200  # the function still serves

@@ -238,12 +238,18 @@ class FrontApp:
             problem = function.error
             await errors.send_error(scope, send, 500, str(problem) if problem else f"{function.id}: no entrypoint", dev=self.dev)
             return
+        limited = None
         if site.body_limit is not None and scope["type"] == "http":
             length = _content_length(scope)
             if length is not None and length > site.body_limit:
                 await errors.send_error(scope, send, 413, f"request body is {length} bytes, over the {site.body_limit}-byte limit", dev=self.dev)
                 return
+            if length is None:  # a chunked body: counted as it streams
+                limited = _LimitedBody(receive, send, site.body_limit)
+                receive, send = limited.receive_counted, limited.send_unless_over
         await self.dispatcher(function, function_scope(scope, match, rewritten), receive, send)
+        if limited is not None and limited.over and not limited.started:
+            await errors.send_error(scope, limited.send, 413, f"request body is over the {site.body_limit}-byte limit", dev=self.dev)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -311,6 +317,35 @@ def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
         await send(message)
 
     return wrapped
+
+
+class _LimitedBody:
+    """A request without ``Content-Length`` (chunked) whose body is counted as it streams: past
+    ``limit`` bytes, before any response, the function is told the client left
+    (``http.disconnect``) and what it sends is dropped, so the caller answers 413 instead
+    (``over`` and not ``started``) with the real ``send``."""
+
+    __slots__ = ("receive", "send", "limit", "seen", "over", "started")
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self.receive, self.send, self.limit = receive, send, limit
+        self.seen, self.over, self.started = 0, False, False
+
+    async def receive_counted(self) -> Message:
+        if self.over:
+            return {"type": "http.disconnect"}
+        message = await self.receive()
+        self.seen += len(message.get("body", b""))
+        if self.seen > self.limit and not self.started:
+            self.over = True
+            return {"type": "http.disconnect"}
+        return message
+
+    async def send_unless_over(self, message: Message) -> None:
+        if self.over:
+            return
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -17,3 +17,8 @@ async def ws(websocket: WebSocket):
     while True:
         text = await websocket.receive_text()
         await websocket.send_text("echo: " + text)
+
+
+@app.post("/api/fast/upload")
+async def upload(request: Request):
+    return {"received": len(await request.body())}
