@@ -1,10 +1,8 @@
 """The ASGI adapter and lifespan manager (ASGI 3.0, SPEC §4): in memory and through uvicorn."""
 
 import asyncio
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,10 +11,7 @@ from fnserve.runtime.asgi import ASGIAdapter
 from fnserve.runtime.errors import LoadError
 from fnserve.runtime.loader import load_function
 
-_path = Path(__file__).parent / "projects" / "runtime_support" / "harness.py"
-_spec = importlib.util.spec_from_file_location("fnserve_runtime_harness", _path)
-H = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(H)
+import runtime_harness as H
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
 """The handler adapter (SPEC §3.4, §3.5, §4): in memory and through uvicorn with httpx."""
 
-import contextlib
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -9,26 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fnserve.runtime.loader import load_function
 
-_path = Path(__file__).parent / "projects" / "runtime_support" / "harness.py"
-_spec = importlib.util.spec_from_file_location("fnserve_runtime_harness", _path)
-H = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(H)
+import runtime_harness as H
 
 
-@pytest.fixture
-def load(tmp_path, monkeypatch):
-    with contextlib.ExitStack() as stack:
-        def _load(project, rel, **kw):
-            root = tmp_path / project
-            if not root.exists():
-                H.project(project, tmp_path)
-            monkeypatch.chdir(root)
-            stack.enter_context(H.isolated(root))
-            return load_function(H.spec(root, rel, **kw))
-
-        yield _load
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import base64
 import contextlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,10 +11,7 @@ import pytest
 from fnserve.runtime.awslambda import build_event, map_response
 from fnserve.runtime.loader import load_function
 
-_path = Path(__file__).parent / "projects" / "runtime_support" / "harness.py"
-_spec = importlib.util.spec_from_file_location("fnserve_runtime_harness", _path)
-H = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(H)
+import runtime_harness as H
 
 
 @pytest.fixture

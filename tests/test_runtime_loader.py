@@ -1,7 +1,6 @@
 """The loader (SPEC §2, §2.1, §4 last bullet): kinds, load errors, module names, shadowing, and
 the runtime running on other Pythons (3.9) loaded under a private package name."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,10 +12,7 @@ import pytest
 from fnserve.runtime.errors import LoadError
 from fnserve.runtime.loader import classify, load_function
 
-_path = Path(__file__).parent / "projects" / "runtime_support" / "harness.py"
-_spec = importlib.util.spec_from_file_location("fnserve_runtime_harness", _path)
-H = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(H)
+import runtime_harness as H
 RUNTIME = Path(__file__).resolve().parent.parent / "src" / "fnserve" / "runtime"
 
 
@@ -194,7 +190,7 @@ def test_runtime_on_other_pythons_under_a_private_name(tmp_path, version):
         pytest.skip("Python %s is not installed at %s" % (version, python))
     root = H.project("runtime_vercel", tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    out = subprocess.run([str(python), "-I", "-c", SCRIPT, str(RUNTIME), str(root), str(_path.parent)],
+    out = subprocess.run([str(python), "-I", "-c", SCRIPT, str(RUNTIME), str(root), str(Path(__file__).parent)],
                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     results = json.loads(out.stdout.strip().splitlines()[-1])

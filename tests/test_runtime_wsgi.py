@@ -1,7 +1,5 @@
 """The WSGI adapter (PEP 3333, SPEC §3.4, §4): in memory and through uvicorn with httpx."""
 
-import contextlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,26 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fnserve.runtime.loader import load_function
 
-_path = Path(__file__).parent / "projects" / "runtime_support" / "harness.py"
-_spec = importlib.util.spec_from_file_location("fnserve_runtime_harness", _path)
-H = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(H)
+import runtime_harness as H
 
 
-@pytest.fixture
-def load(tmp_path, monkeypatch):
-    with contextlib.ExitStack() as stack:
-        def _load(project, rel, **kw):
-            root = tmp_path / project
-            if not root.exists():
-                H.project(project, tmp_path)
-            monkeypatch.chdir(root)
-            stack.enter_context(H.isolated(root))
-            return load_function(H.spec(root, rel, **kw))
-
-        yield _load
 
 
 @pytest.fixture
@@ -145,14 +127,14 @@ def test_django_edgeone_mount_append_slash(tmp_path):
     script = (
         "import json, sys, httpx\n"
         "sys.path.insert(0, %r)\n"
-        "import harness as H\n"
+        "import runtime_harness as H\n"
         "from fnserve.runtime.loader import load_function\n"
         "fn = load_function(json.loads(sys.argv[1]))\n"
         "with H.LiveServer(H.Front(fn.app, root_path='/api/dj'), fn) as s:\n"
         "    r = httpx.get(s.url + '/api/dj/admin')\n"
         "    r2 = httpx.get(s.url + '/api/dj/admin/')\n"
         "print(json.dumps([fn.kind, r.status_code, r.headers.get('location'), r2.json()]))\n"
-    ) % str(_path.parent)
+    ) % str(Path(__file__).parent)
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     out = subprocess.run([sys.executable, "-c", script, json.dumps(spec)], cwd=root, env=env,

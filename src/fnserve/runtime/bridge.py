@@ -162,6 +162,14 @@ class Outbox:
         except RuntimeError:  # the loop is closed (the process is stopping)
             pass
 
+    def fail(self, status: int, code: str, message: str) -> None:
+        """From the thread: answer ``status`` with fnserve's JSON error body (SPEC §3.5), unless the
+        client has gone."""
+        try:
+            self.put(error_messages(status, code, message))
+        except ClientDisconnected:
+            pass
+
     def put(self, messages: List[Message]) -> None:
         """Queue ``messages`` for sending; blocks while more than ``high_water`` bytes are in
         flight; raises ``ClientDisconnected`` once the client is gone."""

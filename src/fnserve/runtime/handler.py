@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from .bridge import (BodyReader, ClientDisconnected, Outbox, error_messages, refuse_declared_oversize,
+from .bridge import (BodyReader, ClientDisconnected, Outbox, refuse_declared_oversize,
                      refuse_non_http, run_threaded, send_error)
 from .errors import BodyTooLarge
 from .pool import InFlight
@@ -281,20 +281,14 @@ class HandlerAdapter:
             if wfile.sent:
                 error = exc
             else:
-                self._fail(outbox, 413, "body_too_large", str(exc))
+                outbox.fail(413, "body_too_large", str(exc))
         except BaseException as exc:
             sys.stderr.write("fnserve: %s: the handler raised:\n%s" % (self.label, traceback.format_exc()))
             if not wfile.sent:
-                self._fail(outbox, 500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
+                outbox.fail(500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
             elif not wfile.finished:
                 error = exc  # cut short: the server aborts the connection
         finally:
             outbox.done(error)
             self.inflight.exit()
 
-    @staticmethod
-    def _fail(outbox: Outbox, status: int, code: str, message: str) -> None:
-        try:
-            outbox.put(error_messages(status, code, message))
-        except ClientDisconnected:
-            pass

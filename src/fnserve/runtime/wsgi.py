@@ -16,7 +16,7 @@ import traceback
 from typing import Any, Dict, Iterable, List, Tuple
 from urllib.parse import unquote, unquote_to_bytes
 
-from .bridge import (BodyReader, ClientDisconnected, Outbox, error_messages, refuse_declared_oversize,
+from .bridge import (BodyReader, ClientDisconnected, Outbox, refuse_declared_oversize,
                      refuse_non_http, run_threaded)
 from .errors import BodyTooLarge
 from .pool import InFlight
@@ -211,23 +211,17 @@ class WSGIAdapter:
             if response.sent:
                 error = exc
             else:
-                self._fail(outbox, 413, "body_too_large", str(exc))
+                outbox.fail(413, "body_too_large", str(exc))
         except BaseException as exc:
             sys.stderr.write("fnserve: %s: the WSGI application raised:\n%s" % (self.label, traceback.format_exc()))
             if response.sent:
                 error = exc  # the response is cut short: the server aborts the connection
             else:
-                self._fail(outbox, 500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
+                outbox.fail(500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
         finally:
             outbox.done(error)
             self.inflight.exit()
 
-    @staticmethod
-    def _fail(outbox: Outbox, status: int, code: str, message: str) -> None:
-        try:
-            outbox.put(error_messages(status, code, message))
-        except ClientDisconnected:
-            pass
 
     @staticmethod
     def _iterate(result: Any, response: _Response, outbox: Outbox) -> None:

@@ -1,4 +1,4 @@
-"""Test support for the runtime adapters (loaded by path from tests/test_runtime_*.py).
+"""Test support for the runtime adapters (``import runtime_harness as H`` in tests/test_runtime_*.py).
 
 - ``project(name, tmp_path)``: copy ``tests/projects/<name>`` into ``tmp_path`` with a generated
   PNG at ``static/logo.png``; returns the copy's root.
@@ -6,6 +6,7 @@
 - ``isolated()``: context manager restoring ``sys.path`` and ``sys.modules`` (the loader mutates
   both, which is right in a worker process and wrong across tests in one pytest process).
 - ``http_scope(...)`` / ``call(app, scope, body_chunks)``: in-memory ASGI calls.
+- ``load``: a pytest fixture, ``load(project, rel, **spec_fields)`` → a loaded function.
 - ``LiveServer(app, fn)``: uvicorn on 127.0.0.1 port 0 in a background thread (with the
   function's startup/shutdown on the server's loop).
 """
@@ -22,7 +23,9 @@ import zlib
 from pathlib import Path
 from urllib.parse import quote
 
-PROJECTS = Path(__file__).resolve().parent.parent
+import pytest
+
+PROJECTS = Path(__file__).resolve().parent / "projects"
 
 
 def png_bytes(width=8, height=8):
@@ -186,3 +189,22 @@ class LiveServer:
         self.sock.close()
         if self.error is not None:
             raise self.error
+
+
+@pytest.fixture
+def load(tmp_path, monkeypatch):
+    """``load(project, rel, **spec_fields) -> LoadedFunction``: copies ``tests/projects/<project>``
+    into ``tmp_path`` (once), makes it the CWD and loads ``rel`` with the real loader, forgetting
+    the project's modules afterwards (``isolated``)."""
+    from fnserve.runtime.loader import load_function
+
+    with contextlib.ExitStack() as stack:
+        def _load(name, rel, **kw):
+            root = tmp_path / name
+            if not root.exists():
+                project(name, tmp_path)
+            monkeypatch.chdir(root)
+            stack.enter_context(isolated(root))
+            return load_function(spec(root, rel, **kw))
+
+        yield _load
