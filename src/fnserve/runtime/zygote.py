@@ -44,7 +44,7 @@ import time
 from typing import Any, Dict, List
 
 from . import worker
-from .zygote_child import child_main, standby_main
+from .zygote_child import child_main, standby_main, warm_frameworks
 
 MAX_MESSAGE = 1 << 20
 STANDBY_DELAY = 0.05  # s after an assignment before the next standby is forked
@@ -101,6 +101,7 @@ def _preload(names: List[str], use_uvloop: bool) -> Dict[str, Any]:
                     importlib.import_module(name)
                 except BaseException:  # noqa: B902 - a warm-up only
                     pass
+    warm_frameworks()
     return {"preloaded": done, "failed": failed, "optional_failed": skipped,
             "import_ms": round((time.perf_counter() - started) * 1000, 3)}
 
