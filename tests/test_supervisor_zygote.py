@@ -157,6 +157,37 @@ async def app(scope, receive, send):
     run(main())
 
 
+def test_the_fastapi_warm_up_starts_no_thread_and_is_invisible_to_the_function(tmp_path):
+    """The zygote and each standby build a throwaway FastAPI app and serve it one request
+    (faster cold starts): no thread may start in the zygote, and the user's app is untouched."""
+    pytest.importorskip("fastapi")
+    code = (
+        "from fastapi import FastAPI\nfrom pydantic import BaseModel\n\napp = FastAPI()\n\n\n"
+        "class Item(BaseModel):\n    name: str\n\n\n"
+        "@app.get('/api/a/{n}')\nasync def one(n: int, q: str = ''):\n    return {'n': n, 'q': q}\n"
+    )
+    root = make_project(tmp_path, {A: code})
+
+    async def main():
+        launcher = ZygoteLauncher()
+        async with Supervisor([target(root, A, limits(max_instances=1, idle_timeout=0.0))], policy="autoscale",
+                              launcher=launcher, tick=0.02) as sup:
+            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
+            (zygote,) = launcher.zygotes.values()
+            assert "fastapi" in zygote.loaded and int(zygote.info["threads"]) == 1
+            for _ in range(2):  # the second one is assigned to a warmed standby
+                for _ in range(200):
+                    if not sup._live:
+                        break
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(0.2)
+                assert await served(sup, A, "/api/a/7") == b'{"n":7,"q":""}'
+                assert b"Not Found" in await served(sup, A, "/_fnserve_warm")
+                assert b"Not Found" in await served(sup, A, "/_fnserve_warm/1")
+
+    run(main())
+
+
 def test_an_environment_change_retires_the_old_zygote_after_its_instances(tmp_path):
     root = make_project(tmp_path, {A: APP})
 
