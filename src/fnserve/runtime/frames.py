@@ -19,9 +19,9 @@ Frame layout (network byte order), one frame per ASGI message or control event::
 Frame types (direction: F = front→worker, W = worker→front):
 
 ==============  ===  ==================================================================
-SCOPE           F    open a stream; meta = the ASGI scope; with RAW_HEADERS, data starts with
-                     the packed headers (``_hl`` bytes); with DATA_BODY, the rest of data is
-                     the first ``http.request`` chunk (MORE = more_body)
+SCOPE           F    open a stream; meta = the ASGI scope (JSON object, or the split form below);
+                     with RAW_HEADERS, data starts with the packed headers (``_hl`` bytes); with
+                     DATA_BODY, the rest of data is the first ``http.request`` chunk (MORE = more_body)
 HTTP_REQUEST    F    ``http.request``; data = body chunk, MORE = more_body
 DISCONNECT      F    the client went away / cancel: the app receives ``http.disconnect``
 RESPONSE_START  W    ``http.response.start``; meta = the message as JSON, or with RAW_HEADERS
@@ -38,6 +38,12 @@ HEARTBEAT       W    stream 0: the worker's event loop is alive: {inflight}
 STOP            F    stream 0: graceful stop: {timeout} seconds to finish in-flight streams
 WINDOW          F/W  per stream: the consumer took N more data bytes (meta = N in ASCII)
 ==============  ===  ==================================================================
+
+Split scope (the usual HTTP scope, ≈6 µs less per request over both sides than one JSON object):
+meta = ``[method, path, raw_path, query_string, client, root_path, route_params, _hl]`` (JSON)
+``\0`` the other keys (``type``, ``asgi``, ``http_version``, ``scheme``, ``server``, ...) as a JSON
+object. Those are the same for most requests: the front keeps their encoding and the worker its
+parse (``_SCOPE_CACHE`` entries each), compared by value, so each side does one small JSON array.
 """
 
 import json
@@ -201,7 +207,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def decode_scope(meta: bytes) -> Dict[str, Any]:
-    """Inverse of ``encode_scope``: bytes fields restored, ``client``/``server`` as tuples."""
+    """Inverse of ``encode_scope`` (and of the split form of ``scope_frame``): bytes fields
+    restored, ``client``/``server`` as tuples."""
+    if meta[:1] == b"[":
+        return _decode_split(meta)
     scope = _loads(meta)
     if "headers" in scope:
         scope["headers"] = _headers_in(scope["headers"])
@@ -239,15 +248,90 @@ def unpack_headers(block: bytes) -> List[Tuple[bytes, bytes]]:
 
 def scope_frame(scope: Dict[str, Any]) -> Tuple[int, bytes, bytes]:
     """An ASGI scope → (flags, meta, data) of a SCOPE frame: headers packed in data with
-    RAW_HEADERS (their length in meta as ``"_hl"``) when possible, else all in JSON meta."""
+    RAW_HEADERS (their length in meta as ``"_hl"``) when possible, else all in JSON meta; the
+    usual HTTP scope in the split form (module docstring)."""
     headers = scope.get("headers")
     block = pack_headers(headers) if headers is not None else None
     if block is None:
         return 0, encode_scope(scope), b""
     rest = dict(scope)
     del rest["headers"]
+    meta = _split_meta(rest, len(block))
+    if meta is not None:
+        return RAW_HEADERS, meta, block
+    rest = dict(scope)  # _split_meta took keys out
+    del rest["headers"]
     rest["_hl"] = len(block)
     return RAW_HEADERS, _encode_scope_copy(rest), block
+
+
+_SPLIT_KEYS = ("method", "path", "raw_path", "query_string", "client", "root_path", "fnserve.route_params")
+_SCOPE_CACHE = 32  # cached constant parts per side (front: encodings, worker: parses)
+_const_out: List[Tuple[Dict[str, Any], bytes]] = []  # front: (other keys, their JSON + NUL)
+_const_in: Dict[bytes, Tuple[Dict[str, Any], Tuple[str, ...], Tuple[str, ...]]] = {}  # worker: JSON → (parsed, keys with containers, flat ones)
+
+
+def _split_meta(rest: Dict[str, Any], hl: int) -> Optional[bytes]:
+    """The split-form meta of an HTTP scope without its headers (``rest``, mutated), or None
+    when the scope does not have the usual shape (then the JSON object form is used)."""
+    try:
+        method, path, raw_path, query, client, root_path, params = [rest.pop(k) for k in _SPLIT_KEYS]
+        var = [method, path, raw_path.decode("latin-1"), query.decode("latin-1"), client, root_path, params, hl]
+        rest.pop("state", None)
+        rest.pop("app", None)
+        for cached, const in _const_out:
+            if cached == rest:
+                break
+        else:
+            const = b"\0" + _dumps(rest).encode()
+            if len(_const_out) >= _SCOPE_CACHE:
+                del _const_out[0]
+            _const_out.append((rest, const))
+        return _dumps(var).encode() + const
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def _fresh(value: Any) -> Any:
+    """A deep copy of parsed JSON (so requests never share a mutable value of the scope)."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
+
+
+def _flat(value: Any) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return not any(isinstance(v, (dict, list)) for v in items)
+
+
+def _decode_split(meta: bytes) -> Dict[str, Any]:
+    cut = meta.index(b"\0")
+    const = meta[cut + 1:]
+    cached = _const_in.get(const)
+    if cached is None:
+        parsed = _loads(const)
+        if isinstance(parsed.get("server"), list):
+            parsed["server"] = tuple(parsed["server"])
+        if len(_const_in) >= _SCOPE_CACHE:
+            _const_in.clear()
+        containers = tuple(k for k, v in parsed.items() if isinstance(v, (dict, list)))
+        cached = _const_in[const] = (parsed, containers, tuple(k for k in containers if _flat(parsed[k])))
+    base, containers, flat = cached
+    scope = base.copy()
+    for key in containers:
+        scope[key] = base[key].copy() if key in flat else _fresh(base[key])
+    method, path, raw_path, query, client, root_path, params, hl = _loads(meta[:cut])
+    scope["method"] = method
+    scope["path"] = path
+    scope["raw_path"] = raw_path.encode("latin-1")
+    scope["query_string"] = query.encode("latin-1")
+    scope["client"] = tuple(client) if isinstance(client, list) else client
+    scope["root_path"] = root_path
+    scope["fnserve.route_params"] = params
+    scope["_hl"] = hl
+    return scope
 
 
 def encode_message(message: Dict[str, Any]) -> Tuple[int, bytes, bytes]:
