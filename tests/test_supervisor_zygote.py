@@ -188,6 +188,27 @@ def test_the_fastapi_warm_up_starts_no_thread_and_is_invisible_to_the_function(t
     run(main())
 
 
+def test_the_flask_warm_up_starts_no_thread_and_is_invisible_to_the_function(tmp_path):
+    pytest.importorskip("flask")
+    code = (
+        "from flask import Flask, jsonify\n\napp = Flask(__name__)\n\n\n"
+        "@app.get('/api/a/<name>')\ndef one(name):\n    return jsonify(name=name)\n"
+    )
+    root = make_project(tmp_path, {A: code})
+
+    async def main():
+        launcher = ZygoteLauncher()
+        async with Supervisor([target(root, A, limits(max_instances=1))], policy="autoscale",
+                              launcher=launcher) as sup:
+            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
+            (zygote,) = launcher.zygotes.values()
+            assert "flask" in zygote.loaded and int(zygote.info["threads"]) == 1
+            assert await served(sup, A, "/api/a/x") == b'{"name":"x"}\n'
+            assert b"Not Found" in await served(sup, A, "/_fnserve_warm")
+
+    run(main())
+
+
 def test_an_environment_change_retires_the_old_zygote_after_its_instances(tmp_path):
     root = make_project(tmp_path, {A: APP})
 

@@ -147,32 +147,40 @@ def _warm_child(loop: Any) -> None:
 
 
 def warm_frameworks(loop: Any = None) -> None:
-    """Build a throwaway app of each preloaded framework (FastAPI: a typed route, a body model)
-    and serve it one request. In the zygote: fills the framework's caches (pydantic schema
+    """Build a throwaway app of each preloaded framework (FastAPI: typed routes and a body model;
+    Flask: two routes) and serve it one request through the runtime's own code (ASGI adapter and
+    lifespan; WSGI environ). In the zygote: fills the framework's caches (pydantic schema
     generation, FastAPI's route analysis, starlette's middleware stack) shared by every child.
     In a standby: takes, before the assignment, the copy-on-write and fresh-memory page faults
     that the same code paths would take while the user module is imported (measured: the
-    import of the showcase's FastAPI app 5-7 ms → ~3 ms). Only ``async`` endpoints: no thread
-    is started. Never the user's code, never fatal."""
+    import of the showcase's FastAPI app 5-7 ms → ~3 ms). No thread is started (``async``
+    endpoints only; the WSGI app is called directly). Never the user's code, never fatal."""
     fastapi = sys.modules.get("fastapi")
-    if fastapi is None or not hasattr(fastapi, "FastAPI"):
-        return
-    own = loop is None
-    try:
-        import asyncio
-
-        if own:
-            loop = asyncio.new_event_loop()
+    if fastapi is not None and hasattr(fastapi, "FastAPI"):
+        own = loop is None
         try:
-            loop.run_until_complete(_warm_fastapi(fastapi))
-        finally:
+            import asyncio
+
             if own:
-                loop.close()
-    except Exception:  # pragma: no cover - a warm-up only
-        pass
+                loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(_warm_fastapi(fastapi))
+            finally:
+                if own:
+                    loop.close()
+        except Exception:  # pragma: no cover - a warm-up only
+            pass
+    flask = sys.modules.get("flask")
+    if flask is not None and hasattr(flask, "Flask"):
+        try:
+            _warm_flask(flask)
+        except Exception:  # pragma: no cover - a warm-up only
+            pass
 
 
 async def _warm_fastapi(fastapi: Any) -> None:
+    from .asgi import ASGIAdapter
+
     app = fastapi.FastAPI()
 
     async def index() -> Any:
@@ -192,26 +200,60 @@ async def _warm_fastapi(fastapi: Any) -> None:
 
         create.__annotations__ = {"body": Body, "return": Body}
         app.post("/_fnserve_warm")(create)
+    adapter = ASGIAdapter(app, label="warm-up")
+    await adapter.startup()
     for path in ("/_fnserve_warm", "/_fnserve_warm/1"):
-        await _asgi_get(app, path)
+        await adapter(_scope(path), _Receive(), _ignore)
+    await adapter.shutdown(1.0)
 
 
-async def _asgi_get(app: Any, path: str) -> None:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
-             "headers": [(b"host", b"warm")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-    sent = [False]
+def _warm_flask(flask: Any) -> None:
+    import io
 
-    async def receive() -> Dict[str, Any]:
-        if sent[0]:
+    from .wsgi import build_environ
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    app = flask.Flask("_fnserve_warm", root_path=here, instance_path=os.path.join(here, "instance"))
+
+    def index() -> Any:
+        return flask.jsonify(framework="warm", items=[1, 2])
+
+    def hello(name: str) -> Any:
+        return flask.jsonify(message="hello " + name)
+
+    app.add_url_rule("/_fnserve_warm", "index", index, methods=["GET"])
+    app.add_url_rule("/_fnserve_warm/hello/<name>", "hello", hello)
+    for path in ("/_fnserve_warm", "/_fnserve_warm/hello/x"):
+        body = app.wsgi_app(build_environ(_scope(path), io.BytesIO(b"")), lambda status, headers, exc_info=None: len)
+        try:
+            for _chunk in body:
+                pass
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+
+def _scope(path: str) -> Dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+            "headers": [(b"host", b"warm")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+            "fnserve.route_params": {}}
+
+
+class _Receive:
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def __call__(self) -> Dict[str, Any]:
+        if self.sent:
             return {"type": "http.disconnect"}
-        sent[0] = True
+        self.sent = True
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: Dict[str, Any]) -> None:
-        return None
 
-    await app(scope, receive, send)
+async def _ignore(message: Dict[str, Any]) -> None:
+    return None
 
 
 def _max_fd() -> int:
