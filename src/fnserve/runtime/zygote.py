@@ -26,7 +26,9 @@ plus file descriptors passed with ``SCM_RIGHTS``):
 
 Fork safety: the zygote runs no thread (checked after the imports, reported in ``threads``), its
 imported objects are moved out of the garbage collector's reach with ``gc.freeze()`` (so children
-do not dirty the shared pages by collecting them). In the child: a new session (own process group),
+do not dirty the shared pages by collecting them). A preloaded FastAPI or Flask is warmed with a
+throwaway app served one request (``zygote_child.warm_frameworks``, thread-free), in the zygote
+(caches) and again in each standby (page faults taken before the assignment). In the child: a new session (own process group),
 stdout/stderr onto the instance's pipes, every other inherited descriptor closed (the control
 socket included), signal dispositions reset, ``random`` reseeded (``os.register_at_fork`` handlers
 run too), root logging handlers dropped (a fresh interpreter has none), then the normal worker main.

@@ -26,6 +26,12 @@ Decisions:
   event loop created and connected to the supervisor's socket; a fork request is an assignment to
   it (spec, options, output pipes) and the next standby is forked 50 ms later, off the critical
   path. A standby made before new imports is replaced;
+- framework warm-up (``runtime.zygote_child.warm_frameworks``): when FastAPI / Flask is preloaded,
+  the zygote builds a throwaway app (typed routes, a pydantic body model) and serves it one
+  request through the runtime's adapter, filling the framework's caches; each standby does it
+  again before its assignment, so the copy-on-write page faults the user import would take on
+  those code paths are taken off the critical path (FastAPI showcase: cold start 11 → ~6 ms,
+  private memory 8.2 → 9.0 MB). Only async endpoints / direct WSGI calls: no thread starts;
 - retirement: ``update`` retires zygotes no function uses any more (environment changed); each
   exits once its last instance has (children die with their zygote: ``PR_SET_PDEATHSIG``);
 - fallback: no ``os.fork`` / ``socket.send_fds``, or a zygote that could not start or runs
