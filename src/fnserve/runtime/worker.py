@@ -252,9 +252,8 @@ class Worker:
             stream.send(p.ERROR, 0, p.dumps({"message": "the worker is stopping", "traceback": "", "response_started": False, "retry": True}))
             stream.close()
             return
-        task = stream.conn.loop.create_task(self._serve(stream, scope))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        # the task leaves self.tasks at the end of _serve (no done callback: one loop callback less)
+        self.tasks.add(stream.conn.loop.create_task(self._serve(stream, scope)))
 
     async def _serve(self, stream: p.Stream, scope: Dict[str, Any]) -> None:
         conn = stream.conn
@@ -322,6 +321,7 @@ class Worker:
             await self.app(scope, receive, send)
         except asyncio.CancelledError:
             stream.close()
+            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
             raise
         except BaseException as exc:  # noqa: B902 - report everything the app raises, then go on
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -335,7 +335,9 @@ class Worker:
                 stream.send(p.END)
         self.served += 1
         stream.close()
-        conn.flush()
+        self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        # no flush here: the frames leave at the end of this loop step, in one write with the
+        # responses of the other streams that finished in it (bench/ipc.py: ~3 µs CPU less)
 
 
 def new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
