@@ -14,6 +14,7 @@ from . import worker
 
 MAX_MESSAGE = 1 << 20
 EXIT_CHILD_ERROR = 70
+WARM_TIMEOUT = 2.0  # s: a framework warm-up that does not finish by then is abandoned
 
 
 def _clean_child(zygote_pid: int, prctl: Any) -> None:
@@ -164,7 +165,7 @@ def warm_frameworks(loop: Any = None) -> None:
             if own:
                 loop = asyncio.new_event_loop()
             try:
-                loop.run_until_complete(_warm_fastapi(fastapi))
+                loop.run_until_complete(asyncio.wait_for(_warm_fastapi(fastapi), WARM_TIMEOUT))
             finally:
                 if own:
                     loop.close()
