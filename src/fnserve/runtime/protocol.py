@@ -223,8 +223,11 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
+        buf: Any = self._buf
+        if buf or type(data) is not bytes:
+            buf += data
+        else:
+            buf = data  # the usual case: parse the chunk itself (slices of bytes are one copy, not two)
         pos = 0
         end_buf = len(buf)
         unpack = HEADER.unpack_from
@@ -237,8 +240,10 @@ class Connection(asyncio.Protocol):
             end = start + mlen + dlen
             if end > end_buf:
                 break
-            meta = bytes(buf[start:start + mlen]) if mlen else b""
-            body = bytes(buf[start + mlen:end]) if dlen else b""
+            meta = buf[start:start + mlen] if mlen else b""
+            body = buf[start + mlen:end] if dlen else b""
+            if buf is self._buf:
+                meta, body = bytes(meta), bytes(body)
             pos = end
             if sid == 0:
                 if self.on_control is not None:
@@ -277,8 +282,11 @@ class Connection(asyncio.Protocol):
                 self._queued += dlen
             elif ftype == DISCONNECT:
                 stream._reset()
-        if pos:
-            del buf[:pos]
+        if buf is self._buf:
+            if pos:
+                del buf[:pos]
+        elif pos < len(buf):
+            self._buf += buf[pos:]  # an incomplete frame: kept for the next chunk
         if self._queued > HIGH_WATER and not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
