@@ -135,9 +135,9 @@ def _warm_child(loop: Any) -> None:
         async def turn() -> None:
             asyncio.Event()
             await asyncio.sleep(0)
+            worker.p.Connection()  # needs the running loop
 
         loop.run_until_complete(turn())
-        worker.p.Connection()
         json.loads(json.dumps({"warm": [1, 2.0, None, "x"]}))
     except Exception:  # pragma: no cover - a warm-up only
         pass
