@@ -349,13 +349,19 @@ class _LimitedBody:
 
 
 def _content_length(scope: Scope) -> int | None:
+    """The request body's length: ``Content-Length``, 0 when the request has neither it nor
+    ``Transfer-Encoding`` (no body, RFC 9112 §6.3: most GETs need no counting wrapper), None
+    when it must be counted as it streams (chunked, or an unreadable ``Content-Length``)."""
+    chunked = False
     for k, v in scope.get("headers", ()):
         if k == b"content-length":
             try:
                 return int(v)
             except ValueError:
                 return None
-    return None
+        if k == b"transfer-encoding":
+            chunked = True
+    return None if chunked else 0
 
 
 def _join_query(location: str, query: bytes) -> str:
