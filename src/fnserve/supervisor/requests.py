@@ -219,7 +219,11 @@ class RequestPath:
         replay = _Replay(receive) if scope.get("type") == "http" else None
         loop = asyncio.get_running_loop()
         for attempt in range(2):
-            lease = await self.lease(pool.target.id)
+            inst = pool.free() if attempt == 0 and not pool.waiters else None
+            if inst is not None:  # lease()'s fast path, without a coroutine per request
+                lease = self._grant(pool, inst, 0.0)
+            else:
+                lease = await self.lease(pool.target.id)
             inst = lease.instance
             limits = pool.limits
             timer = None
