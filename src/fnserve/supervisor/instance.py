@@ -130,6 +130,7 @@ class Instance:
 
     async def _pump(self, reader: asyncio.StreamReader, name: str, level: int) -> None:
         extra = {"function": self.target.id, "stream": name, "pid": self.pid}
+        flog = self.flog
         while True:
             try:
                 raw = await reader.readline()
@@ -140,7 +141,8 @@ class Instance:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if name == "stderr":
                 self.stderr_tail.append(line)
-            self.flog.log(level, "%s", line, extra=extra)
+            if flog.isEnabledFor(level):  # makeRecord + handle: Logger.log would walk the stack per line
+                flog.handle(flog.makeRecord(flog.name, level, __file__, 0, "%s", (line,), None, extra=extra))
 
     async def _wait_exit(self) -> None:
         assert self.process is not None
