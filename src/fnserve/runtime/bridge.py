@@ -14,7 +14,9 @@
 import asyncio
 import collections
 import json
+import sys
 import threading
+import traceback
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from .errors import BodyTooLarge
@@ -161,6 +163,25 @@ class Outbox:
             self._loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the loop is closed (the process is stopping)
             pass
+
+    def settle(self, exc: BaseException, sent: bool, finished: bool, label: str, what: str) -> Optional[BaseException]:
+        """From the thread, when the function (``what``: "the handler", "the WSGI application")
+        raised ``exc``: a gone client is nothing to report; otherwise the traceback goes to the
+        function's log (stderr, prefixed with ``label``) and, before anything was sent, the client
+        gets 413 (body over the limit) or 500. Returns the error that must cut a started but
+        unfinished response short (the server then aborts the connection), else None."""
+        if isinstance(exc, ClientDisconnected):
+            return None
+        too_large = isinstance(exc, BodyTooLarge)
+        if not too_large:
+            sys.stderr.write("fnserve: %s: %s raised:\n%s" % (label, what, traceback.format_exc()))
+        if not sent:
+            if too_large:
+                self.fail(413, "body_too_large", str(exc))
+            else:
+                self.fail(500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
+            return None
+        return None if finished else exc
 
     def fail(self, status: int, code: str, message: str) -> None:
         """From the thread: answer ``status`` with fnserve's JSON error body (SPEC §3.5), unless the

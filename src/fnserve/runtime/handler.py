@@ -20,15 +20,12 @@ Methods: HEAD falls back to ``do_GET`` minus the body; OPTIONS without ``do_OPTI
 import functools
 import http.client
 import os
-import sys
-import traceback
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from .bridge import (BodyReader, ClientDisconnected, Outbox, refuse_declared_oversize,
+from .bridge import (BodyReader, Outbox, refuse_declared_oversize,
                      refuse_non_http, run_threaded, send_error)
-from .errors import BodyTooLarge
 from .pool import InFlight
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
@@ -275,19 +272,8 @@ class HandlerAdapter:
             h = self._make(scope, reader, wfile)
             getattr(h, do)()
             wfile.finish()
-        except ClientDisconnected:
-            pass
-        except BodyTooLarge as exc:
-            if wfile.sent:
-                error = exc
-            else:
-                outbox.fail(413, "body_too_large", str(exc))
         except BaseException as exc:
-            sys.stderr.write("fnserve: %s: the handler raised:\n%s" % (self.label, traceback.format_exc()))
-            if not wfile.sent:
-                outbox.fail(500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
-            elif not wfile.finished:
-                error = exc  # cut short: the server aborts the connection
+            error = outbox.settle(exc, wfile.sent, wfile.finished, self.label, "the handler")
         finally:
             outbox.done(error)
             self.inflight.exit()

@@ -12,13 +12,11 @@ out with the first non-empty chunk (PEP 3333 §buffering), each chunk is sent as
 
 import functools
 import sys
-import traceback
 from typing import Any, Dict, Iterable, List, Tuple
 from urllib.parse import unquote, unquote_to_bytes
 
-from .bridge import (BodyReader, ClientDisconnected, Outbox, refuse_declared_oversize,
+from .bridge import (BodyReader, Outbox, refuse_declared_oversize,
                      refuse_non_http, run_threaded)
-from .errors import BodyTooLarge
 from .pool import InFlight
 
 FILE_BLOCK = 1 << 16  # bytes read per block from a wsgi.file_wrapper file
@@ -205,19 +203,8 @@ class WSGIAdapter:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        except ClientDisconnected:
-            pass
-        except BodyTooLarge as exc:
-            if response.sent:
-                error = exc
-            else:
-                outbox.fail(413, "body_too_large", str(exc))
-        except BaseException as exc:
-            sys.stderr.write("fnserve: %s: the WSGI application raised:\n%s" % (self.label, traceback.format_exc()))
-            if response.sent:
-                error = exc  # the response is cut short: the server aborts the connection
-            else:
-                outbox.fail(500, "function_error", "the function raised %s: %s" % (type(exc).__name__, exc))
+        except BaseException as exc:  # a started WSGI response has no "finished" before close()
+            error = outbox.settle(exc, response.sent, False, self.label, "the WSGI application")
         finally:
             outbox.done(error)
             self.inflight.exit()
