@@ -103,6 +103,18 @@ def _conditions(rule: Any, req: Request | None) -> dict[str, str] | None:
     return params
 
 
+def _match(pattern: Any, rule: Any, path: str, req: Request | None) -> dict[str, str] | None:
+    """``pattern`` matched against ``path`` and the rule's ``has``/``missing`` conditions: the
+    substitution params (path params, then those captured by ``has``), or None."""
+    params = pattern.match(path)
+    if params is None:
+        return None
+    extra = _conditions(rule, req)
+    if extra is None:
+        return None
+    return {**params, **extra} if extra else params
+
+
 @dataclass(frozen=True)
 class Rules:
     """The compiled routing rules of one config. Immutable; a config reload builds a new one."""
@@ -118,8 +130,8 @@ class Rules:
         """Headers of every ``headers`` rule matching ``path`` (lower-cased names, in order)."""
         out: list[tuple[bytes, bytes]] = []
         for rule in self.headers:
-            params = rule.source.match(path)
-            if params is not None and _conditions(rule, req) is not None:
+            params = _match(rule.source, rule, path, req)
+            if params is not None:
                 out.extend(
                     (k.lower().encode("latin-1"), rule.source.substitute(v, params).encode("latin-1"))
                     for k, v in rule.headers
@@ -134,26 +146,20 @@ class Rules:
         elif self.trailing_slash is False and path.endswith("/") and path != "/":
             return 308, _with_query(quote(path.rstrip("/")) or "/", query)
         for rule in self.redirects:
-            params = rule.source.match(path)
+            params = _match(rule.source, rule, path, req)
             if params is None:
                 continue
-            extra = _conditions(rule, req)
-            if extra is None:
-                continue
-            location = rule.source.substitute(rule.destination, {**params, **extra})
+            location = rule.source.substitute(rule.destination, params)
             return rule.status_code, _with_query(location, query)
         return None
 
     def rewrite(self, path: str, req: Request | None = None) -> Outcome | None:
         """The first matching ``rewrites`` rule as an ``Outcome``, or None."""
         for rule in self.rewrites:
-            params = rule.source.match(path)
+            params = _match(rule.source, rule, path, req)
             if params is None:
                 continue
-            extra = _conditions(rule, req)
-            if extra is None:
-                continue
-            dest = rule.source.substitute(rule.destination, {**params, **extra}, rewrite=True)
+            dest = rule.source.substitute(rule.destination, params, rewrite=True)
             if dest.startswith(("http://", "https://")):
                 return Outcome(path=path, external=dest)
             new_path, _, q = dest.partition("?")
@@ -167,13 +173,9 @@ class Rules:
         for route in self.routes:
             if route.pattern is None or (route.methods is not None and method not in route.methods):
                 continue
-            params = route.pattern.match(current)
+            params = _match(route.pattern, route, current, req)
             if params is None:
                 continue
-            extra = _conditions(route, req)
-            if extra is None:
-                continue
-            params = {**params, **extra}
             touched = True
             location = None
             for k, v in route.headers:
