@@ -328,7 +328,7 @@ def main() -> None:
     for name, how, nt, nl, dt, dl in rows:
         print(f"{name:8} {how:22} {nt['rps']:10.0f} {dt['rps']:9.0f} {dt['rps'] / nt['rps']:5.2f}x "
               f"{nl['p50']:8.3f} {dl['p50']:8.3f} {dl['p50'] - nl['p50']:+8.3f} {nl['p99']:8.3f} {dl['p99']:8.3f}")
-    for name, how, *runs in rows:
+    for name, _how, *runs in rows:
         bad = {k: v for run in runs for k, v in run["errors"].items()}
         if bad:
             print(f"  WARNING {name}: non-200 answers {bad}")

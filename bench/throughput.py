@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dev as bench  # noqa: E402  bench/dev.py: load generator, interleaved slices, server helpers
+import dev as bench
 
 PY = sys.executable
 APPS = {  # name: (path, native server)
@@ -113,7 +113,7 @@ def main() -> None:
     for name, how, nt, nl, st, sl in rows:
         print(f"{name:8} {how:14} {nt['rps']:10.0f} {st['rps']:9.0f} {st['rps'] / nt['rps']:5.2f}x "
               f"{nl['p50']:8.3f} {sl['p50']:8.3f} {nl['p99']:8.3f} {sl['p99']:8.3f}")
-    for name, how, *runs in rows:
+    for name, _how, *runs in rows:
         bad = {k: v for run in runs for k, v in run["errors"].items()}
         if bad:
             print(f"  WARNING {name}: non-200 answers {bad}")

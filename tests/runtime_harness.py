@@ -1,4 +1,4 @@
-"""Test support for the runtime adapters (``import runtime_harness as H`` in tests/test_runtime_*.py).
+"""Test support for the runtime adapters (``import runtime_harness as H`` in tests/runtime/test_runtime_*.py).
 
 - ``project(name, tmp_path)``: copy ``tests/projects/<name>`` into ``tmp_path`` with a generated
   PNG at ``static/logo.png``; returns the copy's root.

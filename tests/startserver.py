@@ -13,7 +13,6 @@ import threading
 import time
 
 import httpx
-
 from devserver import PROJECTS, DevServer
 
 __all__ = ["PROJECTS", "StartServer"]

@@ -42,7 +42,6 @@ def config_command(directory: str, as_json: bool, mode: str, **flags: object) ->
     from fnserve.config import load_config, overrides_from
     from fnserve.config.report import render_text, to_json
     from fnserve.errors import FnserveError
-
     from fnserve.project import load_project
 
     try:
@@ -122,14 +121,17 @@ def deps_command(directory: str, check: bool, as_json: bool, no_install: bool, p
         plan = plan_deps(root, options)
         env = None
         if not (check or no_install):
-            say = (lambda msg: click.echo(f"deps: {msg}", err=True))
-            env = ensure_env(root, options, progress=say, plan=plan)
+            env = ensure_env(root, options, progress=_say_deps, plan=plan)
     except FnserveError as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(exc.exit_code) from exc
     click.echo(json.dumps(to_json(plan, env), indent=2) if as_json else render_text(plan, env))
     if check and check_problems(plan):
         raise click.exceptions.Exit(1)
+
+
+def _say_deps(message: str) -> None:
+    click.echo(f"deps: {message}", err=True)
 
 
 # --- fnserve dev (issue 4: front server, workers, hot reload; owner: server) ----------------

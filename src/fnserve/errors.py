@@ -24,8 +24,8 @@ to a message and exit code 2 (``fnserve.cli``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class FnserveError(Exception):

@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fnserve.config.model import Config, FunctionRule, glob_matches
 from fnserve.config.settings import SETTINGS, SETTINGS_BY_NAME, Setting

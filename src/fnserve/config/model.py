@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fnserve.config.settings import SETTINGS, SETTINGS_BY_NAME
 from fnserve.project.vercel_types import FrozenMap, VercelConfig

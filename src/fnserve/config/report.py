@@ -8,7 +8,8 @@ function gets — never their values, which may be secrets.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from fnserve.config.model import Config
 from fnserve.config.settings import SETTINGS

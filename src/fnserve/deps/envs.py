@@ -28,10 +28,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from fnserve.deps.merge import MergedSet, ResolvedRequirement
 from fnserve.deps.pythons import Interpreter

@@ -13,9 +13,9 @@ from __future__ import annotations
 import ast
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from fnserve.project.layout import iter_python_files
 

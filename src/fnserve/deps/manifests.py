@@ -26,7 +26,10 @@ from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from fnserve.deps.requirements_txt import (
-    ParsedRequirements, SourcedRequirement, parse_requirement_line, parse_requirements_file,
+    ParsedRequirements,
+    SourcedRequirement,
+    parse_requirement_line,
+    parse_requirements_file,
 )
 from fnserve.errors import DependencyError
 
@@ -182,7 +185,7 @@ def _uv_lock(root: Path, out: Manifests) -> None:
         return
     data, text = _load_toml(path, root)
     packages = data.get("package") or []
-    roots = [p for p in packages if set((p.get("source") or {})) & {"editable", "virtual"}
+    roots = [p for p in packages if set(p.get("source") or {}) & {"editable", "virtual"}
              and (p.get("source") or {}).get("editable", (p.get("source") or {}).get("virtual")) == "."]
     if not roots:
         return

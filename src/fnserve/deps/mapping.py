@@ -14,8 +14,8 @@ which is what most distributions do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from fnserve.deps._pipreqs_mapping import PIPREQS_MAPPING
 
@@ -129,7 +129,7 @@ class ImportMap:
     table: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, overrides: Mapping[str, str] | None = None) -> "ImportMap":
+    def build(cls, overrides: Mapping[str, str] | None = None) -> ImportMap:
         """Merge the three layers once; ``overrides`` win over ``CURATED``, which wins over pipreqs."""
         table = parse_mapping(PIPREQS_MAPPING)
         table.update(parse_mapping(CURATED_TEXT))

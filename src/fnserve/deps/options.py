@@ -8,9 +8,9 @@ here; nothing below reads ``os.environ``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class DepsOptions:
     keep_envs: int = 3
 
     @classmethod
-    def from_config(cls, config: object, environ: Mapping[str, str] | None = None, **changes: object) -> "DepsOptions":
+    def from_config(cls, config: object, environ: Mapping[str, str] | None = None, **changes: object) -> DepsOptions:
         """Read the dependency settings off a ``fnserve.config.Config`` (missing attributes keep
         their defaults, so this works while settings are being added). ``changes`` override fields."""
         import_map = (getattr(config, "import_map", None) or getattr(config, "import_mapping", None) or {})

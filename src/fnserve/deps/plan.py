@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from fnserve.deps.envs import Environment, build_env, current_environment, env_key, existing_env
 from fnserve.deps.imports import DetectedImport, scan_project, third_party_imports

@@ -42,7 +42,7 @@ class ConsoleProgress:
             self._status.stop()
             self._status = None
 
-    def __enter__(self) -> "ConsoleProgress":
+    def __enter__(self) -> ConsoleProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,9 +21,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -212,7 +212,7 @@ def select_python(
     cache_file: Path | None,
     *,
     override: str | None = None,
-    uv_find: "UvFind | None" = None,
+    uv_find: UvFind | None = None,
 ) -> PythonChoice:
     """Choose the interpreter for a project (see the module docstring). ``override``: an explicit
     ``python`` setting that replaces the requests: a version (``"3.12"``, ``"python3.12"``), a

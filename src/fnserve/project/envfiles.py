@@ -16,8 +16,8 @@ These files are loaded into each **function's** environment only, never into fns
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from dotenv import dotenv_values
 

@@ -9,8 +9,8 @@ third-party) is ignored. Absolute imports are resolved against the import roots 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from .entrypoints import ImportRef, ModuleScan
 

@@ -7,8 +7,8 @@ Public for reuse by ``deps`` and ``build``: ``EXCLUDED_DIRS``, ``is_excluded_dir
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .types import Layout
 

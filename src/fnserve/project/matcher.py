@@ -13,7 +13,8 @@ the number of routes.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from ..errors import DuplicateRouteError
 from .routes import priority_key, shape_key

@@ -6,15 +6,22 @@ new ``Project``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 from ..errors import NoEntrypointError
 from . import imports
 from .entrypoints import ModuleScan, scan_file
-from .layout import EXCLUDED_DIRS, function_roots, iter_excluded_python_files, iter_python_files, module_name, relative_id
+from .layout import (
+    EXCLUDED_DIRS,
+    function_roots,
+    iter_excluded_python_files,
+    iter_python_files,
+    module_name,
+    relative_id,
+)
 from .matcher import RouteTable
 from .routes import RouteShapeError, routes_for
 from .types import Function, HelperModule, Layout, Problem, Route

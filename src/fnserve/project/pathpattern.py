@@ -29,8 +29,8 @@ path of the key, e.g. ``vercel.json`` / ``rewrites[0].source``) and what is allo
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import quote
 
 from fnserve.errors import ConfigError

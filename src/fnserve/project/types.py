@@ -7,9 +7,9 @@ new one. Paths are absolute ``Path`` objects; ids and patterns are POSIX strings
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 
 class Layout(str, enum.Enum):

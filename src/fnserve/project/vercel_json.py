@@ -26,14 +26,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 
 from fnserve.errors import ConfigError
 from fnserve.project.pathpattern import PathPattern, RegexPattern, js_regex
 from fnserve.project.vercel_types import (
-    Condition, FrozenMap, FunctionConfig, HeaderRule, LegacyBuild, LegacyRoute, Redirect, Rewrite, VercelConfig,
+    Condition,
+    FrozenMap,
+    FunctionConfig,
+    HeaderRule,
+    LegacyBuild,
+    LegacyRoute,
+    Redirect,
+    Rewrite,
+    VercelConfig,
 )
 
 __all__ = [

@@ -8,9 +8,10 @@ keeps the text). ``where`` is ``"<file>: <json path>"`` for messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fnserve.project.pathpattern import PathPattern, RegexPattern
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import NoEntrypointError
 from .entrypoints import ModuleScan, entry_for_attr

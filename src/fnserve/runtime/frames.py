@@ -280,7 +280,7 @@ def _split_meta(rest: Dict[str, Any], hl: int) -> Optional[bytes]:
         var = [method, path, raw_path.decode("latin-1"), query.decode("latin-1"), client, root_path, params, hl]
         rest.pop("state", None)
         rest.pop("app", None)
-        for cached, const in _const_out:
+        for cached, const in _const_out:  # noqa: B007 - const is used after the loop
             if cached == rest:
                 break
         else:

@@ -24,8 +24,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from .bridge import (BodyReader, Outbox, refuse_declared_oversize,
-                     refuse_non_http, run_threaded, send_error)
+from .bridge import BodyReader, Outbox, refuse_declared_oversize, refuse_non_http, run_threaded, send_error
 from .pool import InFlight
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}

@@ -308,7 +308,7 @@ def _is_known_asgi(obj: Any) -> bool:
 
 
 def _is_coroutine(obj: Any) -> bool:
-    call = getattr(obj, "__call__", None) if not inspect.isroutine(obj) else None
+    call = getattr(obj, "__call__", None) if not inspect.isroutine(obj) else None  # noqa: B004 - the method itself
     return inspect.iscoroutinefunction(obj) or (call is not None and inspect.iscoroutinefunction(call))
 
 
@@ -339,7 +339,7 @@ def classify(obj: Any, attr: str, spec_kind: Optional[str], label: str) -> str:
         )
     if callable(obj):
         if attr == "handler" or spec_kind == "lambda":
-            if _positional_count(obj) == 2 or _positional_count(getattr(obj, "__call__", None)) == 2:
+            if _positional_count(obj) == 2 or _positional_count(getattr(obj, "__call__", None)) == 2:  # noqa: B004
                 return "lambda"
         if _is_coroutine(obj) or _is_known_asgi(obj):
             return "asgi"

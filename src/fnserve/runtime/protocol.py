@@ -21,7 +21,7 @@ import asyncio
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional
 
-from .frames import *  # noqa: F401,F403 - the frame constants and codec are part of this module's API
+from .frames import *  # noqa: F403 - the frame constants and codec are part of this module's API
 from .frames import (
     CHUNK,
     DATA_BODY,
@@ -39,7 +39,9 @@ from .frames import (
     WINDOW,
     WINDOW_SIZE,
     WINDOW_UPDATE,
+    ConnectionLost,
     Frame,
+    ProtocolError,
     _dumps,
     _loads,
     decode_scope,

@@ -15,8 +15,7 @@ import sys
 from typing import Any, Dict, Iterable, List, Tuple
 from urllib.parse import unquote, unquote_to_bytes
 
-from .bridge import (BodyReader, Outbox, refuse_declared_oversize,
-                     refuse_non_http, run_threaded)
+from .bridge import BodyReader, Outbox, refuse_declared_oversize, refuse_non_http, run_threaded
 from .pool import InFlight
 
 FILE_BLOCK = 1 << 16  # bytes read per block from a wsgi.file_wrapper file

@@ -17,7 +17,8 @@ import json
 import logging
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 ACCESS = logging.getLogger("fnserve.access")
 FUNCTION_LOGGER = "fnserve.function"

@@ -19,7 +19,8 @@ project itself serves something under ``/_fnserve/`` (then only on ``--admin-por
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
 
 from fnserve.server.metrics import CONTENT_TYPE, Metrics
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, MutableMapping, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from fnserve.project.types import Function, Layout, RouteMatch
@@ -260,7 +261,7 @@ class FrontApp:
                 for hook in self.on_shutdown:
                     try:
                         await hook()
-                    except Exception:  # noqa: BLE001 - shutdown must go on
+                    except Exception:
                         ERROR_LOG.exception("error while shutting down")
                 await send({"type": "lifespan.shutdown.complete"})
                 return

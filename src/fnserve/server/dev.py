@@ -25,8 +25,9 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fnserve.errors import FnserveError
 from fnserve.project import load_project
@@ -237,7 +238,7 @@ class DevServer:
         if function_id not in cache:
             try:
                 cache[function_id] = float(config.limits_for(function_id).max_duration)
-            except Exception:  # noqa: BLE001 - a limit we cannot read is no limit
+            except Exception:
                 cache[function_id] = None
         return cache[function_id]
 
@@ -339,7 +340,7 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> in
         return exc.exit_code
     except KeyboardInterrupt:
         return 0
-    except Exception:  # noqa: BLE001 - a bug of ours: show it, exit non-zero
+    except Exception:
         traceback.print_exc()
         return 1
     finally:

@@ -21,7 +21,8 @@ the client connection, which is the only honest signal left.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from fnserve.errors import DurationExceeded, FunctionFailed, FunctionLoadFailed, Overloaded, WorkerCrashed, WorkerError
 from fnserve.project.types import Function

@@ -25,8 +25,9 @@ import asyncio
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any
 
 from fnserve.server.admin import PREFIX, AdminApp
 from fnserve.server.logfmt import ACCESS, access_record
@@ -102,7 +103,7 @@ class Observed:
             if message["type"] == "http.response.start":
                 started = True
                 headers = message.get("headers")
-                if type(headers) is list:  # noqa: E721 - our own fresh list: append in place (hot path)
+                if type(headers) is list:
                     headers.append(extra)
                 else:
                     message = {**message, "headers": [*(headers or ()), extra]}

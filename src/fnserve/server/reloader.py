@@ -29,9 +29,10 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from watchfiles import Change, DefaultFilter, awatch
 
@@ -139,7 +140,7 @@ class Reloader:
         try:
             async with self._lock:
                 line = await self.apply(plan)
-        except Exception as exc:  # noqa: BLE001 - keep dev alive
+        except Exception as exc:
             LOG.exception("reload after %s failed", plan.describe(self.root))
             line = f"reload: {plan.describe(self.root)} changed; reload failed: {exc}"
         if line:

@@ -23,9 +23,10 @@ The rule objects are ``fnserve.project.vercel_types``' (compiled ``PathPattern``
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from fnserve.project.vercel_types import HeaderRule, LegacyRoute, Redirect, Rewrite
@@ -77,7 +78,7 @@ class Request:
             jar: SimpleCookie = SimpleCookie()
             try:
                 jar.load(self.headers.get("cookie", ""))
-            except Exception:  # noqa: BLE001 - a malformed cookie header matches nothing
+            except Exception:
                 return None
             morsel = jar.get(key or "")
             return morsel.value if morsel else None

@@ -40,8 +40,9 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fnserve.errors import FnserveError, ProjectError
 from fnserve.server.admin import PREFIX, AdminApp
@@ -353,7 +354,7 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> 
     except FnserveError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    except Exception:  # noqa: BLE001 - a bug of ours: show it, exit non-zero
+    except Exception:
         traceback.print_exc()
         return 1
     finally:
@@ -369,5 +370,5 @@ def _raw_log_format(project_dir: Path, overrides: Mapping[str, Any] | None) -> s
         from fnserve.config import load_config
 
         return load_config(project_dir, overrides or {}, mode="start").log_format
-    except Exception:  # noqa: BLE001 - reported properly a moment later
+    except Exception:
         return "text"

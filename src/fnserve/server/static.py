@@ -17,10 +17,11 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
 
 Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]

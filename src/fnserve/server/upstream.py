@@ -26,7 +26,8 @@ app returned) or when the client went away.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from ..errors import FunctionFailed, WorkerCrashed
 from ..runtime import protocol as p

@@ -29,8 +29,9 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import FunctionLoadFailed, WorkerError, WorkerStartTimeout
 from ..project.types import Function
@@ -40,9 +41,9 @@ from .launch import Launcher, SpawnLauncher
 from .limits import MemoryLimiter
 from .pool import FunctionPool
 from .requests import RequestPath
-from .watch import Watch
 from .scaling import POLICIES, ScalingPolicy
 from .target import WorkerTarget
+from .watch import Watch
 
 log = logging.getLogger("fnserve.supervisor")
 

@@ -13,8 +13,8 @@ zygote ignores its failure.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .target import WorkerTarget
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .instance import Instance
 from .scaling import InstanceView, Limits, PoolView, ScalingPolicy, resolve_limits

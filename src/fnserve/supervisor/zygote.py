@@ -46,7 +46,8 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .imports import preload_modules
 from .launch import Launcher, SpawnLauncher

@@ -10,7 +10,8 @@ import logging
 import os
 import signal
 import socket
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .launch import PRIVATE_NAME, RUNTIME_DIR
 from .target import WorkerTarget
