@@ -61,7 +61,7 @@ class RouteTable:
     """
 
     def __init__(self, routes: Iterable[Route]) -> None:
-        seen: dict[tuple, Route] = {}
+        seen: dict[tuple[tuple[str, str], ...], Route] = {}
         self._root = _Node()
         for route in routes:
             key = shape_key(route)

@@ -140,6 +140,7 @@ def _function_for(root: Path, layout: Layout, froot: Path, path: Path, scan: Cal
     result = scan(path)
     if result.entry is None and result.error is None:
         return None
+    import_roots: tuple[Path, ...]
     if layout is Layout.EDGEONE:
         import_roots, mod = (root, froot), module_name(froot, path)
     else:

@@ -84,15 +84,15 @@ def routes_for(function: Function, function_root: Path | None = None) -> tuple[R
     return tuple(routes)
 
 
-def priority_key(route: Route) -> tuple:
+def priority_key(route: Route) -> tuple[tuple[int, str], ...]:
     """Sort key putting routes in matching priority order (SPEC §3.2): segment by segment from the
     left, literal < param < catch-all < optional (literals alphabetically for a stable display);
     a route ending here before a longer one; a mount after everything below it."""
-    key: list[tuple] = [(RANK[seg.kind], seg.value if seg.kind == "literal" else "") for seg in route.segments]
+    key: list[tuple[int, str]] = [(RANK[seg.kind], seg.value if seg.kind == "literal" else "") for seg in route.segments]
     key.append((9, "") if route.mount else (-1, ""))
     return tuple(key)
 
 
-def shape_key(route: Route) -> tuple:
+def shape_key(route: Route) -> tuple[tuple[str, str], ...]:
     """Two routes with the same shape key match exactly the same paths: a duplicate route."""
     return tuple((seg.kind, seg.value if seg.kind == "literal" else "") for seg in route.segments)

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 
 from fnserve.errors import ConfigError
 from fnserve.project.pathpattern import PathPattern, RegexPattern, js_regex
@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_T = TypeVar("_T")
 _ROUTE_HANDLES = ("filesystem", "miss", "hit", "error", "rewrite", "resource")
 _CONDITION_TYPES = ("header", "cookie", "query", "host")
 
@@ -72,7 +73,7 @@ class _Ctx:
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{self.name}: {path}: {message}")
 
-    def obj(self, value: Any, path: str, keys: Collection[str], ignored: Collection[str] = ()) -> dict:
+    def obj(self, value: Any, path: str, keys: Collection[str], ignored: Collection[str] = ()) -> dict[str, Any]:
         """Check ``value`` is an object whose keys are in ``keys`` or ``ignored`` (accepted with
         a warning); returns it."""
         if not isinstance(value, dict):
@@ -85,7 +86,7 @@ class _Ctx:
                 raise self.fail(_join(path, key), "unknown key", f"one of: {allowed}")
         return value
 
-    def typed(self, value: Any, path: str, kind: type | tuple, allowed: str, nullable: bool = False) -> Any:
+    def typed(self, value: Any, path: str, kind: type | tuple[type, ...], allowed: str, nullable: bool = False) -> Any:
         if value is None and nullable:
             return None
         if isinstance(value, bool) and bool not in _tuple(kind):
@@ -94,14 +95,22 @@ class _Ctx:
             raise self.fail(path, f"expected {allowed}, found {_show(value)}", allowed)
         return value
 
-    def array(self, value: Any, path: str) -> list:
-        return self.typed(value, path, list, "an array")
+    def array(self, value: Any, path: str) -> list[Any]:
+        items: list[Any] = self.typed(value, path, list, "an array")
+        return items
+
+    @overload
+    def string(self, value: Any, path: str, nullable: Literal[False] = False) -> str: ...
+    @overload
+    def string(self, value: Any, path: str, nullable: bool) -> str | None: ...
 
     def string(self, value: Any, path: str, nullable: bool = False) -> str | None:
-        return self.typed(value, path, str, "a string", nullable)
+        """``value`` checked to be a string (or None when ``nullable``)."""
+        text: str | None = self.typed(value, path, str, "a string", nullable)
+        return text
 
 
-def _tuple(kind: type | tuple) -> tuple:
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
@@ -121,7 +130,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}[{json.dumps(key)}]"
 
 
-def _conditions(ctx: _Ctx, rule: dict, path: str, which: str) -> tuple[Condition, ...]:
+def _conditions(ctx: _Ctx, rule: dict[str, Any], path: str, which: str) -> tuple[Condition, ...]:
     """Validate ``has``/``missing``: [{type, key?, value?}] (key required except for host)."""
     if which not in rule:
         return ()
@@ -146,19 +155,19 @@ def _conditions(ctx: _Ctx, rule: dict, path: str, which: str) -> tuple[Condition
     return tuple(out)
 
 
-def _rules(ctx: _Ctx, data: dict, key: str, parse_one: Callable[[dict, str], Any]) -> tuple:
+def _rules(ctx: _Ctx, data: dict[str, Any], key: str, parse_one: Callable[[Any, str], _T]) -> tuple[_T, ...]:
     if key not in data:
         return ()
     return tuple(parse_one(item, f"{key}[{i}]") for i, item in enumerate(ctx.array(data[key], key)))
 
 
-def _source(ctx: _Ctx, rule: dict, path: str) -> PathPattern:
+def _source(ctx: _Ctx, rule: dict[str, Any], path: str) -> PathPattern:
     if "source" not in rule:
         raise ctx.fail(_join(path, "source"), "missing", "a path pattern such as '/blog/:slug'")
     return PathPattern.compile(rule["source"], ctx.name, _join(path, "source"))
 
 
-def _destination(ctx: _Ctx, rule: dict, path: str) -> str:
+def _destination(ctx: _Ctx, rule: dict[str, Any], path: str) -> str:
     dest = rule.get("destination")
     if not isinstance(dest, str) or not dest:
         raise ctx.fail(_join(path, "destination"), f"found {_show(dest)}" if "destination" in rule else "missing",
@@ -257,7 +266,7 @@ _FUNCTION_IGNORED = ("regions", "functionFailoverRegions", "supportsCancellation
                      "experimentalTriggers")
 
 
-def _functions(ctx: _Ctx, data: dict) -> tuple[FunctionConfig, ...]:
+def _functions(ctx: _Ctx, data: dict[str, Any]) -> tuple[FunctionConfig, ...]:
     if "functions" not in data:
         return ()
     table = ctx.typed(data["functions"], "functions", dict, "an object of glob → settings")
@@ -286,7 +295,7 @@ def _functions(ctx: _Ctx, data: dict) -> tuple[FunctionConfig, ...]:
     return tuple(out)
 
 
-def _env(ctx: _Ctx, data: dict) -> Mapping[str, str]:
+def _env(ctx: _Ctx, data: dict[str, Any]) -> Mapping[str, str]:
     env = ctx.typed(data.get("env", {}), "env", dict, "an object of NAME: \"value\"")
     for name, value in env.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):

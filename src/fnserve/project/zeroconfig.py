@@ -28,7 +28,8 @@ from .types import Function, Layout
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    # tomli is installed only on Python 3.10 (the mypy target), so it may be absent where mypy runs
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 #: Frameworks (vercel.json ``"framework"``) that mean "one Python app" (SPEC §3.3).
 PYTHON_PRESETS = frozenset({"python", "flask", "fastapi", "django", "fasthtml"})
