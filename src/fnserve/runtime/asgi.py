@@ -7,14 +7,9 @@ lifespan state per request, as uvicorn does) and counts in-flight requests so ``
 background work that runs after the response body (Starlette ``BackgroundTasks``) finish first.
 """
 
-from typing import Any, Awaitable, Callable, Dict
-
+from .asgitypes import ASGIApp, Receive, Scope, Send
 from .lifespan import Lifespan
 from .pool import InFlight
-
-Scope = Dict[str, Any]
-Receive = Callable[[], Awaitable[Dict[str, Any]]]
-Send = Callable[[Dict[str, Any]], Awaitable[None]]
 
 
 class ASGIAdapter:
@@ -22,7 +17,7 @@ class ASGIAdapter:
     (raises ``LoadError`` on ``lifespan.startup.failed``); ``await shutdown(timeout)`` waits up to
     ``timeout`` seconds for in-flight requests, then runs lifespan shutdown."""
 
-    def __init__(self, app: Any, label: str = "?") -> None:
+    def __init__(self, app: ASGIApp, label: str = "?") -> None:
         self.app = app
         self.label = label
         self.lifespan = Lifespan(app, label=label)

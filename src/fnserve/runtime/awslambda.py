@@ -58,8 +58,8 @@ class LambdaContext:
 def build_event(scope: Dict[str, Any], body: bytes, request_id: str, now: float) -> Dict[str, Any]:
     """The API Gateway HTTP API v2 event for an ASGI HTTP ``scope`` and its full ``body``;
     ``now``: epoch seconds."""
-    headers = {}  # type: Dict[str, str]
-    cookies = []  # type: List[str]
+    headers: Dict[str, str] = {}
+    cookies: List[str] = []
     for raw_name, raw_value in scope.get("headers", ()):
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         if name == "cookie":
@@ -69,7 +69,7 @@ def build_event(scope: Dict[str, Any], body: bytes, request_id: str, now: float)
     raw_path = (scope.get("raw_path") or quote(scope.get("path") or "/").encode("ascii")).decode("latin-1")
     query = scope.get("query_string", b"").decode("latin-1")
     client = scope.get("client") or ("127.0.0.1", 0)
-    event = {
+    event: Dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": raw_path,
@@ -94,11 +94,11 @@ def build_event(scope: Dict[str, Any], body: bytes, request_id: str, now: float)
             "timeEpoch": int(now * 1000),
         },
         "isBase64Encoded": False,
-    }  # type: Dict[str, Any]
+    }
     if cookies:
         event["cookies"] = cookies
     if query:
-        params = {}  # type: Dict[str, str]
+        params: Dict[str, str] = {}
         for key, value in parse_qsl(query, keep_blank_values=True):
             params[key] = params[key] + "," + value if key in params else value
         event["queryStringParameters"] = params
@@ -107,7 +107,7 @@ def build_event(scope: Dict[str, Any], body: bytes, request_id: str, now: float)
         event["pathParameters"] = dict(route_params)
     if body:
         content_type = headers.get("content-type", "")
-        text = None  # type: Optional[str]
+        text: Optional[str] = None
         if any(t in content_type for t in TEXT_TYPES) or not content_type:
             try:
                 text = body.decode("utf-8")
@@ -130,7 +130,7 @@ def map_response(result: Any) -> Tuple[int, List[Tuple[bytes, bytes]], bytes]:
         raise TypeError("the lambda handler returned %s, expected a dict with statusCode or a string" % type(result).__name__)
     if "statusCode" not in result:
         return 200, [(b"content-type", b"application/json")], json.dumps(result).encode("utf-8")
-    headers = []  # type: List[Tuple[bytes, bytes]]
+    headers: List[Tuple[bytes, bytes]] = []
     single = result.get("headers") or {}
     multi = result.get("multiValueHeaders") or {}
     for name, value in single.items():

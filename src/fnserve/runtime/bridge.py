@@ -17,13 +17,10 @@ import json
 import sys
 import threading
 import traceback
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Coroutine, Deque, List, Optional, Sequence, Tuple, cast
 
+from .asgitypes import Message, Receive, Scope, Send
 from .errors import BodyTooLarge
-
-Message = Dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class ClientDisconnected(BrokenPipeError):
@@ -61,7 +58,10 @@ class BodyReader:
     def _fill(self, want: int) -> None:
         """Pull messages until ``want`` bytes are buffered (-1: all) or the body ends."""
         while not self.complete and (want < 0 or len(self._buffer) < want):
-            message = asyncio.run_coroutine_threadsafe(self._receive(), self._loop).result()
+            # ASGI's receive is an async function: calling it gives a coroutine (the spec's type
+            # says only Awaitable, which run_coroutine_threadsafe does not accept)
+            pending = cast("Coroutine[Any, Any, Message]", self._receive())
+            message = asyncio.run_coroutine_threadsafe(pending, self._loop).result()
             self._take(message)
         if self.disconnected and not self._buffer:
             raise ClientDisconnected("the client disconnected while the request body was being read")
@@ -95,7 +95,8 @@ class BodyReader:
             self._fill(len(self._buffer) + 1)
 
     def readlines(self, hint: int = -1) -> List[bytes]:
-        lines, total = [], 0
+        lines: List[bytes] = []
+        total = 0
         while True:
             line = self.readline()
             if not line:
@@ -121,7 +122,7 @@ class BodyReader:
         pass
 
 
-_DONE = object()
+_DONE: Sequence[Message] = []  # the end-of-thread marker in Outbox's queue, compared by identity
 
 
 class Outbox:
@@ -136,19 +137,19 @@ class Outbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int = 1 << 20) -> None:
         self._loop = loop
-        self._items = collections.deque()  # type: collections.deque
+        self._items: Deque[Sequence[Message]] = collections.deque()
         self._lock = threading.Lock()
-        self._cond = None  # type: Optional[threading.Condition]  (created on first back-pressure)
+        self._cond: Optional[threading.Condition] = None  # created on first back-pressure
         self._scheduled = False
         self._ended = False
-        self._waiter = None  # type: Optional[asyncio.Future]
+        self._waiter: Optional[asyncio.Future[None]] = None
         self._pending = 0
         self._high_water = high_water
         self.closed = False
-        self.error = None  # type: Optional[BaseException]
+        self.error: Optional[BaseException] = None
 
     # -- thread side
-    def _push(self, item: Any, size: int) -> None:
+    def _push(self, item: Sequence[Message], size: int) -> None:
         with self._lock:
             if self.closed and item is not _DONE:
                 raise ClientDisconnected("the client disconnected")
@@ -191,7 +192,7 @@ class Outbox:
         except ClientDisconnected:
             pass
 
-    def put(self, messages: List[Message]) -> None:
+    def put(self, messages: Sequence[Message]) -> None:
         """Queue ``messages`` for sending; blocks while more than ``high_water`` bytes are in
         flight; raises ``ClientDisconnected`` once the client is gone."""
         size = 0
@@ -238,7 +239,7 @@ class Outbox:
         ``more_body``) starts a watcher for ``http.disconnect`` once the request body is complete.
         ``head``: drop response body bytes (a HEAD request).
         """
-        watcher = None  # type: Optional[asyncio.Task]
+        watcher: Optional[asyncio.Task[None]] = None
         items = self._items
         finished = complete = False
         try:
@@ -320,7 +321,7 @@ async def send_error(send: Send, status: int, code: str, message: str, headers: 
         await send(m)
 
 
-def declared_length(scope: Dict[str, Any]) -> Optional[int]:
+def declared_length(scope: Scope) -> Optional[int]:
     """The request's ``Content-Length`` as an int, or None (absent or invalid)."""
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
@@ -331,7 +332,7 @@ def declared_length(scope: Dict[str, Any]) -> Optional[int]:
     return None
 
 
-async def refuse_non_http(scope: Dict[str, Any], receive: Receive, send: Send) -> bool:
+async def refuse_non_http(scope: Scope, receive: Receive, send: Send) -> bool:
     """For the sync kinds (handler, WSGI, lambda), which speak HTTP only: a WebSocket is refused
     (close code 1008), any other non-HTTP scope ignored. True when the scope was dealt with here."""
     if scope["type"] == "http":
@@ -342,7 +343,7 @@ async def refuse_non_http(scope: Dict[str, Any], receive: Receive, send: Send) -
     return True
 
 
-async def refuse_declared_oversize(scope: Dict[str, Any], send: Send, limit: int) -> bool:
+async def refuse_declared_oversize(scope: Scope, send: Send, limit: int) -> bool:
     """Answer 413 before the function runs when ``Content-Length`` is over ``limit`` bytes
     (0 = unlimited). True when refused."""
     length = declared_length(scope)

@@ -21,7 +21,7 @@ import functools
 import http.client
 import os
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type
 from urllib.parse import quote
 
 from .bridge import BodyReader, Outbox, refuse_declared_oversize, refuse_non_http, run_threaded, send_error
@@ -96,11 +96,11 @@ class ResponseWriter:
         self.outbox = outbox
         self.drop_body = head
         self.buffer = b""
-        self.start = None  # type: Optional[Dict[str, Any]]
+        self.start: Optional[Dict[str, Any]] = None
         self.sent = False
         self.finished = False
-        self.remaining = None  # type: Optional[int]
-        self.unchunker = None  # type: Optional[_Unchunker]
+        self.remaining: Optional[int] = None
+        self.unchunker: Optional[_Unchunker] = None
         self.closed = False
 
     def writable(self) -> bool:
@@ -167,7 +167,7 @@ class ResponseWriter:
             body = b""
         if not body and not last and self.sent:
             return
-        messages = []  # type: List[Dict[str, Any]]
+        messages: List[Dict[str, Any]] = []
         if not self.sent:
             messages.append(self.start)  # type: ignore[arg-type]
             self.sent = True
@@ -191,7 +191,7 @@ class ResponseWriter:
         self.closed = True
 
 
-def allowed_methods(handler_class: type) -> List[str]:
+def allowed_methods(handler_class: Type[BaseHTTPRequestHandler]) -> List[str]:
     """The methods a handler class serves (SPEC §3.5): its ``do_X``, plus HEAD with GET, OPTIONS."""
     methods = sorted({name[3:] for name in dir(handler_class) if name.startswith("do_") and name[3:].isupper()})
     if "GET" in methods and "HEAD" not in methods:
@@ -207,7 +207,7 @@ class HandlerAdapter:
     ``log_message`` is left as the class defines it: the default writes to stderr, which is the
     function's log (the worker captures it and prefixes each line with the function)."""
 
-    def __init__(self, handler_class: type, *, executor: Any, body_limit: int = 0, label: str = "?") -> None:
+    def __init__(self, handler_class: Type[BaseHTTPRequestHandler], *, executor: Any, body_limit: int = 0, label: str = "?") -> None:
         self.handler_class = handler_class
         self.executor = executor
         self.body_limit = body_limit
@@ -251,22 +251,26 @@ class HandlerAdapter:
         client = scope.get("client") or ("", 0)
         h.request = h.connection = None
         h.client_address = (client[0], client[1])
-        h.server = _Server(scope.get("server"))
-        h.rfile, h.wfile = reader, wfile
+        # duck-typed stand-ins for the socket server and the connection's buffered files: the
+        # handler API uses only what they provide (server_name/port; read/readline, write/flush)
+        h.server = _Server(scope.get("server"))  # type: ignore[assignment]
+        h.rfile = reader  # type: ignore[assignment]
+        h.wfile = wfile  # type: ignore[assignment]
         h.command, h.path, h.request_version = scope["method"], path, version
         h.requestline = "%s %s %s" % (scope["method"], path, version)
-        h.raw_requestline = h.requestline.encode("latin-1") + b"\r\n"
+        h.raw_requestline = h.requestline.encode("latin-1") + b"\r\n"  # type: ignore[attr-defined]  # set by handle_one_request, undeclared in typeshed
         h.headers = headers
         h.close_connection = True
         if cls.send_response is BaseHTTPRequestHandler.send_response:
-            h.send_response = _send_response_without_server_date.__get__(h)
+            # per instance, so a subclass that overrides send_response keeps its own
+            h.send_response = _send_response_without_server_date.__get__(h)  # type: ignore[method-assign]
         if isinstance(h, SimpleHTTPRequestHandler) and "directory" not in vars(cls):
             h.directory = os.getcwd()
         return h
 
     def _run(self, scope: Dict[str, Any], do: str, reader: BodyReader, outbox: Outbox) -> None:
         wfile = ResponseWriter(outbox, head=scope["method"] == "HEAD")
-        error = None  # type: Optional[BaseException]
+        error: Optional[BaseException] = None
         try:
             h = self._make(scope, reader, wfile)
             getattr(h, do)()

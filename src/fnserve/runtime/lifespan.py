@@ -11,24 +11,26 @@ scope; request scopes get a shallow copy (as uvicorn does). ``await shutdown(tim
 
 import asyncio
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, Tuple
 
+from .asgitypes import ASGIApp, Message, Scope
 from .errors import LoadError
 
 
 class Lifespan:
     """One app's lifespan conversation. ``supported``: None before startup, then True/False."""
 
-    def __init__(self, app: Any, label: str = "?", startup_timeout: float = 60.0) -> None:
+    def __init__(self, app: ASGIApp, label: str = "?", startup_timeout: float = 60.0) -> None:
         self.app = app
         self.label = label
         self.startup_timeout = startup_timeout
-        self.state = {}  # type: Dict[str, Any]
-        self.supported = None  # type: Optional[bool]
-        self._queue = None  # type: Optional[asyncio.Queue]
-        self._task = None  # type: Optional[asyncio.Task]
-        self._events = {}  # type: Dict[str, asyncio.Future]
-        self._error = None  # type: Optional[BaseException]
+        self.state: Dict[str, Any] = {}
+        self.supported: Optional[bool] = None
+        self._queue: Optional[asyncio.Queue[Message]] = None
+        self._task: Optional[asyncio.Task[None]] = None
+        #: phase ("startup"/"shutdown") → (completed, failure message)
+        self._events: Dict[str, asyncio.Future[Tuple[bool, Optional[str]]]] = {}
+        self._error: Optional[BaseException] = None
         self._started = False
 
     async def startup(self) -> None:
@@ -42,9 +44,8 @@ class Lifespan:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
         self._task = loop.create_task(self._main(scope))
         self._queue.put_nowait({"type": "lifespan.startup"})
-        done, _ = await asyncio.wait(
-            [self._events["startup"], self._task], timeout=self.startup_timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        waiting: List["asyncio.Future[Any]"] = [self._events["startup"], self._task]
+        done, _ = await asyncio.wait(waiting, timeout=self.startup_timeout, return_when=asyncio.FIRST_COMPLETED)
         fut = self._events["startup"]
         if fut.done():
             ok, message = fut.result()
@@ -68,7 +69,7 @@ class Lifespan:
             )
         self.supported = False  # the app returned or raised before completing startup
 
-    async def _main(self, scope: Dict[str, Any]) -> None:
+    async def _main(self, scope: Scope) -> None:
         try:
             await self.app(scope, self._receive, self._send)
         except asyncio.CancelledError:
@@ -80,11 +81,11 @@ class Lifespan:
             if self.supported:
                 print("fnserve: %s: lifespan task raised %r" % (self.label, exc), file=sys.stderr)
 
-    async def _receive(self) -> Dict[str, Any]:
+    async def _receive(self) -> Message:
         assert self._queue is not None
         return await self._queue.get()
 
-    async def _send(self, message: Dict[str, Any]) -> None:
+    async def _send(self, message: Message) -> None:
         kind = message.get("type", "")
         phase = "startup" if kind.startswith("lifespan.startup.") else "shutdown"
         fut = self._events.get(phase)
@@ -100,7 +101,8 @@ class Lifespan:
         if not self.supported or self._task is None or self._queue is None:
             return
         self._queue.put_nowait({"type": "lifespan.shutdown"})
-        done, _ = await asyncio.wait([self._events["shutdown"], self._task], timeout=timeout)
+        waiting: List["asyncio.Future[Any]"] = [self._events["shutdown"], self._task]
+        await asyncio.wait(waiting, timeout=timeout)
         fut = self._events["shutdown"]
         result = fut.result() if fut.done() else None
         if result and not result[0]:

@@ -104,7 +104,7 @@ def load_function(spec: Dict[str, Any]) -> LoadedFunction:
     body_limit = int(spec.get("body_limit") or 4_500_000)
     executor = None
     if kind == "asgi":
-        app = ASGIAdapter(obj, label=label)  # type: Any
+        app: Any = ASGIAdapter(obj, label=label)
     elif kind == "handler":
         executor = make_pool(concurrency, "handler")
         app = HandlerAdapter(obj, executor=executor, body_limit=body_limit, label=label)

@@ -11,7 +11,10 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional, Tuple
+
+#: One queued work item: ``(fn, args)``, or None to stop a thread.
+_Work = Optional[Tuple[Callable[..., Any], Tuple[Any, ...]]]
 
 
 class ThreadPool:
@@ -29,9 +32,9 @@ class ThreadPool:
         self.size = max(1, int(size))
         self.name = name
         self._initializer = initializer
-        self._queue = queue.SimpleQueue()  # type: queue.SimpleQueue
+        self._queue: "queue.SimpleQueue[_Work]" = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._threads = []  # type: List[threading.Thread]
+        self._threads: List[threading.Thread] = []
         self._pending = 0  # queued + running items
         self._closed = False
 
@@ -55,7 +58,8 @@ class ThreadPool:
         future = loop.create_future()
 
         def call() -> None:
-            result, error = None, None  # type: Any, Optional[BaseException]
+            result: Any = None
+            error: Optional[BaseException] = None
             try:
                 result = fn(*args)
             except BaseException as exc:  # handed to the awaiting coroutine

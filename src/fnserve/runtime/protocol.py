@@ -69,11 +69,11 @@ class Stream:
         self.id = stream_id
         self.conn = conn
         self._frames: Deque[Frame] = deque()
-        self._waiter: Optional[asyncio.Future] = None
+        self._waiter: Optional[asyncio.Future[None]] = None
         self._error: Optional[BaseException] = None
         self.closed = False
         self.send_window = WINDOW_SIZE
-        self._window_waiter: Optional[asyncio.Future] = None
+        self._window_waiter: Optional[asyncio.Future[None]] = None
         self._unacked = 0
         self.reset = False
 
@@ -209,13 +209,13 @@ class Connection(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.streams: Dict[int, Stream] = {}
         self.closed = False
-        self.lost: asyncio.Future = self.loop.create_future()
+        self.lost: asyncio.Future[Optional[BaseException]] = self.loop.create_future()  # result: the cause, or None
         self._buf = bytearray()
         self._out: List[bytes] = []
         self._out_size = 0
         self._flush_handle: Optional[asyncio.Handle] = None
         self._write_paused = False
-        self._drain_waiters: Deque[asyncio.Future] = deque()
+        self._drain_waiters: Deque[asyncio.Future[None]] = deque()
         self._queued = 0
         self._read_paused = False
         self._next_id = 1

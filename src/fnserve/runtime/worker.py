@@ -59,7 +59,7 @@ def _log(message: str) -> None:
 def _load(spec: Dict[str, Any]) -> Any:
     """``runtime.loader.load_function(spec)``; a minimal ASGI-only stand-in if the loader is absent."""
     try:
-        from .loader import load_function  # type: ignore[attr-defined]
+        from .loader import load_function
     except ImportError as exc:
         if not (exc.name or "").endswith("loader"):
             raise
@@ -119,7 +119,7 @@ class Worker:
         self.stop_timeout = float(options.get("stop_timeout", 10.0))
         self.conn: Optional[p.Connection] = None
         self.app: Any = None
-        self.tasks: Set[asyncio.Task] = set()
+        self.tasks: Set[asyncio.Task[None]] = set()
         self.stopping = False
         self.lost = False
         self.served = 0
@@ -139,7 +139,7 @@ class Worker:
         except OSError as exc:
             _log("cannot connect to the supervisor at %s: %s" % (self.socket_path, exc))
             return EXIT_CONNECT
-        self.conn = conn  # type: ignore[assignment]
+        self.conn = conn
         conn.send_control(p.HELLO, {"token": self.token, "pid": os.getpid(), "python": sys.version.split()[0]})
         conn.flush()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -321,7 +321,7 @@ class Worker:
             await self.app(scope, receive, send)
         except asyncio.CancelledError:
             stream.close()
-            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self.tasks.discard(asyncio.current_task())
             raise
         except BaseException as exc:  # noqa: B902 - report everything the app raises, then go on
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -335,7 +335,7 @@ class Worker:
                 stream.send(p.END)
         self.served += 1
         stream.close()
-        self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self.tasks.discard(asyncio.current_task())
         # no flush here: the frames leave at the end of this loop step, in one write with the
         # responses of the other streams that finished in it (bench/ipc.py: ~3 µs CPU less)
 
@@ -344,7 +344,7 @@ def new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:
     """A new event loop: uvloop's when ``use_uvloop`` and it is installed, else asyncio's."""
     if use_uvloop:
         try:
-            import uvloop  # type: ignore[import-not-found]
+            import uvloop
 
             return uvloop.new_event_loop()
         except ImportError:

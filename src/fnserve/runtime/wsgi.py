@@ -12,7 +12,7 @@ out with the first non-empty chunk (PEP 3333 §buffering), each chunk is sent as
 
 import functools
 import sys
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote, unquote_to_bytes
 
 from .bridge import BodyReader, Outbox, refuse_declared_oversize, refuse_non_http, run_threaded
@@ -45,7 +45,7 @@ def wsgi_path(scope: Dict[str, Any]) -> Tuple[str, str]:
     with ``path`` (so percent-encoded non-UTF-8 bytes survive), else from ``path``."""
     path = scope.get("path") or "/"
     raw = scope.get("raw_path")
-    full = None  # type: Optional[bytes]
+    full: Optional[bytes] = None
     if raw:
         decoded = unquote_to_bytes(raw)
         if decoded.decode("utf-8", "replace") == path or unquote(raw.decode("latin-1")) == path:
@@ -65,7 +65,7 @@ def build_environ(scope: Dict[str, Any], body: Any) -> Dict[str, Any]:
     script_name, path_info = wsgi_path(scope)
     server = scope.get("server") or None
     client = scope.get("client") or None
-    environ = {
+    environ: Dict[str, Any] = {
         "REQUEST_METHOD": scope["method"],
         "SCRIPT_NAME": script_name,
         "PATH_INFO": path_info,
@@ -83,7 +83,7 @@ def build_environ(scope: Dict[str, Any], body: Any) -> Dict[str, Any]:
         "wsgi.run_once": False,
         "wsgi.file_wrapper": FileWrapper,
         "fnserve.route_params": dict(scope.get("fnserve.route_params") or {}),
-    }  # type: Dict[str, Any]
+    }
     if client:
         environ["REMOTE_ADDR"] = str(client[0])
         environ["REMOTE_PORT"] = str(client[1])
@@ -112,10 +112,10 @@ class _Response:
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
-        self.start = None  # type: Optional[Dict[str, Any]]
+        self.start: Optional[Dict[str, Any]] = None
         self.sent = False
         self.finished = False
-        self.remaining = None  # type: Optional[int]
+        self.remaining: Optional[int] = None
 
     def start_response(self, status: str, headers: List[Tuple[str, str]], exc_info: Any = None) -> Any:
         if exc_info is not None:
@@ -192,7 +192,7 @@ class WSGIAdapter:
 
     def _run(self, scope: Dict[str, Any], reader: BodyReader, outbox: Outbox) -> None:
         response = _Response(outbox)
-        error = None  # type: Optional[BaseException]
+        error: Optional[BaseException] = None
         try:
             environ = build_environ(scope, reader)
             result = self.app(environ, response.start_response)

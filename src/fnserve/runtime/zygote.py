@@ -43,7 +43,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 from . import worker
 from .zygote_child import child_main, standby_main, warm_frameworks
@@ -83,10 +83,12 @@ def _preload(names: List[str], use_uvloop: bool) -> Dict[str, Any]:
 
     if use_uvloop:
         try:
-            import uvloop  # type: ignore[import-not-found]  # noqa: F401
+            import uvloop  # noqa: F401
         except ImportError:
             pass
-    done, failed, skipped = [], {}, {}
+    done: List[str] = []
+    failed: Dict[str, str] = {}  # module → the error its import raised
+    skipped: Dict[str, str] = {}  # the same for optional modules (names ending in ?)
     for name in names:
         optional = name.endswith("?")
         name = name.rstrip("?")
@@ -288,7 +290,8 @@ class Zygote:
                 if timeout <= 0:
                     self.make_standby()
                     timeout = None
-            readable, _, _ = select.select([ctrl, wake_r], [], [], timeout)
+            watched: List[Union[socket.socket, int]] = [ctrl, wake_r]
+            readable, _, _ = select.select(watched, [], [], timeout)
             if wake_r in readable:
                 try:
                     while os.read(wake_r, 512):

@@ -10,7 +10,8 @@ import sys
 import traceback
 from typing import Any, Dict, List
 
-from . import worker
+from . import protocol, worker
+from .asgitypes import Message
 
 MAX_MESSAGE = 1 << 20
 EXIT_CHILD_ERROR = 70
@@ -135,7 +136,7 @@ def _warm_child(loop: Any) -> None:
         async def turn() -> None:
             asyncio.Event()
             await asyncio.sleep(0)
-            worker.p.Connection()  # needs the running loop
+            protocol.Connection()  # needs the running loop
 
         loop.run_until_complete(turn())
         json.loads(json.dumps({"warm": [1, 2.0, None, "x"]}))
@@ -246,14 +247,14 @@ class _Receive:
     def __init__(self) -> None:
         self.sent = False
 
-    async def __call__(self) -> Dict[str, Any]:
+    async def __call__(self) -> Message:
         if self.sent:
             return {"type": "http.disconnect"}
         self.sent = True
         return {"type": "http.request", "body": b"", "more_body": False}
 
 
-async def _ignore(message: Dict[str, Any]) -> None:
+async def _ignore(message: Message) -> None:
     return None
 
 
