@@ -23,6 +23,7 @@ import uuid
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote
 
+from .asgitypes import Receive, Scope, Send
 from .bridge import refuse_declared_oversize, refuse_non_http, send_error
 from .pool import InFlight
 
@@ -55,7 +56,7 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def build_event(scope: Dict[str, Any], body: bytes, request_id: str, now: float) -> Dict[str, Any]:
+def build_event(scope: Scope, body: bytes, request_id: str, now: float) -> Dict[str, Any]:
     """The API Gateway HTTP API v2 event for an ASGI HTTP ``scope`` and its full ``body``;
     ``now``: epoch seconds."""
     headers: Dict[str, str] = {}
@@ -173,7 +174,7 @@ class LambdaAdapter:
     async def shutdown(self, timeout: float = 30.0) -> None:
         await self.inflight.wait(timeout)
 
-    async def _read_body(self, receive: Any) -> Optional[bytes]:
+    async def _read_body(self, receive: Receive) -> Optional[bytes]:
         """The whole request body, or None when it goes over ``body_limit``."""
         chunks, total = [], 0
         while True:
@@ -189,7 +190,7 @@ class LambdaAdapter:
                 break
         return b"".join(chunks)
 
-    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await refuse_non_http(scope, receive, send) or await refuse_declared_oversize(scope, send, self.body_limit):
             return
         with self.inflight:

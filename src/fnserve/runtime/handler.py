@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from typing import Any, Dict, List, Optional, Tuple, Type
 from urllib.parse import quote
 
+from .asgitypes import Receive, Scope, Send
 from .bridge import BodyReader, Outbox, refuse_declared_oversize, refuse_non_http, run_threaded, send_error
 from .pool import InFlight
 
@@ -218,7 +219,7 @@ class HandlerAdapter:
     async def shutdown(self, timeout: float = 30.0) -> None:
         await self.inflight.wait(timeout)
 
-    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await refuse_non_http(scope, receive, send):
             return
         method = scope["method"]
@@ -238,7 +239,7 @@ class HandlerAdapter:
         await run_threaded(self.executor, self.inflight, self.body_limit, receive, send,
                            functools.partial(self._run, scope, do), head=method == "HEAD")
 
-    def _make(self, scope: Dict[str, Any], reader: BodyReader, wfile: ResponseWriter) -> BaseHTTPRequestHandler:
+    def _make(self, scope: Scope, reader: BodyReader, wfile: ResponseWriter) -> BaseHTTPRequestHandler:
         cls = self.handler_class
         h = cls.__new__(cls)
         raw_path = scope.get("raw_path") or quote(scope.get("path") or "/").encode("ascii")
@@ -268,7 +269,7 @@ class HandlerAdapter:
             h.directory = os.getcwd()
         return h
 
-    def _run(self, scope: Dict[str, Any], do: str, reader: BodyReader, outbox: Outbox) -> None:
+    def _run(self, scope: Scope, do: str, reader: BodyReader, outbox: Outbox) -> None:
         wfile = ResponseWriter(outbox, head=scope["method"] == "HEAD")
         error: Optional[BaseException] = None
         try:

@@ -15,6 +15,7 @@ import sys
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote, unquote_to_bytes
 
+from .asgitypes import Receive, Scope, Send
 from .bridge import BodyReader, Outbox, refuse_declared_oversize, refuse_non_http, run_threaded
 from .pool import InFlight
 
@@ -40,7 +41,7 @@ class FileWrapper:
             yield block
 
 
-def wsgi_path(scope: Dict[str, Any]) -> Tuple[str, str]:
+def wsgi_path(scope: Scope) -> Tuple[str, str]:
     """``(SCRIPT_NAME, PATH_INFO)`` per PEP 3333 and SPEC §3.4, from ``raw_path`` when it agrees
     with ``path`` (so percent-encoded non-UTF-8 bytes survive), else from ``path``."""
     path = scope.get("path") or "/"
@@ -60,7 +61,7 @@ def wsgi_path(scope: Dict[str, Any]) -> Tuple[str, str]:
     return root.decode("latin-1"), (rest or b"/").decode("latin-1")
 
 
-def build_environ(scope: Dict[str, Any], body: Any) -> Dict[str, Any]:
+def build_environ(scope: Scope, body: Any) -> Dict[str, Any]:
     """The PEP 3333 environ for an ASGI HTTP ``scope``; ``body``: the ``wsgi.input`` stream."""
     script_name, path_info = wsgi_path(scope)
     server = scope.get("server") or None
@@ -184,13 +185,13 @@ class WSGIAdapter:
     async def shutdown(self, timeout: float = 30.0) -> None:
         await self.inflight.wait(timeout)
 
-    async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await refuse_non_http(scope, receive, send) or await refuse_declared_oversize(scope, send, self.body_limit):
             return
         await run_threaded(self.executor, self.inflight, self.body_limit, receive, send,
                            functools.partial(self._run, scope), head=scope["method"] == "HEAD")
 
-    def _run(self, scope: Dict[str, Any], reader: BodyReader, outbox: Outbox) -> None:
+    def _run(self, scope: Scope, reader: BodyReader, outbox: Outbox) -> None:
         response = _Response(outbox)
         error: Optional[BaseException] = None
         try:
