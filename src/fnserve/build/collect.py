@@ -68,9 +68,42 @@ def copy_tree(src: Path, dst: Path, *, skip: Iterable[Path] = (),
                     continue
                 except OSError:
                     pass
-            shutil.copy2(source, target)
+            copy_file(source, target, info)
             copied[rel] = info
     return copied
+
+
+SPARSE_MIN = 1 << 20  # bytes: smaller files are copied plainly
+
+
+def copy_file(src: Path, dst: Path, info: os.stat_result | None = None) -> None:
+    """``shutil.copy2``, except that a sparse file (fewer blocks than its size) stays sparse: only
+    its data segments are copied (``SEEK_DATA``/``SEEK_HOLE``), so a disk image or a preallocated
+    file does not grow on disk in the output."""
+    info = info or src.stat()
+    if info.st_size < SPARSE_MIN or info.st_blocks * 512 >= info.st_size or not hasattr(os, "SEEK_DATA"):
+        shutil.copy2(src, dst)
+        return
+    with open(src, "rb") as reader, open(dst, "wb") as writer:
+        fd, pos = reader.fileno(), 0
+        while pos < info.st_size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            reader.seek(start)
+            writer.seek(start)
+            left = end - start
+            while left > 0:
+                chunk = reader.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                writer.write(chunk)
+                left -= len(chunk)
+            pos = end
+        writer.truncate(info.st_size)
+    shutil.copystat(src, dst)
 
 
 def walk_files(root: Path) -> Iterator[str]:
