@@ -199,16 +199,20 @@ def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return cli_options(*(s.name for s in SETTINGS if "build" in s.commands))(func)
 
 
-def _known_targets() -> list[str]:
+def _check_targets(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     from fnserve.build.targets import TARGETS
 
-    return list(TARGETS)
+    unknown = [name for name in value if name not in TARGETS]
+    if unknown:
+        raise click.BadParameter(f"unknown target {', '.join(map(repr, unknown))}; known targets: {', '.join(TARGETS)}",
+                                 ctx, param)
+    return value
 
 
 @main.command("build")
 @click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
-@click.option("--target", "targets", multiple=True, type=click.Choice(_known_targets()), default=("fnserve",),
-              show_default=True, help="What to render from the build output (repeatable).")
+@click.option("--target", "targets", multiple=True, default=("fnserve",), show_default=True, callback=_check_targets,
+              help="What to render from the build output (repeatable); known: fnserve.")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: DIRECTORY/.fnserve/output).")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed since the last build.")

@@ -15,8 +15,8 @@ Steps: inputs hash (unchanged → nothing to do) → work copy in ``OUTPUT/../.<
 → ``installCommand`` there → dependencies (``fnserve.deps.ensure_env`` on the project, the same env
 ``fnserve dev``/``start`` use) → ``buildCommand`` there, with the env's ``bin/`` first on ``PATH``
 → project model of the work copy (any function with an error stops the build) → file selection →
-env copy → report → manifest → targets → the temporary folder is renamed to ``OUTPUT`` (a previous
-output is replaced only then). Any failure removes the temporary folder: nothing half-written is
+env copy → report → manifest → the temporary folder is renamed to ``OUTPUT`` (a previous
+output is replaced only then) → targets render from it. Any failure removes the temporary folder: nothing half-written is
 left, and the previous output, if any, stays as it was. Nothing in the user's project is written
 except ``.fnserve/`` (the env cache and the default output).
 """
@@ -102,12 +102,12 @@ def build_output(config: Any, *, out: Path | None = None, targets: Sequence[str]
     tmp.mkdir(parents=True)
     try:
         manifest, sizes = _build_into(tmp, root, config, out, previous, inputs, say, environ)
-        for name in targets:
-            TARGETS[name]().render(out, manifest, say)  # renders see the final paths
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for name in targets:  # from the complete output; each target writes its own files atomically
+        TARGETS[name]().render(out, manifest, say)
     warnings = tuple(w for w in (s.warning() for s in sizes) if w)
     seconds = time.perf_counter() - started
     say(render_text(sizes))

@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
 class Target:
     """One engine's rendering of a build. ``render(output, manifest, say)`` writes whatever the
-    engine needs from the finished output folder ``output`` (absolute) and returns the paths it
-    wrote (empty when the output itself is the deliverable). Raises ``BuildError``."""
+    engine needs from the finished output folder ``output`` (absolute, already in place) and
+    returns the paths it wrote (empty when the output itself is the deliverable). It writes its
+    own files atomically (temporary folder + rename), so a failed render leaves nothing that looks
+    valid. Raises ``BuildError``."""
 
     name = "base"
     description = ""
