@@ -17,7 +17,8 @@ A build output (``fnserve build``, docs/DEPLOY.md) is target-neutral; this file 
      "envs": {"<key>": {"path": "envs/<key>", "python": "envs/<key>/bin/python",
                         "site_packages": "envs/<key>/lib/python3.12/site-packages",
                         "python_version": "3.12.3", "base_python": "/usr/bin/python3.12",
-                        "requirements": ["flask>=3"], "bytes": 123}}}
+                        "requirements": ["flask>=3"], "bytes": 123}},
+     "stats": {"api/hello.py": [1094, 1764781531000000000]}}   # source size, mtime_ns (incremental)
 
 Paths inside the output are POSIX and relative to the output folder; ``files`` and
 ``import_roots`` are relative to ``project/``. Routes are in priority order (``RouteTable.routes``).
