@@ -20,6 +20,7 @@ def test_build_writes_manifest_project_static_and_report(tmp_path):
     assert "function sizes" in result.output and str(out) in result.output
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "project", "report.json", "static"]
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".output")]  # no temporary folder left
+    assert (out.parent / ".gitignore").read_text().endswith("*\n")  # .fnserve/ is never committed
 
     data = json.loads((out / "manifest.json").read_text())
     assert data["format"] == FORMAT and data["fnserve"]

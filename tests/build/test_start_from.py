@@ -80,3 +80,8 @@ def test_start_from_refuses_an_unknown_format(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fnserve", "start", "--from", str(empty), "--port", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no manifest.json" in proc.stderr
+
+
+def test_from_and_a_directory_together_are_a_usage_error(tmp_path):
+    result = run_cli("start", str(tmp_path), "--from", str(tmp_path))
+    assert result.exit_code == 2 and "either DIRECTORY or --from OUTPUT" in result.output

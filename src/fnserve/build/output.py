@@ -100,6 +100,9 @@ def build_output(config: Any, *, out: Path | None = None, targets: Sequence[str]
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    state = root / ".fnserve"
+    if out.is_relative_to(state) and not (state / ".gitignore").exists():
+        (state / ".gitignore").write_text("# fnserve's own state; never commit it\n*\n")
     try:
         manifest, sizes = _build_into(tmp, root, config, out, previous, inputs, say, environ)
         _swap_into_place(tmp, out)
