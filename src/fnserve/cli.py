@@ -167,8 +167,10 @@ def _start_options(func):  # type: ignore[no-untyped-def]
 
 @main.command("start")
 @click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--from", "from_output", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Serve this `fnserve build` output instead of DIRECTORY (no scan, no install).")
 @_start_options
-def start_command(directory: str, **flags: object) -> None:
+def start_command(directory: str, from_output: str | None, **flags: object) -> None:
     """Serve DIRECTORY (default: .) in production: every function in its own worker processes,
     .env.production* loaded, access log as text or JSON lines, /_fnserve/health, /_fnserve/ready
     and /_fnserve/metrics (or on --admin-port). SIGTERM/SIGINT drain in-flight requests within
@@ -179,4 +181,60 @@ def start_command(directory: str, **flags: object) -> None:
     from fnserve.server.start import run_start
 
     overrides = {name: value for name, value in flags.items() if value is not None}
-    raise click.exceptions.Exit(run_start(Path(directory), overrides))
+    if from_output is not None and directory != ".":
+        raise click.UsageError("give either DIRECTORY or --from OUTPUT, not both")
+    raise click.exceptions.Exit(run_start(Path(directory), overrides,
+                                          from_output=Path(from_output) if from_output else None))
+
+
+# --- fnserve build (issue 11: build output and targets; owner: build) ------------------------
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The settings flags of ``build``: every setting whose ``commands`` include "build"."""
+    from fnserve.config.settings import SETTINGS, cli_options
+
+    return cli_options(*(s.name for s in SETTINGS if "build" in s.commands))(func)
+
+
+def _check_targets(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from fnserve.build.targets import TARGETS
+
+    unknown = [name for name in value if name not in TARGETS]
+    if unknown:
+        raise click.BadParameter(f"unknown target {', '.join(map(repr, unknown))}; known targets: {', '.join(TARGETS)}",
+                                 ctx, param)
+    return value
+
+
+@main.command("build")
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
+@click.option("--target", "targets", multiple=True, default=("fnserve",), show_default=True, callback=_check_targets,
+              help="What to render from the build output (repeatable); known: fnserve.")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: DIRECTORY/.fnserve/output).")
+@click.option("--force", is_flag=True, help="Rebuild even when nothing changed since the last build.")
+@_build_options
+def build_command(directory: str, targets: tuple[str, ...], out: str | None, force: bool, **flags: object) -> None:
+    """Build DIRECTORY (default: .) into a self-contained output: manifest.json (routes, functions,
+    limits, rules), the project files (SPEC §8.2 exclusions, excludeFiles/includeFiles), the
+    dependencies, static/ (public/) and report.json (sizes; a warning for a function over 250 MB).
+    Runs installCommand before and buildCommand after the dependencies, in a copy of the project.
+    Serve the result with `fnserve start --from OUTPUT`. Exit 2 on any problem, leaving no output
+    behind (a previous one stays as it was)."""
+    import os
+    from pathlib import Path
+
+    from fnserve.build.output import build_output
+    from fnserve.config import load_config, overrides_from
+    from fnserve.errors import FnserveError
+
+    try:
+        config = load_config(directory, overrides_from(flags), os.environ, mode="build")
+        build_output(config, out=Path(out) if out else None, targets=targets, say=click.echo,
+                     environ=os.environ, force=force)
+    except FnserveError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(exc.exit_code) from exc

@@ -337,14 +337,19 @@ def _url(host: str, sock: Any) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> int:
+def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
+              from_output: Path | None = None) -> int:
     """Entry point of ``fnserve start``: log handlers on the ``fnserve`` logger (text or JSON per
-    ``--log-format``), the server on uvloop. Returns the exit code: 0 after a signal-initiated
-    shutdown, 2 for a problem found at start (message on stderr), 1 for a bug of ours."""
+    ``--log-format``), the server on uvloop. ``from_output``: a ``fnserve build`` output to serve
+    instead of ``project_dir`` (``fnserve.build.serve``). Returns the exit code: 0 after a
+    signal-initiated shutdown, 2 for a problem found at start (message on stderr), 1 for a bug of ours."""
+    if from_output is not None:  # fnserve start --from: config comes from the output's project copy
+        project_dir = Path(from_output).resolve() / "project"
     log_format = str(_raw_log_format(project_dir, overrides))
     installed = install_start_handlers(log_format)
-    server = StartServer(project_dir, overrides)
     try:
+        server = _from_output_server(from_output, overrides) if from_output is not None \
+            else StartServer(project_dir, overrides)
         try:
             import uvloop
         except ImportError:
@@ -361,6 +366,14 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> 
         for logger, handler in installed:
             logger.removeHandler(handler)
     return 0
+
+
+def _from_output_server(output: Path, overrides: Mapping[str, Any] | None) -> StartServer:
+    """``fnserve start --from OUTPUT`` (owner: build): a ``StartServer`` that reads the build's
+    manifest instead of scanning a project. Raises ``OutputFormatError`` for an unknown format."""
+    from fnserve.build.serve import FromOutputServer
+
+    return FromOutputServer(output, overrides)
 
 
 def _raw_log_format(project_dir: Path, overrides: Mapping[str, Any] | None) -> str:
