@@ -99,6 +99,20 @@ def test_dependents_edgeone_resolve_against_cloud_functions():
     assert project.dependents(store) == {"cloud-functions/api/index.py"}
 
 
+def test_dependents_follow_sibling_imports_of_an_entry(tmp_path):
+    """An entry's own folder is on its ``sys.path`` (after site-packages): ``import _helpers``
+    beside ``api/users/[id].py`` is an edge; a module the project root holds wins over it."""
+    (tmp_path / "api" / "users").mkdir(parents=True)
+    (tmp_path / "api" / "users" / "_helpers.py").write_text("")
+    (tmp_path / "api" / "users" / "shared.py").write_text("")
+    (tmp_path / "shared.py").write_text("")
+    (tmp_path / "api" / "users" / "[id].py").write_text("import _helpers\nimport shared\n" + HANDLER)
+    project = load_project(tmp_path)
+    assert project.dependents(tmp_path / "api" / "users" / "_helpers.py") == {"api/users/[id].py"}
+    assert project.dependents(tmp_path / "shared.py") == {"api/users/[id].py"}
+    assert project.dependents(tmp_path / "api" / "users" / "shared.py") == frozenset()
+
+
 def test_dependents_handle_import_cycles(tmp_path):
     (tmp_path / "api").mkdir()
     (tmp_path / "lib").mkdir()

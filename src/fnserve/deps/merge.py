@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from fnserve.deps.imports import DetectedImport
+from fnserve.deps.detect import DetectedImport
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.requirements_txt import SourcedRequirement
 from fnserve.errors import DependencyError

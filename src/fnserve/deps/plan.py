@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fnserve.deps.detect import DetectedImport, scan_project, third_party_imports
 from fnserve.deps.envs import Environment, build_env, current_environment, env_key, existing_env
-from fnserve.deps.imports import DetectedImport, scan_project, third_party_imports
 from fnserve.deps.manifests import read_manifests
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.merge import MergedSet, merge

@@ -12,8 +12,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import NoEntrypointError
-from . import imports
+from . import importgraph
 from .entrypoints import ModuleScan, scan_file
+from .importscan import ImportPath
 from .layout import (
     EXCLUDED_DIRS,
     function_roots,
@@ -53,7 +54,7 @@ class Project:
         to the project root. Unknown files → empty set."""
         path = Path(path)
         path = (path if path.is_absolute() else self.root / path).resolve()
-        affected = imports.importers_of(self._importers, path)
+        affected = importgraph.importers_of(self._importers, path)
         return frozenset(f.id for f in self.functions if f.path in affected)
 
     @property
@@ -115,7 +116,9 @@ def load_project(root: Path | str, *, entrypoint: str | None = None, framework: 
     for path in all_files:
         scan(path)
     import_roots = _import_roots(root, functions)
-    rev = imports.reverse(imports.build_graph({p: scans[p] for p in all_files}, import_roots))
+    # sys.path of the functions together: their import roots first, their own folders last
+    import_path = ImportPath(import_roots, sorted({fn.path.parent for fn in functions}))
+    rev = importgraph.reverse(importgraph.build_graph({p: scans[p].imports for p in all_files}, import_path))
     helpers = _helpers(root, all_files, functions, import_roots, rev)
     for h in helpers:
         err = scans[h.path].error
@@ -140,6 +143,7 @@ def _function_for(root: Path, layout: Layout, froot: Path, path: Path, scan: Cal
     result = scan(path)
     if result.entry is None and result.error is None:
         return None
+    import_roots: tuple[Path, ...]
     if layout is Layout.EDGEONE:
         import_roots, mod = (root, froot), module_name(froot, path)
     else:
@@ -166,7 +170,7 @@ def _helpers(
         if path in by_path:
             continue
         base = next((r for r in reversed(import_roots) if path.is_relative_to(r)), root)
-        users = imports.importers_of(rev, path)
+        users = importgraph.importers_of(rev, path)
         importers = tuple(sorted(by_path[p] for p in users if p in by_path))
         out.append(HelperModule(relative_id(root, path), path, module_name(base, path), importers))
     return tuple(out)

@@ -1,0 +1,383 @@
+"""The one import scan of the project model (SPEC §2, §7, §8; issue 12 item 2).
+
+A Python file is parsed once with ``ast`` (never imported) and every import statement becomes an
+``ImportRef`` that carries what each reader needs: ``module``/``names``/``level`` as written, the
+``line``, and where the statement sits — ``optional`` (in the body of a ``try`` whose handlers
+catch ``ImportError``), ``fallback`` (in one of those handlers), ``at_load`` (run when the module
+is imported: not inside a function body) and ``type_checking`` (under ``if TYPE_CHECKING:``).
+
+One rule decides what an import means for the project (``ImportPath.resolve``): it is searched
+along an import path the way Python's import system does — a regular module or package
+(``x.py``, ``x/__init__.py``, an extension module) in any folder wins; folders without
+``__init__.py`` are namespace portions, which an installed package of the same name shadows
+(PEP 420), so they are the project's only when an import reaches into them (``is_local`` with the
+``reached_namespaces`` of the imports considered together). Relative imports are always local.
+``Resolved.files`` are the project files the import runs (package ``__init__.py`` files included).
+
+Readers: ``entrypoints``/``model`` and ``importgraph`` (routes, hot-reload dependents),
+``fnserve.deps.detect`` (third-party requirements), ``fnserve.supervisor.preloads`` (zygote
+preloads). Each gives the import path that fits it (``ImportPath``; ``project_import_path`` for
+the project as a whole).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .types import Problem
+
+#: Handler types that make a ``try`` an import guard (a bare ``except:`` counts too).
+IMPORT_GUARDS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+
+#: Suffixes of modules Python can import besides ``.py`` (extension modules).
+_EXTENSION_SUFFIXES = (".so", ".pyd")
+
+
+@dataclass(frozen=True)
+class ImportRef:
+    """One imported module. ``module``: dotted name as written (``""`` for ``from . import x``);
+    ``names``: what ``from module import a, b`` takes (``*`` left out; may be submodules), empty
+    for ``import a.b``; ``level``: leading dots (0 = absolute); ``line``: 1-based; ``optional``:
+    in the body of a ``try`` catching ``ImportError``; ``fallback``: in such a ``try``'s handler;
+    ``at_load``: runs when the module is imported (False inside a function body);
+    ``type_checking``: under ``if TYPE_CHECKING:`` (never runs). ``import a, b`` gives two refs."""
+
+    module: str
+    names: tuple[str, ...] = ()
+    level: int = 0
+    line: int = 0
+    optional: bool = False
+    fallback: bool = False
+    at_load: bool = True
+    type_checking: bool = False
+
+    @property
+    def top(self) -> str:
+        """The top-level name (``google`` for ``google.protobuf``; ``""`` for ``from . import x``)."""
+        return self.module.split(".", 1)[0]
+
+    @property
+    def guarded(self) -> bool:
+        """True when a failure of this import is handled by the module (``optional`` or ``fallback``)."""
+        return self.optional or self.fallback
+
+
+@dataclass(frozen=True)
+class FileImports:
+    """The imports of one file, in source order; ``error``: why the file could not be parsed
+    (syntax error with its line, undecodable or unreadable file), then ``imports`` is empty."""
+
+    file_id: str
+    imports: tuple[ImportRef, ...] = ()
+    error: Problem | None = None
+
+
+def parse_source(source: str | bytes, file_id: str) -> ast.Module | Problem:
+    """Parse module ``source``; ``file_id`` (project-relative path) names the file in the
+    ``Problem`` returned — never raised — for a syntax error (with its line), null bytes or an
+    undecodable source."""
+    try:
+        return ast.parse(source, filename=file_id)
+    except SyntaxError as exc:
+        return Problem("error", f"syntax error: {exc.msg}", file_id, exc.lineno, "fix the file; other routes keep working")
+    except (ValueError, UnicodeDecodeError) as exc:  # null bytes, undecodable source
+        return Problem("error", f"cannot parse file: {exc}", file_id)
+
+
+def read_source(path: Path, file_id: str) -> bytes | Problem:
+    """The bytes of ``path``, or a ``Problem`` naming ``file_id`` when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return Problem("error", f"cannot read file: {exc.strerror}", file_id)
+
+
+def imports_of(tree: ast.Module) -> tuple[ImportRef, ...]:
+    """Every import statement of a parsed module, at any depth, in source order."""
+    visitor = _ImportVisitor()
+    visitor.visit(tree)
+    return tuple(visitor.found)
+
+
+def scan_imports(path: Path, file_id: str) -> FileImports:
+    """Read, parse and scan one file (see ``FileImports``); never raises for bad user code."""
+    source = read_source(path, file_id)
+    if isinstance(source, Problem):
+        return FileImports(file_id, error=source)
+    tree = parse_source(source, file_id)
+    if isinstance(tree, Problem):
+        return FileImports(file_id, error=tree)
+    return FileImports(file_id, imports_of(tree))
+
+
+class ImportScanner:
+    """``scan_imports`` with a cache keyed by ``(path, mtime_ns, size)``: a reader that scans the
+    same files repeatedly (each reload, each function's preloads) parses only what changed.
+    ``parses`` counts the files actually parsed."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Path, str], tuple[tuple[int, int], FileImports]] = {}
+        self.parses = 0
+
+    def scan(self, path: Path, file_id: str | None = None) -> FileImports:
+        """The imports of ``path`` (``file_id`` defaults to ``str(path)``)."""
+        fid = str(path) if file_id is None else file_id
+        try:
+            st = path.stat()
+        except OSError as exc:
+            return FileImports(fid, error=Problem("error", f"cannot read file: {exc.strerror}", fid))
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = self._cache.get((path, fid))
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        self.parses += 1
+        result = scan_imports(path, fid)
+        self._cache[(path, fid)] = (stamp, result)
+        return result
+
+
+class _ImportVisitor(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.found: list[ImportRef] = []
+        self.optional = False
+        self.fallback = False
+        self.at_load = True
+        self.type_checking = False
+
+    def _add(self, node: ast.stmt, module: str, names: tuple[str, ...] = (), level: int = 0) -> None:
+        self.found.append(ImportRef(module, names, level, node.lineno, self.optional, self.fallback,
+                                    self.at_load, self.type_checking))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(node, alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        names = tuple(a.name for a in node.names if a.name != "*")
+        self._add(node, node.module or "", names, node.level or 0)
+
+    def _in_function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        # decorators and defaults run at load; the body only when called
+        if not isinstance(node, ast.Lambda):
+            for deco in node.decorator_list:
+                self.visit(deco)
+        self.visit(node.args)
+        saved, self.at_load = self.at_load, False
+        body: Sequence[ast.AST] = [node.body] if isinstance(node, ast.Lambda) else node.body
+        for child in body:
+            self.visit(child)
+        self.at_load = saved
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _in_function
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        test = node.test
+        negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
+        typing_only = _is_type_checking(test.operand if isinstance(test, ast.UnaryOp) and negated else test)
+        for block, type_only in ((node.body, typing_only and not negated), (node.orelse, typing_only and negated)):
+            saved, self.type_checking = self.type_checking, self.type_checking or type_only
+            for stmt in block:
+                self.visit(stmt)
+            self.type_checking = saved
+
+    def _try(self, node: ast.Try) -> None:
+        guard = any(_catches_import_error(h.type) for h in node.handlers)
+        saved = (self.optional, self.fallback)
+        self.optional = self.optional or guard
+        for stmt in node.body:
+            self.visit(stmt)
+        self.optional = saved[0]
+        self.fallback = self.fallback or guard
+        for handler in node.handlers:
+            self.visit(handler)
+        self.fallback = saved[1]
+        for stmt in [*node.orelse, *node.finalbody]:
+            self.visit(stmt)
+
+    visit_Try = _try
+    visit_TryStar = _try  # Python 3.11+ ``except*``; the same fields
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``typing.TYPE_CHECKING`` (any module prefix)."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _catches_import_error(expr: ast.expr | None) -> bool:
+    if expr is None:
+        return True
+    for item in expr.elts if isinstance(expr, ast.Tuple) else [expr]:
+        ident = item.attr if isinstance(item, ast.Attribute) else item.id if isinstance(item, ast.Name) else None
+        if ident in IMPORT_GUARDS:
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------- what is local
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What one import is for the project. ``kind``: ``"relative"``; ``"module"`` (a regular
+    module or package of the project); ``"namespace"`` (only folders without ``__init__.py``:
+    local if the import reaches into one, ``reaches``, or another import of the project does);
+    ``"external"`` (stdlib or a distribution). ``files``: the project ``.py`` files importing it
+    runs (absolute; package ``__init__.py`` files first)."""
+
+    kind: str
+    top: str
+    files: tuple[Path, ...] = ()
+    reaches: bool = False
+
+    @property
+    def local(self) -> bool:
+        """Local on its own (a namespace import that reaches nothing may still be made local by
+        others: use ``is_local``)."""
+        return self.kind in ("relative", "module") or (self.kind == "namespace" and self.reaches)
+
+
+def reached_namespaces(resolved: Iterable[Resolved]) -> frozenset[str]:
+    """Top-level names of namespace folders that some of the ``resolved`` imports reach into."""
+    return frozenset(r.top for r in resolved if r.kind == "namespace" and r.reaches)
+
+
+def is_local(resolved: Resolved, reached: frozenset[str] = frozenset()) -> bool:
+    """THE rule: the project serves this import itself (do not install it, do not preload it,
+    follow its files). ``reached``: ``reached_namespaces`` of the imports considered together, so
+    ``import app`` is local when ``from app.main import x`` is seen with ``app/`` a namespace folder."""
+    return resolved.local or (resolved.kind == "namespace" and resolved.top in reached)
+
+
+class ImportPath:
+    """The folders absolute imports are searched in, in ``sys.path`` order: ``front`` (import
+    roots put before site-packages: project root, ``cloud-functions/``, ``src/``) and ``back``
+    (folders appended after it: the entry file's own folder, for ``import sibling``). Folder
+    listings are cached for the life of the object (make a new one per scan)."""
+
+    def __init__(self, front: Iterable[Path], back: Iterable[Path] = ()) -> None:
+        seen: dict[Path, None] = {}
+        for folder in [*front, *back]:
+            seen.setdefault(Path(folder), None)
+        self.folders = tuple(seen)
+        self._listings: dict[Path, tuple[frozenset[str], frozenset[str]]] = {}
+
+    def _listing(self, folder: Path) -> tuple[frozenset[str], frozenset[str]]:
+        """``(file names, folder names)`` in ``folder``; empty when it cannot be read."""
+        hit = self._listings.get(folder)
+        if hit is None:
+            files: set[str] = set()
+            dirs: set[str] = set()
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        try:
+                            (dirs if entry.is_dir(follow_symlinks=True) else files).add(entry.name)
+                        except OSError:
+                            continue
+            except OSError:
+                pass
+            hit = self._listings[folder] = (frozenset(files), frozenset(dirs))
+        return hit
+
+    def kind(self, folder: Path, name: str) -> str | None:
+        """``"module"`` (``name.py`` / extension module), ``"package"`` (``name/__init__.py``),
+        ``"folder"`` (a namespace portion) or None for what ``folder`` holds under ``name``."""
+        files, dirs = self._listing(folder)
+        if name in dirs and "__init__.py" in self._listing(folder / name)[0]:
+            return "package"  # a regular package wins over a module of the same name, as in Python
+        if f"{name}.py" in files or any(f.startswith(name + ".") and f.endswith(_EXTENSION_SUFFIXES) for f in files):
+            return "module"
+        return "folder" if name in dirs else None
+
+    def top_level_names(self) -> frozenset[str]:
+        """Names importable at top level from the path's folders: modules, packages and folders
+        holding ``.py`` files directly (namespace portions)."""
+        out: set[str] = set()
+        for folder in self.folders:
+            files, dirs = self._listing(folder)
+            out.update(f[:-3] for f in files if f.endswith(".py"))
+            out.update(f.split(".", 1)[0] for f in files if f.endswith(_EXTENSION_SUFFIXES))
+            for name in dirs:
+                if name.isidentifier() and (self.kind(folder, name) == "package" or
+                                            any(f.endswith(".py") for f in self._listing(folder / name)[0])):
+                    out.add(name)
+        return frozenset(out)
+
+    def resolve(self, ref: ImportRef, file: Path) -> Resolved:
+        """What ``ref``, written in ``file`` (absolute), imports (see ``Resolved``)."""
+        parts = [p for p in ref.module.split(".") if p]
+        if ref.level:
+            base = file.parent
+            for _ in range(ref.level - 1):
+                base = base.parent
+            found: list[Path] = []
+            if self.kind(base.parent, base.name) == "package":
+                found.append(base / "__init__.py")
+            self._walk([base], parts, ref.names, found)
+            return Resolved("relative", ref.top, tuple(dict.fromkeys(found)), True)
+        if not parts:
+            return Resolved("external", "")
+        top, rest = parts[0], parts[1:]
+        portions: list[Path] = []
+        for folder in self.folders:
+            kind = self.kind(folder, top)
+            if kind == "module":
+                module = folder / f"{top}.py"
+                return Resolved("module", top, (module,) if f"{top}.py" in self._listing(folder)[0] else (), True)
+            if kind == "package":
+                found = [folder / top / "__init__.py"]
+                self._walk([folder / top], rest, ref.names, found)
+                return Resolved("module", top, tuple(dict.fromkeys(found)), True)
+            if kind == "folder":
+                portions.append(folder / top)
+        if not portions:
+            return Resolved("external", top)
+        found = []
+        reaches = self._walk(portions, rest, ref.names, found) and bool(rest or ref.names)
+        return Resolved("namespace", top, tuple(dict.fromkeys(found)), reaches)
+
+    def _walk(self, folders: list[Path], parts: Sequence[str], names: Sequence[str], found: list[Path]) -> bool:
+        """Follow dotted ``parts`` down from package ``folders`` (namespace portions: several),
+        then ``names`` as possible submodules, appending the files run to ``found``. Returns
+        False when some part or every name is missing."""
+        for part in parts:
+            below: list[Path] = []
+            for folder in folders:
+                kind = self.kind(folder, part)
+                if kind == "module":
+                    found.append(folder / f"{part}.py")
+                    return True  # a plain module: whatever follows is an attribute
+                if kind == "package":
+                    found.append(folder / part / "__init__.py")
+                    below = [folder / part]
+                    break
+                if kind == "folder":
+                    below.append(folder / part)
+            if not below:
+                return False
+            folders = below
+        hit = not names
+        for name in names:
+            for folder in folders:
+                kind = self.kind(folder, name)
+                if kind is not None:
+                    hit = True
+                if kind == "module" and f"{name}.py" in self._listing(folder)[0]:
+                    found.append(folder / f"{name}.py")
+                elif kind == "package":
+                    found.append(folder / name / "__init__.py")
+        return hit
+
+
+def project_import_path(root: Path, files: Iterable[Path]) -> ImportPath:
+    """The import path of a project as a whole, for readers without a function list (deps): the
+    import roots a function can have (project root, ``cloud-functions/``, ``src/``), then the
+    folder of every file in ``files`` (an entry's own folder is on its ``sys.path``)."""
+    front = [root, *(root / name for name in ("cloud-functions", "src") if (root / name).is_dir())]
+    return ImportPath(front, sorted({Path(f).parent for f in files}))
