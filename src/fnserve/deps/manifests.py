@@ -39,6 +39,19 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
+#: Names of the files whose change can change the requirement set or the Python: the manifests
+#: read here and the config files that set ``python`` / ``detect-imports`` / ``import-map``.
+MANIFEST_NAMES = frozenset({"requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock",
+                            ".python-version", "fnserve.toml"})
+
+
+def is_dependency_file(name: str) -> bool:
+    """True for a file name in ``MANIFEST_NAMES`` or any ``*requirements*.txt`` (``-r``
+    includes such as ``dev-requirements.txt``). The one list the dev watcher and
+    ``affects_dependencies`` use; ``.py`` files (imports) are the caller's to add."""
+    return name in MANIFEST_NAMES or (name.endswith(".txt") and "requirements" in name)
+
+
 @dataclass(frozen=True)
 class PythonRequest:
     """A Python version constraint. ``specifier``: e.g. ``==3.12.*``; ``text``: as written;
