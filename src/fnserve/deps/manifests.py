@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -33,10 +35,10 @@ from fnserve.deps.requirements_txt import (
 )
 from fnserve.errors import DependencyError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10: the tomli backport (a dependency there; absent where mypy runs on 3.11+)
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 
 #: Names of the files whose change can change the requirement set or the Python: the manifests
@@ -100,7 +102,7 @@ def read_manifests(root: Path) -> Manifests:
     return out
 
 
-def _load_toml(path: Path, root: Path) -> tuple[dict, str]:
+def _load_toml(path: Path, root: Path) -> tuple[dict[str, Any], str]:
     text = path.read_text(encoding="utf-8")
     try:
         return tomllib.loads(text), text

@@ -92,8 +92,8 @@ def merge(
             if not prev.declared or imp.module not in prev.modules:
                 resolved[name] = _add_detection(prev, where, imp.module)
             continue
-        prev = target.get(name)
-        target[name] = (_add_detection(prev, where, imp.module) if prev else
+        seen = target.get(name)
+        target[name] = (_add_detection(seen, where, imp.module) if seen else
                         ResolvedRequirement(name, dist, (where,), False, (imp.module,), imp.optional))
     for name in resolved:
         optional.pop(name, None)

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -105,7 +106,7 @@ def current_interpreter() -> Interpreter:
         version="%d.%d.%d" % sys.version_info[:3],
         implementation=sys.implementation.name,
         stdlib=frozenset(sys.stdlib_module_names),
-        markers=dict(default_environment()),
+        markers={k: str(v) for k, v in default_environment().items()},
     )
 
 
@@ -161,21 +162,23 @@ def probe(path: Path, cache_file: Path | None) -> Interpreter | None:
     return _from_json(path, info)
 
 
-def _from_json(path: Path, info: dict) -> Interpreter:
+def _from_json(path: Path, info: dict[str, Any]) -> Interpreter:
     return Interpreter(path, info["version"], info.get("implementation", "cpython"),
                        frozenset(info.get("stdlib", ())), dict(info.get("markers", {})))
 
 
-def _read_cache(cache_file: Path | None) -> dict:
+def _read_cache(cache_file: Path | None) -> dict[str, Any]:
+    """``pythons.json``: path → ``{"stamp": [path, mtime_ns, size], "info": probe output}``."""
     if cache_file is None:
         return {}
     try:
-        return json.loads(cache_file.read_text())
+        data = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _write_cache(cache_file: Path | None, cache: dict) -> None:
+def _write_cache(cache_file: Path | None, cache: dict[str, Any]) -> None:
     if cache_file is None:
         return
     cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +285,7 @@ class UvFind:
         return Path(line[0]) if line else None
 
 
-def describe(interpreters: Iterable[Interpreter]) -> list[dict]:
+def describe(interpreters: Iterable[Interpreter]) -> list[dict[str, Any]]:
     """JSON-able listing for reports."""
     return [{"path": str(i.path), "version": i.version, "implementation": i.implementation,
              "supported": i.supported} for i in interpreters]
