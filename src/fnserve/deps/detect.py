@@ -12,12 +12,11 @@ itself (``importscan.is_local`` along ``importscan.project_import_path``).
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fnserve.deps.jsonfile import read_json_object, write_json_atomic
 from fnserve.project.importscan import (
     ImportPath,
     ImportRef,
@@ -138,13 +137,8 @@ def _read_cache(path: Path | None) -> dict[str, _CacheEntry]:
     """The per-file entries of the cache file; {} when missing, unreadable or of another
     version (JSON: ``{"version": 2, "files": {rel: {"stamp": [mtime_ns, size], "imports":
     [[module, line, optional, [names]], ...]}}}``). Malformed entries are dropped."""
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION or not isinstance(data.get("files"), dict):
+    data = read_json_object(path)
+    if data.get("version") != _CACHE_VERSION or not isinstance(data.get("files"), dict):
         return {}
     out: dict[str, _CacheEntry] = {}
     for rel, entry in data["files"].items():
@@ -162,10 +156,7 @@ def _write_cache(path: Path, files: dict[str, _CacheEntry]) -> None:
     data = {rel: {"stamp": list(stamp), "imports": [[i.module, i.line, int(i.optional), list(i.names)] for i in imports]}
             for rel, (stamp, imports) in files.items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"version": _CACHE_VERSION, "files": data}))
-        os.replace(tmp, path)
+        write_json_atomic(path, {"version": _CACHE_VERSION, "files": data})
     except OSError:
         pass  # a read-only project still works, just slower
 

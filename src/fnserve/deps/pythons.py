@@ -29,6 +29,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from fnserve.deps.jsonfile import read_json_object, write_json_atomic
 from fnserve.deps.manifests import PythonRequest
 from fnserve.errors import DependencyError
 
@@ -169,22 +170,12 @@ def _from_json(path: Path, info: dict[str, Any]) -> Interpreter:
 
 def _read_cache(cache_file: Path | None) -> dict[str, Any]:
     """``pythons.json``: path → ``{"stamp": [path, mtime_ns, size], "info": probe output}``."""
-    if cache_file is None:
-        return {}
-    try:
-        data = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(cache_file)
 
 
 def _write_cache(cache_file: Path | None, cache: dict[str, Any]) -> None:
-    if cache_file is None:
-        return
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(cache))
-    os.replace(tmp, cache_file)
+    if cache_file is not None:
+        write_json_atomic(cache_file, cache)
 
 
 def combine_requests(requests: Sequence[PythonRequest]) -> SpecifierSet:

@@ -7,20 +7,16 @@ raised ``DependencyError`` while planning).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from fnserve.deps.envs import MARKER, Environment
+from fnserve.deps.jsonfile import read_json_object
 from fnserve.deps.plan import DepsPlan
 
 
 def _marker(plan: DepsPlan) -> dict[str, Any]:
-    try:
-        data = json.loads((plan.env_path / MARKER).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(plan.env_path / MARKER)
 
 
 def _provided(plan: DepsPlan) -> dict[str, str]:
