@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import ast
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from .types import Problem
+
+T = TypeVar("T")
 
 #: Handler types that make a ``try`` an import guard (a bare ``except:`` counts too).
 IMPORT_GUARDS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
@@ -114,30 +117,58 @@ def scan_imports(path: Path, file_id: str) -> FileImports:
     return FileImports(file_id, imports_of(tree))
 
 
-class ImportScanner:
-    """``scan_imports`` with a cache keyed by ``(path, mtime_ns, size)``: a reader that scans the
-    same files repeatedly (each reload, each function's preloads) parses only what changed.
-    ``parses`` counts the files actually parsed."""
+class StampCache(Generic[T]):
+    """Per-file results that stay valid while the file's ``(mtime_ns, size)`` is unchanged, for a
+    reader that scans the same files repeatedly (each reload, each function's preloads): only
+    what changed is parsed again. ``computed`` counts the results actually computed. Not
+    thread-safe; one owner."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Path, str], tuple[tuple[int, int], FileImports]] = {}
-        self.parses = 0
+        self._items: dict[tuple[Path, str], tuple[tuple[int, int], T]] = {}
+        self.computed = 0
+
+    def get(self, path: Path, key: str, compute: Callable[[], T]) -> T:
+        """The result for ``path`` (``key``: whatever else the result depends on, e.g. the file
+        id), from the cache when the file is unchanged, else ``compute()`` (also when the file
+        cannot be stat'ed: ``compute`` reports that)."""
+        try:
+            st = path.stat()
+        except OSError:
+            self.computed += 1
+            return compute()
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = self._items.get((path, key))
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        self.computed += 1
+        result = compute()
+        self._items[(path, key)] = (stamp, result)
+        return result
+
+    def __len__(self) -> int:
+        """How many files are held."""
+        return len(self._items)
+
+    def retain(self, paths: Collection[Path]) -> None:
+        """Forget every file not in ``paths`` (deleted or no longer scanned)."""
+        for item in [k for k in self._items if k[0] not in paths]:
+            del self._items[item]
+
+
+class ImportScanner:
+    """``scan_imports`` through a ``StampCache``. ``parses``: files actually parsed."""
+
+    def __init__(self) -> None:
+        self.cache: StampCache[FileImports] = StampCache()
+
+    @property
+    def parses(self) -> int:
+        return self.cache.computed
 
     def scan(self, path: Path, file_id: str | None = None) -> FileImports:
         """The imports of ``path`` (``file_id`` defaults to ``str(path)``)."""
         fid = str(path) if file_id is None else file_id
-        try:
-            st = path.stat()
-        except OSError as exc:
-            return FileImports(fid, error=Problem("error", f"cannot read file: {exc.strerror}", fid))
-        stamp = (st.st_mtime_ns, st.st_size)
-        hit = self._cache.get((path, fid))
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        self.parses += 1
-        result = scan_imports(path, fid)
-        self._cache[(path, fid)] = (stamp, result)
-        return result
+        return self.cache.get(path, fid, lambda: scan_imports(path, fid))
 
 
 class _ImportVisitor(ast.NodeVisitor):

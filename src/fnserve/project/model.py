@@ -14,7 +14,7 @@ from types import MappingProxyType
 from ..errors import NoEntrypointError
 from . import importgraph
 from .entrypoints import ModuleScan, scan_file
-from .importscan import ImportPath
+from .importscan import ImportPath, StampCache
 from .layout import (
     EXCLUDED_DIRS,
     function_roots,
@@ -63,11 +63,15 @@ class Project:
         return any(p.severity == "error" for p in self.problems)
 
 
-def load_project(root: Path | str, *, entrypoint: str | None = None, framework: str | None = None) -> Project:
+def load_project(
+    root: Path | str, *, entrypoint: str | None = None, framework: str | None = None,
+    scan_cache: StampCache[ModuleScan] | None = None,
+) -> Project:
     """Scan project ``root`` and return its ``Project``.
 
     ``entrypoint``: configured ``"module:attr"``; ``framework``: vercel.json ``"framework"`` (a
-    Python preset forces the zero-config app). Raises ``DuplicateRouteError`` (two files, one
+    Python preset forces the zero-config app); ``scan_cache``: kept by a caller that loads the
+    project again and again (``fnserve dev``): unchanged files are not parsed again. Raises ``DuplicateRouteError`` (two files, one
     route) and ``NoEntrypointError`` (nothing at all can be served; a project with a ``public/``
     folder can still serve static files and gets a warning instead).
     """
@@ -76,7 +80,9 @@ def load_project(root: Path | str, *, entrypoint: str | None = None, framework: 
 
     def scan(path: Path) -> ModuleScan:
         if path not in scans:
-            scans[path] = scan_file(path, relative_id(root, path))
+            rid = relative_id(root, path)
+            scans[path] = (scan_file(path, rid) if scan_cache is None else
+                           scan_cache.get(path, rid, lambda: scan_file(path, rid)))
         return scans[path]
 
     problems: list[Problem] = []
@@ -119,6 +125,8 @@ def load_project(root: Path | str, *, entrypoint: str | None = None, framework: 
     # sys.path of the functions together: their import roots first, their own folders last
     import_path = ImportPath(import_roots, sorted({fn.path.parent for fn in functions}))
     rev = importgraph.reverse(importgraph.build_graph({p: scans[p].imports for p in all_files}, import_path))
+    if scan_cache is not None:
+        scan_cache.retain(scans)
     helpers = _helpers(root, all_files, functions, import_roots, rev)
     for h in helpers:
         err = scans[h.path].error
