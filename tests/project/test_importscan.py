@@ -223,3 +223,15 @@ def test_project_import_path_roots_then_every_files_folder(tmp_path):
 def test_scan_imports_reads_encoding_cookies(tmp_path):
     (tmp_path / "latin.py").write_bytes("# -*- coding: latin-1 -*-\nimport caf\xe9\n".encode("latin-1"))
     assert [r.module for r in scan_imports(tmp_path / "latin.py", "latin.py").imports] == ["café"]
+
+
+def test_a_namespace_folder_of_data_files_is_not_reached(tmp_path):
+    """``google/cloud/`` holding only credentials is not the project's ``google.cloud``."""
+    root = write(tmp_path, {"google/cloud/key.json": "{}", "app/sub/x.py": "", "m.py": ""})
+    path = ImportPath([root])
+    file = root / "m.py"
+    assert not path.resolve(ImportRef("google.cloud"), file).reaches
+    assert not path.resolve(ImportRef("google.cloud", ("storage",)), file).reaches
+    assert path.resolve(ImportRef("app.sub"), file).reaches  # a folder holding Python
+    assert path.resolve(ImportRef("app", ("sub",)), file).reaches
+    assert path.resolve(ImportRef("app.sub.x"), file).files == (root / "app" / "sub" / "x.py",)

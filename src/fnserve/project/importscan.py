@@ -335,8 +335,7 @@ class ImportPath:
             out.update(f[:-3] for f in files if f.endswith(".py"))
             out.update(f.split(".", 1)[0] for f in files if f.endswith(_EXTENSION_SUFFIXES))
             for name in dirs:
-                if name.isidentifier() and (self.kind(folder, name) == "package" or
-                                            any(f.endswith(".py") for f in self._listing(folder / name)[0])):
+                if name.isidentifier() and (self.kind(folder, name) == "package" or self._holds_python(folder / name)):
                     out.add(name)
         return frozenset(out)
 
@@ -359,8 +358,7 @@ class ImportPath:
         for folder in self.folders:
             kind = self.kind(folder, top)
             if kind == "module":
-                module = folder / f"{top}.py"
-                return Resolved("module", top, (module,) if f"{top}.py" in self._listing(folder)[0] else (), True)
+                return Resolved("module", top, tuple(self._source(folder, top)), True)
             if kind == "package":
                 found = [folder / top / "__init__.py"]
                 self._walk([folder / top], rest, ref.names, found)
@@ -376,34 +374,47 @@ class ImportPath:
     def _walk(self, folders: list[Path], parts: Sequence[str], names: Sequence[str], found: list[Path]) -> bool:
         """Follow dotted ``parts`` down from package ``folders`` (namespace portions: several),
         then ``names`` as possible submodules, appending the files run to ``found``. Returns
-        False when some part or every name is missing."""
+        whether the import reaches Python code: a module, a package, or a folder holding ``.py``
+        files (False when a part is missing, or none of ``names`` is a submodule)."""
+        packaged = False
         for part in parts:
             below: list[Path] = []
+            packaged = False
             for folder in folders:
                 kind = self.kind(folder, part)
                 if kind == "module":
-                    found.append(folder / f"{part}.py")
+                    found.extend(self._source(folder, part))
                     return True  # a plain module: whatever follows is an attribute
                 if kind == "package":
                     found.append(folder / part / "__init__.py")
-                    below = [folder / part]
+                    below, packaged = [folder / part], True
                     break
                 if kind == "folder":
                     below.append(folder / part)
             if not below:
                 return False
             folders = below
-        hit = not names
+        if not names:
+            return packaged or any(self._holds_python(f) for f in folders)
+        hit = False
         for name in names:
             for folder in folders:
                 kind = self.kind(folder, name)
-                if kind is not None:
-                    hit = True
-                if kind == "module" and f"{name}.py" in self._listing(folder)[0]:
-                    found.append(folder / f"{name}.py")
+                if kind == "module":
+                    found.extend(self._source(folder, name))
                 elif kind == "package":
                     found.append(folder / name / "__init__.py")
+                elif kind != "folder" or not self._holds_python(folder / name):
+                    continue
+                hit = True
         return hit
+
+    def _source(self, folder: Path, name: str) -> list[Path]:
+        """``[folder/name.py]`` if that file exists (not for an extension module)."""
+        return [folder / f"{name}.py"] if f"{name}.py" in self._listing(folder)[0] else []
+
+    def _holds_python(self, folder: Path) -> bool:
+        return any(f.endswith(".py") for f in self._listing(folder)[0])
 
 
 def project_import_path(root: Path, files: Iterable[Path]) -> ImportPath:
