@@ -1,21 +1,12 @@
-"""The one import scan (``fnserve.project.importscan``): records and the rule for what is local."""
+"""The one import scan (``project.importscan``) and its rule for what is local (``project.importpath``)."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-from fnserve.project.importscan import (
-    ImportPath,
-    ImportRef,
-    ImportScanner,
-    imports_of,
-    is_local,
-    parse_source,
-    project_import_path,
-    reached_namespaces,
-    scan_imports,
-)
+from fnserve.project.importpath import ImportPath, is_local, project_import_path, reached_namespaces
+from fnserve.project.importscan import ImportRef, ImportScanner, imports_of, parse_source, scan_imports
 from fnserve.project.types import Problem
 
 

@@ -7,7 +7,7 @@ project's own and left out. An import in the body of a ``try`` whose handlers ca
 ``ImportError`` / ``ModuleNotFoundError`` (or a bare/``Exception`` handler), or under
 ``if TYPE_CHECKING:``, is **optional**: reported, not installed. ``third_party_imports`` drops
 stdlib modules (the target Python's ``sys.stdlib_module_names``) and what the project serves
-itself (``importscan.is_local`` along ``importscan.project_import_path``).
+itself (``importpath.is_local`` along ``importpath.project_import_path``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fnserve.deps.jsonfile import read_json_object, write_json_atomic
-from fnserve.project.importscan import (
-    ImportPath,
-    ImportRef,
-    is_local,
-    project_import_path,
-    reached_namespaces,
-    scan_imports,
-)
+from fnserve.project.importpath import ImportPath, is_local, project_import_path, reached_namespaces
+from fnserve.project.importscan import ImportRef, scan_imports
 from fnserve.project.layout import iter_python_files
 
 #: Version of the ``.fnserve/imports.json`` cache layout; another version is ignored (rescanned).
@@ -95,12 +89,12 @@ class LocalModules(frozenset[str]):
 
     def covers(self, imp: DetectedImport, reached: frozenset[str] = frozenset()) -> bool:
         """True when ``imp`` is served by the project itself, not by a distribution
-        (``reached``: ``importscan.reached_namespaces`` of the imports considered together)."""
+        (``reached``: ``importpath.reached_namespaces`` of the imports considered together)."""
         return is_local(self.path.resolve(imp.ref(), self.root / imp.file), reached)
 
 
 def local_module_names(root: Path, files: Iterable[Path]) -> LocalModules:
-    """The project's own modules: along ``importscan.project_import_path`` (project root,
+    """The project's own modules: along ``importpath.project_import_path`` (project root,
     ``cloud-functions/``, ``src/``, then the folder of every scanned file: sibling helpers)."""
     return LocalModules(project_import_path(root, files), root)
 
@@ -166,7 +160,7 @@ def third_party_imports(
 ) -> list[DetectedImport]:
     """Drop stdlib (``stdlib``: the target Python's ``sys.stdlib_module_names``), ``__future__`` and
     project-local imports; keep file order. ``local``: ``LocalModules`` (the one rule,
-    ``importscan.is_local``, with the namespace folders any of ``found`` reaches into counted as
+    ``importpath.is_local``, with the namespace folders any of ``found`` reaches into counted as
     the project's), or a plain set of top-level names."""
     found = list(found)
     if isinstance(local, LocalModules):

@@ -1,5 +1,5 @@
 """The project-local import graph (for hot reload: ``Project.dependents``), built from the one
-import scan (``importscan``).
+import scan (``importscan``) and the one rule for what is local (``importpath``).
 
 Only imports that resolve to a scanned project file become edges; stdlib and third-party imports
 are ignored. Resolution is ``ImportPath.resolve``: absolute imports along the project's import
@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .importscan import ImportPath, ImportRef
+from .importpath import ImportPath
+from .importscan import ImportRef
 
 
 def build_graph(imports: Mapping[Path, Iterable[ImportRef]], path: ImportPath) -> dict[Path, frozenset[Path]]:

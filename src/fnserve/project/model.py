@@ -14,7 +14,8 @@ from types import MappingProxyType
 from ..errors import NoEntrypointError
 from . import importgraph
 from .entrypoints import ModuleScan, scan_file
-from .importscan import ImportPath, StampCache
+from .importpath import ImportPath
+from .importscan import StampCache
 from .layout import (
     EXCLUDED_DIRS,
     function_roots,

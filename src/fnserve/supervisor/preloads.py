@@ -3,12 +3,12 @@ model's one import scan (``fnserve.project.importscan``).
 
 Only imports executed at module load count (``ImportRef.at_load``: module and class bodies,
 ``if``/``try``/``with``/loop blocks; not function bodies, not ``if TYPE_CHECKING:``). What the
-function's own ``sys.path`` resolves to the project (``importscan.is_local`` along its import
-roots, then its own folder) is never preloaded — it is the user's code, imported fresh in each
-instance, and a local ``flask/`` package must shadow the real Flask exactly as in a spawned worker —
-but those files' own load-time imports are followed (up to ``MAX_FILES`` files), so
-``from lib.db import engine`` preloads SQLAlchemy; relative imports are followed the same way. An
-import whose failure the module handles (``try: import ujson`` / ``except ImportError: import
+function's own ``sys.path`` (its import roots, then its own folder) resolves to the project
+(``fnserve.project.importpath.is_local``) is never preloaded — it is the user's code, imported
+fresh in each instance, and a local ``flask/`` package must shadow the real Flask exactly as in a
+spawned worker — but those files' own load-time imports are followed (up to ``MAX_FILES`` files),
+so ``from lib.db import engine`` preloads SQLAlchemy; relative imports are followed the same way.
+An import whose failure the module handles (``try: import ujson`` / ``except ImportError: import
 json``: ``ImportRef.guarded``) is listed as ``"ujson?"`` / ``"json?"`` and the zygote ignores its
 failure.
 """
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fnserve.project.importscan import ImportPath, ImportScanner, Resolved, is_local, reached_namespaces
+from fnserve.project.importpath import ImportPath, Resolved, is_local, reached_namespaces
+from fnserve.project.importscan import ImportScanner
 
 from .target import WorkerTarget
 
