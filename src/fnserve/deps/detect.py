@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fnserve.deps.jsonfile import read_json_object, write_json_atomic
 from fnserve.project.importpath import ImportPath, is_local, project_import_path, reached_namespaces
-from fnserve.project.importscan import ImportRef, scan_imports
+from fnserve.project.importscan import scan_imports
 from fnserve.project.layout import iter_python_files
 
 #: Version of the ``.fnserve/imports.json`` cache layout; another version is ignored (rescanned).
@@ -48,10 +48,6 @@ class DetectedImport:
         """``"detected in api/x.py:3"``-style location (without the prefix)."""
         return f"{self.file}:{self.line}"
 
-    def ref(self) -> ImportRef:
-        """The import as the project model's scan records it (absolute, level 0)."""
-        return ImportRef(self.module, self.names, 0, self.line, self.optional)
-
 
 def iter_project_python_files(root: Path) -> Iterator[Path]:
     """Every ``.py`` file of the project outside excluded folders (SPEC §8.3), sorted: the project
@@ -79,24 +75,22 @@ class LocalModules(frozenset[str]):
     """
 
     path: ImportPath
-    root: Path
 
-    def __new__(cls, path: ImportPath, root: Path) -> LocalModules:
+    def __new__(cls, path: ImportPath) -> LocalModules:
         self = super().__new__(cls, path.top_level_names())
         self.path = path
-        self.root = root
         return self
 
     def covers(self, imp: DetectedImport, reached: frozenset[str] = frozenset()) -> bool:
         """True when ``imp`` is served by the project itself, not by a distribution
         (``reached``: ``importpath.reached_namespaces`` of the imports considered together)."""
-        return is_local(self.path.resolve(imp.ref(), self.root / imp.file), reached)
+        return is_local(self.path.resolve_absolute(imp.module, imp.names), reached)
 
 
 def local_module_names(root: Path, files: Iterable[Path]) -> LocalModules:
     """The project's own modules: along ``importpath.project_import_path`` (project root,
     ``cloud-functions/``, ``src/``, then the folder of every scanned file: sibling helpers)."""
-    return LocalModules(project_import_path(root, files), root)
+    return LocalModules(project_import_path(root, files))
 
 
 #: One file in the cache: ``((mtime_ns, size), its detected imports)``.
@@ -138,8 +132,7 @@ def _read_cache(path: Path | None) -> dict[str, _CacheEntry]:
     for rel, entry in data["files"].items():
         try:
             mtime, size = entry["stamp"]
-            imports = tuple(DetectedImport(str(m), rel, int(line), bool(opt), tuple(str(n) for n in names))
-                            for m, line, opt, names in entry["imports"])
+            imports = tuple(DetectedImport(m, rel, line, bool(opt), tuple(names)) for m, line, opt, names in entry["imports"])
         except (TypeError, ValueError, KeyError):
             continue
         out[rel] = ((int(mtime), int(size)), imports)
@@ -164,7 +157,7 @@ def third_party_imports(
     the project's), or a plain set of top-level names."""
     found = list(found)
     if isinstance(local, LocalModules):
-        resolved = [local.path.resolve(imp.ref(), local.root / imp.file) for imp in found]
+        resolved = [local.path.resolve_absolute(imp.module, imp.names) for imp in found]
         reached = reached_namespaces(resolved)
         mine = [is_local(r, reached) for r in resolved]
     else:

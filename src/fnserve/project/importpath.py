@@ -58,6 +58,16 @@ def is_local(resolved: Resolved, reached: frozenset[str] = frozenset()) -> bool:
     return resolved.local or (resolved.kind == "namespace" and resolved.top in reached)
 
 
+@dataclass(frozen=True)
+class _Listing:
+    """One folder: ``sources`` (stems of ``.py`` files), ``modules`` (those and extension
+    modules), ``dirs`` (sub-folder names)."""
+
+    sources: frozenset[str]
+    modules: frozenset[str]
+    dirs: frozenset[str]
+
+
 class ImportPath:
     """The folders absolute imports are searched in, in ``sys.path`` order: ``front`` (import
     roots put before site-packages: project root, ``cloud-functions/``, ``src/``) and ``back``
@@ -67,47 +77,53 @@ class ImportPath:
     def __init__(self, front: Iterable[Path], back: Iterable[Path] = ()) -> None:
         seen: dict[Path, None] = {}
         for folder in [*front, *back]:
-            seen.setdefault(Path(folder), None)
+            seen.setdefault(folder if isinstance(folder, Path) else Path(folder), None)
         self.folders = tuple(seen)
-        self._listings: dict[Path, tuple[frozenset[str], frozenset[str]]] = {}
+        self._listings: dict[Path, _Listing] = {}
+        self._absolute: dict[tuple[str, tuple[str, ...]], Resolved] = {}
 
-    def _listing(self, folder: Path) -> tuple[frozenset[str], frozenset[str]]:
-        """``(file names, folder names)`` in ``folder``; empty when it cannot be read."""
+    def _listing(self, folder: Path) -> _Listing:
+        """What ``folder`` holds (read once); empty when it cannot be read."""
         hit = self._listings.get(folder)
         if hit is None:
-            files: set[str] = set()
+            sources: set[str] = set()
+            extensions: set[str] = set()
             dirs: set[str] = set()
             try:
                 with os.scandir(folder) as entries:
                     for entry in entries:
                         try:
-                            (dirs if entry.is_dir(follow_symlinks=True) else files).add(entry.name)
+                            if entry.is_dir(follow_symlinks=True):
+                                dirs.add(entry.name)
+                            elif entry.name.endswith(".py"):
+                                sources.add(entry.name[:-3])
+                            elif entry.name.endswith(_EXTENSION_SUFFIXES):
+                                extensions.add(entry.name.split(".", 1)[0])
                         except OSError:
                             continue
             except OSError:
                 pass
-            hit = self._listings[folder] = (frozenset(files), frozenset(dirs))
+            hit = self._listings[folder] = _Listing(frozenset(sources), frozenset(sources | extensions), frozenset(dirs))
         return hit
 
     def kind(self, folder: Path, name: str) -> str | None:
         """``"module"`` (``name.py`` / extension module), ``"package"`` (``name/__init__.py``),
         ``"folder"`` (a namespace portion) or None for what ``folder`` holds under ``name``."""
-        files, dirs = self._listing(folder)
-        if name in dirs and "__init__.py" in self._listing(folder / name)[0]:
+        listing = self._listing(folder)
+        if name in listing.dirs and "__init__" in self._listing(folder / name).sources:
             return "package"  # a regular package wins over a module of the same name, as in Python
-        if f"{name}.py" in files or any(f.startswith(name + ".") and f.endswith(_EXTENSION_SUFFIXES) for f in files):
+        if name in listing.modules:
             return "module"
-        return "folder" if name in dirs else None
+        return "folder" if name in listing.dirs else None
 
     def top_level_names(self) -> frozenset[str]:
         """Names importable at top level from the path's folders: modules, packages and folders
         holding ``.py`` files directly (namespace portions)."""
         out: set[str] = set()
         for folder in self.folders:
-            files, dirs = self._listing(folder)
-            out.update(f[:-3] for f in files if f.endswith(".py"))
-            out.update(f.split(".", 1)[0] for f in files if f.endswith(_EXTENSION_SUFFIXES))
-            for name in dirs:
+            listing = self._listing(folder)
+            out.update(listing.modules)
+            for name in listing.dirs:
                 if name.isidentifier() and (self.kind(folder, name) == "package" or self._holds_python(folder / name)):
                     out.add(name)
         return frozenset(out)
@@ -124,6 +140,17 @@ class ImportPath:
                 found.append(base / "__init__.py")
             self._walk([base], parts, ref.names, found)
             return Resolved("relative", ref.top, tuple(dict.fromkeys(found)), True)
+        return self.resolve_absolute(ref.module, ref.names)
+
+    def resolve_absolute(self, module: str, names: tuple[str, ...] = ()) -> Resolved:
+        """``resolve`` for ``import module`` / ``from module import names`` (level 0), which does
+        not depend on the importing file; cached per ``(module, names)``."""
+        hit = self._absolute.get((module, names))
+        if hit is None:
+            hit = self._absolute[(module, names)] = self._resolve_absolute([p for p in module.split(".") if p], names)
+        return hit
+
+    def _resolve_absolute(self, parts: list[str], names: tuple[str, ...]) -> Resolved:
         if not parts:
             return Resolved("external", "")
         top, rest = parts[0], parts[1:]
@@ -134,14 +161,14 @@ class ImportPath:
                 return Resolved("module", top, tuple(self._source(folder, top)), True)
             if kind == "package":
                 found = [folder / top / "__init__.py"]
-                self._walk([folder / top], rest, ref.names, found)
+                self._walk([folder / top], rest, names, found)
                 return Resolved("module", top, tuple(dict.fromkeys(found)), True)
             if kind == "folder":
                 portions.append(folder / top)
         if not portions:
             return Resolved("external", top)
         found = []
-        reaches = self._walk(portions, rest, ref.names, found) and bool(rest or ref.names)
+        reaches = self._walk(portions, rest, names, found) and bool(rest or names)
         return Resolved("namespace", top, tuple(dict.fromkeys(found)), reaches)
 
     def _walk(self, folders: list[Path], parts: Sequence[str], names: Sequence[str], found: list[Path]) -> bool:
@@ -184,10 +211,10 @@ class ImportPath:
 
     def _source(self, folder: Path, name: str) -> list[Path]:
         """``[folder/name.py]`` if that file exists (not for an extension module)."""
-        return [folder / f"{name}.py"] if f"{name}.py" in self._listing(folder)[0] else []
+        return [folder / f"{name}.py"] if name in self._listing(folder).sources else []
 
     def _holds_python(self, folder: Path) -> bool:
-        return any(f.endswith(".py") for f in self._listing(folder)[0])
+        return bool(self._listing(folder).sources)
 
 
 def project_import_path(root: Path, files: Iterable[Path]) -> ImportPath:
@@ -195,4 +222,4 @@ def project_import_path(root: Path, files: Iterable[Path]) -> ImportPath:
     import roots a function can have (project root, ``cloud-functions/``, ``src/``), then the
     folder of every file in ``files`` (an entry's own folder is on its ``sys.path``)."""
     front = [root, *(root / name for name in ("cloud-functions", "src") if (root / name).is_dir())]
-    return ImportPath(front, sorted({Path(f).parent for f in files}))
+    return ImportPath(front, sorted({f.parent for f in files}))
