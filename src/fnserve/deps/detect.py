@@ -66,7 +66,7 @@ def scan_file(path: Path, root: Path) -> list[DetectedImport]:
 
 class LocalModules(frozenset[str]):
     """The project's own top-level module names (a frozenset of str) and ``path``, the project's
-    ``ImportPath`` that decides each import (``covers``).
+    ``ImportPath`` that decides each import (``third_party_imports``).
 
     A namespace folder (no ``__init__.py``) loses to an installed regular package of the same
     name at import time (PEP 420), so ``import flask`` beside an EdgeOne ``cloud-functions/flask/``
@@ -80,11 +80,6 @@ class LocalModules(frozenset[str]):
         self = super().__new__(cls, path.top_level_names())
         self.path = path
         return self
-
-    def covers(self, imp: DetectedImport, reached: frozenset[str] = frozenset()) -> bool:
-        """True when ``imp`` is served by the project itself, not by a distribution
-        (``reached``: ``importpath.reached_namespaces`` of the imports considered together)."""
-        return is_local(self.path.resolve_absolute(imp.module, imp.names), reached)
 
 
 def local_module_names(root: Path, files: Iterable[Path]) -> LocalModules:

@@ -49,8 +49,8 @@ def preload_modules(target: WorkerTarget, scanner: ImportScanner | None = None) 
             continue
         seen.add(file)
         for ref in scanner.scan(file).imports:
-            if not ref.at_load or ref.type_checking or ref.top.startswith("__") and not ref.level:
-                continue  # __future__, __main__
+            if not ref.at_load or ref.type_checking or (ref.level == 0 and ref.top.startswith("__")):
+                continue  # never runs, or __future__ / __main__
             resolved = path.resolve(ref, file)
             every.append(resolved)
             if resolved.local:
