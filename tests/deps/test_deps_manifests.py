@@ -8,7 +8,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from fnserve.deps.imports import DetectedImport
+from fnserve.deps.detect import DetectedImport
 from fnserve.deps.manifests import read_manifests
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.merge import merge, satisfiable

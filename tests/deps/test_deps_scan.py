@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fnserve.deps.imports import scan_file, scan_project, third_party_imports
+from fnserve.deps.detect import scan_file, scan_project, third_party_imports
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.merge import merge
 
@@ -79,6 +79,14 @@ def test_optional_handlers(tmp_path):
     assert optional == {"a": True, "b": False, "c": True}
 
 
+def test_type_checking_imports_are_optional(tmp_path):
+    """Imports under ``if TYPE_CHECKING:`` never run: reported like guarded ones, never installed."""
+    (tmp_path / "m.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import mypy_boto3_s3\n"
+                                   "else:\n    import boto3\n")
+    optional = {i.module: i.optional for i in scan_file(tmp_path / "m.py", tmp_path)}
+    assert optional == {"typing": False, "mypy_boto3_s3": True, "boto3": False}
+
+
 def test_stdlib_local_relative_and_excluded_dirs_are_not_third_party(scanned):
     _found, local, third = scanned
     tops = {i.top for i in third}
@@ -117,7 +125,7 @@ def test_syntax_error_file_is_skipped(scanned):
 
 
 def test_scan_cache_reuses_unchanged_files(tmp_path, monkeypatch):
-    from fnserve.deps import imports
+    from fnserve.deps import detect
 
     (tmp_path / "api").mkdir()
     (tmp_path / "api" / "a.py").write_text("import yaml\n")
@@ -125,8 +133,8 @@ def test_scan_cache_reuses_unchanged_files(tmp_path, monkeypatch):
     cache = tmp_path / ".fnserve" / "imports.json"
     first, _ = scan_project(tmp_path, cache)
     parsed: list[str] = []
-    real = imports.scan_file
-    monkeypatch.setattr(imports, "scan_file", lambda path, root: parsed.append(path.name) or real(path, root))
+    real = detect.scan_file
+    monkeypatch.setattr(detect, "scan_file", lambda path, root: parsed.append(path.name) or real(path, root))
     (tmp_path / "api" / "b.py").write_text("import requests\nimport httpx\n")
     second, _ = scan_project(tmp_path, cache)
     assert parsed == ["b.py"]

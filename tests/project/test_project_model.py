@@ -99,6 +99,41 @@ def test_dependents_edgeone_resolve_against_cloud_functions():
     assert project.dependents(store) == {"cloud-functions/api/index.py"}
 
 
+def test_dependents_follow_sibling_imports_of_an_entry(tmp_path):
+    """An entry's own folder is on its ``sys.path`` (after site-packages): ``import _helpers``
+    beside ``api/users/[id].py`` is an edge; a module the project root holds wins over it."""
+    (tmp_path / "api" / "users").mkdir(parents=True)
+    (tmp_path / "api" / "users" / "_helpers.py").write_text("")
+    (tmp_path / "api" / "users" / "shared.py").write_text("")
+    (tmp_path / "shared.py").write_text("")
+    (tmp_path / "api" / "users" / "[id].py").write_text("import _helpers\nimport shared\n" + HANDLER)
+    project = load_project(tmp_path)
+    assert project.dependents(tmp_path / "api" / "users" / "_helpers.py") == {"api/users/[id].py"}
+    assert project.dependents(tmp_path / "shared.py") == {"api/users/[id].py"}
+    assert project.dependents(tmp_path / "api" / "users" / "shared.py") == frozenset()
+
+
+def test_scan_cache_parses_only_changed_files_and_forgets_deleted_ones(tmp_path):
+    from fnserve.project.importscan import StampCache
+
+    (tmp_path / "api").mkdir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "a.py").write_text("X = 1\n")
+    (tmp_path / "api" / "x.py").write_text(HANDLER)
+    (tmp_path / "api" / "y.py").write_text(HANDLER)
+    cache: StampCache = StampCache()
+    first = load_project(tmp_path, scan_cache=cache)
+    assert cache.computed == 3 and first.dependents(tmp_path / "lib" / "a.py") == frozenset()
+    (tmp_path / "api" / "y.py").write_text("import lib.a\n" + HANDLER)  # a new size: a new stamp
+    (tmp_path / "api" / "x.py").unlink()
+    second = load_project(tmp_path, scan_cache=cache)
+    assert cache.computed == 4 and len(cache) == 2  # only y.py again; x.py forgotten
+    assert second.dependents(tmp_path / "lib" / "a.py") == {"api/y.py"}
+    assert [f.id for f in second.functions] == ["api/y.py"]
+    load_project(tmp_path, scan_cache=cache)
+    assert cache.computed == 4
+
+
 def test_dependents_handle_import_cycles(tmp_path):
     (tmp_path / "api").mkdir()
     (tmp_path / "lib").mkdir()

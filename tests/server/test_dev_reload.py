@@ -267,3 +267,25 @@ def test_same_size_saves_within_a_second_load_the_new_code(dev: DevServer) -> No
         hello.write_text(original.replace('{"message": GREETING', '{"message": "' + marker + '"'))
         dev.wait_for_line(r"reload: api/hello\.py changed", start=mark)
         assert c.get("/api/hello").json()["message"] == marker
+
+
+def test_reloader_dependency_files_are_deps_own_list(tmp_path) -> None:
+    """The watcher's deps classification is ``deps.manifests.is_dependency_file``: the same names
+    ``affects_dependencies`` answers for (``fnserve.toml`` can set ``python``; ``-r`` includes)."""
+    from watchfiles import Change
+
+    from fnserve.deps import affects_dependencies
+    from fnserve.server.reloader import Reloader
+
+    async def apply(plan):
+        return None
+
+    r = Reloader(tmp_path, apply, emit=lambda line: None)
+    root = tmp_path.resolve()
+    names = ["fnserve.toml", "dev-requirements.txt", "uv.lock", "Pipfile.lock", ".python-version", "pyproject.toml",
+             "notes.txt", "api/x.py"]
+    plan = r.classify({(Change.modified, str(root / n)) for n in names})
+    deps = sorted(p.relative_to(root).as_posix() for p in plan.deps)
+    assert deps == [".python-version", "Pipfile.lock", "dev-requirements.txt", "fnserve.toml", "pyproject.toml", "uv.lock"]
+    assert all(affects_dependencies(root, root / n) for n in deps)
+    assert not affects_dependencies(root, root / "notes.txt")

@@ -127,6 +127,21 @@ def test_preload_scan_follows_local_helpers_and_skips_local_names(tmp_path):
     assert names == ("fastapi", "os", "pydantic", "sqlalchemy", "json?", "ujson?")
 
 
+def test_preload_scan_reads_the_one_import_scan(tmp_path):
+    """Sibling helpers (the entry's folder is on its ``sys.path``) and relative imports are
+    followed; ``if TYPE_CHECKING:`` imports never run, so they are never preloaded; a namespace
+    folder named like a distribution does not hide it; an ``except ValueError`` guards no import."""
+    root = make_project(tmp_path, {
+        A: "from typing import TYPE_CHECKING\nimport _sibling\nfrom ._rel import x\nimport flask\n"
+           "if TYPE_CHECKING:\n    import mypy_boto3_s3\n"
+           "try:\n    import yaml\nexcept ValueError:\n    pass\napp = None\n",
+        "api/_sibling.py": "import httpx\n",
+        "api/_rel.py": "import attr\nx = 1\n",
+        "flask/readme.py": "",  # a folder without __init__.py: installed Flask wins (PEP 420)
+    })
+    assert preload_modules(target(root, A)) == ("attr", "flask", "httpx", "typing", "yaml")
+
+
 def test_the_zygote_learns_modules_instances_import_lazily(tmp_path):
     lazy = '''
 import importlib

@@ -11,8 +11,9 @@ Public API::
     ConsoleProgress()                 a rich spinner + log lines, usable as ``progress``
     DepsOptions / DepsOptions.from_config(config, environ)
 
-Modules: ``imports`` (ast scan), ``mapping`` (+ vendored ``_pipreqs_mapping``), ``requirements_txt``
-and ``manifests`` (declared sources), ``merge``, ``pythons``, ``uv``, ``envs``, ``plan``, ``report``.
+Modules: ``detect`` (third-party imports, read from the project model's ``importscan``),
+``mapping`` (+ vendored ``_pipreqs_mapping``), ``requirements_txt`` and ``manifests`` (declared
+sources), ``merge``, ``pythons``, ``uv``, ``envs``, ``plan``, ``report``.
 """
 
 from fnserve.deps.envs import Environment

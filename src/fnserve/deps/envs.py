@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -123,7 +124,8 @@ def build_env(
             raise
         (envs_dir / "current.tmp").write_text(key)
         os.replace(envs_dir / "current.tmp", envs_dir / "current")
-        shutil.copyfile(env.lock, state_dir / "requirements.lock")
+        if env.lock is not None:  # always set for a built env; None only for current_environment()
+            shutil.copyfile(env.lock, state_dir / "requirements.lock")
         _prune(envs_dir, keep, protect={key})
         say(f"environment ready in {time.monotonic() - started:.1f} s: {folder}")
         return env
@@ -189,7 +191,8 @@ def _install(folder: Path, python: Path, site: Path, merged: MergedSet, index_ar
 
 
 def _uv_install(folder: Path, name: str, python: Path, reqs: Sequence[ResolvedRequirement], merged: MergedSet,
-                index_args: Sequence[str], uv: Uv, *, exact: bool, check: bool = True):
+                index_args: Sequence[str], uv: Uv, *, exact: bool,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
     (folder / name).write_text("".join(f"{r.line}\n" for r in reqs))
     args = ["pip", "install", "--python", str(python), "-r", str(folder / name)] + (["--exact"] if exact else [])
     if merged.constraints:

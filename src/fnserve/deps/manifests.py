@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -33,10 +35,23 @@ from fnserve.deps.requirements_txt import (
 )
 from fnserve.errors import DependencyError
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10: the tomli backport (a dependency there; absent where mypy runs on 3.11+)
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+
+#: Names of the files whose change can change the requirement set or the Python: the manifests
+#: read here and the config files that set ``python`` / ``detect-imports`` / ``import-map``.
+MANIFEST_NAMES = frozenset({"requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock",
+                            ".python-version", "fnserve.toml"})
+
+
+def is_dependency_file(name: str) -> bool:
+    """True for a file name in ``MANIFEST_NAMES`` or any ``*requirements*.txt`` (``-r``
+    includes such as ``dev-requirements.txt``). The one list the dev watcher and
+    ``affects_dependencies`` use; ``.py`` files (imports) are the caller's to add."""
+    return name in MANIFEST_NAMES or (name.endswith(".txt") and "requirements" in name)
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,7 @@ def read_manifests(root: Path) -> Manifests:
     return out
 
 
-def _load_toml(path: Path, root: Path) -> tuple[dict, str]:
+def _load_toml(path: Path, root: Path) -> tuple[dict[str, Any], str]:
     text = path.read_text(encoding="utf-8")
     try:
         return tomllib.loads(text), text

@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from fnserve.deps.imports import DetectedImport
+from fnserve.deps.detect import DetectedImport
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.requirements_txt import SourcedRequirement
 from fnserve.errors import DependencyError
@@ -92,8 +92,8 @@ def merge(
             if not prev.declared or imp.module not in prev.modules:
                 resolved[name] = _add_detection(prev, where, imp.module)
             continue
-        prev = target.get(name)
-        target[name] = (_add_detection(prev, where, imp.module) if prev else
+        seen = target.get(name)
+        target[name] = (_add_detection(seen, where, imp.module) if seen else
                         ResolvedRequirement(name, dist, (where,), False, (imp.module,), imp.optional))
     for name in resolved:
         optional.pop(name, None)

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fnserve.deps.detect import DetectedImport, scan_project, third_party_imports
 from fnserve.deps.envs import Environment, build_env, current_environment, env_key, existing_env
-from fnserve.deps.imports import DetectedImport, scan_project, third_party_imports
-from fnserve.deps.manifests import read_manifests
+from fnserve.deps.manifests import is_dependency_file, read_manifests
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.merge import MergedSet, merge
 from fnserve.deps.options import DepsOptions, as_options
@@ -104,11 +104,6 @@ def ensure_env(project_dir: Path, options: object = None, *, progress: Progress 
                      _uv(opts, environ), progress, keep=opts.keep_envs)
 
 
-# Files whose change can change the requirement set or the Python (besides any .py file: imports).
-MANIFEST_NAMES = frozenset({"requirements.txt", "pyproject.toml", "Pipfile", "Pipfile.lock", "uv.lock",
-                            ".python-version", "fnserve.toml"})
-
-
 def affects_dependencies(project_dir: Path, path: Path, plan: DepsPlan | None = None) -> bool:
     """For the dev server's file watcher: may a change of ``path`` (absolute) change the env?
     True for manifests (and files they include, when ``plan`` lists them), ``.python-version``,
@@ -121,9 +116,9 @@ def affects_dependencies(project_dir: Path, path: Path, plan: DepsPlan | None = 
         return False
     if any(is_excluded_dir(part) for part in rel.parts[:-1]):
         return False
-    if rel.name in MANIFEST_NAMES or (plan is not None and rel.as_posix() in plan.manifests):
+    if is_dependency_file(rel.name) or (plan is not None and rel.as_posix() in plan.manifests):
         return True
-    return rel.suffix == ".py" or (rel.suffix == ".txt" and "requirements" in rel.name)
+    return rel.suffix == ".py"
 
 
 async def ensure_env_async(project_dir: Path, options: object = None, *,

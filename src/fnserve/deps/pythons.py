@@ -24,10 +24,12 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from fnserve.deps.jsonfile import read_json_object, write_json_atomic
 from fnserve.deps.manifests import PythonRequest
 from fnserve.errors import DependencyError
 
@@ -105,7 +107,7 @@ def current_interpreter() -> Interpreter:
         version="%d.%d.%d" % sys.version_info[:3],
         implementation=sys.implementation.name,
         stdlib=frozenset(sys.stdlib_module_names),
-        markers=dict(default_environment()),
+        markers={k: str(v) for k, v in default_environment().items()},
     )
 
 
@@ -161,27 +163,19 @@ def probe(path: Path, cache_file: Path | None) -> Interpreter | None:
     return _from_json(path, info)
 
 
-def _from_json(path: Path, info: dict) -> Interpreter:
+def _from_json(path: Path, info: dict[str, Any]) -> Interpreter:
     return Interpreter(path, info["version"], info.get("implementation", "cpython"),
                        frozenset(info.get("stdlib", ())), dict(info.get("markers", {})))
 
 
-def _read_cache(cache_file: Path | None) -> dict:
-    if cache_file is None:
-        return {}
-    try:
-        return json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        return {}
+def _read_cache(cache_file: Path | None) -> dict[str, Any]:
+    """``pythons.json``: path → ``{"stamp": [path, mtime_ns, size], "info": probe output}``."""
+    return read_json_object(cache_file)
 
 
-def _write_cache(cache_file: Path | None, cache: dict) -> None:
-    if cache_file is None:
-        return
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(cache))
-    os.replace(tmp, cache_file)
+def _write_cache(cache_file: Path | None, cache: dict[str, Any]) -> None:
+    if cache_file is not None:
+        write_json_atomic(cache_file, cache)
 
 
 def combine_requests(requests: Sequence[PythonRequest]) -> SpecifierSet:
@@ -282,7 +276,7 @@ class UvFind:
         return Path(line[0]) if line else None
 
 
-def describe(interpreters: Iterable[Interpreter]) -> list[dict]:
+def describe(interpreters: Iterable[Interpreter]) -> list[dict[str, Any]]:
     """JSON-able listing for reports."""
     return [{"path": str(i.path), "version": i.version, "implementation": i.implementation,
              "supported": i.supported} for i in interpreters]

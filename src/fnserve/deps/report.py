@@ -7,18 +7,16 @@ raised ``DependencyError`` while planning).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from fnserve.deps.envs import MARKER, Environment
+from fnserve.deps.jsonfile import read_json_object
 from fnserve.deps.plan import DepsPlan
 
 
-def _marker(plan: DepsPlan) -> dict:
-    try:
-        return json.loads((plan.env_path / MARKER).read_text())
-    except (OSError, ValueError):
-        return {}
+def _marker(plan: DepsPlan) -> dict[str, Any]:
+    return read_json_object(plan.env_path / MARKER)
 
 
 def _provided(plan: DepsPlan) -> dict[str, str]:
@@ -43,7 +41,7 @@ def check_problems(plan: DepsPlan) -> list[str]:
     return out
 
 
-def to_json(plan: DepsPlan, env: Environment | None) -> dict:
+def to_json(plan: DepsPlan, env: Environment | None) -> dict[str, Any]:
     """The ``--json`` document (stable keys; paths absolute)."""
     interp = plan.python.interpreter
     provided, missing = _provided(plan), _not_installed(plan)

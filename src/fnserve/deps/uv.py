@@ -46,7 +46,7 @@ class Uv:
             env["UV_CACHE_DIR"] = str(self.cache_dir)
         return env
 
-    def run(self, args: Sequence[str], *, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    def run(self, args: Sequence[str], *, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """Run ``uv <args>``; returns the completed process (text output), never raises on exit code."""
         try:
             return subprocess.run([self.binary, *args], capture_output=True, text=True, cwd=cwd,

@@ -2,8 +2,9 @@
 
 ``scan_file(path, file_id)`` returns a ``ModuleScan``: the top-level names the module binds, the
 entry it exports (with the precedence of SPEC §2), the HTTP methods of a handler class, and the
-imports it makes (for the dependency graph of hot reload). A syntax error is not raised: it is
-returned as ``ModuleScan.error``, a ``Problem`` with file and line.
+imports it makes (``importscan.ImportRef``, from the same parse: the one import scan that the
+hot-reload graph, deps and zygote preloads read). A syntax error is not raised: it is returned as
+``ModuleScan.error``, a ``Problem`` with file and line.
 """
 
 from __future__ import annotations
@@ -11,21 +12,13 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+from .importscan import ImportRef, imports_of, parse_source, read_source
 from .types import Entry, EntryKind, Problem
 
 #: Top-level names that make a file an entrypoint, in the order of SPEC §2's precedence.
 ENTRY_NAMES = ("app", "application", "handler", "Handler")
-
-
-@dataclass(frozen=True)
-class ImportRef:
-    """One import statement: ``module`` as written (``""`` for ``from . import x``), ``names``
-    imported from it (empty for ``import a.b``), ``level``: number of leading dots (0 = absolute)."""
-
-    module: str
-    names: tuple[str, ...] = ()
-    level: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,27 +46,23 @@ class ModuleScan:
 
 def scan_file(path: Path, file_id: str) -> ModuleScan:
     """Read and scan ``path``; ``file_id`` is the project-relative name used in problems."""
-    try:
-        source = path.read_bytes()
-    except OSError as exc:
-        return ModuleScan(error=Problem("error", f"cannot read file: {exc.strerror}", file_id))
+    source = read_source(path, file_id)
+    if isinstance(source, Problem):
+        return ModuleScan(error=source)
     return scan_source(source, file_id)
 
 
 def scan_source(source: str | bytes, file_id: str) -> ModuleScan:
-    """Scan module ``source``. Returns a ``ModuleScan``; never raises for bad user code."""
-    try:
-        tree = ast.parse(source, filename=file_id)
-    except SyntaxError as exc:
-        message = f"syntax error: {exc.msg}"
-        return ModuleScan(error=Problem("error", message, file_id, exc.lineno, "fix the file; other routes keep working"))
-    except (ValueError, UnicodeDecodeError) as exc:  # null bytes, undecodable source
-        return ModuleScan(error=Problem("error", f"cannot parse file: {exc}", file_id))
+    """Scan module ``source``: one parse gives the bindings, the entry and the imports
+    (``importscan.imports_of``). Returns a ``ModuleScan``; never raises for bad user code."""
+    tree = parse_source(source, file_id)
+    if isinstance(tree, Problem):
+        return ModuleScan(error=tree)
     bindings = _top_level_bindings(tree.body)
     return ModuleScan(
         names=tuple(dict.fromkeys(b.name for b in bindings)),
         entry=_pick_entry(bindings),
-        imports=tuple(_imports(tree)),
+        imports=imports_of(tree),
     )
 
 
@@ -112,7 +101,8 @@ def _top_level_bindings(body: list[ast.stmt]) -> list[Binding]:
         elif isinstance(node, ast.If):
             out += _top_level_bindings(node.body) + _top_level_bindings(node.orelse)
         elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
-            blocks = [node.body, node.orelse, node.finalbody] + [h.body for h in node.handlers]
+            tried = cast(ast.Try, node)  # ``except*`` (ast.TryStar, 3.11+) has the same fields
+            blocks = [tried.body, tried.orelse, tried.finalbody] + [h.body for h in tried.handlers]
             for block in blocks:
                 out += _top_level_bindings(block)
         elif isinstance(node, (ast.With, ast.AsyncWith)):
@@ -184,15 +174,3 @@ def _handler_methods(cls: ast.ClassDef, classes: dict[str, ast.AST | None], dept
             if isinstance(parent, ast.ClassDef) and parent is not cls:
                 found.update(_handler_methods(parent, classes, depth + 1))
     return tuple(sorted(m for m in found if m and m.isupper()))
-
-
-def _imports(tree: ast.Module) -> list[ImportRef]:
-    """Every import in the module, including those inside functions (lazy imports count for reload)."""
-    out: list[ImportRef] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.extend(ImportRef(alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            names = tuple(a.name for a in node.names if a.name != "*")
-            out.append(ImportRef(node.module or "", names, node.level or 0))
-    return out

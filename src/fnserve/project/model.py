@@ -12,8 +12,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..errors import NoEntrypointError
-from . import imports
+from . import importgraph
 from .entrypoints import ModuleScan, scan_file
+from .importpath import ImportPath
+from .importscan import StampCache
 from .layout import (
     EXCLUDED_DIRS,
     function_roots,
@@ -53,7 +55,7 @@ class Project:
         to the project root. Unknown files → empty set."""
         path = Path(path)
         path = (path if path.is_absolute() else self.root / path).resolve()
-        affected = imports.importers_of(self._importers, path)
+        affected = importgraph.importers_of(self._importers, path)
         return frozenset(f.id for f in self.functions if f.path in affected)
 
     @property
@@ -62,11 +64,15 @@ class Project:
         return any(p.severity == "error" for p in self.problems)
 
 
-def load_project(root: Path | str, *, entrypoint: str | None = None, framework: str | None = None) -> Project:
+def load_project(
+    root: Path | str, *, entrypoint: str | None = None, framework: str | None = None,
+    scan_cache: StampCache[ModuleScan] | None = None,
+) -> Project:
     """Scan project ``root`` and return its ``Project``.
 
     ``entrypoint``: configured ``"module:attr"``; ``framework``: vercel.json ``"framework"`` (a
-    Python preset forces the zero-config app). Raises ``DuplicateRouteError`` (two files, one
+    Python preset forces the zero-config app); ``scan_cache``: kept by a caller that loads the
+    project again and again (``fnserve dev``): unchanged files are not parsed again. Raises ``DuplicateRouteError`` (two files, one
     route) and ``NoEntrypointError`` (nothing at all can be served; a project with a ``public/``
     folder can still serve static files and gets a warning instead).
     """
@@ -75,7 +81,9 @@ def load_project(root: Path | str, *, entrypoint: str | None = None, framework: 
 
     def scan(path: Path) -> ModuleScan:
         if path not in scans:
-            scans[path] = scan_file(path, relative_id(root, path))
+            rid = relative_id(root, path)
+            scans[path] = (scan_file(path, rid) if scan_cache is None else
+                           scan_cache.get(path, rid, lambda: scan_file(path, rid)))
         return scans[path]
 
     problems: list[Problem] = []
@@ -115,7 +123,11 @@ def load_project(root: Path | str, *, entrypoint: str | None = None, framework: 
     for path in all_files:
         scan(path)
     import_roots = _import_roots(root, functions)
-    rev = imports.reverse(imports.build_graph({p: scans[p] for p in all_files}, import_roots))
+    # sys.path of the functions together: their import roots first, their own folders last
+    import_path = ImportPath(import_roots, sorted({fn.path.parent for fn in functions}))
+    rev = importgraph.reverse(importgraph.build_graph({p: scans[p].imports for p in all_files}, import_path))
+    if scan_cache is not None:
+        scan_cache.retain(scans)
     helpers = _helpers(root, all_files, functions, import_roots, rev)
     for h in helpers:
         err = scans[h.path].error
@@ -167,7 +179,7 @@ def _helpers(
         if path in by_path:
             continue
         base = next((r for r in reversed(import_roots) if path.is_relative_to(r)), root)
-        users = imports.importers_of(rev, path)
+        users = importgraph.importers_of(rev, path)
         importers = tuple(sorted(by_path[p] for p in users if p in by_path))
         out.append(HelperModule(relative_id(root, path), path, module_name(base, path), importers))
     return tuple(out)

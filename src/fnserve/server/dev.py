@@ -31,6 +31,8 @@ from typing import Any
 
 from fnserve.errors import FnserveError
 from fnserve.project import load_project
+from fnserve.project.entrypoints import ModuleScan
+from fnserve.project.importscan import StampCache
 from fnserve.project.types import Function
 from fnserve.server.accesslog import install_dev_handlers
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
@@ -66,6 +68,7 @@ class DevServer:
         self.log_handlers: list[tuple[logging.Logger, logging.Handler]] = []  # set by serve()
         self._installed: dict[str, WorkerTarget] = {}
         self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
+        self._scans: StampCache[ModuleScan] = StampCache()  # a reload parses only the files that changed
 
     # ------------------------------------------------------------------ settings
     def setting(self, name: str, default: Any = None) -> Any:
@@ -97,7 +100,8 @@ class DevServer:
         """(Re)build the project model; on a project-wide error keep serving static files and
         answer 500 naming the problem for every function request."""
         try:
-            project = load_project(self.root, entrypoint=self.setting("entrypoint"), framework=self.setting("framework"))
+            project = load_project(self.root, entrypoint=self.setting("entrypoint"), framework=self.setting("framework"),
+                                   scan_cache=self._scans)
         except FnserveError as exc:
             self.project_problem = SiteProblem(f"the project cannot be served: {exc.message}", str(exc))
             self.say(f"error: {exc}")

@@ -11,9 +11,10 @@ Classification (paths relative to the project root):
 ``vercel.json``, ``edgeone.json``,         ``config``: reload the config (rules, function env,
 ``fnserve.toml``, ``pyproject.toml``,      entrypoint) and rebuild the project model
 ``.env``, ``.env.*``
-``requirements.txt`` (any folder),         ``deps``: reinstall in the background, then restart
-``Pipfile[.lock]``, ``uv.lock``,           the workers whose environment changed
-``.python-version``, ``pyproject.toml``
+``*requirements*.txt`` (any folder),       ``deps``: reinstall in the background, then restart
+``Pipfile[.lock]``, ``uv.lock``,           the workers whose environment changed (the names
+``.python-version``, ``pyproject.toml``,   are ``deps.manifests.is_dependency_file``'s)
+``fnserve.toml``
 ``*.py``                                   ``code``: rebuild the route table; restart the
                                            functions that are, or import, the file
 anything under ``public/``                 ignored (static files are read per request)
@@ -36,12 +37,12 @@ from typing import Any
 
 from watchfiles import Change, DefaultFilter, awatch
 
+from fnserve.deps.manifests import is_dependency_file
 from fnserve.project.layout import is_excluded_dir
 
 LOG = logging.getLogger("fnserve.reload")
 
 CONFIG_FILES = frozenset({"vercel.json", "edgeone.json", "fnserve.toml", "pyproject.toml"})
-DEPS_FILES = frozenset({"requirements.txt", "Pipfile", "Pipfile.lock", "uv.lock", ".python-version", "pyproject.toml"})
 _IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swx", ".tmp", "~")
 
 
@@ -123,7 +124,7 @@ class Reloader:
             kind = {Change.added: "added", Change.modified: "modified", Change.deleted: "deleted"}[change]
             if name in CONFIG_FILES or name.startswith(".env"):
                 plan.config.append(path)
-            if name in DEPS_FILES or (name.startswith("requirements") and name.endswith(".txt")):
+            if is_dependency_file(name):
                 plan.deps.append(path)
             if name.endswith(".py"):
                 plan.code.append((kind, path))
@@ -164,7 +165,7 @@ class Reloader:
         watcher each. A new top-level folder gets its own watcher, and the files already in it
         are treated as added (nothing written before its watcher started is missed); a removed
         one's watcher stops. Batches are grouped for 30 ms after the last change."""
-        watchers: dict[Path, tuple[asyncio.Task, asyncio.Event]] = {}
+        watchers: dict[Path, tuple[asyncio.Task[None], asyncio.Event]] = {}
         loop = asyncio.get_running_loop()
 
         def start(folder: Path) -> None:

@@ -49,8 +49,8 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from .imports import preload_modules
 from .launch import Launcher, SpawnLauncher
+from .preloads import preload_modules
 from .target import WorkerTarget
 from .zygote_process import ForkedProcess, Zygote, ZygoteError
 
