@@ -22,7 +22,7 @@ def main() -> None:
 
 
 # --- fnserve config (issue 2: configuration; owner: config) --------------------------------
-from fnserve.config.settings import cli_options as _config_cli_options  # noqa: E402
+from fnserve.config.flags import cli_options as _config_cli_options  # noqa: E402
 
 
 @main.command("config")
@@ -137,7 +137,7 @@ def _say_deps(message: str) -> None:
 # --- fnserve dev (issue 4: front server, workers, hot reload; owner: server) ----------------
 def _dev_options(func):  # type: ignore[no-untyped-def]
     """The settings flags of ``dev`` (``--port``, ``--host``, ``--install/--no-install``, ...)."""
-    from fnserve.config.settings import SETTINGS, cli_options
+    from fnserve.config import SETTINGS, cli_options
 
     return cli_options(*(s.name for s in SETTINGS if "dev" in s.commands))(func)
 
@@ -160,7 +160,7 @@ def dev_command(directory: str, **flags: object) -> None:
 # --- fnserve start (issue 6: production server; owner: server/start) ------------------------
 def _start_options(func):  # type: ignore[no-untyped-def]
     """The settings flags of ``start``: every setting whose ``commands`` include "start"."""
-    from fnserve.config.settings import SETTINGS, cli_options
+    from fnserve.config import SETTINGS, cli_options
 
     return cli_options(*(s.name for s in SETTINGS if "start" in s.commands))(func)
 
@@ -194,7 +194,7 @@ from typing import Any  # noqa: E402
 
 def _build_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The settings flags of ``build``: every setting whose ``commands`` include "build"."""
-    from fnserve.config.settings import SETTINGS, cli_options
+    from fnserve.config import SETTINGS, cli_options
 
     return cli_options(*(s.name for s in SETTINGS if "build" in s.commands))(func)
 

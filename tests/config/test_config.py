@@ -11,8 +11,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from fnserve.config import SETTINGS, Config, cli_options, load_config, overrides_from
-from fnserve.config.settings import SETTINGS_BY_NAME, parse_size
+from fnserve.config import SETTINGS, SETTINGS_BY_NAME, Config, cli_options, load_config, overrides_from
+from fnserve.config.settings import parse_size
 from fnserve.errors import ConfigError
 
 PROJECTS = Path(__file__).parents[1] / "projects"

@@ -348,7 +348,7 @@ def inputs_hash(root: Path, config: Any, out: Path, targets: Sequence[str]) -> s
     """sha256 of everything a build reads: every file the work copy would get (path, size,
     mtime, mode), the effective settings, the build/install commands, the targets, fnserve's
     version. Stats files only (no reads), so an unchanged rebuild costs one walk of the tree."""
-    from fnserve.config.settings import SETTINGS
+    from fnserve.config import SETTINGS
 
     digest = hashlib.sha256()
     head = {"fnserve": __version__, "targets": list(targets), "out": str(out),

@@ -2,12 +2,15 @@
 
 Public API::
 
-    load_config(project_dir, overrides={}, environ=os.environ, *, mode="dev") -> Config
-    Config            frozen; one attribute per setting, .sources, .vercel, .function_env(),
-                      .limits_for(function_id, *, asgi=False) -> FunctionLimits, .import_map,
+    load_config(project_dir, overrides={}, environ=os.environ, *, mode="dev", files=True) -> Config
+    Config            frozen dataclass; one typed field per setting (port: int, entrypoint: str | None,
+                      ...), .sources, .vercel, .function_env(), .import_map,
+                      .limits_for(function_id, *, asgi=False) -> FunctionLimits,
                       .files (what to watch), .build_command, .warnings
-    SETTINGS          the registry (Setting: name, type, default, env, flag, help, unit, commands)
-    cli_options(*names)   decorator adding the click options; overrides_from(kwargs) -> overrides
+    SETTINGS          the registry read off Config's fields (Setting: name, type, default, env,
+                      flag, file_key, help, unit, commands, parse)
+    command_options(command)   decorator adding the click options of a command's settings;
+    cli_options(*names); overrides_from(kwargs) -> overrides
     PathPattern, RegexPattern   path-to-regexp / legacy regex patterns (fnserve.project.pathpattern)
 
 Precedence, highest first: CLI flags > ``FNSERVE_*`` > ``fnserve.toml`` / ``[tool.fnserve]`` >
@@ -17,14 +20,15 @@ Precedence, highest first: CLI flags > ``FNSERVE_*`` > ``fnserve.toml`` / ``[too
 
 from __future__ import annotations
 
+from fnserve.config.flags import cli_options, command_options, overrides_from
 from fnserve.config.loader import CONFIG_FILE_NAMES, MODES, load_config, watched_file_names
-from fnserve.config.model import Config, FunctionLimits, FunctionRule
-from fnserve.config.settings import SETTINGS, SETTINGS_BY_NAME, Setting, cli_options, overrides_from
+from fnserve.config.model import SETTINGS, SETTINGS_BY_NAME, Config, FunctionLimits, FunctionRule
+from fnserve.config.settings import Setting
 from fnserve.project.pathpattern import PathPattern, RegexPattern
 from fnserve.project.vercel_types import VercelConfig
 
 __all__ = [
     "CONFIG_FILE_NAMES", "MODES", "Config", "FunctionLimits", "FunctionRule", "PathPattern", "RegexPattern",
-    "SETTINGS", "SETTINGS_BY_NAME", "Setting", "VercelConfig", "cli_options", "load_config",
+    "SETTINGS", "SETTINGS_BY_NAME", "Setting", "VercelConfig", "cli_options", "command_options", "load_config",
     "overrides_from", "watched_file_names",
 ]

@@ -22,18 +22,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fnserve.config.model import Config, FunctionRule, glob_matches
-from fnserve.config.settings import SETTINGS, SETTINGS_BY_NAME, Setting
+from fnserve.config.model import SETTINGS, SETTINGS_BY_NAME, Config, FunctionRule, glob_matches
+from fnserve.config.settings import Setting
 from fnserve.errors import ConfigError
 from fnserve.project.envfiles import env_file_names, load_env_files
 from fnserve.project.layout import iter_python_files
 from fnserve.project.vercel_json import load_platform_config
-from fnserve.project.vercel_types import FrozenMap
+from fnserve.project.vercel_types import FrozenMap, FunctionConfig, VercelConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    # mypy runs with python_version 3.10, where tomli is a dependency; the venv may not have it
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["load_config", "watched_file_names", "MODES", "CONFIG_FILE_NAMES"]
 
@@ -48,6 +49,7 @@ def load_config(
     environ: Mapping[str, str] = os.environ,
     *,
     mode: str = "dev",
+    files: bool = True,
 ) -> Config:
     """Build the one frozen ``Config`` for ``project_dir``.
 
@@ -55,16 +57,19 @@ def load_config(
     typed values; None means "not given"). ``environ``: where ``FNSERVE_*`` are read (the only
     place fnserve reads its environment) and ``${VAR}`` in ``.env`` files is resolved. ``mode``:
     "dev", "start" or "build" (selects ``.env.development*`` vs ``.env.production*`` and the
-    ``reload`` default). Raises ``ConfigError`` for a bad value anywhere, naming its source."""
+    ``reload`` default). ``files``: False reads no project file (``vercel.json``,
+    ``edgeone.json``, ``pyproject.toml``, ``fnserve.toml``, ``.env*``): flags, environment and
+    defaults only — what ``fnserve dev`` serves with while a project file is broken. Raises
+    ``ConfigError`` for a bad value anywhere, naming its source."""
     if mode not in MODES:
         raise ConfigError("load_config", "mode", f"unknown mode {mode!r}", ", ".join(MODES))
     root = Path(project_dir).resolve()
     if not root.is_dir():
         raise ConfigError(str(project_dir), "project", "is not a folder", "an existing project folder")
     warnings: list[str] = []
-    vercel = load_platform_config(root)
+    vercel = load_platform_config(root) if files else VercelConfig()
     warnings.extend(vercel.warnings)
-    table, label, tool_vercel = _read_tool_tables(root, warnings)
+    table, label, tool_vercel = _read_tool_tables(root, warnings) if files else ({}, _PYPROJECT, {})
     file_values, rules, import_map = _parse_table(table, label)
 
     values: dict[str, Any] = {}
@@ -93,11 +98,12 @@ def load_config(
     for key in sorted(k for k in environ if k.startswith("FNSERVE_") and k not in known_env):
         warnings.append(f"environment: {key} is not an fnserve setting (known: FNSERVE_PORT, FNSERVE_HOST, ...)")
 
-    env_vars, env_files = load_env_files(root, mode, vercel.env, environ)
-    scripts = tool_vercel.get("scripts") if isinstance(tool_vercel.get("scripts"), dict) else {}
+    env_vars, env_files = load_env_files(root, mode, vercel.env, environ) if files else ({}, ())
+    found = tool_vercel.get("scripts")
+    scripts: dict[str, Any] = found if isinstance(found, dict) else {}
     build_command = vercel.build_command if vercel.build_command is not None else scripts.get("build")
     warnings.extend(_unmatched_function_globs(root, vercel.functions, rules))
-    config_files = tuple(root / n for n in CONFIG_FILE_NAMES if (root / n).is_file())
+    config_files = tuple(root / n for n in CONFIG_FILE_NAMES if files and (root / n).is_file())
     return Config(
         project_dir=root, mode=mode, sources=FrozenMap(sources), vercel=vercel,
         function_rules=rules, import_map=FrozenMap(import_map),
@@ -114,7 +120,8 @@ def watched_file_names(mode: str = "dev") -> tuple[str, ...]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path.name, "(file)", f"invalid TOML: {exc}", "a valid TOML file") from exc
     except UnicodeDecodeError as exc:
@@ -232,7 +239,7 @@ def _apply_workers_per_function(values: dict[str, Any], sources: dict[str, str])
             values[name], sources[name] = count, f"{source} (workers-per-function)"
 
 
-def _unmatched_function_globs(root: Path, vercel_functions: tuple, rules: tuple[FunctionRule, ...]) -> list[str]:
+def _unmatched_function_globs(root: Path, vercel_functions: tuple[FunctionConfig, ...], rules: tuple[FunctionRule, ...]) -> list[str]:
     """Warnings for ``functions`` globs that match no Python file (Vercel rejects those)."""
     globs = [(f.glob, f.where) for f in vercel_functions] + [(r.glob, r.where) for r in rules]
     if not globs:

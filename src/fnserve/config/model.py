@@ -1,7 +1,9 @@
 """The frozen ``Config`` and per-function limits (SPEC §5, §9).
 
-``Config`` has one attribute per setting of :data:`fnserve.config.settings.SETTINGS` (generated
-from the registry, so each setting is declared once) plus the fields of :class:`ConfigBase`.
+``Config`` is a hand-written frozen dataclass: the project fields, then one field per setting
+declared with ``fnserve.config.settings.setting`` (type from the annotation, the rest in field
+metadata). :data:`SETTINGS` (the registry every flag, variable, file key and report is derived
+from) is read off those fields, so each setting is declared once and tools see real types.
 
 Per-function limits (``Config.limits_for``), for each field, the first that applies wins:
 
@@ -19,17 +21,18 @@ is literal (Vercel file names use brackets: ``api/users/[id].py``).
 
 from __future__ import annotations
 
-import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fnserve.config.settings import SETTINGS, SETTINGS_BY_NAME
+from fnserve.config.settings import ENTRYPOINT_PATTERN, Setting, setting, settings_of
 from fnserve.project.vercel_types import FrozenMap, VercelConfig
 
-__all__ = ["Config", "ConfigBase", "FunctionLimits", "FunctionRule", "glob_matches", "glob_specificity"]
+__all__ = ["DEPS", "PROJECT", "SERVE", "SETTINGS", "SETTINGS_BY_NAME", "START", "Config", "FunctionLimits",
+           "FunctionRule", "glob_matches", "glob_specificity"]
 
 LIMIT_FIELDS = ("max_duration", "memory", "concurrency_sync", "concurrency_asgi", "min_instances",
                 "max_instances", "idle_timeout", "queue_size", "include_files", "exclude_files")
@@ -102,9 +105,22 @@ def glob_specificity(glob: str) -> tuple[int, int, int]:
     return (0 if wild else 1, len(literal), -glob.count("**"))
 
 
+_CPUS = max(1, os.cpu_count() or 1)
+
+# Which commands take a setting's flag (``fnserve config`` takes every one: it shows them all).
+SERVE = ("dev", "start", "config")
+"""Both servers: listening, logs, and the limits ``dev`` enforces too."""
+START = ("start", "config")
+"""Production only: scaling, instances, queue, drain, admin port."""
+PROJECT = ("dev", "start", "build", "routes", "config")
+"""What the project model reads (entrypoint, framework)."""
+DEPS = ("dev", "start", "build", "deps", "config")
+"""The dependency step."""
+
+
 @dataclass(frozen=True)
-class ConfigBase:
-    """The fields every ``Config`` has besides the settings.
+class Config:
+    """The effective configuration (frozen, picklable). Built by ``fnserve.config.load_config``.
 
     ``project_dir``: absolute path; ``mode``: "dev", "start" or "build"; ``sources``: setting
     name → where its value came from (``"--port"``, ``"FNSERVE_PORT"``, ``"pyproject.toml
@@ -115,6 +131,10 @@ class ConfigBase:
     config file that exists (pyproject.toml, fnserve.toml, vercel.json, edgeone.json, .env*) —
     what a reloader should watch; ``build_command``: vercel.json ``buildCommand``, else
     ``[tool.vercel.scripts] build``; ``warnings``: accepted-but-unused keys and the like.
+
+    Then one field per setting, declared with ``setting(...)``; :data:`SETTINGS` is read off these
+    fields (their order is the order of ``fnserve config``). Units: ``body_limit`` bytes,
+    ``max_duration``/``idle_timeout``/``grace_period`` seconds (float), ``memory`` MB.
     """
 
     project_dir: Path
@@ -127,6 +147,51 @@ class ConfigBase:
     files: tuple[Path, ...]
     build_command: str | None
     warnings: tuple[str, ...]
+
+    host: str = setting("127.0.0.1", "Interface to listen on.", commands=SERVE)
+    port: int = setting(3000, "Port to listen on (0: any free port).", minimum=0, maximum=65535, commands=SERVE)
+    entrypoint: str | None = setting(
+        None, "Serve one app at / from 'module:attr' (also [tool.vercel] entrypoint).",
+        pattern=ENTRYPOINT_PATTERN, commands=PROJECT)
+    framework: str | None = setting(
+        None, "Framework preset (vercel.json 'framework'); a Python preset forces the single-app mode.",
+        commands=PROJECT)
+    log_format: str = setting("text", "Access and error log format.", choices=("text", "json"), commands=SERVE)
+    body_limit: int = setting(4718592, "Largest request body accepted (413 above it).", unit="bytes", minimum=0,
+                              size=True, commands=SERVE)
+    max_duration: float = setting(300.0, "Longest a request may run (504 after it).", unit="s", minimum=0.001,
+                                  per_function=True, commands=SERVE)
+    memory: int = setting(1024, "Memory limit per function instance.", unit="MB", minimum=1, per_function=True,
+                          commands=SERVE)
+    concurrency_sync: int = setting(16, "Requests at once per instance for handler/WSGI/lambda functions.",
+                                    minimum=1, per_function=True, commands=START)
+    concurrency_asgi: int = setting(100, "Requests at once per instance for ASGI functions.", minimum=1,
+                                    per_function=True, commands=START)
+    min_instances: int = setting(0, "Instances kept running per function.", minimum=0, per_function=True,
+                                 commands=START)
+    max_instances: int = setting(_CPUS, "Most instances per function (default: CPU count).", minimum=1,
+                                 per_function=True, default_text="CPU count", commands=START)
+    idle_timeout: float = setting(60.0, "Idle time before an instance above min-instances stops.", unit="s",
+                                  minimum=0, per_function=True, commands=START)
+    workers_per_function: int | None = setting(
+        None, "Run exactly this many instances per function (sets min-instances and max-instances where they "
+        "are not set more specifically); empty: autoscale.", minimum=1, commands=START)
+    queue_size: int = setting(100, "Requests waiting per function before 503.", minimum=0, per_function=True,
+                              commands=START)
+    grace_period: float = setting(
+        30.0, "On SIGTERM/SIGINT, time in-flight requests get to finish (then they are cut off); also what "
+        "each instance gets to drain on reload.", unit="s", minimum=0, commands=START)
+    admin_port: int | None = setting(
+        None, "Serve /_fnserve/health and /_fnserve/metrics on this port (empty: on the main port).",
+        minimum=0, maximum=65535, commands=START)
+    detect_imports: bool = setting(True, "Add packages detected from imports to the requirements.", commands=DEPS)
+    install: bool = setting(True, "Install requirements into a per-project env with uv (false: run functions "
+                            "with the current interpreter; fnserve deps: plan only).", commands=DEPS)
+    python: str | None = setting(
+        None, "Python version request or interpreter path for the function env (e.g. 3.12).", commands=DEPS)
+    reload: bool = setting(
+        True, "Reload functions when files change (default: on in dev; fnserve start reloads on SIGHUP "
+        "instead).", mode_default=lambda mode: mode == "dev", default_text="on in dev", commands=("dev", "config"))
 
     def function_env(self) -> dict[str, str]:
         """The variables every function process gets on top of its base environment: vercel.json
@@ -180,16 +245,6 @@ class ConfigBase:
         )
 
 
-def _make_config_class() -> type:
-    fields = [(s.name, Any, dataclasses.field()) for s in SETTINGS]
-    cls = dataclasses.make_dataclass("Config", fields, bases=(ConfigBase,), frozen=True)
-    cls.__module__ = __name__
-    cls.__doc__ = (
-        "The effective configuration (frozen): the fields of ``ConfigBase`` plus one attribute per "
-        "setting: " + ", ".join(f"``{s.name}``" + (f" ({s.unit})" if s.unit else "") for s in SETTINGS)
-        + ". Built by ``fnserve.config.load_config``."
-    )
-    return cls
-
-
-Config = _make_config_class()
+SETTINGS: tuple[Setting, ...] = settings_of(Config)
+"""The registry: one ``Setting`` per setting field of ``Config``, in declaration order."""
+SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fnserve.config.model import Config
-from fnserve.config.settings import SETTINGS
+from fnserve.config.model import SETTINGS, Config
 
 __all__ = ["render_text", "to_json"]
 
@@ -27,7 +26,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+def _table(rows: Sequence[tuple[str, ...]], indent: str = "  ") -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
@@ -38,8 +37,8 @@ def _rules(config: Config) -> list[dict[str, Any]]:
     for r in v.redirects:
         out.append({"type": "redirect", "source": str(r.source), "destination": r.destination,
                     "status": r.status_code, "where": r.where})
-    for r in v.rewrites:
-        out.append({"type": "rewrite", "source": str(r.source), "destination": r.destination, "where": r.where})
+    for w in v.rewrites:
+        out.append({"type": "rewrite", "source": str(w.source), "destination": w.destination, "where": w.where})
     for h in v.headers:
         out.append({"type": "headers", "source": str(h.source), "headers": [k for k, _ in h.headers],
                     "where": h.where})
@@ -109,7 +108,7 @@ def render_text(config: Config, functions: Sequence[tuple[str, bool | None]] = (
     lines = [f"fnserve config for {data['project_dir']} (mode: {config.mode})"]
     lines.append("files: " + (", ".join(data["files"]) if data["files"] else "(none: defaults only)"))
     lines += ["", "Settings"]
-    rows = [("SETTING", "VALUE", "SOURCE", "ENV")]
+    rows: list[tuple[str, ...]] = [("SETTING", "VALUE", "SOURCE", "ENV")]
     for s in SETTINGS:
         value = _show(getattr(config, s.name)) + (f" {s.unit}" if s.unit and getattr(config, s.name) is not None else "")
         rows.append((s.file_key, value, config.sources[s.name], s.env))

@@ -1,30 +1,45 @@
-"""The settings registry: every fnserve setting declared once (STYLE: "declare each setting once").
+"""How a setting is declared and parsed (STYLE: "declare each setting once").
 
-A :class:`Setting` gives the name, Python type, default, unit, help and the commands that use it;
-the environment variable (``FNSERVE_<NAME>``), the CLI flag (``--<name-with-dashes>``), the file
-key (``name-with-dashes`` or ``name_with_underscores`` in ``[tool.fnserve]``), the click options
-(:func:`cli_options`), the ``Config`` attributes and the ``fnserve config`` table are all derived
-from :data:`SETTINGS`.
+Each setting is one field of the frozen :class:`fnserve.config.model.Config`, declared with
+:func:`setting`::
+
+    port: int = setting(3000, "Port to listen on.", minimum=0, maximum=65535, commands=SERVE)
+
+The field's annotation gives the Python type (``int``, ``float``, ``str``, ``bool``; ``X | None``
+makes the setting nullable); :func:`setting` keeps the rest (help, unit, bounds, choices, the
+commands that take its flag) in the field's metadata. :func:`settings_of` reads the fields back
+into :class:`Setting` records, from which the environment variable (``FNSERVE_<NAME>``), the CLI
+flag (``--<name-with-dashes>``), the file key (``name-with-dashes`` or ``name_with_underscores``
+in ``[tool.fnserve]``), the click options (``fnserve.config.flags``) and the ``fnserve config``
+table are derived.
 
 ``Setting.parse(value, source)`` converts a flag/env string or a TOML value and validates it,
-raising ``ConfigError(source, name, problem, allowed)`` (e.g. ``FNSERVE_PORT: port: 'abc' is
-not an integer``; allowed: ``an integer 0-65535``).
+raising ``ConfigError(source, name, problem, allowed)`` (e.g. ``FNSERVE_PORT: port: bad value
+'abc'``; allowed: ``an integer >= 0 and <= 65535``).
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import re
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import click
+from typing import Any, TypeVar
 
 from fnserve.errors import ConfigError
 
-__all__ = ["Setting", "SETTINGS", "SETTINGS_BY_NAME", "cli_options", "overrides_from", "parse_size"]
+__all__ = ["COMMANDS", "ENTRYPOINT_PATTERN", "Setting", "parse_size", "setting", "settings_of"]
 
+T = TypeVar("T")
+
+COMMANDS = ("dev", "start", "build", "routes", "config", "deps")
+"""Every command a setting's ``commands`` may name (``build`` is reserved for the build step)."""
+
+ENTRYPOINT_PATTERN = r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*"
+_METADATA_KEY = "fnserve.setting"
+_TYPES = (bool, int, float, str)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
@@ -44,19 +59,24 @@ def parse_size(text: str) -> int:
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting. ``type``: int, float, str or bool; ``default``: a value, or a callable
-    ``(mode) -> value`` for mode-dependent defaults; ``unit``: shown in help (``"s"``, ``"MB"``,
-    ``"bytes"``); ``commands``: the CLI commands that take its flag; ``choices``: allowed
-    strings; ``nullable``: None allowed (empty string from env → None); ``minimum``/``maximum``:
-    numeric bounds; ``size``: ints may be written ``"4.5MB"``; ``per_function``: also settable
-    in ``[tool.fnserve.functions."<glob>"]``; ``pattern``: a regex a string must match."""
+    """One setting, read off a ``Config`` field by :func:`settings_of`.
+
+    ``name``: the field name; ``type``: int, float, str or bool (from the annotation);
+    ``nullable``: None allowed (the annotation is ``X | None``; an empty string from env → None);
+    ``default``: the value when no source sets it; ``mode_default``: when set, ``(mode) ->
+    value`` decides the default per mode instead; ``default_text``: how help shows the default
+    (else the value); ``unit``: shown in help (``"s"``, ``"MB"``, ``"bytes"``); ``commands``: the
+    CLI commands that take its flag (see :data:`COMMANDS`); ``choices``: allowed strings
+    (lower-case); ``minimum``/``maximum``: numeric bounds; ``size``: ints may be written
+    ``"4.5MB"``; ``per_function``: also settable in ``[tool.fnserve.functions."<glob>"]``;
+    ``pattern``: a regex a string must match."""
 
     name: str
     type: type
     default: Any
     help: str
     unit: str = ""
-    commands: tuple[str, ...] = ("dev", "start")
+    commands: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
     nullable: bool = False
     minimum: float | None = None
@@ -64,6 +84,8 @@ class Setting:
     size: bool = False
     per_function: bool = False
     pattern: str | None = None
+    mode_default: Callable[[str], Any] | None = None
+    default_text: str | None = None
 
     @property
     def env(self) -> str:
@@ -79,7 +101,14 @@ class Setting:
 
     def default_for(self, mode: str) -> Any:
         """The default in ``mode`` ("dev", "start", "build")."""
-        return self.default(mode) if callable(self.default) else self.default
+        return self.mode_default(mode) if self.mode_default is not None else self.default
+
+    def show_default(self) -> str:
+        """The default as help shows it (``"3000"``, ``"none"``, ``"CPU count"``)."""
+        if self.default_text is not None:
+            return self.default_text
+        value = self.default
+        return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
     def allowed(self) -> str:
         """Human description of accepted values, for error messages and help."""
@@ -95,7 +124,7 @@ class Setting:
             text = f"{noun}{' ' + bounds if bounds else ''}{' ' + self.unit if self.unit else ''}"
             if self.size:
                 text += " (or a size such as 4.5MB, 512KiB)"
-        elif self.pattern == _ENTRYPOINT:
+        elif self.pattern == ENTRYPOINT_PATTERN:
             text = "'module:attribute', e.g. 'app:app' or 'backend.server:application'"
         else:
             text = "a string"
@@ -136,7 +165,7 @@ class Setting:
         if isinstance(value, (int, float)):
             if self.type is int and isinstance(value, float) and not value.is_integer():
                 raise self._bad(source, value)
-            return self.type(value)
+            return int(value) if self.type is int else float(value)
         if isinstance(value, str):
             try:
                 if self.size:
@@ -150,91 +179,51 @@ class Setting:
         return ConfigError(source, self.name, f"bad value {value!r}", self.allowed())
 
 
-_ENTRYPOINT = r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*"
-_ALL = ("dev", "start", "build", "routes", "config")
-_SERVE = ("dev", "start")
+def setting(
+    default: T,
+    help: str,
+    *,
+    commands: tuple[str, ...],
+    unit: str = "",
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+    size: bool = False,
+    per_function: bool = False,
+    pattern: str | None = None,
+    mode_default: Callable[[str], T] | None = None,
+    default_text: str | None = None,
+) -> T:
+    """Declare one ``Config`` field as a setting: a ``dataclasses.field(default=default)`` whose
+    metadata holds the rest (see :class:`Setting` for each argument). Typed as returning
+    ``default``'s type, like ``dataclasses.field``, so mypy checks the default against the
+    field's annotation. Raises ``ValueError`` for a command not in :data:`COMMANDS`."""
+    unknown = [c for c in commands if c not in COMMANDS]
+    if unknown:
+        raise ValueError(f"unknown command(s) {unknown} in a setting; known: {', '.join(COMMANDS)}")
+    spec = Setting(
+        name="", type=object, default=default, help=help, unit=unit, commands=commands, choices=choices,
+        minimum=minimum, maximum=maximum, size=size, per_function=per_function, pattern=pattern,
+        mode_default=mode_default, default_text=default_text,
+    )  # name, type and nullable come from the field (settings_of)
+    return dataclasses.field(default=default, metadata={_METADATA_KEY: spec})
 
 
-def _cpu_default(mode: str) -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", str, "127.0.0.1", "Interface to listen on.", commands=_SERVE),
-    Setting("port", int, 3000, "Port to listen on (0: any free port).", minimum=0, maximum=65535, commands=_SERVE),
-    Setting("entrypoint", str, None, "Serve one app at / from 'module:attr' (also [tool.vercel] entrypoint).",
-            nullable=True, pattern=_ENTRYPOINT, commands=_ALL),
-    Setting("framework", str, None, "Framework preset (vercel.json 'framework'); a Python preset forces "
-            "the single-app mode.", nullable=True, commands=_ALL),
-    Setting("log_format", str, "text", "Access and error log format.", choices=("text", "json"), commands=_SERVE),
-    Setting("body_limit", int, 4718592, "Largest request body accepted (413 above it).", unit="bytes",
-            minimum=0, size=True),
-    Setting("max_duration", float, 300.0, "Longest a request may run (504 after it).", unit="s",
-            minimum=0.001, per_function=True),
-    Setting("memory", int, 1024, "Memory limit per function instance.", unit="MB", minimum=1, per_function=True),
-    Setting("concurrency_sync", int, 16, "Requests at once per instance for handler/WSGI/lambda functions.",
-            minimum=1, per_function=True),
-    Setting("concurrency_asgi", int, 100, "Requests at once per instance for ASGI functions.", minimum=1,
-            per_function=True),
-    Setting("min_instances", int, 0, "Instances kept running per function.", minimum=0, per_function=True),
-    Setting("max_instances", int, _cpu_default, "Most instances per function (default: CPU count).",
-            minimum=1, per_function=True),
-    Setting("idle_timeout", float, 60.0, "Idle time before an instance above min-instances stops.", unit="s",
-            minimum=0, per_function=True),
-    Setting("workers_per_function", int, None, "Run exactly this many instances per function (sets "
-            "min-instances and max-instances where they are not set more specifically); empty: autoscale.",
-            nullable=True, minimum=1, commands=("start",)),
-    Setting("queue_size", int, 100, "Requests waiting per function before 503.", minimum=0, per_function=True),
-    Setting("grace_period", float, 30.0, "On SIGTERM/SIGINT, time in-flight requests get to finish (then "
-            "they are cut off); also what each instance gets to drain on reload.", unit="s", minimum=0,
-            commands=("start",)),
-    Setting("admin_port", int, None, "Serve /_fnserve/health and /_fnserve/metrics on this port "
-            "(empty: on the main port).", nullable=True, minimum=0, maximum=65535, commands=("start",)),
-    Setting("detect_imports", bool, True, "Add packages detected from imports to the requirements.",
-            commands=("dev", "start", "build", "deps")),
-    Setting("install", bool, True, "Install requirements into a per-project env with uv "
-            "(false: run functions with the current interpreter).", commands=("dev", "start", "build", "deps")),
-    Setting("python", str, None, "Python version request or interpreter path for the function env "
-            "(e.g. 3.12).", nullable=True, commands=("dev", "start", "build", "deps")),
-    Setting("reload", bool, lambda mode: mode == "dev", "Reload functions when files change "
-            "(default: on in dev; fnserve start reloads on SIGHUP instead).", commands=("dev",)),
-)
-
-SETTINGS_BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
-
-
-def cli_options(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator adding the click options of the named settings (all when no name is given).
-
-    Every option defaults to None, so only flags given on the command line become overrides:
-    pass the command's keyword arguments through :func:`overrides_from`. Values stay strings
-    (bools: ``--reload/--no-reload``) and are validated by ``load_config``. Raises ``KeyError``
-    for an unknown name (a programming error)."""
-    chosen = [SETTINGS_BY_NAME[n] for n in names] if names else list(SETTINGS)
-
-    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-        for setting in reversed(chosen):
-            text = f"{setting.help} [env {setting.env}; default: {_default_text(setting)}]"
-            if setting.type is bool:
-                flags = f"{setting.flag}/--no-{setting.flag[2:]}"
-                func = click.option(flags, setting.name, default=None, help=text)(func)
-            else:
-                metavar = setting.unit.upper() if setting.unit else setting.type.__name__.upper()
-                func = click.option(setting.flag, setting.name, default=None, metavar=metavar, help=text)(func)
-        return func
-
-    return decorate
-
-
-def overrides_from(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The explicitly given flags among a command's parameters: setting name → raw value."""
-    return {k: v for k, v in params.items() if k in SETTINGS_BY_NAME and v is not None}
-
-
-def _default_text(setting: Setting) -> str:
-    if setting.name == "max_instances":
-        return "CPU count"
-    if setting.name == "reload":
-        return "on in dev"
-    value = setting.default
-    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+def settings_of(cls: type) -> tuple[Setting, ...]:
+    """The :class:`Setting` of every field of dataclass ``cls`` declared with :func:`setting`,
+    in field order, with ``name``, ``type`` and ``nullable`` taken from the field. Raises
+    ``TypeError`` for an annotation that is not bool, int, float or str (optionally ``| None``)."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for field in dataclasses.fields(cls):
+        spec = field.metadata.get(_METADATA_KEY)
+        if not isinstance(spec, Setting):
+            continue
+        hint = hints[field.name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+            else (hint,)
+        kinds = [a for a in args if a is not type(None)]
+        if len(kinds) != 1 or kinds[0] not in _TYPES:
+            raise TypeError(f"setting {field.name}: annotation {hint!r} is not one of bool, int, float, str [| None]")
+        found.append(dataclasses.replace(spec, name=field.name, type=kinds[0], nullable=len(args) > 1))
+    return tuple(found)
