@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fnserve.config import Config
 
 
 @dataclass(frozen=True)
@@ -34,15 +38,15 @@ class DepsOptions:
     keep_envs: int = 3
 
     @classmethod
-    def from_config(cls, config: object, environ: Mapping[str, str] | None = None, **changes: object) -> DepsOptions:
-        """Read the dependency settings off a ``fnserve.config.Config`` (missing attributes keep
-        their defaults, so this works while settings are being added). ``changes`` override fields."""
-        import_map = (getattr(config, "import_map", None) or getattr(config, "import_mapping", None) or {})
+    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None, **changes: object) -> DepsOptions:
+        """Read the dependency settings off a ``fnserve.config.Config`` (``detect_imports``,
+        ``install``, ``python``, ``import_map``); ``environ``: the process environment, read once
+        by the caller. ``changes`` override fields."""
         values: dict[str, object] = {
-            "detect_imports": bool(getattr(config, "detect_imports", True)),
-            "install": bool(getattr(config, "install", True)),
-            "python": getattr(config, "python", None) or None,
-            "import_map": dict(import_map),
+            "detect_imports": config.detect_imports,
+            "install": config.install,
+            "python": config.python or None,
+            "import_map": dict(config.import_map),
             "environ": dict(environ or {}),
         }
         values.update(changes)
@@ -55,4 +59,8 @@ def as_options(value: object, environ: Mapping[str, str] | None = None) -> DepsO
         return value
     if value is None:
         return DepsOptions(environ=dict(environ or {}))
+    from fnserve.config import Config
+
+    if not isinstance(value, Config):
+        raise TypeError(f"expected DepsOptions, Config or None, got {type(value).__name__}")
     return DepsOptions.from_config(value, environ)
