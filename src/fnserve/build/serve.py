@@ -26,6 +26,7 @@ from typing import Any
 
 from fnserve.build.exceptions import BuildError
 from fnserve.build.manifest import Manifest, project_from_manifest, read_manifest
+from fnserve.config import Config
 from fnserve.server.app import Site
 from fnserve.server.rules import from_config
 from fnserve.server.start import StartServer
@@ -46,14 +47,11 @@ class FromOutputServer(StartServer):
         self.manifest: Manifest = read_manifest(self.output)  # refuses unknown formats at once
         super().__init__(project_dir_of(self.output), overrides, say=say)
 
-    def load(self) -> tuple[Any, Any]:
-        from fnserve.config import load_config
-
+    def load_project(self, config: Config) -> Any:
         self.manifest = read_manifest(self.output)
-        config = load_config(self.root, self.overrides, mode="start")
-        return config, project_from_manifest(self.manifest, self.root)
+        return project_from_manifest(self.manifest, self.root)
 
-    async def environment(self, config: Any) -> Path | None:
+    async def environment(self, config: Config) -> Path | None:
         keys = {f.env for f in self.manifest.functions if f.env is not None}
         if not keys:
             return None

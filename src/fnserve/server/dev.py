@@ -1,8 +1,12 @@
 """``fnserve dev``: the front app on uvicorn, one worker per function, hot reload (SPEC §8).
 
-``run_dev(project_dir, overrides)`` is what the CLI calls. It never exits on user error: a bad
-``vercel.json``, a duplicate route or a function that does not import is shown (start-up output,
-and a 500 page naming the file for the requests it affects) until a save fixes it.
+``run_dev(project_dir, overrides, environ)`` is what the CLI calls. The flags and ``FNSERVE_*``
+variables are validated once, before anything starts: a bad one exits 2 naming the setting and
+its source, as ``fnserve start`` does. After that it never exits on user error: a bad
+``vercel.json`` (or ``[tool.fnserve]``, ``fnserve.toml``, ``.env``), a duplicate route or a
+function that does not import is shown (start-up output, and a 500 page naming the file for the
+requests it affects) until a save fixes it; meanwhile ``DevServer.config`` is the last valid
+``Config`` (at start-up: flags + environment + defaults, without the project files).
 
 ``DevServer`` holds the state of one run — config, project model, the front app's ``Site``, the
 ``Supervisor`` — and the reload operations ``Reloader`` drives (``apply(plan)``). Order of a
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import socket
 import sys
 import time
@@ -29,6 +34,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fnserve.config import Config, load_config
+from fnserve.deps import DepsOptions, ensure_env_async
 from fnserve.errors import FnserveError
 from fnserve.project import load_project
 from fnserve.project.entrypoints import ModuleScan
@@ -47,16 +54,21 @@ LOG = logging.getLogger("fnserve.dev")
 
 class DevServer:
     """One ``fnserve dev`` run over ``project_dir``. ``overrides``: setting name → value from
-    explicitly given CLI flags; ``say``: prints one line for a person (default: ``fnserve.dev``
-    logger at INFO)."""
+    explicitly given CLI flags; ``environ``: where ``FNSERVE_*`` are read, once; ``say``: prints
+    one line for a person (default: ``fnserve.dev`` logger at INFO).
+
+    Raises ``ConfigError`` when a flag or ``FNSERVE_*`` variable is invalid (the CLI exits 2). A
+    problem in a project file is not raised: it is kept in ``config_problem`` (shown on every
+    function request) and ``config`` holds flags + environment + defaults until a save fixes it."""
 
     def __init__(self, project_dir: Path, overrides: Mapping[str, Any] | None = None,
-                 *, say: Callable[[str], None] | None = None) -> None:
+                 *, environ: Mapping[str, str] = os.environ, say: Callable[[str], None] | None = None) -> None:
         self.root = Path(project_dir).resolve()
         self.overrides = dict(overrides or {})
+        self.environ = dict(environ)
         self.say = say or LOG.info
-        self.config: Any = None
         self.config_problem: SiteProblem | None = None
+        self.config: Config = self._first_config()
         self.project: Any = None
         self.project_problem: SiteProblem | None = None
         self.python: Path | None = None
@@ -64,33 +76,29 @@ class DevServer:
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor, self.max_duration), dev=True,
                             on_shutdown=(self.supervisor.shutdown,))
-        self._deps_task: asyncio.Task | None = None
+        self._deps_task: asyncio.Task[None] | None = None
         self.log_handlers: list[tuple[logging.Logger, logging.Handler]] = []  # set by serve()
         self._installed: dict[str, WorkerTarget] = {}
         self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
         self._scans: StampCache[ModuleScan] = StampCache()  # a reload parses only the files that changed
 
-    # ------------------------------------------------------------------ settings
-    def setting(self, name: str, default: Any = None) -> Any:
-        """A setting's effective value: the config's, else the CLI override, else ``default``."""
-        if self.config is not None and hasattr(self.config, name):
-            return getattr(self.config, name)
-        return self.overrides.get(name, default)
-
-    def body_limit(self) -> int:
-        """Request body limit in bytes (SPEC §5 default 4.5 MB when the config is unusable)."""
-        value = self.setting("body_limit", 4_718_592)
-        return value if isinstance(value, int) else 4_718_592
-
     # ------------------------------------------------------------------ loading
+    def _first_config(self) -> Config:
+        """The start-up config. When a project file is at fault, flags + environment + defaults
+        (``load_config(files=False)``) and ``config_problem`` set; that load raises
+        ``ConfigError`` when the flags or ``FNSERVE_*`` variables themselves are invalid."""
+        try:
+            return load_config(self.root, self.overrides, self.environ, mode="dev")
+        except FnserveError as exc:
+            config = load_config(self.root, self.overrides, self.environ, mode="dev", files=False)
+            self.config_problem = SiteProblem(f"configuration error: {exc.message}", str(exc))
+            return config
+
     def load_config(self) -> None:
-        """(Re)load the config; on error keep the previous one and record the problem."""
+        """Reload the config after a project file changed; on error keep the previous one and
+        record the problem (flags and environment were validated at start-up)."""
         try:
-            from fnserve.config import load_config
-        except ImportError:  # config package not available: defaults only
-            return
-        try:
-            self.config = load_config(self.root, self.overrides, mode="dev")
+            self.config = load_config(self.root, self.overrides, self.environ, mode="dev")
             self.config_problem = None
         except FnserveError as exc:
             self.config_problem = SiteProblem(f"configuration error: {exc.message}", str(exc))
@@ -100,7 +108,7 @@ class DevServer:
         """(Re)build the project model; on a project-wide error keep serving static files and
         answer 500 naming the problem for every function request."""
         try:
-            project = load_project(self.root, entrypoint=self.setting("entrypoint"), framework=self.setting("framework"),
+            project = load_project(self.root, entrypoint=self.config.entrypoint, framework=self.config.framework,
                                    scan_cache=self._scans)
         except FnserveError as exc:
             self.project_problem = SiteProblem(f"the project cannot be served: {exc.message}", str(exc))
@@ -113,39 +121,35 @@ class DevServer:
 
     def site(self) -> Site:
         """The ``Site`` for the current config and project."""
-        vercel = getattr(self.config, "vercel", None)
-        rules = from_config(vercel)
+        rules = from_config(self.config.vercel)
         problem = self.config_problem or self.project_problem
         return Site(
             routes=self.project.routes if self.project is not None and self.project_problem is None else None,
             rules=rules,
             static=static_for(self.root, rules.clean_urls),
             problem=problem,
-            body_limit=self.body_limit(),
+            body_limit=self.config.body_limit,
         )
 
     def targets(self) -> list[WorkerTarget]:
         """One ``WorkerTarget`` per function of the current project."""
         if self.project is None:
             return []
-        env = self.config.function_env() if self.config is not None else {}
+        env = self.config.function_env()
         return [
-            WorkerTarget.from_function(f, self.root, python=self.python, env=env, body_limit=self.body_limit())
+            WorkerTarget.from_function(f, self.root, python=self.python, env=env, body_limit=self.config.body_limit)
             for f in self.project.functions
         ]
 
     async def ensure_deps(self) -> None:
         """Install the project's requirements when ``install`` is on; the interpreter of that env
         runs the workers. With ``install`` off the current interpreter is used."""
-        if not self.setting("install", False):
+        if not self.config.install:
             self.python = None
             return
+        options = DepsOptions.from_config(self.config, self.environ)
         try:
-            from fnserve.deps import ensure_env_async
-        except ImportError:
-            return
-        try:
-            env = await ensure_env_async(self.root, self.config, progress=lambda m: self.say(f"deps: {m}"))
+            env = await ensure_env_async(self.root, options, progress=lambda m: self.say(f"deps: {m}"))
         except FnserveError as exc:
             self.say(f"error: dependencies: {exc}")
             self.say("  functions keep running with the previous environment (or this interpreter)")
@@ -175,7 +179,7 @@ class DevServer:
         old = self.project
         if plan.config:
             self.load_config()
-        if plan.deps and self.setting("install", False):
+        if plan.deps and self.config.install:
             self._reinstall_in_background(what)
         for kind, path in plan.code:
             if kind != "deleted":
@@ -210,7 +214,7 @@ class DevServer:
             parts += [f"new function {fid}" for fid in sorted(known - before)]
             parts += [f"removed {fid}" for fid in sorted(before - known)]
         if plan.deps:
-            parts.append("reinstalling dependencies in the background" if self.setting("install", False)
+            parts.append("reinstalling dependencies in the background" if self.config.install
                          else "install is off (--no-install): requirements are not applied")
         if self.config_problem or self.project_problem:
             parts.append("ERROR: " + (self.config_problem or self.project_problem).message)  # type: ignore[union-attr]
@@ -292,19 +296,16 @@ async def serve(dev: DevServer) -> None:
 
     from fnserve.project.report import render_text
 
-    dev.load_config()
-    dev.log_handlers = install_dev_handlers(dev.route_of, json_lines=dev.setting("log_format") == "json")
+    dev.log_handlers = install_dev_handlers(dev.route_of, json_lines=dev.config.log_format == "json")
+    if dev.config_problem is not None:
+        dev.say(f"error: {dev.config_problem.detail or dev.config_problem.message}")
     dev.load_project()
     await dev.ensure_deps()
     if dev.project is not None:
         dev.say(render_text(dev.project).rstrip("\n"))
     await dev.install()
-    host = str(dev.setting("host", "127.0.0.1"))
-    try:  # without a valid config the raw --port string is all there is
-        port = int(dev.setting("port", 3000))
-    except (TypeError, ValueError):
-        raise FnserveError(f"--port: {dev.setting('port')!r} is not a port number", "pass --port 0-65535") from None
-    sock = bind(host, port)
+    host = dev.config.host
+    sock = bind(host, dev.config.port)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         dev.app, http="httptools", ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
@@ -313,7 +314,7 @@ async def serve(dev: DevServer) -> None:
     server = uvicorn.Server(config)
     stop = asyncio.Event()
     watcher = None
-    if dev.setting("reload", True):
+    if dev.config.reload:
         reloader = Reloader(dev.root, dev.apply, emit=dev.say)
         watcher = asyncio.get_running_loop().create_task(reloader.run(stop))
     shown = f"[{host}]" if ":" in host else host
@@ -328,10 +329,18 @@ async def serve(dev: DevServer) -> None:
         sock.close()
 
 
-def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> int:
-    """Entry point of ``fnserve dev``: sets up dev's own log handlers (fnserve loggers only),
-    runs the server on uvloop. Returns the exit code (0 after Ctrl-C; 2 if it cannot listen)."""
-    dev = DevServer(project_dir, overrides, say=lambda line: print(line, flush=True))
+def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
+            environ: Mapping[str, str] = os.environ) -> int:
+    """Entry point of ``fnserve dev``: validates the flags (``overrides``: setting name → raw
+    value) and ``FNSERVE_*`` of ``environ`` once, sets up dev's own log handlers (fnserve loggers
+    only), runs the server on uvloop. Returns the exit code: 0 after Ctrl-C; 2 for a bad flag or
+    variable (``error: <source>: <setting>: ...`` and what is allowed, on stderr) or when it
+    cannot listen."""
+    try:
+        dev = DevServer(project_dir, overrides, environ=environ, say=lambda line: print(line, flush=True))
+    except FnserveError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
     try:
         try:
             import uvloop

@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fnserve.config import Config, load_config
 from fnserve.errors import FnserveError, ProjectError
 from fnserve.server.admin import PREFIX, AdminApp
 from fnserve.server.app import FrontApp, Site, static_for
@@ -81,14 +82,17 @@ class _Server:
 
 class StartServer:
     """One ``fnserve start`` run. ``overrides``: setting name → value of the given CLI flags;
-    ``say``: prints one line for a person (default: the ``fnserve.start`` logger)."""
+    ``say``: prints one line for a person (default: the ``fnserve.start`` logger).
+
+    The config is loaded and validated here, once, before anything starts: raises
+    ``ConfigError`` naming the setting and its source (a flag, ``FNSERVE_*``, a project file)."""
 
     def __init__(self, project_dir: Path, overrides: Mapping[str, Any] | None = None,
                  *, say: Callable[[str], None] | None = None) -> None:
         self.root = Path(project_dir).resolve()
         self.overrides = dict(overrides or {})
         self.say = say or LOG.info
-        self.config: Any = None
+        self.config: Config = load_config(self.root, self.overrides, mode="start")
         self.project: Any = None
         self.python: Path | None = None
         self.state = "starting"  # → "ready" → "draining"
@@ -101,13 +105,17 @@ class StartServer:
         self._admin_port: int | None = None
 
     # ------------------------------------------------------------------ loading (raise FnserveError)
-    def load(self) -> tuple[Any, Any]:
-        """Config (mode "start": ``.env.production*``) and project model. Raises ``ConfigError``,
-        ``ProjectError`` (also when a function file has an error: production serves all or nothing)."""
-        from fnserve.config import load_config
+    def load(self) -> tuple[Config, Any]:
+        """Config again (mode "start": ``.env.production*``) and the project model, as on SIGHUP.
+        Raises ``ConfigError``, ``ProjectError`` (see ``load_project``)."""
+        config = load_config(self.root, self.overrides, mode="start")
+        return config, self.load_project(config)
+
+    def load_project(self, config: Config) -> Any:
+        """The project model of ``config``. Raises ``ProjectError`` (also when a function file has
+        an error: production serves all or nothing)."""
         from fnserve.project import load_project
 
-        config = load_config(self.root, self.overrides, mode="start")
         project = load_project(self.root, entrypoint=config.entrypoint, framework=config.framework)
         errors = [p for p in project.problems if p.severity == "error"]
         if errors:
@@ -115,9 +123,9 @@ class StartServer:
             more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
             raise ProjectError(f"{len(errors)} function(s) cannot be served: {listed}{more}",
                                "fix them (see `fnserve routes`); fnserve start serves a project only when every function loads")
-        return config, project
+        return project
 
-    async def environment(self, config: Any) -> Path | None:
+    async def environment(self, config: Config) -> Path | None:
         """The interpreter of the project's env (``ensure_env``, in a thread); None with
         ``--no-install`` (fnserve's own interpreter). Raises ``DependencyError``."""
         if not config.install:
@@ -162,7 +170,7 @@ class StartServer:
                         "/ready and /metrics are served %s", ", ".join(conflicts), PREFIX, where)
         self.front.admin = None if conflicts or admin_port is not None else self.admin
 
-    async def install(self, config: Any, project: Any, python: Path | None, *, restart_all: bool) -> str:
+    async def install(self, config: Config, project: Any, python: Path | None, *, restart_all: bool) -> str:
         """Make the supervisor and the front app serve ``config``/``project`` (module docstring,
         SIGHUP). Returns a summary for the reload line."""
         self.config, self.project, self.python = config, project, python
@@ -224,7 +232,8 @@ class StartServer:
         events: asyncio.Queue[int] = asyncio.Queue()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, events.put_nowait, signum)  # handlers only enqueue
-        config, project = self.load()
+        config = self.config  # validated once, before anything started (__init__)
+        project = self.load_project(config)
         python = await self.environment(config)
         grace = float(config.grace_period)
         self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(), heartbeat_timeout=HEARTBEAT_TIMEOUT,
@@ -342,14 +351,17 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     """Entry point of ``fnserve start``: log handlers on the ``fnserve`` logger (text or JSON per
     ``--log-format``), the server on uvloop. ``from_output``: a ``fnserve build`` output to serve
     instead of ``project_dir`` (``fnserve.build.serve``). Returns the exit code: 0 after a
-    signal-initiated shutdown, 2 for a problem found at start (message on stderr), 1 for a bug of ours."""
-    if from_output is not None:  # fnserve start --from: config comes from the output's project copy
-        project_dir = Path(from_output).resolve() / "project"
-    log_format = str(_raw_log_format(project_dir, overrides))
-    installed = install_start_handlers(log_format)
-    try:
+    signal-initiated shutdown, 2 for a problem found at start (message on stderr: a bad flag,
+    ``FNSERVE_*`` variable or project file is ``error: <source>: <setting>: ...`` with what is
+    allowed), 1 for a bug of ours."""
+    try:  # the config is validated before anything starts (the log handlers need log_format)
         server = _from_output_server(from_output, overrides) if from_output is not None \
             else StartServer(project_dir, overrides)
+    except FnserveError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    installed = install_start_handlers(server.config.log_format)
+    try:
         try:
             import uvloop
         except ImportError:
@@ -370,18 +382,8 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
 
 def _from_output_server(output: Path, overrides: Mapping[str, Any] | None) -> StartServer:
     """``fnserve start --from OUTPUT`` (owner: build): a ``StartServer`` that reads the build's
-    manifest instead of scanning a project. Raises ``OutputFormatError`` for an unknown format."""
+    manifest instead of scanning a project; its config comes from the output's project copy.
+    Raises ``OutputFormatError`` for an unknown format, then ``ConfigError``."""
     from fnserve.build.serve import FromOutputServer
 
     return FromOutputServer(output, overrides)
-
-
-def _raw_log_format(project_dir: Path, overrides: Mapping[str, Any] | None) -> str:
-    """The log format before anything else runs (so that even load messages use it); a config
-    that does not load falls back to text (its error is reported by ``serve``)."""
-    try:
-        from fnserve.config import load_config
-
-        return load_config(project_dir, overrides or {}, mode="start").log_format
-    except Exception:
-        return "text"
