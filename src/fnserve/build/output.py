@@ -49,6 +49,7 @@ from fnserve.build.manifest import (
 )
 from fnserve.build.report import FunctionSize, function_size, package_sizes, render_text, tree_bytes
 from fnserve.build.targets import DEFAULT_TARGET, TARGETS
+from fnserve.config import Config
 from fnserve.errors import ProjectError
 
 Say = Callable[[str], None]
@@ -74,7 +75,7 @@ def default_output(project_dir: Path) -> Path:
     return Path(project_dir).resolve() / ".fnserve" / "output"
 
 
-def build_output(config: Any, *, out: Path | None = None, targets: Sequence[str] = (DEFAULT_TARGET,),
+def build_output(config: Config, *, out: Path | None = None, targets: Sequence[str] = (DEFAULT_TARGET,),
                  say: Say | None = None, environ: Mapping[str, str] | None = None, force: bool = False) -> BuildResult:
     """Build the project of ``config`` (a ``fnserve.config.Config``, ideally loaded with
     ``mode="build"``) into ``out`` (default ``default_output``). ``targets``: names of
@@ -118,7 +119,7 @@ def build_output(config: Any, *, out: Path | None = None, targets: Sequence[str]
     return BuildResult(out, manifest, tuple(sizes), False, seconds, warnings)
 
 
-def _build_into(tmp: Path, root: Path, config: Any, out: Path, previous: Manifest | None, inputs: str,
+def _build_into(tmp: Path, root: Path, config: Config, out: Path, previous: Manifest | None, inputs: str,
                 say: Say, environ: dict[str, str]) -> tuple[Manifest, list[FunctionSize]]:
     from fnserve.deps import DepsOptions, ensure_env
     from fnserve.project import load_project
@@ -198,7 +199,7 @@ def refuse_errors(project: Any) -> None:
                            "fix them (see `fnserve routes`); a build needs every function to be valid")
 
 
-def _function_record(fn: Any, work: Path, config: Any, env_key: str | None, files: tuple[str, ...],
+def _function_record(fn: Any, work: Path, config: Config, env_key: str | None, files: tuple[str, ...],
                      total: int) -> FunctionRecord:
     entry = fn.entry
     limits = config.limits_for(fn.id)
@@ -211,11 +212,11 @@ def _function_record(fn: Any, work: Path, config: Any, env_key: str | None, file
                           fn.layout.value, roots, data, env_key, files, total)
 
 
-def _config_names(config: Any, root: Path) -> set[str]:
+def _config_names(config: Config, root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in config.files if p.is_relative_to(root)}
 
 
-def raw_rules(config: Any) -> dict[str, Any]:
+def raw_rules(config: Config) -> dict[str, Any]:
     """The routing keys of vercel.json / edgeone.json as written (for targets that translate
     them; ``start --from`` compiles them from the copied file instead)."""
     out: dict[str, Any] = {}
@@ -344,7 +345,7 @@ def _reuser(out: Path, previous: Manifest | None) -> Callable[[str, os.stat_resu
     return reuse
 
 
-def inputs_hash(root: Path, config: Any, out: Path, targets: Sequence[str]) -> str:
+def inputs_hash(root: Path, config: Config, out: Path, targets: Sequence[str]) -> str:
     """sha256 of everything a build reads: every file the work copy would get (path, size,
     mtime, mode), the effective settings, the build/install commands, the targets, fnserve's
     version. Stats files only (no reads), so an unchanged rebuild costs one walk of the tree."""
