@@ -19,9 +19,7 @@ reload, chosen for zero failed requests across a save:
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import socket
 import sys
 import time
 import traceback
@@ -35,6 +33,7 @@ from fnserve.project.types import Function
 from fnserve.server.accesslog import install_dev_handlers
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
 from fnserve.server.dispatch import SupervisorDispatcher
+from fnserve.server.listen import bind
 from fnserve.server.reloader import Plan, Reloader
 from fnserve.server.rules import from_config
 from fnserve.supervisor import Supervisor
@@ -262,24 +261,6 @@ def forget_bytecode(path: Path) -> None:
             pyc.unlink()
         except OSError:
             pass  # read-only tree: the worker may load stale bytecode for up to a second
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: any free port). Raises ``FnserveError``
-    when the port is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise FnserveError(f"port {port} is in use on {host}", "pass --port (0 picks a free port)") from exc
-        raise FnserveError(f"cannot listen on {host}:{port}: {exc.strerror}", "check --host") from exc
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 async def serve(dev: DevServer) -> None:

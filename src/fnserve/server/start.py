@@ -47,8 +47,8 @@ from typing import Any
 from fnserve.errors import FnserveError, ProjectError
 from fnserve.server.admin import PREFIX, AdminApp
 from fnserve.server.app import FrontApp, Site, static_for
-from fnserve.server.dev import bind
 from fnserve.server.dispatch import SupervisorDispatcher
+from fnserve.server.listen import bind
 from fnserve.server.logfmt import install_start_handlers
 from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
