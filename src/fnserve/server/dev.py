@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,10 +28,11 @@ from typing import Any
 from fnserve.errors import FnserveError
 from fnserve.project import load_project
 from fnserve.project.types import Function
-from fnserve.server.accesslog import install_dev_handlers
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
+from fnserve.server.logs import LogOutput, install
+from fnserve.server.observe import Observed
 from fnserve.server.reloader import Plan, Reloader
 from fnserve.server.rules import from_config
 from fnserve.supervisor import Supervisor
@@ -62,7 +61,7 @@ class DevServer:
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor, self.max_duration), dev=True,
                             on_shutdown=(self.supervisor.shutdown,))
         self._deps_task: asyncio.Task | None = None
-        self.log_handlers: list[tuple[logging.Logger, logging.Handler]] = []  # set by serve()
+        self.logs: LogOutput | None = None  # set by run_dev()
         self._installed: dict[str, WorkerTarget] = {}
         self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
 
@@ -270,7 +269,8 @@ async def serve(dev: DevServer) -> None:
     from fnserve.project.report import render_text
 
     dev.load_config()
-    dev.log_handlers = install_dev_handlers(dev.route_of, json_lines=dev.setting("log_format") == "json")
+    if dev.logs is not None:  # the flag's format until now, the config's from here on
+        dev.logs.use(str(dev.setting("log_format", "text")))
     dev.load_project()
     await dev.ensure_deps()
     if dev.project is not None:
@@ -284,7 +284,7 @@ async def serve(dev: DevServer) -> None:
     sock = bind(host, port)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        dev.app, http="httptools", ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
+        Observed(dev.app, None), http="httptools", ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
         timeout_graceful_shutdown=3, server_header=False, proxy_headers=False,
     )
     server = uvicorn.Server(config)
@@ -306,9 +306,12 @@ async def serve(dev: DevServer) -> None:
 
 
 def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> int:
-    """Entry point of ``fnserve dev``: sets up dev's own log handlers (fnserve loggers only),
-    runs the server on uvloop. Returns the exit code (0 after Ctrl-C; 2 if it cannot listen)."""
-    dev = DevServer(project_dir, overrides, say=lambda line: print(line, flush=True))
+    """Entry point of ``fnserve dev``: every line of its output through one handler on the
+    ``fnserve`` and ``uvicorn`` loggers (``server.logs``: text for a terminal, or JSON lines with
+    ``--log-format json``), the server on uvloop. Returns the exit code (0 after Ctrl-C; 2 if it
+    cannot listen)."""
+    dev = DevServer(project_dir, overrides)
+    dev.logs = logs = install(str(dev.overrides.get("log_format", "text")), dev=True, route_of=dev.route_of)
     try:
         try:
             import uvloop
@@ -317,14 +320,13 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> in
         else:
             uvloop.run(serve(dev))
     except FnserveError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        logs.exit_error(LOG, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 0
-    except Exception:
-        traceback.print_exc()
+    except Exception as exc:
+        logs.exit_error(LOG, "fnserve dev stopped on an internal error (please report it)", exc)
         return 1
     finally:
-        for logger, handler in dev.log_handlers:
-            logger.removeHandler(handler)
+        logs.remove()
     return 0

@@ -6,7 +6,7 @@ modelled, a function file with an error, dependencies that do not install, a por
 
 Serving: the ``FrontApp`` of ``fnserve dev`` (``dev=False``: no tracebacks to clients) behind
 ``observe.Observed`` (request ids, ``/_fnserve/*``), on uvicorn with uvloop + httptools, uvicorn's
-access log off (ours: ``server.logfmt``), no ``Server:`` header (nothing to advertise), no reload
+access log off (ours: ``server.logs``), no ``Server:`` header (nothing to advertise), no reload
 watcher. With ``--admin-port`` a second uvicorn server in the same loop serves ``AdminApp``.
 
 Signals (STYLE habit 4): uvicorn's own handlers are not installed (``_Server.capture_signals`` is
@@ -37,9 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,7 @@ from fnserve.server.admin import PREFIX, AdminApp
 from fnserve.server.app import FrontApp, Site, static_for
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
-from fnserve.server.logfmt import install_start_handlers
+from fnserve.server.logs import install
 from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
@@ -342,7 +340,7 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> 
     ``--log-format``), the server on uvloop. Returns the exit code: 0 after a signal-initiated
     shutdown, 2 for a problem found at start (message on stderr), 1 for a bug of ours."""
     log_format = str(_raw_log_format(project_dir, overrides))
-    installed = install_start_handlers(log_format)
+    logs = install(log_format)
     server = StartServer(project_dir, overrides)
     try:
         try:
@@ -352,14 +350,13 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None) -> 
         else:
             uvloop.run(server.serve())
     except FnserveError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        logs.exit_error(LOG, str(exc))
         return exc.exit_code
-    except Exception:
-        traceback.print_exc()
+    except Exception as exc:
+        logs.exit_error(LOG, "fnserve start stopped on an internal error (please report it)", exc)
         return 1
     finally:
-        for logger, handler in installed:
-            logger.removeHandler(handler)
+        logs.remove()
     return 0
 
 

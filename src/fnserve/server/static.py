@@ -17,14 +17,12 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from fnserve.runtime.asgitypes import Scope, Send
 
 CHUNK = 64 * 1024  # bytes per http.response.body message
 _REFUSED_SUFFIXES = (".py", ".pyc", ".pyo")

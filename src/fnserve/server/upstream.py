@@ -26,15 +26,11 @@ app returned) or when the client went away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
-from ..errors import FunctionFailed, WorkerCrashed
-from ..runtime import protocol as p
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from fnserve.errors import FunctionFailed, WorkerCrashed
+from fnserve.runtime import protocol as p
+from fnserve.runtime.asgitypes import Receive, Scope, Send
 
 __all__ = ["forward"]
 
