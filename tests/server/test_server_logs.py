@@ -10,10 +10,9 @@ import re
 
 import pytest
 
-from fnserve.server.logs import ACCESS, JsonFormatter, TextFormatter, access_record, escape_path, install
+from fnserve.server.logs import ACCESS, ACCESS_FIELDS, JsonFormatter, TextFormatter, access_record, escape_path, install
 
-ACCESS_KEYS = {"time", "level", "logger", "msg", "request_id", "method", "path", "status", "duration_ms", "function",
-               "instance", "cold"}
+ACCESS_KEYS = {"time", "level", "logger", "msg", *ACCESS_FIELDS}
 FUNCTION_KEYS = {"time", "level", "logger", "msg", "function", "pid", "stream"}
 MESSAGE_KEYS = {"time", "level", "logger", "msg"}
 
@@ -43,6 +42,7 @@ def test_dev_and_start_write_one_json_schema() -> None:
     start = _emit_all(io.StringIO(), dev=False)
     assert [set(r) for r in dev] == [set(r) for r in start] == [ACCESS_KEYS, FUNCTION_KEYS, MESSAGE_KEYS, MESSAGE_KEYS]
     access, function, message, uvicorn = dev
+    assert list(access) == ["time", "level", "logger", "msg", *ACCESS_FIELDS]  # the documented key order
     assert access | {"time": None} == {
         "time": None, "level": "info", "logger": "fnserve.access", "msg": "GET /api/x?a=1 200", "request_id": "rid-1",
         "method": "GET", "path": "/api/x?a=1", "status": 200, "duration_ms": 1.5, "function": "api/x.py",

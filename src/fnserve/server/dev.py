@@ -60,7 +60,7 @@ class DevServer:
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor, self.max_duration), dev=True,
                             on_shutdown=(self.supervisor.shutdown,))
-        self._deps_task: asyncio.Task | None = None
+        self._deps_task: asyncio.Task[None] | None = None
         self.logs: LogOutput | None = None  # set by run_dev()
         self._installed: dict[str, WorkerTarget] = {}
         self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
@@ -238,7 +238,8 @@ class DevServer:
                 cache[function_id] = float(config.limits_for(function_id).max_duration)
             except Exception:
                 cache[function_id] = None
-        return cache[function_id]
+        seconds: float | None = cache[function_id]
+        return seconds
 
     def route_of(self, function_id: str) -> str | None:
         """The route pattern shown in front of a function's output lines."""

@@ -42,7 +42,9 @@ __all__ = ["ACCESS", "BatchingStreamHandler", "JsonFormatter", "LogOutput", "Tex
            "escape_path", "install"]
 
 ACCESS = logging.getLogger("fnserve.access")
+_ACCESS_NAME = ACCESS.name
 FUNCTION_PREFIX = "fnserve.function."
+# the keys of an access line in JSON, after time, level, logger, msg
 ACCESS_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "function", "instance", "cold")
 LOG_FORMATS = ("text", "json")
 
@@ -134,11 +136,35 @@ class TextFormatter(logging.Formatter):
         super().__init__()
         self.dev, self.colour, self.route_of = dev, colour, route_of
         self.clock = _Clock(short=dev)
+        self._second, self._stamp = -1, ""  # dev: the last second stamped and its stamp
 
     def format(self, record: logging.LogRecord) -> str:
+        r: Any = record  # the access fields are set by access_record (or by hand, in tests)
+        if r.name == _ACCESS_NAME and "status" in r.__dict__:  # the hot path: inline, no helper calls
+            status: int = r.status
+            path: str = r.path
+            if " " in path or not path.isprintable():
+                path = escape_path(path)
+            created = r.created
+            if self.dev and int(created) == self._second:  # dev: the clock's cached stamp, inline
+                stamp = self._stamp
+            else:
+                stamp = self.clock.stamp(created)
+                self._second, self._stamp = int(created), stamp
+            shown = str(status) if status else "---"
+            try:
+                request_id, instance, cold = r.request_id, r.instance, r.cold
+            except AttributeError:
+                request_id = instance = cold = None
+            extra = f" pid={instance}" if instance else ""
+            if cold is not None:
+                extra += " cold" if cold else " warm"
+            tail = f" id={request_id}" if request_id and request_id != "-" else ""
+            if self.colour:
+                stamp, shown = f"{_DIM}{stamp}{_RESET}", f"{_status_colour(status)}{shown}{_RESET}"
+                tail = f"{_DIM}{tail}{_RESET}" if tail else ""
+            return f"{stamp} {r.method} {path} {shown} {r.duration_ms:.1f}ms {r.function}{extra}{tail}"
         fields = record.__dict__
-        if "status" in fields and record.name == ACCESS.name:
-            return self._access(record, fields)
         text = record.getMessage()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
@@ -153,21 +179,6 @@ class TextFormatter(logging.Formatter):
             return "\n".join(f"{stamp}{prefix} {line}" for line in text.splitlines() or [""])
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
         return f"{stamp}{level}{text}"
-
-    def _access(self, record: logging.LogRecord, fields: dict[str, Any]) -> str:
-        stamp = self.clock.stamp(record.created)
-        status: int = fields["status"]
-        shown = str(status) if status else "---"
-        request_id = fields.get("request_id")
-        tail = f" id={request_id}" if request_id and request_id != "-" else ""
-        if self.colour:
-            stamp, shown = f"{_DIM}{stamp}{_RESET}", f"{_status_colour(status)}{shown}{_RESET}"
-            tail = f"{_DIM}{tail}{_RESET}" if tail else ""
-        instance, cold = fields.get("instance"), fields.get("cold")
-        where = f" pid={instance}" if instance else ""
-        temp = "" if cold is None else (" cold" if cold else " warm")
-        return (f"{stamp} {fields['method']} {escape_path(fields['path'])} {shown} {fields['duration_ms']:.1f}ms "
-                f"{fields['function']}{where}{temp}{tail}")
 
 
 class JsonFormatter(logging.Formatter):
@@ -186,11 +197,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         fields = record.__dict__
-        if "status" in fields and record.name == ACCESS.name:
-            data["msg"] = record.getMessage()
-            for name in ACCESS_FIELDS:
-                data[name] = fields.get(name)
-            data["duration_ms"] = round(data["duration_ms"], 3)
+        if "status" in fields and record.name == _ACCESS_NAME:
+            get = fields.get
+            method, path, status = fields["method"], fields["path"], fields["status"]
+            data["msg"] = f"{method} {path} {status}"
+            data["request_id"], data["method"], data["path"], data["status"] = get("request_id"), method, path, status
+            data["duration_ms"], data["function"] = round(fields["duration_ms"], 3), fields["function"]
+            data["instance"], data["cold"] = get("instance"), get("cold")
             return self.dumps(data)
         text = record.getMessage()
         if record.exc_info:
@@ -292,7 +305,8 @@ class LogOutput:
 def install(log_format: str = "text", stream: TextIO | None = None, *, dev: bool = False,
             route_of: Callable[[str], str | None] | None = None) -> LogOutput:
     """Attach one ``BatchingStreamHandler`` on ``stream`` (default: stdout) to the ``fnserve``
-    logger at INFO and the ``uvicorn`` logger at WARNING, neither propagating to the root.
+    logger (and ``fnserve.access``) at INFO and the ``uvicorn`` logger at WARNING, none
+    propagating further.
     ``log_format``: ``"text"`` or ``"json"`` (``LogOutput.use`` changes it later); ``dev`` and
     ``route_of``: ``TextFormatter``'s; colours when ``stream`` is a TTY. For the entry points of
     ``fnserve dev`` and ``fnserve start`` only (library code never installs handlers); call
@@ -301,7 +315,9 @@ def install(log_format: str = "text", stream: TextIO | None = None, *, dev: bool
     isatty = getattr(stream, "isatty", None)
     output = LogOutput(BatchingStreamHandler(stream), dev=dev, colour=bool(isatty and isatty()), route_of=route_of)
     output.use(log_format)
-    for name, level in (("fnserve", logging.INFO), ("uvicorn", logging.WARNING)):  # uvicorn's own warnings too
+    # fnserve.access holds the handler itself (not through propagation to fnserve): the per-request
+    # path then skips a walk up the logger tree. uvicorn: its own warnings and errors.
+    for name, level in (("fnserve", logging.INFO), (_ACCESS_NAME, logging.INFO), ("uvicorn", logging.WARNING)):
         logger = logging.getLogger(name)
         output.loggers.append((logger, logger.level, logger.propagate))
         logger.addHandler(output.handler)

@@ -180,8 +180,17 @@ def log_access(scope: Scope, status: int, started: float, label: str) -> None:
     none sent); ``started``: ``time.perf_counter()`` at arrival; ``label``: function id, ``static``,
     ``redirect``... The request id, instance and cold come from ``CURRENT`` ("-"/None without
     ``Observed`` in front)."""
-    if ACCESS.isEnabledFor(20):  # logging.INFO
-        _emit(scope, status, (time.perf_counter() - started) * 1000.0, label)
+    if not ACCESS.isEnabledFor(20):  # logging.INFO
+        return
+    duration_ms = (time.perf_counter() - started) * 1000.0
+    info = CURRENT.get()  # _emit inlined: this is dev's per-request path
+    query = scope.get("query_string")
+    path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    if info is None:
+        record = access_record("-", scope.get("method", "WS"), path, status, duration_ms, label, None, None)
+    else:
+        record = access_record(info.id, scope.get("method", "WS"), path, status, duration_ms, label, info.instance, info.cold)
+    ACCESS.handle(record)
 
 
 def _emit(scope: Scope, status: int, duration_ms: float, label: str) -> None:

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ class _Server:
 
         class Server(uvicorn.Server):
             @contextlib.contextmanager
-            def capture_signals(self):  # type: ignore[no-untyped-def, override]
+            def capture_signals(self) -> Iterator[None]:
                 yield
 
         return Server(config)
@@ -285,7 +285,7 @@ class StartServer:
         """The loop that acts on signals (the handlers only enqueue): one reload at a time,
         SIGHUPs arriving during a reload coalesce into one more; SIGTERM/SIGINT start the drain
         at once, a second one forces the exit."""
-        reloading: asyncio.Task | None = None
+        reloading: asyncio.Task[None] | None = None
         again = False
         loop = asyncio.get_running_loop()
         while True:
@@ -324,7 +324,7 @@ class StartServer:
                 main.force_exit = True
 
 
-def _log_failure(task: asyncio.Task) -> None:
+def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         exc = task.exception()
         LOG.error("reload failed, still serving the previous version: %s", exc, exc_info=exc)

@@ -64,6 +64,7 @@ class StaticFiles:
     def __init__(self, directory: Path, *, clean_urls: bool = False) -> None:
         self.directory = directory
         self.clean_urls = clean_urls
+        self._root: Path | None
         try:
             self._root = directory.resolve(strict=True)
         except OSError:
@@ -155,7 +156,7 @@ class StaticFiles:
                     headers.append((b"content-range", f"bytes */{size}".encode()))
                     await _plain(send, 416, b"Range Not Satisfiable", headers)
                     return 416
-                if parsed is not None:
+                if isinstance(parsed, tuple):
                     start, end = parsed
                     status, length = 206, end - start + 1
                     headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
