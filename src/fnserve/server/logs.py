@@ -2,13 +2,15 @@
 
 Records come from named loggers only (STYLE habit 9); ``install()``, called by both commands'
 entry points, puts ONE handler (on stdout, flushed in batches) on the ``fnserve`` logger tree at
-INFO and on ``uvicorn`` at WARNING, neither propagating to the root logger (never configured here):
+INFO and on ``uvicorn`` at WARNING, none propagating to the root logger (never configured here);
+the message a command exits with goes to stderr in the same format (``LogOutput.exit_error``):
 
 - ``fnserve.access``: one record per request, built by ``access_record`` with the fields
-  ``request_id``, ``method``, ``path`` (decoded path, then ``?`` and the raw query), ``status``
-  (int; 0: the client left before a response), ``duration_ms`` (float), ``function`` (id, or
-  ``static``/``redirect``/``-``...), ``instance`` (worker pid or None), ``cold`` (bool, None when
-  unknown or no function ran);
+  ``request_id`` (``"-"``: none, without ``observe.Observed`` in front), ``method``, ``path``
+  (decoded path, then ``?`` and the raw query), ``status`` (int; 0: the client left before a
+  response), ``duration_ms`` (float), ``function`` (id, or ``static``/``redirect``/``-``...),
+  ``instance`` (worker pid or None), ``cold`` (bool, None when unknown or no function ran);
+  ``fnserve.access`` holds the handler itself (no walk up the logger tree per request);
 - ``fnserve.function.<id>``: a function's stdout/stderr lines (the supervisor sets ``function``,
   ``pid``, ``stream``);
 - anything else under ``fnserve`` (start-up banner, route table, reloads, errors) and uvicorn's
@@ -46,7 +48,6 @@ _ACCESS_NAME = ACCESS.name
 FUNCTION_PREFIX = "fnserve.function."
 # the keys of an access line in JSON, after time, level, logger, msg
 ACCESS_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "function", "instance", "cold")
-LOG_FORMATS = ("text", "json")
 
 
 def access_record(
