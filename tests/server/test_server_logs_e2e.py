@@ -1,14 +1,18 @@
-"""``fnserve dev`` output over a real socket: with ``--log-format json`` every line is a JSON
-record of ``server.logs``' schema (banner and route table included); in text a request path
-cannot forge a log line."""
+"""``server.logs`` end to end: ``fnserve dev`` over a real socket with ``--log-format json`` prints
+only JSON records of the one schema (banner and route table included); in text a request path
+cannot forge a log line; the message ``dev`` and ``start`` exit with is in the chosen format."""
 
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
-from devserver import DevServer, raw_get
+import pytest
+from devserver import PROJECTS, DevServer, raw_get
 
 
 def test_dev_json_prints_only_json_lines(tmp_path: Path) -> None:
@@ -47,3 +51,24 @@ def test_dev_text_escapes_control_characters_of_paths(tmp_path: Path) -> None:
         server.stop()
     assert "GET /nope%0AFORGED%20200%1B[31mred 404 " in line
     assert not any(x.startswith("FORGED") for x in server.lines) and not any("\x1b" in x for x in server.lines)
+
+
+@pytest.mark.parametrize("command", ["dev", "start"])
+def test_exit_error_is_in_the_chosen_format(command: str) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "fnserve", command, str(PROJECTS / "start_basic"), "--port", str(port),
+             "--no-install", "--log-format", "json"],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        taken.close()
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert all(json.loads(line) for line in out.stdout.splitlines()), out.stdout
+    last = json.loads(out.stderr.splitlines()[-1])
+    assert last["level"] == "error" and last["logger"] == f"fnserve.{command}"
+    assert f"port {port} is in use" in last["msg"] and "--port" in last["msg"]
