@@ -7,7 +7,7 @@ import json
 import logging
 
 from fnserve.server import errors
-from fnserve.server.accesslog import AccessFormatter, FunctionFormatter
+from fnserve.server.logs import JsonFormatter, TextFormatter
 
 
 def test_json_body_and_headers() -> None:
@@ -47,20 +47,18 @@ def test_send_error_variants() -> None:
 def test_access_and_function_formatters() -> None:
     record = logging.LogRecord("fnserve.access", logging.INFO, __file__, 1, "x", (), None)
     record.__dict__.update(method="GET", path="/api/x?a=1", status=503, duration_ms=1.25, function="api/x.py")
-    line = AccessFormatter(colour=False).format(record)
+    line = TextFormatter(dev=True, colour=False).format(record)
     assert line.endswith("GET /api/x?a=1 503 1.2ms api/x.py") or line.endswith("GET /api/x?a=1 503 1.3ms api/x.py")
-    assert "\x1b[31m503" in AccessFormatter(colour=True).format(record)
+    assert "\x1b[31m503" in TextFormatter(dev=True, colour=True).format(record)
     rec = logging.LogRecord("fnserve.function.api/x", logging.INFO, __file__, 1, "one\ntwo", (), None)
     rec.function = "api/x.py"
-    out = FunctionFormatter(lambda fid: "/api/x" if fid == "api/x.py" else None, colour=False).format(rec)
+    out = TextFormatter(dev=True, route_of=lambda fid: "/api/x" if fid == "api/x.py" else None).format(rec)
     assert out == "[/api/x] one\n[/api/x] two"
 
 
 def test_json_access_lines() -> None:
-    from fnserve.server.accesslog import JsonAccessFormatter
-
     record = logging.LogRecord("fnserve.access", logging.INFO, __file__, 1, "x", (), None)
     record.__dict__.update(method="POST", path="/api/x", status=201, duration_ms=0.4567, function="api/x.py")
-    out = json.loads(JsonAccessFormatter().format(record))
+    out = json.loads(JsonFormatter().format(record))
     assert out["method"] == "POST" and out["status"] == 201 and out["duration_ms"] == 0.457
     assert out["function"] == "api/x.py" and out["time"].endswith("Z")

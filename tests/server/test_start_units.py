@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fnserve.server.admin import AdminApp
-from fnserve.server.logfmt import ACCESS, JsonFormatter, TextFormatter, access_record, install_start_handlers
+from fnserve.server.logs import ACCESS, JsonFormatter, TextFormatter, access_record, install
 from fnserve.server.metrics import Histogram, Metrics
 from fnserve.server.observe import CURRENT, AccessLog, Observed, ObservedSupervisor, RequestInfo
 
@@ -216,18 +216,16 @@ def test_formats_text_and_json() -> None:
     assert TextFormatter().format(line).splitlines()[1].endswith("[api/x.py 77] line")
 
 
-def test_install_start_handlers_only_touches_fnserve_and_uvicorn_loggers() -> None:
+def test_install_only_touches_fnserve_and_uvicorn_loggers() -> None:
     stream = io.StringIO()
     root_handlers = list(logging.getLogger().handlers)
-    installed = install_start_handlers("json", stream)
+    installed = install("json", stream)
     try:
         ACCESS.handle(access_record("i", "GET", "/", 200, 1.0, "-", None, None))
         logging.getLogger("fnserve.start").warning("careful")
         logging.getLogger("uvicorn.error").error("boom")
     finally:
-        for logger, handler in installed:
-            logger.removeHandler(handler)
-            handler.close()
+        installed.remove()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [r["msg"] for r in lines] == ["GET / 200", "careful", "boom"]
     assert logging.getLogger().handlers == root_handlers

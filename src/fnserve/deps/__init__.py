@@ -8,7 +8,6 @@ Public API::
     ensure_env_async(...)             the same in a thread, for "reinstall in the background, then swap"
     plan_deps(project_dir, options=None) -> DepsPlan   everything but the install
     affects_dependencies(project_dir, path, plan=None) -> bool   for the dev watcher: re-run ensure_env?
-    ConsoleProgress()                 a rich spinner + log lines, usable as ``progress``
     DepsOptions / DepsOptions.from_config(config, environ)
 
 Modules: ``detect`` (third-party imports, read from the project model's ``importscan``),
@@ -19,7 +18,6 @@ sources), ``merge``, ``pythons``, ``uv``, ``envs``, ``plan``, ``report``.
 from fnserve.deps.envs import Environment
 from fnserve.deps.options import DepsOptions
 from fnserve.deps.plan import DepsPlan, affects_dependencies, ensure_env, ensure_env_async, plan_deps
-from fnserve.deps.progress import ConsoleProgress
 
-__all__ = ["ConsoleProgress", "DepsOptions", "DepsPlan", "Environment", "affects_dependencies",
-           "ensure_env", "ensure_env_async", "plan_deps"]
+__all__ = ["DepsOptions", "DepsPlan", "Environment", "affects_dependencies", "ensure_env", "ensure_env_async",
+           "plan_deps"]

@@ -19,17 +19,15 @@ project itself serves something under ``/_fnserve/`` (then only on ``--admin-por
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from fnserve.runtime.asgitypes import Receive, Scope, Send
 from fnserve.server.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["AdminApp", "PREFIX"]
 
 PREFIX = "/_fnserve/"
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class AdminApp:

@@ -25,22 +25,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 from urllib.parse import quote
 
 from fnserve.project.types import Function, Layout, RouteMatch
+from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
 from fnserve.server import errors
-from fnserve.server.accesslog import log_request
+from fnserve.server.observe import log_access
 from fnserve.server.rules import Outcome, Request, Rules, merge_query
 from fnserve.server.static import StaticFiles
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 ERROR_LOG = logging.getLogger("fnserve.error")
 
@@ -87,12 +83,21 @@ class Site:
     body_limit: int | None = None
 
 
+class _State(TypedDict):
+    """What one request's pipeline found out, for its access-log line: ``status`` (0 until a
+    response starts) and ``label`` (what answered: function id, ``static``, ``redirect``...)."""
+
+    status: int
+    label: str
+
+
 class FrontApp:
     """The ASGI app. ``dev``: tracebacks and HTML error pages. ``on_shutdown``: coroutines run at
     lifespan shutdown (stopping the supervisor). ``access_log``: called once per request with
     ``(scope, status, started, label)`` (``started``: ``time.perf_counter()`` at arrival;
-    ``label``: function id, ``static``, ``redirect``, ... or ``-``) instead of ``log_request``
-    (``fnserve start`` logs request ids and instances, and counts metrics there)."""
+    ``label``: function id, ``static``, ``redirect``, ... or ``-``); default: ``observe.log_access``
+    (one ``fnserve.access`` record; ``fnserve start`` gives ``observe.AccessLog``, which also
+    counts metrics)."""
 
     def __init__(
         self,
@@ -107,7 +112,7 @@ class FrontApp:
         self.dispatcher = dispatcher
         self.dev = dev
         self.on_shutdown = on_shutdown
-        self.access_log = access_log
+        self.access_log = access_log or log_access
 
     def swap(self, site: Site) -> None:
         """Install a new ``Site``; requests already running keep the old one."""
@@ -120,7 +125,7 @@ class FrontApp:
             return
         site = self.site
         started = time.perf_counter()
-        state = {"status": 0, "label": "-"}
+        state: _State = {"status": 0, "label": "-"}
         req = Request(scope)
         extra = site.rules.response_headers(scope["path"], req) if site.rules.headers else []
 
@@ -147,13 +152,9 @@ class FrontApp:
             await errors.send_error(scope, tracked_send, exc.status, exc.message, detail=exc.detail, dev=self.dev,
                                     headers=exc.headers)
         finally:
-            if self.access_log is not None:
-                self.access_log(scope, state["status"], started, state["label"])
-            else:
-                target = scope["path"] + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else "")
-                log_request(scope.get("method", "WS"), target, state["status"], started, state["label"])
+            self.access_log(scope, state["status"], started, state["label"])
 
-    async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict, req: Request) -> None:
+    async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State, req: Request) -> None:
         path: str = scope["path"]
         query: bytes = scope.get("query_string", b"")
         method: str = scope.get("method", "GET")
@@ -198,7 +199,7 @@ class FrontApp:
         await errors.send_error(scope, send, 404, f"no static file or function serves {path}", dev=self.dev)
 
     async def _resolve_rewrite(
-        self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict, outcome: Outcome
+        self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State, outcome: Outcome
     ) -> None:
         if outcome.external:
             state["label"] = "rewrite"
@@ -215,7 +216,7 @@ class FrontApp:
             return
         await self._dispatch(site, scope, receive, send, state, match, rewritten=outcome)
 
-    async def _static(self, site: Site, scope: Scope, send: Send, path: str, query: bytes, state: dict) -> bool:
+    async def _static(self, site: Site, scope: Scope, send: Send, path: str, query: bytes, state: _State) -> bool:
         if site.static is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return False
         hit = site.static.lookup(path)
@@ -230,7 +231,7 @@ class FrontApp:
         return True
 
     async def _dispatch(
-        self, site: Site, scope: Scope, receive: Receive, send: Send, state: dict,
+        self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State,
         match: RouteMatch, rewritten: Outcome | None = None,
     ) -> None:
         function = match.function

@@ -23,13 +23,10 @@ reload, chosen for zero failed requests across a save:
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
-import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,9 +38,11 @@ from fnserve.project import load_project
 from fnserve.project.entrypoints import ModuleScan
 from fnserve.project.importscan import StampCache
 from fnserve.project.types import Function
-from fnserve.server.accesslog import install_dev_handlers
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
 from fnserve.server.dispatch import SupervisorDispatcher
+from fnserve.server.listen import bind
+from fnserve.server.logs import LogOutput, install
+from fnserve.server.observe import Observed
 from fnserve.server.reloader import Plan, Reloader
 from fnserve.server.rules import from_config
 from fnserve.supervisor import Supervisor
@@ -77,7 +76,7 @@ class DevServer:
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor, self.max_duration), dev=True,
                             on_shutdown=(self.supervisor.shutdown,))
         self._deps_task: asyncio.Task[None] | None = None
-        self.log_handlers: list[tuple[logging.Logger, logging.Handler]] = []  # set by serve()
+        self.logs: LogOutput | None = None  # set by run_dev()
         self._installed: dict[str, WorkerTarget] = {}
         self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
         self._scans: StampCache[ModuleScan] = StampCache()  # a reload parses only the files that changed
@@ -248,7 +247,8 @@ class DevServer:
                 cache[function_id] = float(config.limits_for(function_id).max_duration)
             except Exception:
                 cache[function_id] = None
-        return cache[function_id]
+        seconds: float | None = cache[function_id]
+        return seconds
 
     def route_of(self, function_id: str) -> str | None:
         """The route pattern shown in front of a function's output lines."""
@@ -272,31 +272,12 @@ def forget_bytecode(path: Path) -> None:
             pass  # read-only tree: the worker may load stale bytecode for up to a second
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: any free port). Raises ``FnserveError``
-    when the port is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise FnserveError(f"port {port} is in use on {host}", "pass --port (0 picks a free port)") from exc
-        raise FnserveError(f"cannot listen on {host}:{port}: {exc.strerror}", "check --host") from exc
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
 async def serve(dev: DevServer) -> None:
     """Load everything, print the route table and the URL, serve until SIGINT/SIGTERM."""
     import uvicorn
 
     from fnserve.project.report import render_text
 
-    dev.log_handlers = install_dev_handlers(dev.route_of, json_lines=dev.config.log_format == "json")
     if dev.config_problem is not None:
         dev.say(f"error: {dev.config_problem.detail or dev.config_problem.message}")
     dev.load_project()
@@ -308,7 +289,7 @@ async def serve(dev: DevServer) -> None:
     sock = bind(host, dev.config.port)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        dev.app, http="httptools", ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
+        Observed(dev.app, None), http="httptools", ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
         timeout_graceful_shutdown=3, server_header=False, proxy_headers=False,
     )
     server = uvicorn.Server(config)
@@ -332,15 +313,17 @@ async def serve(dev: DevServer) -> None:
 def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
             environ: Mapping[str, str] = os.environ) -> int:
     """Entry point of ``fnserve dev``: validates the flags (``overrides``: setting name → raw
-    value) and ``FNSERVE_*`` of ``environ`` once, sets up dev's own log handlers (fnserve loggers
-    only), runs the server on uvloop. Returns the exit code: 0 after Ctrl-C; 2 for a bad flag or
-    variable (``error: <source>: <setting>: ...`` and what is allowed, on stderr) or when it
-    cannot listen."""
+    value) and ``FNSERVE_*`` of ``environ`` once, then sends every line of its output through one
+    handler on the ``fnserve`` and ``uvicorn`` loggers (``server.logs``: text for a terminal, or
+    JSON lines with ``--log-format json``) and runs the server on uvloop. Returns the exit code:
+    0 after Ctrl-C; 2 for a bad flag or variable (``error: <source>: <setting>: ...`` and what is
+    allowed, on stderr) or when it cannot listen."""
     try:
-        dev = DevServer(project_dir, overrides, environ=environ, say=lambda line: print(line, flush=True))
+        dev = DevServer(project_dir, overrides, environ=environ)
     except FnserveError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
+    dev.logs = logs = install(dev.config.log_format, dev=True, route_of=dev.route_of)
     try:
         try:
             import uvloop
@@ -349,14 +332,13 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
         else:
             uvloop.run(serve(dev))
     except FnserveError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        logs.exit_error(LOG, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 0
-    except Exception:
-        traceback.print_exc()
+    except Exception as exc:
+        logs.exit_error(LOG, "fnserve dev stopped on an internal error (please report it)", exc)
         return 1
     finally:
-        for logger, handler in dev.log_handlers:
-            logger.removeHandler(handler)
+        logs.remove()
     return 0

@@ -26,7 +26,8 @@ from typing import Any
 
 from fnserve.errors import DurationExceeded, FunctionFailed, FunctionLoadFailed, Overloaded, WorkerCrashed, WorkerError
 from fnserve.project.types import Function
-from fnserve.server.app import DispatchError, Receive, Scope, Send
+from fnserve.runtime.asgitypes import Receive, Scope, Send
+from fnserve.server.app import DispatchError
 from fnserve.server.upstream import forward
 
 

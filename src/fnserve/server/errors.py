@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Iterable
 
-Scope = MutableMapping[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from fnserve.runtime.asgitypes import Scope, Send
 
 CODES: dict[int, tuple[str, str]] = {
     400: ("BAD_REQUEST", "Bad Request"),

@@ -185,8 +185,9 @@ def status_of(supervisor: Any) -> Callable[[], Mapping[str, Mapping[str, Any]]]:
 
     def read() -> Mapping[str, Mapping[str, Any]]:
         try:
-            return supervisor.status()
+            status: Mapping[str, Mapping[str, Any]] = supervisor.status()
         except Exception:
             return {}
+        return status
 
     return read

@@ -12,8 +12,10 @@ and metrics (issue 6 item 5). Three pieces, wired by ``fnserve.server.start``:
   ``serve`` counts waiting requests per function (queue depth) and fills the request's
   ``instance`` (worker pid) and ``cold`` from the supervisor's lease (``on_lease``): cold is the
   first request of a freshly started instance. Everything else is delegated.
-- ``AccessLog``: the ``FrontApp(access_log=...)`` hook: one ``fnserve.access`` record and one
-  ``Metrics.record_request`` per request. ``/_fnserve/*`` requests are neither logged nor counted.
+- ``AccessLog``: the ``FrontApp(access_log=...)`` hook of ``start``: one ``fnserve.access`` record
+  and one ``Metrics.record_request`` per request. ``/_fnserve/*`` requests are neither logged nor
+  counted. ``log_access`` is the same record without metrics: ``FrontApp``'s default hook, the one
+  of ``dev`` (which runs behind ``Observed`` too, for the request ids).
 
 Context variables are per task (uvicorn runs each request in its own task), so ``CURRENT`` never
 leaks between requests; it is how ``on_lease`` finds the request without changing any signature.
@@ -25,19 +27,15 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
+from fnserve.runtime.asgitypes import ASGIApp, Message, Receive, Scope, Send
 from fnserve.server.admin import PREFIX, AdminApp
-from fnserve.server.logfmt import ACCESS, access_record
+from fnserve.server.logs import ACCESS, access_record
 from fnserve.server.metrics import Metrics
 
-__all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInfo", "REQUEST_ID_HEADER"]
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+__all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInfo", "REQUEST_ID_HEADER", "log_access"]
 
 REQUEST_ID_HEADER = b"x-fnserve-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
@@ -66,7 +64,7 @@ class Observed:
     the project like any other). ``admin`` may be changed at any time (a reload that adds a
     user route under ``/_fnserve/`` unmounts it)."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], admin: AdminApp | None) -> None:
+    def __init__(self, app: ASGIApp, admin: AdminApp | None) -> None:
         self.app = app
         self.admin = admin
         self.draining = False  # set by the server when it stops: a cancelled request then gets a 503
@@ -98,7 +96,7 @@ class Observed:
         extra = (REQUEST_ID_HEADER, request_id)
         started = False
 
-        async def send_with_id(message: MutableMapping[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -163,8 +161,8 @@ class ObservedSupervisor:
 
 
 class AccessLog:
-    """The ``FrontApp`` ``access_log`` hook: metrics always, a log record when ``fnserve.access``
-    is enabled for INFO."""
+    """The ``FrontApp`` ``access_log`` hook of ``start``: metrics always, a log record (as
+    ``log_access``) when ``fnserve.access`` is enabled for INFO."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -172,12 +170,35 @@ class AccessLog:
     def __call__(self, scope: Scope, status: int, started: float, label: str) -> None:
         seconds = time.perf_counter() - started
         self.metrics.record_request(label, status, seconds)
-        if not ACCESS.isEnabledFor(20):  # logging.INFO
-            return
-        info = CURRENT.get()
-        query = scope.get("query_string")
-        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        ACCESS.handle(access_record(
-            info.id if info else "-", scope.get("method", "WS"), path, status, seconds * 1000.0, label,
-            info.instance if info else None, info.cold if info else None,
-        ))
+        if ACCESS.isEnabledFor(20):  # logging.INFO
+            _emit(scope, status, seconds * 1000.0, label)
+
+
+def log_access(scope: Scope, status: int, started: float, label: str) -> None:
+    """``FrontApp``'s default ``access_log`` hook: one ``fnserve.access`` record
+    (``logs.access_record``) when that logger is enabled for INFO. ``status``: the response's (0:
+    none sent); ``started``: ``time.perf_counter()`` at arrival; ``label``: function id, ``static``,
+    ``redirect``... The request id, instance and cold come from ``CURRENT`` ("-"/None without
+    ``Observed`` in front)."""
+    if not ACCESS.isEnabledFor(20):  # logging.INFO
+        return
+    duration_ms = (time.perf_counter() - started) * 1000.0
+    info = CURRENT.get()  # _emit inlined: this is dev's per-request path
+    query = scope.get("query_string")
+    path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    if info is None:
+        record = access_record("-", scope.get("method", "WS"), path, status, duration_ms, label, None, None)
+    else:
+        record = access_record(info.id, scope.get("method", "WS"), path, status, duration_ms, label, info.instance, info.cold)
+    ACCESS.handle(record)
+
+
+def _emit(scope: Scope, status: int, duration_ms: float, label: str) -> None:
+    info = CURRENT.get()
+    query = scope.get("query_string")
+    path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    if info is None:
+        record = access_record("-", scope.get("method", "WS"), path, status, duration_ms, label, None, None)
+    else:
+        record = access_record(info.id, scope.get("method", "WS"), path, status, duration_ms, label, info.instance, info.cold)
+    ACCESS.handle(record)

@@ -23,15 +23,14 @@ The rule objects are ``fnserve.project.vercel_types``' (compiled ``PathPattern``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from fnserve.project.vercel_types import HeaderRule, LegacyRoute, Redirect, Rewrite
-
-Scope = Mapping[str, Any]
+from fnserve.runtime.asgitypes import Scope
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ modelled, a function file with an error, dependencies that do not install, a por
 
 Serving: the ``FrontApp`` of ``fnserve dev`` (``dev=False``: no tracebacks to clients) behind
 ``observe.Observed`` (request ids, ``/_fnserve/*``), on uvicorn with uvloop + httptools, uvicorn's
-access log off (ours: ``server.logfmt``), no ``Server:`` header (nothing to advertise), no reload
+access log off (ours: ``server.logs``), no ``Server:`` header (nothing to advertise), no reload
 watcher. With ``--admin-port`` a second uvicorn server in the same loop serves ``AdminApp``.
 
 Signals (STYLE habit 4): uvicorn's own handlers are not installed (``_Server.capture_signals`` is
@@ -39,8 +39,7 @@ import logging
 import signal
 import sys
 import time
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +47,9 @@ from fnserve.config import Config, load_config
 from fnserve.errors import FnserveError, ProjectError
 from fnserve.server.admin import PREFIX, AdminApp
 from fnserve.server.app import FrontApp, Site, static_for
-from fnserve.server.dev import bind
 from fnserve.server.dispatch import SupervisorDispatcher
-from fnserve.server.logfmt import install_start_handlers
+from fnserve.server.listen import bind
+from fnserve.server.logs import install
 from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
@@ -74,7 +73,7 @@ class _Server:
 
         class Server(uvicorn.Server):
             @contextlib.contextmanager
-            def capture_signals(self):  # type: ignore[no-untyped-def, override]
+            def capture_signals(self) -> Iterator[None]:
                 yield
 
         return Server(config)
@@ -296,7 +295,7 @@ class StartServer:
         """The loop that acts on signals (the handlers only enqueue): one reload at a time,
         SIGHUPs arriving during a reload coalesce into one more; SIGTERM/SIGINT start the drain
         at once, a second one forces the exit."""
-        reloading: asyncio.Task | None = None
+        reloading: asyncio.Task[None] | None = None
         again = False
         loop = asyncio.get_running_loop()
         while True:
@@ -335,7 +334,7 @@ class StartServer:
                 main.force_exit = True
 
 
-def _log_failure(task: asyncio.Task) -> None:
+def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         exc = task.exception()
         LOG.error("reload failed, still serving the previous version: %s", exc, exc_info=exc)
@@ -360,7 +359,7 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     except FnserveError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    installed = install_start_handlers(server.config.log_format)
+    logs = install(server.config.log_format)
     try:
         try:
             import uvloop
@@ -369,14 +368,13 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         else:
             uvloop.run(server.serve())
     except FnserveError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        logs.exit_error(LOG, str(exc))
         return exc.exit_code
-    except Exception:
-        traceback.print_exc()
+    except Exception as exc:
+        logs.exit_error(LOG, "fnserve start stopped on an internal error (please report it)", exc)
         return 1
     finally:
-        for logger, handler in installed:
-            logger.removeHandler(handler)
+        logs.remove()
     return 0
 
 

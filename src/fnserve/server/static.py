@@ -17,14 +17,12 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from fnserve.runtime.asgitypes import Scope, Send
 
 CHUNK = 64 * 1024  # bytes per http.response.body message
 _REFUSED_SUFFIXES = (".py", ".pyc", ".pyo")
@@ -66,6 +64,7 @@ class StaticFiles:
     def __init__(self, directory: Path, *, clean_urls: bool = False) -> None:
         self.directory = directory
         self.clean_urls = clean_urls
+        self._root: Path | None
         try:
             self._root = directory.resolve(strict=True)
         except OSError:
@@ -157,7 +156,7 @@ class StaticFiles:
                     headers.append((b"content-range", f"bytes */{size}".encode()))
                     await _plain(send, 416, b"Range Not Satisfiable", headers)
                     return 416
-                if parsed is not None:
+                if isinstance(parsed, tuple):
                     start, end = parsed
                     status, length = 206, end - start + 1
                     headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))

@@ -26,15 +26,12 @@ app returned) or when the client went away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
-from ..errors import FunctionFailed, WorkerCrashed
-from ..runtime import protocol as p
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from fnserve.errors import FunctionFailed, WorkerCrashed
+from fnserve.runtime import protocol as p
+from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
 
 __all__ = ["forward"]
 
@@ -90,15 +87,15 @@ async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive
     body = message.get("body", b"")
     try:
         if len(body) <= p.CHUNK:
-            stream = connection.open_stream(scope, body, more)
+            stream = connection.open_stream(_as_dict(scope), body, more)
         else:
-            stream = connection.open_stream(scope)
+            stream = connection.open_stream(_as_dict(scope))
             if not await stream.send_data(p.HTTP_REQUEST, body, more):
                 raise p.ConnectionLost()
     except p.ConnectionLost:
         raise WorkerCrashed(name) from None
     loop = asyncio.get_running_loop()
-    pump: list[asyncio.Task] = []
+    pump: list[asyncio.Task[None]] = []
 
     def watch() -> None:
         pump.append(loop.create_task(_pump_http(stream, receive)))
@@ -153,7 +150,7 @@ async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive
 async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
     name = getattr(connection, "name", "") or "the function"
     try:
-        stream = connection.open_stream(scope)
+        stream = connection.open_stream(_as_dict(scope))
     except p.ConnectionLost:
         raise WorkerCrashed(name) from None
     pump = asyncio.get_running_loop().create_task(_pump_ws(stream, receive))
@@ -228,7 +225,7 @@ async def _pump_ws(stream: p.Stream, receive: Receive) -> None:
     try:
         while True:
             message = await receive()
-            flags, meta, data = p.encode_message(message)
+            flags, meta, data = p.encode_message(_as_dict(message))
             if data:
                 if stream.send_window <= 0 and not await stream.wait_window():
                     return
@@ -242,3 +239,9 @@ async def _pump_ws(stream: p.Stream, receive: Receive) -> None:
         return
     except Exception:  # the server's receive failed: treat as a disconnect
         stream.fail(_ClientGone())
+
+
+def _as_dict(mapping: Scope | Message) -> dict[str, Any]:
+    """The scope or message itself when it is a ``dict`` (always, from uvicorn and ``FrontApp``),
+    else a copy: the wire encoder (``runtime.frames``) takes dicts only."""
+    return mapping if isinstance(mapping, dict) else dict(mapping)
