@@ -92,7 +92,7 @@ class Supervisor:
         self.starter = InstanceStarter(self.launcher, self.memory, heartbeat=heartbeat, stop_timeout=stop_timeout,
                                        use_uvloop=use_uvloop)
         self.pools = InstancePools(targets, self.policy, self.starter, self.memory, start_timeout=start_timeout,
-                                   stop_timeout=stop_timeout, open=self.start)
+                                   stop_timeout=stop_timeout, ensure_started=self.start)
         self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout)
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)

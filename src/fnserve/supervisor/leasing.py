@@ -46,7 +46,6 @@ log = logging.getLogger("fnserve.supervisor")
 REPLAY_LIMIT = 1 << 20  # bytes of request body kept to retry a request on another instance
 
 
-
 class Forward(Protocol):
     """Runs one ASGI conversation on a worker connection: ``fnserve.server.upstream.forward``.
     Raises ``WorkerCrashed`` (the connection broke) or ``FunctionFailed`` (the app raised)."""

@@ -50,12 +50,12 @@ class InstancePools:
     """Every function's ``FunctionPool`` (``pools``: id → pool) and every live instance (``live``).
     ``starter`` launches processes; ``memory`` classifies and releases exits; ``start_timeout``:
     s an instance gets to become ready; ``stop_timeout``: s a retired instance gets to finish;
-    ``open``: awaited before each launch (the supervisor's idempotent ``start``)."""
+    ``ensure_started``: awaited before each launch (the supervisor's idempotent ``start``)."""
 
     def __init__(self, targets: Iterable[WorkerTarget], policy: ScalingPolicy, starter: InstanceStarter,
                  memory: MemoryGuard, *, start_timeout: float, stop_timeout: float,
-                 open: Callable[[], Awaitable[None]]) -> None:
-        self.open = open
+                 ensure_started: Callable[[], Awaitable[None]]) -> None:
+        self.ensure_started = ensure_started
         self.policy = policy
         self.starter = starter
         self.memory = memory
@@ -161,7 +161,7 @@ class InstancePools:
         return True
 
     async def _launch(self, pool: FunctionPool, on_ready: Any = None) -> Instance:
-        await self.open()
+        await self.ensure_started()
         target = pool.target
         inst = Instance(target, secrets.token_hex(8))
         pool.spawn_count += 1
