@@ -27,9 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from fnserve.config import FunctionLimits
 from fnserve.project.types import Entry, EntryKind, Function, Layout
 from fnserve.server.upstream import forward
-from fnserve.supervisor import Limits, SpawnLauncher, Supervisor, WorkerTarget, ZygoteLauncher
+from fnserve.supervisor import SpawnLauncher, Supervisor, WorkerTarget, ZygoteLauncher
 from fnserve.supervisor.limits import private_mb, rss_mb
 
 SHOWCASE = Path(__file__).resolve().parent.parent / "examples" / "showcase"
@@ -70,7 +71,7 @@ def target(root: Path, rel: str, memory: int | None = None) -> WorkerTarget:
     fn = Function(id=rel, path=root / rel, module=rel[:-3].replace("/", "."), layout=Layout.VERCEL,
                   entry=Entry(EntryKind.APP, "app", 1), import_roots=(root,))
     # idle_timeout 0: the instance stops right after its request, so every request is a cold start
-    return WorkerTarget.from_function(fn, root, limits=Limits(concurrency=100, max_instances=1, idle_timeout=0.0,
+    return WorkerTarget.from_function(fn, root, limits=FunctionLimits(concurrency=100, max_instances=1, idle_timeout=0.0,
                                                               memory=memory))
 
 
@@ -81,13 +82,13 @@ async def cold_starts(root: Path, rel: str, launcher, runs: int,
     t = target(root, rel, memory)
     times, private, zygote_rss = [], None, None
     async with Supervisor([t], policy="autoscale", launcher=launcher, tick=0.02, heartbeat=0.1) as sup:
-        await launcher.prepare(t, sup._prepare_options())
+        await launcher.prepare(t, sup.starter.prepare_options())
         path = FUNCTIONS[rel]
         for i in range(runs + 1):
             if i == 1:
                 await asyncio.sleep(0.3)  # the first instance's report reaches the zygote
             for _ in range(500):  # wait for scale to zero
-                if not sup.status()[rel]["instances"] and not sup._live:
+                if not sup.status()[rel]["instances"] and not sup.pools.live:
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.15)  # idle machine, warm zygote (its standby child forked)
@@ -97,7 +98,7 @@ async def cold_starts(root: Path, rel: str, launcher, runs: int,
             times.append((time.perf_counter() - began) * 1000)
             assert client.status == 200, (client.status, client.body)
             if i == 1:
-                inst = sup._pools[rel].instances[0] if sup._pools[rel].instances else None
+                inst = sup.pools.pools[rel].instances[0] if sup.pools.pools[rel].instances else None
                 if inst is not None and inst.pid:
                     private = private_mb(inst.pid)
         for z in getattr(launcher, "zygotes", {}).values():

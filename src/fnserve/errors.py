@@ -2,20 +2,26 @@
 
 ::
 
-    FnserveError                      base; ``.hint`` says what to do
+    FnserveError                      base; ``.hint`` says what to do; ``.status_code`` (None: not an HTTP answer)
     ├── ConfigError                   a bad setting: ``.source`` (file or flag), ``.key``, ``.allowed``
     ├── ProjectError                  the project cannot be modelled as a whole
     │   ├── DuplicateRouteError       two files produce one route: ``.route``, ``.files``
     │   └── NoEntrypointError         zero-config found nothing: ``.candidates``
     ├── DependencyError               resolving or installing requirements failed
-    └── WorkerError                   a worker process could not be started or died
-        ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.response_started``
+    └── WorkerError                   a function cannot answer (503 unless below): unknown function, shutting down
+        ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.exit_status``
         │   └── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``
         ├── WorkerStartTimeout        the worker was not ready in time (503): ``.function_id``, ``.timeout``
         ├── Overloaded                the function's queue is full (503 + ``Retry-After``): ``.retry_after`` s
         ├── DurationExceeded          the request ran past ``maxDuration`` (504): ``.max_duration`` s
-        ├── FunctionLoadFailed        import / lifespan startup failed (500): ``.load_error``
-        └── FunctionFailed            the app raised (500): ``.traceback``, ``.response_started``
+        ├── FunctionLoadFailed        import / lifespan startup failed (500): ``.load_error``, ``.traceback``
+        └── FunctionFailed            the app raised (500): ``.traceback``
+
+An error with a ``status_code`` is an HTTP answer: the front app (``fnserve.server.app``) renders
+it as is with ``fnserve.server.errors.send_exception`` — ``status_code``, ``message``, ``detail``
+(dev only: the hint, or the traceback of load / app failures) and ``headers`` (``Retry-After``
+for ``Overloaded``) — unless ``response_started`` is True: the response is under way and the
+client connection is dropped instead.
 
 Errors met inside a function's own process (load failures) live in ``fnserve.runtime.errors``
 because the runtime may import nothing from the rest of fnserve. The CLI maps ``FnserveError``
@@ -26,12 +32,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 
 class FnserveError(Exception):
-    """Base class. ``message`` says what was found; ``hint`` says what to do."""
+    """Base class. ``message`` says what was found; ``hint`` says what to do. ``exit_code``: the
+    CLI's exit code for it; ``status_code``: the HTTP status a request gets for it (None: none)."""
 
     exit_code = 2
+    status_code: ClassVar[int | None] = None
+    response_started = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -40,6 +50,16 @@ class FnserveError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    @property
+    def detail(self) -> str | None:
+        """Longer text shown under ``message`` in dev error pages: the hint, or a traceback."""
+        return self.hint
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Extra response headers when answered over HTTP (lower-case names)."""
+        return []
 
 
 class ConfigError(FnserveError):
@@ -83,19 +103,22 @@ class DependencyError(FnserveError):
 
 
 class WorkerError(FnserveError):
-    """A worker process could not be started or stopped."""
+    """A function cannot answer a request: its worker could not be started, died, or the
+    supervisor does not know it or is shutting down (503 unless a subclass says otherwise)."""
+
+    status_code: ClassVar[int | None] = 503
 
 
 class WorkerCrashed(WorkerError):
     """The worker process died, or its connection broke, while a request was in flight (SPEC §3.5:
     502 if ``response_started`` is False; otherwise the client connection must be aborted).
-    ``exit_code``: the process's exit status when known (negative: killed by that signal)."""
+    ``exit_status``: the process's exit status when known (negative: killed by that signal)."""
 
     status_code = 502
 
-    def __init__(self, function_id: str, *, response_started: bool = False, exit_code: int | None = None) -> None:
-        self.function_id, self.response_started, self.exit_code = function_id, response_started, exit_code
-        how = f" (exit status {exit_code})" if exit_code is not None else ""
+    def __init__(self, function_id: str, *, response_started: bool = False, exit_status: int | None = None) -> None:
+        self.function_id, self.response_started, self.exit_status = function_id, response_started, exit_status
+        how = f" (exit status {exit_status})" if exit_status is not None else ""
         super().__init__(
             f"the worker of {function_id} died while serving the request{how}",
             "see the function's log above; the next request starts a new worker",
@@ -125,14 +148,19 @@ class FunctionLoadFailed(WorkerError):
 
     def __init__(self, function_id: str, load_error: object) -> None:
         self.function_id, self.load_error = function_id, load_error
+        text = str(getattr(load_error, "message", None) or load_error).strip()
         super().__init__(
-            f"{function_id} failed to load: {getattr(load_error, 'message', load_error)}",
+            f"{function_id} failed to load: {text.splitlines()[0] if text else 'unknown error'}",
             getattr(load_error, "hint", None) or "fix the error; the function is retried when its file changes",
         )
 
     @property
     def traceback(self) -> str:
         return getattr(self.load_error, "traceback", "") or ""
+
+    @property
+    def detail(self) -> str | None:
+        return self.traceback or None
 
 
 class FunctionFailed(WorkerError):
@@ -144,6 +172,10 @@ class FunctionFailed(WorkerError):
     def __init__(self, function_id: str, message: str, traceback: str = "", *, response_started: bool = False) -> None:
         self.function_id, self.traceback, self.response_started = function_id, traceback, response_started
         super().__init__(f"{function_id} raised {message}", "see the traceback in the function's log")
+
+    @property
+    def detail(self) -> str | None:
+        return self.traceback or None
 
 
 class MemoryExceeded(WorkerCrashed):
@@ -171,6 +203,10 @@ class Overloaded(WorkerError):
             reason or f"{function_id} is overloaded: every instance is busy and {queue_size} requests already wait",
             "retry later, or raise max_instances / queue_size / concurrency for this function",
         )
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"%d" % self.retry_after)]
 
 
 class DurationExceeded(WorkerError):

@@ -200,3 +200,26 @@ def test_chunked_body_over_limit_gives_413_for_an_asgi_function(client: httpx.Cl
     r = client.post("/api/fast/upload", content=chunks(16 * 1024))
     assert r.status_code == 200 and r.json() == {"received": 16 * 1024}
     assert client.get("/api/fast/x").status_code == 200  # the function still serves
+
+
+def test_dev_enforces_memory_and_max_duration_like_start(tmp_path_factory) -> None:
+    """One limits path (issue 12 item 3, issue 10 item 16): ``fnserve dev`` kills an instance over
+    its ``memory`` (502) or past its ``maxDuration`` (504) with start's messages, then serves on."""
+    from fnserve.errors import DurationExceeded, MemoryExceeded
+
+    server = start("dev_limits", tmp_path_factory)
+    try:
+        with httpx.Client(base_url=server.url, timeout=15) as c:
+            pid = c.get("/api/hog").headers["x-pid"]
+            r = c.get("/api/hog?alloc=1024")
+            assert r.status_code == 502 and r.json()["error"]["code"] == "NO_RESPONSE_FROM_FUNCTION", r.text
+            assert r.json()["error"]["message"].startswith(MemoryExceeded("api/hog.py", 160, None).message.split(" and")[0])
+            r = c.get("/api/hog")
+            assert r.status_code == 200 and r.headers["x-pid"] != pid
+            began = time.monotonic()
+            r = c.get("/api/hog?sleep=10")
+            assert r.status_code == 504 and time.monotonic() - began < 3
+            assert r.json()["error"]["message"] == DurationExceeded("api/hog.py", 1.0).message
+            assert c.get("/api/hog").status_code == 200
+    finally:
+        server.stop()

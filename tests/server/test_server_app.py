@@ -10,10 +10,11 @@ import httpx
 import pytest
 from devserver import serve_app
 
+from fnserve.errors import WorkerCrashed
 from fnserve.project.pathpattern import PathPattern
 from fnserve.project.types import Entry, EntryKind, Function, Layout, Route, RouteMatch, Segment
 from fnserve.project.vercel_types import HeaderRule, Redirect, Rewrite
-from fnserve.server.app import DispatchError, FrontApp, Site, SiteProblem, function_scope
+from fnserve.server.app import FrontApp, Site, SiteProblem, function_scope
 from fnserve.server.rules import Rules
 from fnserve.server.static import StaticFiles
 
@@ -59,7 +60,7 @@ class FakeRoutes:
 
 async def echo(function, scope, receive, send):
     if function.id == "api/crash.py":
-        raise DispatchError(502, "the worker of api/crash.py died while answering")
+        raise WorkerCrashed("api/crash.py")
     body = json.dumps({
         "fn": function.id, "path": scope["path"], "raw_path": scope["raw_path"].decode(),
         "root_path": scope["root_path"], "query": scope["query_string"].decode(),

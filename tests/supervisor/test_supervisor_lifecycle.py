@@ -146,7 +146,7 @@ def test_shutdown_and_removal_during_a_slow_start_leave_no_process(tmp_path):
         waiting = asyncio.ensure_future(sup.acquire(FID))
         removed = asyncio.ensure_future(sup.acquire("api/b.py"))
         await asyncio.sleep(0.3)
-        pids = [inst.pid for inst in sup._live]
+        pids = [inst.pid for inst in sup.pools.live]
         assert len(pids) == 2
         await sup.update([make_target(root, FID)])  # b removed while it starts
         with pytest.raises(WorkerError):
@@ -189,7 +189,7 @@ def test_start_timeout_kills_the_slow_worker(tmp_path):
                 await request(sup, FID, "/x")
             await asyncio.sleep(0.2)
             assert sup.status()[FID]["instances"] == []
-            assert not sup._live  # the process was killed and reaped
+            assert not sup.pools.live  # the process was killed and reaped
 
     run(main())
 

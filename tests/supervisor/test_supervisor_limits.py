@@ -60,15 +60,15 @@ def test_memory_over_the_limit_gives_502_and_the_next_request_works(tmp_path, ba
             assert await wait_dead(pid)
             r = await client.get("/a/after")
             assert r.status_code == 200 and int(r.headers["x-pid"]) != pid
-            if sup._memory.name == "cgroup1":  # the instance sits in a cgroup limited to 256 MB
+            if sup.memory.limiter.name == "cgroup1":  # the instance sits in a cgroup limited to 256 MB
                 line = next(x for x in open(f"/proc/{r.headers['x-pid']}/cgroup").read().splitlines()
                             if x.split(":")[1] == "memory")
-                folder = sup._memory.base.parent / line.split(":", 2)[2].rsplit("/", 2)[-2] / line.rsplit("/", 1)[-1]
+                folder = sup.memory.limiter.base.parent / line.split(":", 2)[2].rsplit("/", 2)[-2] / line.rsplit("/", 1)[-1]
                 assert (folder / "memory.limit_in_bytes").read_text().strip() == str(256 << 20)
             r = await client.get("/a/alloc?2048")  # again: a forked instance from a standby is limited too
             assert r.status_code == 502, r.text
             assert (await client.get("/a/after")).status_code == 200
-            return sup._memory.name
+            return sup.memory.limiter.name
 
     name = run(main())
     if backend == "rlimit":

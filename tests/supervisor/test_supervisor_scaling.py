@@ -10,11 +10,12 @@ import math
 from ipc_support import run
 from test_supervisor_support import SYNC_APP, function, limits, make_project, serving, target, wait_dead
 
-from fnserve.supervisor import AutoscalePolicy, Limits, PoolView, ScaleDecision, SingleInstancePolicy, Supervisor
+from fnserve.config import FunctionLimits
+from fnserve.supervisor import AutoscalePolicy, PoolView, ScaleDecision, SingleInstancePolicy, Supervisor
 from fnserve.supervisor.scaling import InstanceView, resolve_limits
 
 A = "api/a.py"
-LIM = Limits(concurrency=4, min_instances=0, max_instances=3, idle_timeout=1.0, queue_size=10)
+LIM = FunctionLimits(concurrency=4, min_instances=0, max_instances=3, idle_timeout=1.0, queue_size=10)
 
 
 def view(ready=(), starting=0, queued=0, lim=LIM, kind_known=True) -> PoolView:
@@ -32,7 +33,7 @@ def test_autoscale_step_scales_up_to_max_and_down_to_min():
     assert policy.step(view(busy, starting=1, queued=3)) == ScaleDecision()  # 3rd on its way
     idle = [InstanceView(1, 0, 5.0), InstanceView(2, 0, 0.5), InstanceView(3, 2, None)]
     assert policy.step(view(idle)) == ScaleDecision(stop=(1,))  # idle long enough: only #1
-    lim = Limits(concurrency=4, min_instances=2, max_instances=3, idle_timeout=1.0, queue_size=10)
+    lim = FunctionLimits(concurrency=4, min_instances=2, max_instances=3, idle_timeout=1.0, queue_size=10)
     all_idle = [InstanceView(1, 0, 5.0), InstanceView(2, 0, 9.0), InstanceView(3, 0, 2.0)]
     assert policy.step(view(all_idle, lim=lim)) == ScaleDecision(stop=(2,))  # longest idle, down to min 2
     assert policy.step(view(lim=lim, kind_known=False)) == ScaleDecision(start=1)  # min: one until kind is known
@@ -41,7 +42,7 @@ def test_autoscale_step_scales_up_to_max_and_down_to_min():
 
 def test_single_policy_is_dev_one_instance_unbounded():
     policy = SingleInstancePolicy()
-    lim = policy.limits(Limits(concurrency=4, max_instances=5, queue_size=1, max_duration=3.0, memory=128))
+    lim = policy.limits(FunctionLimits(concurrency=4, max_instances=5, queue_size=1, max_duration=3.0, memory=128))
     assert (lim.max_instances, lim.max_duration, lim.memory) == (1, 3.0, 128)
     assert lim.queue_size > 10**6 and lim.concurrency > 10**6 and math.isinf(lim.idle_timeout)
     assert policy.step(view(queued=100, lim=lim)) == ScaleDecision(start=1)

@@ -19,9 +19,9 @@ import httpx
 import uvicorn
 
 from fnserve.config import FunctionLimits
+from fnserve.errors import FnserveError
 from fnserve.project.types import Entry, EntryKind, Function, Layout
 from fnserve.server import errors
-from fnserve.server.app import DispatchError
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.supervisor import Supervisor, WorkerTarget
 
@@ -108,8 +108,10 @@ def front(sup: Supervisor, functions: dict[str, Function]) -> Any:
         scope = dict(scope, path="/" + rest)
         try:
             await dispatcher(functions[f"api/{stem}.py"], scope, receive, send)
-        except DispatchError as exc:
-            await errors.send_error(scope, send, exc.status, exc.message, dev=False, headers=exc.headers)
+        except FnserveError as exc:
+            if exc.status_code is None or exc.response_started:
+                raise
+            await errors.send_exception(scope, send, exc, dev=False)
 
     return app
 

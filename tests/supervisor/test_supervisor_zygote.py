@@ -32,7 +32,7 @@ def test_forked_instances_serve_and_are_fork_safe(tmp_path):
         sup = Supervisor([target(root, A, limits(concurrency=1, max_instances=2))], policy="autoscale",
                          launcher=launcher)
         async with sup:
-            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
+            await launcher.prepare(sup.pools.pools[A].target, sup.starter.prepare_options())
             (zygote,) = launcher.zygotes.values()
             control = os.readlink(f"/proc/{zygote.pid}/fd/{zygote.control_fd}")
             assert control.startswith("socket:")
@@ -83,7 +83,7 @@ def test_forked_output_is_attributed_and_exits_are_reported(tmp_path, caplog):
             assert rec.name == "fnserve.function.api/a" and rec.pid == info["pid"] and rec.stream == "stdout"
             # B crashes (os._exit(1)) in a forked instance: 502, exit status reported by the zygote
             pid_b = int((await request(sup, B, "/x")).headers[b"x-pid"])
-            inst = sup._pools[B].instances[0]
+            inst = sup.pools.pools[B].instances[0]
             with pytest.raises(WorkerCrashed):
                 await request(sup, B, "/crash")
             assert await asyncio.wait_for(asyncio.shield(inst.exited), 5) == 1
@@ -159,7 +159,7 @@ async def app(scope, receive, send):
     async def main():
         launcher = ZygoteLauncher()
         async with Supervisor([target(root, A)], launcher=launcher, heartbeat=0.1) as sup:
-            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
+            await launcher.prepare(sup.pools.pools[A].target, sup.starter.prepare_options())
             (zygote,) = launcher.zygotes.values()
             assert "wave" not in zygote.loaded
             assert (await request(sup, A, "/x")).status == 200
@@ -188,12 +188,12 @@ def test_the_fastapi_warm_up_starts_no_thread_and_is_invisible_to_the_function(t
         launcher = ZygoteLauncher()
         async with Supervisor([target(root, A, limits(max_instances=1, idle_timeout=0.0))], policy="autoscale",
                               launcher=launcher, tick=0.02) as sup:
-            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
+            await launcher.prepare(sup.pools.pools[A].target, sup.starter.prepare_options())
             (zygote,) = launcher.zygotes.values()
             assert "fastapi" in zygote.loaded and int(zygote.info["threads"]) == 1
             for _ in range(2):  # the second one is assigned to a warmed standby
                 for _ in range(200):
-                    if not sup._live:
+                    if not sup.pools.live:
                         break
                     await asyncio.sleep(0.02)
                 await asyncio.sleep(0.2)
@@ -216,7 +216,7 @@ def test_the_flask_warm_up_starts_no_thread_and_is_invisible_to_the_function(tmp
         launcher = ZygoteLauncher()
         async with Supervisor([target(root, A, limits(max_instances=1))], policy="autoscale",
                               launcher=launcher) as sup:
-            await launcher.prepare(sup._pools[A].target, sup._prepare_options())
+            await launcher.prepare(sup.pools.pools[A].target, sup.starter.prepare_options())
             (zygote,) = launcher.zygotes.values()
             assert "flask" in zygote.loaded and int(zygote.info["threads"]) == 1
             assert await served(sup, A, "/api/a/x") == b'{"name":"x"}\n'

@@ -21,6 +21,7 @@ is literal (Vercel file names use brackets: ``api/users/[id].py``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -31,28 +32,36 @@ from typing import Any
 from fnserve.config.settings import ENTRYPOINT_PATTERN, Setting, setting, settings_of
 from fnserve.project.vercel_types import FrozenMap, VercelConfig
 
-__all__ = ["DEPS", "PROJECT", "SERVE", "SETTINGS", "SETTINGS_BY_NAME", "START", "Config", "FunctionLimits",
-           "FunctionRule", "glob_matches", "glob_specificity"]
+__all__ = ["DEPS", "PROJECT", "SERVE", "SETTINGS", "SETTINGS_BY_NAME", "START", "UNBOUNDED", "Config",
+           "FunctionLimits", "FunctionRule", "glob_matches", "glob_specificity"]
 
 LIMIT_FIELDS = ("max_duration", "memory", "concurrency_sync", "concurrency_asgi", "min_instances",
                 "max_instances", "idle_timeout", "queue_size", "include_files", "exclude_files")
 
 
+UNBOUNDED = 1 << 30  # "no bound" for the counts of ``FunctionLimits`` (concurrency, queue_size)
+
+
 @dataclass(frozen=True)
 class FunctionLimits:
-    """The limits of one function. ``max_duration``: seconds (float); ``memory``: MB (int);
-    ``concurrency``: requests at once per instance (for the kind asked); ``min_instances`` /
-    ``max_instances``: ints; ``idle_timeout``: seconds (float); ``queue_size``: waiting requests
-    before 503; ``include_files`` / ``exclude_files``: globs or None. ``sources``: field → where
-    its value came from (not part of equality)."""
+    """The limits of one function, the one type for them: ``Config.limits_for`` builds it and the
+    supervisor enforces it (``fnserve dev`` and ``fnserve start`` alike).
 
-    max_duration: float
-    memory: int
-    concurrency: int
-    min_instances: int
-    max_instances: int
-    idle_timeout: float
-    queue_size: int
+    ``max_duration``: seconds (float) a request may run, None = no limit; ``memory``: MB (int)
+    per instance, None = no limit; ``concurrency``: requests at once per instance (for the kind
+    asked); ``min_instances`` / ``max_instances``: ints; ``idle_timeout``: seconds (float) before
+    an idle instance above ``min_instances`` stops; ``queue_size``: requests that may wait beyond
+    the running and starting instances' capacity before 503; ``include_files`` /
+    ``exclude_files``: globs or None. ``sources``: field → where its value came from (not part
+    of equality). The defaults mean "no limit" (one instance, never stopped for idleness)."""
+
+    max_duration: float | None = None
+    memory: int | None = None
+    concurrency: int = UNBOUNDED
+    min_instances: int = 0
+    max_instances: int = 1
+    idle_timeout: float = math.inf
+    queue_size: int = UNBOUNDED
     include_files: str | None = None
     exclude_files: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -17,8 +17,9 @@ Pipeline for one request (SPEC §5, §6, Vercel's routing order; see ``server.ru
 
 Custom ``headers`` rules matching the original path are added to whatever answers. Errors are
 rendered by ``server.errors`` (SPEC §3.5). Dispatching is delegated to a ``Dispatcher``: an
-async callable ``(function, scope, receive, send)`` that raises ``DispatchError`` subclasses
-(``server.dispatch``) when the worker cannot answer.
+async callable ``(function, scope, receive, send)`` (``server.dispatch``) that raises an
+``fnserve.errors.FnserveError`` with a ``status_code`` (a ``WorkerError``) when the function
+cannot answer; it is rendered as is, or re-raised if the response had started.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypedDict
 from urllib.parse import quote
 
+from fnserve.errors import FnserveError
 from fnserve.project.types import Function, Layout, RouteMatch
 from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
 from fnserve.server import errors
@@ -42,21 +44,10 @@ ERROR_LOG = logging.getLogger("fnserve.error")
 
 
 class Dispatcher(Protocol):
-    """Runs one ASGI conversation in ``function``'s worker. Raises ``DispatchError``."""
+    """Runs one ASGI conversation in ``function``'s worker. Raises ``fnserve.errors.WorkerError``
+    (an ``FnserveError`` carrying its ``status_code``) when the function cannot answer."""
 
     async def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None: ...
-
-
-class DispatchError(Exception):
-    """A function could not answer. ``status``: 500/502/503/504; ``message``: one sentence;
-    ``detail``: a traceback or longer text shown in dev; ``headers``: extra response headers
-    (``Retry-After`` for 503)."""
-
-    def __init__(self, status: int, message: str, detail: str | None = None,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.detail = status, message, detail
-        self.headers = headers or []
 
 
 @dataclass(frozen=True)
@@ -144,13 +135,12 @@ class FrontApp:
 
         try:
             await self._route(site, scope, receive, tracked_send, state, req)
-        except DispatchError as exc:
-            if state["status"]:
+        except FnserveError as exc:
+            if state["status"] or exc.response_started or exc.status_code is None:
                 raise  # the response is under way: uvicorn drops the connection
-            state["status"] = exc.status
+            state["status"] = exc.status_code
             ERROR_LOG.warning("%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
-            await errors.send_error(scope, tracked_send, exc.status, exc.message, detail=exc.detail, dev=self.dev,
-                                    headers=exc.headers)
+            await errors.send_exception(scope, tracked_send, exc, dev=self.dev)
         finally:
             self.access_log(scope, state["status"], started, state["label"])
 

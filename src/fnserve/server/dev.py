@@ -73,12 +73,11 @@ class DevServer:
         self.python: Path | None = None
         self.routes_of: dict[str, str] = {}
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
-        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor, self.max_duration), dev=True,
+        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor), dev=True,
                             on_shutdown=(self.supervisor.shutdown,))
         self._deps_task: asyncio.Task[None] | None = None
         self.logs: LogOutput | None = None  # set by run_dev()
         self._installed: dict[str, WorkerTarget] = {}
-        self._max_duration: dict[Any, Any] = {}  # None → the config it was computed for; id → s
         self._scans: StampCache[ModuleScan] = StampCache()  # a reload parses only the files that changed
 
     # ------------------------------------------------------------------ loading
@@ -131,12 +130,17 @@ class DevServer:
         )
 
     def targets(self) -> list[WorkerTarget]:
-        """One ``WorkerTarget`` per function of the current project."""
+        """One ``WorkerTarget`` per function of the current project, with its limits from
+        ``Config.limits_for`` as in ``fnserve start`` (the supervisor enforces ``max_duration``
+        and ``memory``; dev's single-instance policy overrides the instance counts and queue)."""
         if self.project is None:
             return []
-        env = self.config.function_env()
+        config = self.config
+        env = config.function_env()
         return [
-            WorkerTarget.from_function(f, self.root, python=self.python, env=env, body_limit=self.config.body_limit)
+            WorkerTarget.from_function(
+                f, self.root, python=self.python, env=env, body_limit=config.body_limit,
+                limits=lambda kind, fid=f.id: config.limits_for(fid, asgi=kind == "asgi"))
             for f in self.project.functions
         ]
 
@@ -232,23 +236,6 @@ class DevServer:
                 self.say(f"deps: {what} → new environment; restarted {', '.join(sorted(restarted)) or 'nothing'}")
 
         self._deps_task = asyncio.get_running_loop().create_task(job())
-
-    def max_duration(self, function_id: str) -> float | None:
-        """Seconds a request to ``function_id`` may run (``Config.limits_for``), None if unknown."""
-        config = self.config
-        if config is None:
-            return None
-        cache = self._max_duration
-        if cache.get(None) is not config:  # computed once per config: limits_for costs ~50 µs
-            cache.clear()
-            cache[None] = config
-        if function_id not in cache:
-            try:
-                cache[function_id] = float(config.limits_for(function_id).max_duration)
-            except Exception:
-                cache[function_id] = None
-        seconds: float | None = cache[function_id]
-        return seconds
 
     def route_of(self, function_id: str) -> str | None:
         """The route pattern shown in front of a function's output lines."""

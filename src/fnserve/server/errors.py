@@ -17,7 +17,9 @@ status   code                            when
 504      ``FUNCTION_INVOCATION_TIMEOUT`` ``maxDuration`` exceeded
 =======  ==============================  =================================================
 
-The codes are Vercel's, so clients written against the platform keep working.
+The codes are Vercel's, so clients written against the platform keep working. An
+``fnserve.errors.FnserveError`` with a ``status_code`` (every ``WorkerError``) is answered by
+``send_exception`` with its own status, message, detail and headers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import html
 import json
 from collections.abc import Iterable
 
+from fnserve.errors import FnserveError
 from fnserve.runtime.asgitypes import Scope, Send
 
 CODES: dict[int, tuple[str, str]] = {
@@ -118,3 +121,10 @@ async def send_error(
     hdrs.extend(headers)
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
+
+
+async def send_exception(scope: Scope, send: Send, exc: FnserveError, *, dev: bool = True) -> None:
+    """Answer ``scope`` with ``exc``, an ``FnserveError`` whose ``status_code`` is not None (see
+    the tree in ``fnserve.errors``): its ``message``, its ``detail`` (dev only) and its
+    ``headers`` (``Retry-After`` for ``Overloaded``). Call it only before the response started."""
+    await send_error(scope, send, exc.status_code or 500, exc.message, detail=exc.detail, dev=dev, headers=exc.headers)

@@ -7,7 +7,7 @@ Public API (the front server, ``fnserve dev`` and ``fnserve start`` use only thi
 
     targets = [WorkerTarget.from_function(f, project.root, env=config.function_env(),
                                           limits=lambda kind, fid=f.id: config.limits_for(fid, asgi=kind == "asgi"))
-               for f in project.functions]
+               for f in project.functions]        # limits: fnserve.config.FunctionLimits (or kind -> it)
     async with Supervisor(targets, policy="autoscale", launcher=ZygoteLauncher(), heartbeat_timeout=10) as sup:
         await sup.serve(function, scope, receive, send, forward)   # queue, scaling, maxDuration, memory
         # or, lower level: async with await sup.lease(function) as lease: await forward(lease.connection, ...)
@@ -15,25 +15,32 @@ Public API (the front server, ``fnserve dev`` and ``fnserve start`` use only thi
         await sup.update(new_targets)                # functions added / removed / changed
         sup.status()                                 # instances, queue, cold starts per function
 
-Dev keeps one instance per function (``policy="single"``, the default) and may use ``acquire``.
+Dev keeps one instance per function (``policy="single"``, the default) and may use ``acquire``;
+its limits (``max_duration``, ``memory``) are enforced by ``serve`` exactly as in production.
 Errors raised are in ``fnserve.errors``: ``FunctionLoadFailed`` (500), ``WorkerCrashed`` (502),
 ``MemoryExceeded`` (502), ``Overloaded`` (503 + Retry-After), ``WorkerStartTimeout`` (503),
 ``DurationExceeded`` (504), ``FunctionFailed`` (500), ``WorkerError``.
 """
 
 from .core import RestartResult, Supervisor
+from .function_pool import FunctionPool, Lease
 from .launch import LAUNCHERS, Launcher, SpawnLauncher, WorkerProcess
+from .leasing import Forward, Leasing
 from .limits import MEMORY_LIMITERS, MemoryLimiter, detect_memory_limiter
-from .pool import FunctionPool, Lease
-from .scaling import POLICIES, AutoscalePolicy, Limits, PoolView, ScaleDecision, ScalingPolicy, SingleInstancePolicy
+from .maintenance import Maintenance
+from .memory import MemoryGuard
+from .pools import InstancePools
+from .scaling import POLICIES, AutoscalePolicy, PoolView, ScaleDecision, ScalingPolicy, SingleInstancePolicy
+from .starter import InstanceStarter
 from .target import WorkerTarget, function_env, function_spec, interpreter_env
 from .zygote import ForkLauncher, ZygoteLauncher, preload_modules
 
 LAUNCHERS["zygote"] = ZygoteLauncher
 
 __all__ = [
-    "LAUNCHERS", "MEMORY_LIMITERS", "POLICIES", "AutoscalePolicy", "ForkLauncher", "FunctionPool", "Launcher",
-    "Lease", "Limits", "MemoryLimiter", "PoolView", "RestartResult", "ScaleDecision", "ScalingPolicy",
-    "SingleInstancePolicy", "SpawnLauncher", "Supervisor", "WorkerProcess", "WorkerTarget", "ZygoteLauncher",
-    "detect_memory_limiter", "function_env", "function_spec", "interpreter_env", "preload_modules",
+    "LAUNCHERS", "MEMORY_LIMITERS", "POLICIES", "AutoscalePolicy", "ForkLauncher", "Forward", "FunctionPool",
+    "InstancePools", "InstanceStarter", "Launcher", "Lease", "Leasing", "Maintenance", "MemoryGuard", "MemoryLimiter",
+    "PoolView", "RestartResult", "ScaleDecision", "ScalingPolicy", "SingleInstancePolicy", "SpawnLauncher",
+    "Supervisor", "WorkerProcess", "WorkerTarget", "ZygoteLauncher", "detect_memory_limiter", "function_env",
+    "function_spec", "interpreter_env", "preload_modules",
 ]

@@ -47,7 +47,8 @@ class Instance:
     ``last_heartbeat``: loop time (s) of the last HEARTBEAT (or of the start). Scaling and limits:
     ``leases`` (requests holding a slot), ``served`` (leases given so far), ``idle_since`` (loop
     time its last request ended, None while busy), ``kind`` (from READY), ``kill_reason``
-    (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``peak_rss_mb``.
+    (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``peak_rss_mb``,
+    ``limit_key`` (its key in the memory limiter, None when it has no cgroup).
     """
 
     def __init__(self, target: WorkerTarget, token: str) -> None:
@@ -59,6 +60,7 @@ class Instance:
         self.kind: str | None = None
         self.kill_reason: str | None = None
         self.peak_rss_mb: float | None = None
+        self.limit_key: str | None = None  # the memory limiter's key while it holds a cgroup for it
         self.on_imported: Any = None  # callable(list of module names) from READY / HEARTBEAT
         self.on_ready: Any = None  # callable(instance), called as READY arrives
         self.target = target
@@ -67,14 +69,14 @@ class Instance:
         self.process: WorkerProcess | None = None
         self.conn: p.Connection | None = None
         self.pid: int | None = None
-        self.ready: asyncio.Future = loop.create_future()
-        self.exited: asyncio.Future = loop.create_future()
+        self.ready: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.exited: asyncio.Future[int] = loop.create_future()
         self.started_at = loop.time()
         self.last_heartbeat = self.started_at
         self.ready_ms: float | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
         self.flog = function_logger(target.id)
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def inflight(self) -> int:
@@ -94,7 +96,7 @@ class Instance:
     def attach(self, conn: p.Connection) -> None:
         """Bind the connection that said HELLO with this instance's token."""
         self.conn = conn
-        conn.name = self.target.id  # type: ignore[attr-defined]
+        conn.name = self.target.id
         conn.on_control = self._on_control
 
     def watch(self, process: WorkerProcess) -> None:

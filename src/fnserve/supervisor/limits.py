@@ -105,6 +105,7 @@ class _Cgroup(MemoryLimiter):
     limit_file = ""
     swap_file = ""
     peak_file = ""
+    events_file = ""
 
     def __init__(self, base: Path) -> None:
         self.base = base  # our own folder, created by probe()

@@ -1,4 +1,4 @@
-"""How many instances a function runs: limits, a pool snapshot, and scaling strategies (SPEC §9).
+"""How many instances a function runs: a pool snapshot and scaling strategies (SPEC §9).
 
 A strategy is a ``ScalingPolicy`` subclass (STYLE habit 6: a small base class and a name map,
 ``POLICIES``) with one pure method a test can drive once::
@@ -15,61 +15,36 @@ exits, when a request ends, and on a periodic tick (scale-down). It never decide
 - ``SingleInstancePolicy`` ("single", ``fnserve dev``): one instance, started by the first request,
   unbounded concurrency and queue, never stopped for idleness (today's dev behaviour).
 
-Limits come from the ``WorkerTarget.limits`` of the function: a ``fnserve.config.FunctionLimits``
-(or any object with the same attributes), or a callable ``kind -> FunctionLimits`` where ``kind`` is
+Limits are ``fnserve.config.FunctionLimits`` (the one limits type), from the ``WorkerTarget.limits``
+of the function: a ``FunctionLimits``, or a callable ``kind -> FunctionLimits`` where ``kind`` is
 the worker's reported kind (``"asgi"``, ``"wsgi"``, ``"handler"``, ``"lambda"``) or None before any
 instance reported one, e.g. ``lambda kind: config.limits_for(fid, asgi=kind == "asgi")``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
-UNBOUNDED = 1 << 30
+from ..config.model import UNBOUNDED, FunctionLimits
 
 __all__ = [
-    "AutoscalePolicy", "InstanceView", "Limits", "POLICIES", "PoolView", "ScaleDecision", "ScalingPolicy",
+    "AutoscalePolicy", "InstanceView", "POLICIES", "PoolView", "ScaleDecision", "ScalingPolicy",
     "SingleInstancePolicy", "resolve_limits",
 ]
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What the supervisor enforces for one function. ``concurrency``: requests at once per
-    instance; ``min_instances`` / ``max_instances``: ints; ``idle_timeout``: s; ``queue_size``:
-    requests allowed to wait beyond the capacity of running and starting instances;
-    ``max_duration``: s or None (no limit); ``memory``: MB or None (no limit)."""
-
-    concurrency: int = UNBOUNDED
-    min_instances: int = 0
-    max_instances: int = 1
-    idle_timeout: float = math.inf
-    queue_size: int = UNBOUNDED
-    max_duration: float | None = None
-    memory: int | None = None
-
-
-def resolve_limits(source: Any, kind: str | None) -> Limits | None:
-    """``Limits`` from a ``WorkerTarget.limits`` value (see the module docstring); None → None."""
-    if source is None:
-        return None
-    if callable(source) and not hasattr(source, "concurrency"):
-        source = source(kind)
-    if isinstance(source, Limits):
+def resolve_limits(source: Any, kind: str | None) -> FunctionLimits | None:
+    """The ``FunctionLimits`` of a ``WorkerTarget.limits`` value (see the module docstring):
+    a ``FunctionLimits`` as is, a callable ``kind -> FunctionLimits`` called; None → None."""
+    if source is None or isinstance(source, FunctionLimits):
         return source
-    max_duration = getattr(source, "max_duration", None)
-    memory = getattr(source, "memory", None)
-    return Limits(
-        concurrency=max(1, int(getattr(source, "concurrency", UNBOUNDED))),
-        min_instances=max(0, int(getattr(source, "min_instances", 0))),
-        max_instances=max(1, int(getattr(source, "max_instances", 1))),
-        idle_timeout=float(getattr(source, "idle_timeout", math.inf)),
-        queue_size=max(0, int(getattr(source, "queue_size", UNBOUNDED))),
-        max_duration=float(max_duration) if max_duration else None,
-        memory=int(memory) if memory else None,
-    )
+    limits = source(kind)
+    if not isinstance(limits, FunctionLimits):
+        raise TypeError(f"WorkerTarget.limits returned {type(limits).__name__}, expected fnserve.config.FunctionLimits")
+    return limits
 
 
 @dataclass(frozen=True)
@@ -89,7 +64,7 @@ class PoolView:
     its kind, so ``limits.concurrency`` is final."""
 
     function_id: str
-    limits: Limits
+    limits: FunctionLimits
     ready: tuple[InstanceView, ...]
     starting: int
     queued: int
@@ -110,8 +85,8 @@ class ScalingPolicy:
 
     name = "base"
 
-    def limits(self, configured: Limits | None) -> Limits:
-        return configured or Limits()
+    def limits(self, configured: FunctionLimits | None) -> FunctionLimits:
+        return configured or FunctionLimits()
 
     def step(self, view: PoolView) -> ScaleDecision:
         raise NotImplementedError
@@ -146,9 +121,11 @@ class SingleInstancePolicy(AutoscalePolicy):
 
     name = "single"
 
-    def limits(self, configured: Limits | None) -> Limits:
-        base = configured or Limits()
-        return Limits(max_duration=base.max_duration, memory=base.memory)
+    def limits(self, configured: FunctionLimits | None) -> FunctionLimits:
+        if configured is None:
+            return FunctionLimits()
+        return dataclasses.replace(configured, concurrency=UNBOUNDED, min_instances=0, max_instances=1,
+                                   idle_timeout=math.inf, queue_size=UNBOUNDED)
 
 
 POLICIES: dict[str, type[ScalingPolicy]] = {

@@ -52,11 +52,11 @@ from typing import Any
 from .launch import Launcher, SpawnLauncher
 from .preloads import preload_modules
 from .target import WorkerTarget
-from .zygote_process import ForkedProcess, Zygote, ZygoteError
+from .zygote_process import ForkedProcess, ZygoteError, ZygoteProcess
 
 log = logging.getLogger("fnserve.supervisor.zygote")
 
-__all__ = ["ForkLauncher", "ForkedProcess", "Zygote", "ZygoteError", "ZygoteLauncher", "preload_modules"]
+__all__ = ["ForkLauncher", "ForkedProcess", "ZygoteProcess", "ZygoteError", "ZygoteLauncher", "preload_modules"]
 
 
 class ZygoteLauncher(Launcher):
@@ -75,21 +75,21 @@ class ZygoteLauncher(Launcher):
         self.standby = standby
         self.zygote_timeout = zygote_timeout
         self.fallback = fallback or SpawnLauncher()
-        self.zygotes: dict[tuple, Zygote] = {}
-        self._failed: dict[tuple, str] = {}  # zygote key → why that environment spawns
-        self._spawn_only: dict[tuple, str] = {}  # (function id, *required modules) → why it spawns
-        self._locks: dict[tuple, asyncio.Lock] = {}
+        self.zygotes: dict[tuple[Any, ...], ZygoteProcess] = {}
+        self._failed: dict[tuple[Any, ...], str] = {}  # zygote key → why that environment spawns
+        self._spawn_only: dict[tuple[Any, ...], str] = {}  # (function id, *required modules) → why it spawns
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}
         self._learned: dict[str, set[str]] = {}  # function id → modules its instances imported
-        self._retired: list[Zygote] = []  # closing once their last instance ends
-        self._scans: dict[tuple, tuple[str, ...]] = {}
+        self._retired: list[ZygoteProcess] = []  # closing once their last instance ends
+        self._scans: dict[tuple[Any, ...], tuple[str, ...]] = {}
         self.supported = hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
     @staticmethod
-    def key(target: WorkerTarget, use_uvloop: bool = True) -> tuple:
+    def key(target: WorkerTarget, use_uvloop: bool = True) -> tuple[Any, ...]:
         """What must be equal for two instances to share a zygote."""
         return (str(target.python), tuple(sorted(target.env.items())), str(target.cwd), bool(use_uvloop))
 
-    async def zygote_for(self, target: WorkerTarget, use_uvloop: bool = True, socket_path: str = "") -> Zygote | None:
+    async def zygote_for(self, target: WorkerTarget, use_uvloop: bool = True, socket_path: str = "") -> ZygoteProcess | None:
         """The running zygote for ``target``, started and given the function's imports if needed,
         or None (spawn instead)."""
         if not self.supported:
@@ -104,11 +104,12 @@ class ZygoteLauncher(Launcher):
                 return None  # decided while we waited for the lock
             zygote = self.zygotes.get(key)
             if zygote is None or not zygote.alive:
-                zygote = Zygote(target, needed, use_uvloop, socket_path, self.standby)
+                zygote = ZygoteProcess(target, needed, use_uvloop, socket_path, self.standby)
                 try:
                     await zygote.start(self.zygote_timeout)
                 except ZygoteError as exc:
-                    return self._give_up(key, target, str(exc))
+                    self._give_up(key, target, str(exc))
+                    return None
                 self.zygotes[key] = zygote
                 log.info("zygote %s ready for %s (preloaded %s in %.0f ms)", zygote.pid, target.id,
                          ", ".join(sorted(zygote.loaded)) or "nothing", float(zygote.info.get("import_ms", 0)))
@@ -121,11 +122,13 @@ class ZygoteLauncher(Launcher):
                         info = await zygote.load_more(missing, self.zygote_timeout)
                     except ZygoteError as exc:
                         await zygote.close(1.0)
-                        return self._give_up(key, target, str(exc))
+                        self._give_up(key, target, str(exc))
+                        return None
                     log.info("zygote %s: imported %s for %s", zygote.pid, ", ".join(missing), target.id)
             if int(info.get("threads", 1)) > 1:
                 self._retire(key, zygote)  # its running instances keep running; no new forks
-                return self._give_up(key, target, f"{info['threads']} threads run after its imports (forking would be unsafe)")
+                self._give_up(key, target, f"{info['threads']} threads run after its imports (forking would be unsafe)")
+                return None
             failed = {n: zygote.failed[n] for n in needed if not n.endswith("?") and n in zygote.failed}
             if failed:
                 why = "its imports failed in the zygote: " + "; ".join(f"{k}: {v}" for k, v in failed.items())
@@ -158,7 +161,7 @@ class ZygoteLauncher(Launcher):
         known.update(new)
         return bool(new) and self.supported
 
-    def _give_up(self, key: tuple, target: WorkerTarget, why: str) -> None:
+    def _give_up(self, key: tuple[Any, ...], target: WorkerTarget, why: str) -> None:
         self._failed[key] = why
         self.zygotes.pop(key, None)
         log.warning("%s: no zygote: %s; instances of its environment start as fresh interpreters "
@@ -189,7 +192,7 @@ class ZygoteLauncher(Launcher):
         for key in [k for k in self.zygotes if k not in keep]:
             self._retire(key, self.zygotes[key])
 
-    def _retire(self, key: tuple, zygote: Zygote) -> None:
+    def _retire(self, key: tuple[Any, ...], zygote: ZygoteProcess) -> None:
         if self.zygotes.get(key) is zygote:
             del self.zygotes[key]
         zygote.retiring = True

@@ -1,4 +1,4 @@
-"""One zygote process as the supervisor sees it (``Zygote``) and the instances it forks
+"""One zygote process as the supervisor sees it (``ZygoteProcess``) and the instances it forks
 (``ForkedProcess``); the protocol is in ``fnserve/runtime/zygote.py``, the decisions in
 ``fnserve.supervisor.zygote``."""
 
@@ -45,7 +45,7 @@ class ForkedProcess:
         self.returncode: int | None = None
         self.cgroup: str | None = None
         self.discarded: list[str] = []
-        self._exited: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     def _set_exit(self, status: int) -> None:
         if self.returncode is None:
@@ -80,7 +80,7 @@ async def _pipe_reader(fd: int) -> asyncio.StreamReader:
     return reader
 
 
-class Zygote:
+class ZygoteProcess:
     """One zygote process and its control socket. ``info``: its ready message (``preloaded``,
     ``failed``, ``threads``, ``import_ms``); ``pid``; ``control_fd``: the control socket's number
     inside the zygote (tests check children do not have it)."""
@@ -100,12 +100,12 @@ class Zygote:
         self.alive = False
         self._proc: asyncio.subprocess.Process | None = None
         self._sock: socket.socket | None = None
-        self._replies: dict[int, asyncio.Future] = {}
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._children: dict[int, ForkedProcess] = {}
-        self._ready: asyncio.Future | None = None
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
         self.retiring = False  # close once its last child exited (no function uses it any more)
         self._next = 0
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, timeout: float) -> None:
         """Start the zygote and wait (at most ``timeout`` s) for its ready message. Raises ``ZygoteError``."""

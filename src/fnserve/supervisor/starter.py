@@ -1,0 +1,123 @@
+"""Starting one worker process: the Unix socket workers connect to, the launcher, the memory
+limit's worker options.
+
+``InstanceStarter.open()`` listens on ``<tmpdir>/workers.sock``; ``start(inst, memory)`` launches
+the process of an ``Instance`` with a fresh token in its options; the worker connects and says
+HELLO with that token, and the connection is attached to the instance (a connection with an
+unknown token is closed). ``InstancePools`` decides when to start and what to do once ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Coroutine
+from typing import Any
+
+from ..errors import WorkerError
+from ..runtime import protocol as p
+from .instance import Instance
+from .launch import Launcher
+from .memory import MemoryGuard
+from .target import WorkerTarget
+
+log = logging.getLogger("fnserve.supervisor")
+
+
+class InstanceStarter:
+    """Launches instances with ``launcher`` (a ``Launcher``: spawn or zygote fork). ``memory``:
+    the supervisor's ``MemoryGuard``; ``heartbeat`` / ``stop_timeout``: s, passed to workers;
+    ``use_uvloop``: workers use uvloop when their environment has it."""
+
+    def __init__(self, launcher: Launcher, memory: MemoryGuard, *, heartbeat: float, stop_timeout: float,
+                 use_uvloop: bool) -> None:
+        self.launcher = launcher
+        self.memory = memory
+        self.heartbeat = heartbeat
+        self.stop_timeout = stop_timeout
+        self.use_uvloop = use_uvloop
+        self.socket_path = ""
+        self._server: Any = None  # asyncio.Server (a uvloop one with uvloop)
+        self._dir: str | None = None
+        self._pending: dict[str, Instance] = {}  # token → instance waiting for its HELLO
+
+    @property
+    def is_open(self) -> bool:
+        return self._server is not None
+
+    async def open(self, loop: Any) -> None:
+        """Listen on a new Unix socket in a private temporary folder (``loop``: the running loop)."""
+        self._dir = tempfile.mkdtemp(prefix="fnserve-")
+        self.socket_path = os.path.join(self._dir, "workers.sock")
+        self._server = await loop.create_unix_server(self._new_connection, self.socket_path)
+
+    async def close(self) -> None:
+        """Close the socket and the launcher (zygotes stop)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        await self.launcher.close()
+
+    def prepare_options(self) -> dict[str, Any]:
+        """The options ``Launcher.prepare`` needs (``socket``, ``uvloop``)."""
+        return {"socket": self.socket_path, "uvloop": self.use_uvloop}
+
+    def prepare(self, target: WorkerTarget) -> Coroutine[Any, Any, None]:
+        """Let the launcher get ready for ``target`` (warm its zygote); a coroutine to run."""
+        return self.launcher.prepare(target, self.prepare_options())
+
+    def learn(self, target: WorkerTarget, modules: list[str]) -> bool:
+        """An instance of ``target`` imported ``modules`` lazily: True if the launcher wants
+        them (then ``prepare`` again: its zygote imports them for the next cold start)."""
+        learn = getattr(self.launcher, "learn", None)
+        return bool(learn is not None and learn(target, modules))
+
+    async def start(self, inst: Instance, memory: int | None) -> None:
+        """Launch ``inst``'s process (options: socket, token, heartbeat, stop timeout, uvloop, and
+        the memory limiter's for ``memory`` MB) and watch it. Its token stays expected until
+        ``forget(inst)``. Raises ``WorkerError`` when the interpreter cannot be started."""
+        self._pending[inst.token] = inst
+        options: dict[str, Any] = {
+            "socket": self.socket_path,
+            "token": inst.token,
+            "heartbeat": self.heartbeat,
+            "stop_timeout": self.stop_timeout,
+            "uvloop": self.use_uvloop,
+        }
+        if memory:
+            options.update(self.memory.options(inst, memory, bool(getattr(self.launcher, "standby_cgroups", False))))
+        target = inst.target
+        try:
+            process = await self.launcher.launch(target, options)
+        except OSError as exc:
+            self.memory.release(inst)
+            raise WorkerError(
+                f"cannot start {target.python} for {target.id}: {exc}",
+                "check that the function's Python interpreter exists and is executable",
+            ) from exc
+        if memory:
+            self.memory.adopt(inst, process, memory, options.get("standby_cgroup"))
+        inst.watch(process)
+
+    def forget(self, inst: Instance) -> None:
+        """Stop expecting ``inst``'s HELLO (it is ready, or its start failed)."""
+        self._pending.pop(inst.token, None)
+
+    def _new_connection(self) -> p.Connection:
+        conn = p.Connection()
+
+        def on_hello(ftype: int, obj: Any) -> None:
+            inst = self._pending.get(str(obj.get("token"))) if ftype == p.HELLO and isinstance(obj, dict) else None
+            if inst is None:
+                log.warning("a process connected to the worker socket without a valid token; closing it")
+                conn.abort()
+                return
+            inst.attach(conn)
+
+        conn.on_control = on_hello
+        return conn
