@@ -89,7 +89,7 @@ def test_examples_render_one_service_with_the_default_image_and_defaults(tmp_pat
     assert c["ports"] == [{"name": "http1", "containerPort": 8080}]
     assert "env" not in c  # Knative injects PORT (setting it is rejected)
     assert c["resources"] == {"requests": {"memory": "1024Mi"}, "limits": {"memory": "1024Mi"}}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/_fnserve/ready"}
+    assert c["readinessProbe"] == {"httpGet": {"path": "/_fnserve/ready"}}  # Knative probes it every 25 ms
     assert c["livenessProbe"]["httpGet"] == {"path": "/_fnserve/health"}
     assert c["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["runAsUser"] == 1000
 

@@ -115,6 +115,9 @@ def knative_webhook_problems(svc: dict) -> list[str]:
             if probe.get("periodSeconds", 0) > 0 and (probe.get("timeoutSeconds", 1) < 1
                                                        or probe.get("failureThreshold", 1) < 1):
                 problems.append(f"{key}: timeoutSeconds/failureThreshold below 1")
+            if key == "readinessProbe" and not probe.get("periodSeconds") \
+                    and ("timeoutSeconds" in probe or "failureThreshold" in probe):
+                problems.append("readinessProbe: timeoutSeconds/failureThreshold without periodSeconds")
     return problems
 
 
@@ -199,6 +202,7 @@ def test_the_knative_validation_rejects_what_the_api_server_would(built, knative
     assert knative_webhook_problems(mutated(f"{c0}.env", [{"name": "PORT", "value": "8080"}]))
     assert knative_webhook_problems(mutated(f"{c0}.ports.0.name", "http"))
     assert knative_webhook_problems(mutated("spec.template.spec.timeoutSeconds", 601))
+    assert knative_webhook_problems(mutated(f"{c0}.readinessProbe.failureThreshold", 3))
     assert knative_webhook_problems(mutated("spec.template.metadata.annotations", {
         "autoscaling.knative.dev/minScale": "3", "autoscaling.knative.dev/maxScale": "2"}))
 

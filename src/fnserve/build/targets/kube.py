@@ -158,8 +158,8 @@ def _max_instances_set(config: Any, function_id: str, limits: Mapping[str, Any])
 
 def container(work: Workload, *, knative: bool) -> dict[str, Any]:
     """The one container: the image, port 8080, memory, probes, a non-root security context.
-    Knative injects ``PORT`` itself (setting it is an error there) and wants the probes' port
-    left out; Kubernetes gets ``PORT`` here, a named port, CPU for the HPA and a preStop pause."""
+    Knative injects ``PORT`` itself (setting it is an error there), wants the probes' port left
+    out and probes readiness itself, aggressively, when no period is given; Kubernetes gets ``PORT`` here, a named port, CPU for the HPA and a preStop pause."""
     probe_port: dict[str, Any] = {} if knative else {"port": "http"}
     spec: dict[str, Any] = {"name": "fnserve", "image": work.image}
     spec["ports"] = [{"name": "http1", "containerPort": CONTAINER_PORT}] if knative else \
@@ -171,8 +171,11 @@ def container(work: Workload, *, knative: bool) -> dict[str, Any]:
         spec["env"] = env
     requests = {"memory": f"{work.memory_mi}Mi"} if knative else {"cpu": f"{work.cpu_m}m", "memory": f"{work.memory_mi}Mi"}
     spec["resources"] = {"requests": requests, "limits": {"memory": f"{work.memory_mi}Mi"}}
-    spec["readinessProbe"] = {"httpGet": {"path": READY_PATH, **probe_port}, "periodSeconds": 5,
-                              "timeoutSeconds": 2, "successThreshold": 1, "failureThreshold": 3}
+    if knative:  # no period: Knative's queue-proxy then probes every 25 ms until ready (fast scale from zero)
+        spec["readinessProbe"] = {"httpGet": {"path": READY_PATH}}
+    else:
+        spec["readinessProbe"] = {"httpGet": {"path": READY_PATH, **probe_port}, "periodSeconds": 5,
+                                  "timeoutSeconds": 2, "successThreshold": 1, "failureThreshold": 3}
     spec["livenessProbe"] = {"httpGet": {"path": HEALTH_PATH, **probe_port}, "initialDelaySeconds": 10,
                              "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
     if not knative:
