@@ -182,15 +182,27 @@ def _check_targets(ctx: click.Context, param: click.Parameter, value: tuple[str,
     return value
 
 
+def _check_image(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from fnserve.build.targets import check_image
+
+    try:
+        return None if value is None else check_image(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 @main.command("build")
 @click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
 @click.option("--target", "targets", multiple=True, default=("fnserve",), show_default=True, callback=_check_targets,
-              help="What to render from the build output (repeatable); known: fnserve.")
+              help="What to render from the build output (repeatable); known: fnserve, knative, kubernetes.")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: DIRECTORY/.fnserve/output).")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed since the last build.")
+@click.option("--image", default=None, callback=_check_image, metavar="NAME",
+              help="Container image the knative/kubernetes targets run (default: fnserve-<folder>:latest).")
 @command_options("build")
-def build_command(directory: str, targets: tuple[str, ...], out: str | None, force: bool, **flags: object) -> None:
+def build_command(directory: str, targets: tuple[str, ...], out: str | None, force: bool, image: str | None,
+                  **flags: object) -> None:
     """Build DIRECTORY (default: .) into a self-contained output: manifest.json (routes, functions,
     limits, rules), the project files (SPEC §8.2 exclusions, excludeFiles/includeFiles), the
     dependencies, static/ (public/) and report.json (sizes; a warning for a function over 250 MB).
@@ -198,10 +210,11 @@ def build_command(directory: str, targets: tuple[str, ...], out: str | None, for
     Serve the result with `fnserve start --from OUTPUT`. Exit 2 on any problem, leaving no output
     behind (a previous one stays as it was)."""
     from fnserve.build.output import build_output
+    from fnserve.build.targets import TargetOptions
 
     config = _config(directory, flags, mode="build")
     try:
         build_output(config, out=Path(out) if out else None, targets=targets, say=click.echo,
-                     environ=os.environ, force=force)
+                     environ=os.environ, force=force, target_options=TargetOptions(image=image))
     except FnserveError as exc:
         _fail(exc)

@@ -48,7 +48,7 @@ from fnserve.build.manifest import (
     write_manifest,
 )
 from fnserve.build.report import FunctionSize, function_size, package_sizes, render_text, tree_bytes
-from fnserve.build.targets import DEFAULT_TARGET, TARGETS
+from fnserve.build.targets import DEFAULT_TARGET, TARGETS, TargetOptions
 from fnserve.config import Config
 from fnserve.errors import ProjectError
 
@@ -76,13 +76,14 @@ def default_output(project_dir: Path) -> Path:
 
 
 def build_output(config: Config, *, out: Path | None = None, targets: Sequence[str] = (DEFAULT_TARGET,),
-                 say: Say | None = None, environ: Mapping[str, str] | None = None, force: bool = False) -> BuildResult:
+                 say: Say | None = None, environ: Mapping[str, str] | None = None, force: bool = False,
+                 target_options: TargetOptions | None = None) -> BuildResult:
     """Build the project of ``config`` (a ``fnserve.config.Config``, ideally loaded with
     ``mode="build"``) into ``out`` (default ``default_output``). ``targets``: names of
     ``TARGETS`` rendered after the output is complete; ``say``: one line for a person; ``environ``:
     the process environment (read once, by the caller); ``force``: rebuild even when the inputs
-    are unchanged. Raises ``BuildError`` (a command failed: ``.step``, ``.exit_status``),
-    ``ProjectError``, ``ConfigError``, ``DependencyError``; the previous output is then intact."""
+    are unchanged; ``target_options``: what every target is built with (``--image``; part of the
+    inputs hash). Raises ``BuildError`` (a command failed: ``.step``, ``.exit_status``), ``ProjectError``, ``ConfigError``, ``DependencyError``; the previous output is then intact."""
     started = time.perf_counter()
     say = say or (lambda _line: None)
     environ = dict(os.environ if environ is None else environ)
@@ -93,7 +94,8 @@ def build_output(config: Config, *, out: Path | None = None, targets: Sequence[s
     out = Path(out).resolve() if out is not None else default_output(root)
     if out == root or root.is_relative_to(out):
         raise BuildError("output", f"--out {out} would contain the project", "choose a folder inside .fnserve/ or elsewhere")
-    inputs = inputs_hash(root, config, out, targets)
+    target_options = target_options or TargetOptions()
+    inputs = inputs_hash(root, config, out, targets, target_options)
     previous = _previous_manifest(out)
     if previous is not None and previous.inputs == inputs and not force:
         say(f"build: unchanged since the last build, {out} is up to date")
@@ -111,7 +113,7 @@ def build_output(config: Config, *, out: Path | None = None, targets: Sequence[s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for name in targets:  # from the complete output; each target writes its own files atomically
-        TARGETS[name]().render(out, manifest, say)
+        TARGETS[name](target_options).render(out, manifest, say)
     warnings = tuple(w for w in (s.warning() for s in sizes) if w)
     seconds = time.perf_counter() - started
     say(render_text(sizes))
@@ -345,7 +347,8 @@ def _reuser(out: Path, previous: Manifest | None) -> Callable[[str, os.stat_resu
     return reuse
 
 
-def inputs_hash(root: Path, config: Config, out: Path, targets: Sequence[str]) -> str:
+def inputs_hash(root: Path, config: Config, out: Path, targets: Sequence[str],
+                target_options: TargetOptions | None = None) -> str:
     """sha256 of everything a build reads: every file the work copy would get (path, size,
     mtime, mode), the effective settings, the build/install commands, the targets, fnserve's
     version. Stats files only (no reads), so an unchanged rebuild costs one walk of the tree."""
@@ -353,6 +356,7 @@ def inputs_hash(root: Path, config: Config, out: Path, targets: Sequence[str]) -
 
     digest = hashlib.sha256()
     head = {"fnserve": __version__, "targets": list(targets), "out": str(out),
+            "target_options": repr(target_options or TargetOptions()),
             "settings": {s.name: repr(getattr(config, s.name, None)) for s in SETTINGS},
             "build": config.build_command, "install": config.vercel.install_command,
             "python": sys.executable}

@@ -1,18 +1,47 @@
 """Build targets: what ``fnserve build --target NAME`` renders from the target-neutral output.
 
 ``TARGETS`` maps a name to a ``Target`` subclass (STYLE: strategies behind a small base class and
-a name map). ``fnserve`` is the output itself (served by ``fnserve start --from``); ``vercel``,
-``container``, ``knative``, ``kubernetes`` and ``lambda`` plug in here later (issue 11).
+a name map). ``fnserve`` is the output itself (served by ``fnserve start --from``); ``knative`` and
+``kubernetes`` render manifests for those engines (``kube``); ``vercel``, ``container`` and
+``lambda`` plug in here later (issue 11). Every target is built with the build's
+``TargetOptions`` (``fnserve build --image NAME``) and reads what it needs from them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fnserve.build.manifest import Manifest
+
+
+#: A container image reference: ``[host[:port]/]path[:tag][@sha256:digest]`` (lower-case path
+#: components, as the OCI distribution spec and docker require).
+IMAGE_RE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+                      r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                      r"(?:@sha256:[0-9a-f]{64})?$")
+
+
+def check_image(name: str) -> str:
+    """``name`` when it is a container image reference (``IMAGE_RE``); raises ``ValueError``
+    saying what is expected otherwise (``--image`` turns it into a usage error)."""
+    if not IMAGE_RE.match(name):
+        raise ValueError(f"{name!r} is not a container image reference; expected [registry/]name[:tag], "
+                         "lower-case, e.g. ghcr.io/me/site:1.0")
+    return name
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """What ``fnserve build`` passes to every target. ``image``: the container image reference
+    (``--image``), None for the target's default (``fnserve-<project folder>:latest`` for the
+    ``container``, ``knative`` and ``kubernetes`` targets)."""
+
+    image: str | None = None
 
 
 class Target:
@@ -24,6 +53,9 @@ class Target:
 
     name = "base"
     description = ""
+
+    def __init__(self, options: TargetOptions | None = None) -> None:
+        self.options = options or TargetOptions()
 
     def render(self, output: Path, manifest: Manifest, say: Callable[[str], None]) -> list[Path]:
         raise NotImplementedError
@@ -40,5 +72,11 @@ class FnserveTarget(Target):
         return []
 
 
-TARGETS: dict[str, type[Target]] = {"fnserve": FnserveTarget}
+from fnserve.build.targets.kube import KnativeTarget, KubernetesTarget  # noqa: E402 (they subclass Target)
+
+TARGETS: dict[str, type[Target]] = {
+    "fnserve": FnserveTarget,
+    "knative": KnativeTarget,
+    "kubernetes": KubernetesTarget,
+}
 DEFAULT_TARGET = "fnserve"
