@@ -3,7 +3,7 @@
 ``build_output(config, ...)`` produces ``OUTPUT`` (default ``<project>/.fnserve/output``)::
 
     OUTPUT/manifest.json      routes, functions, envs, rules (``fnserve.build.manifest``), written last
-    OUTPUT/report.json        sizes per function (``fnserve.build.report``)
+    OUTPUT/report.json        sizes per function (``fnserve.build.sizes``)
     OUTPUT/project/           the project files the functions need (SPEC §8.2 exclusions, excludeFiles /
                               includeFiles), configuration files included; copies, not links
     OUTPUT/static/            ``public/``, as the build command left it
@@ -47,7 +47,7 @@ from fnserve.build.manifest import (
     read_manifest,
     write_manifest,
 )
-from fnserve.build.report import FunctionSize, function_size, package_sizes, render_text, tree_bytes
+from fnserve.build.sizes import FunctionSize, function_size, package_sizes, render_text, tree_bytes
 from fnserve.build.targets import DEFAULT_TARGET, TARGETS, TargetOptions
 from fnserve.config import Config
 from fnserve.errors import ProjectError
