@@ -40,5 +40,7 @@ class FnserveTarget(Target):
         return []
 
 
-TARGETS: dict[str, type[Target]] = {"fnserve": FnserveTarget}
+from fnserve.build.targets.vercel import VercelTarget  # noqa: E402  (it subclasses Target, defined above)
+
+TARGETS: dict[str, type[Target]] = {"fnserve": FnserveTarget, "vercel": VercelTarget}
 DEFAULT_TARGET = "fnserve"
