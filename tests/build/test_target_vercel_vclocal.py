@@ -47,6 +47,18 @@ EDGEONE: list[Probe] = [
     ("GET", "/api/lam/9?x=1", b""),
 ]
 
+ZERO_CONFIG = {  # the zero-config app (SPEC §3.3): after a rewrite it sees the rewritten path
+    "app.py": ("from flask import Flask, request\n\napp = Flask(__name__)\n\n\n"
+               "@app.route('/', defaults={'p': ''}, methods=['GET', 'POST'])\n"
+               "@app.route('/<path:p>', methods=['GET', 'POST'])\n"
+               "def anything(p):\n"
+               "    return {'path': request.path, 'query': request.query_string.decode(), 'method': request.method}\n"),
+    "public/hi.txt": "hello\n", "requirements.txt": "flask\n",
+    "vercel.json": '{"rewrites": [{"source": "/alias/:x", "destination": "/real/:x"}]}',
+}
+APP: list[Probe] = [("GET", "/", b""), ("GET", "/hi.txt", b""), ("GET", "/some/path?q=1", b""),
+                    ("POST", "/alias/7", b"x"), ("GET", "/app", b"")]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -103,10 +115,12 @@ class Vclocal:
 @pytest.mark.parametrize(("example", "extra", "probes"), [
     ("showcase", {}, SHOWCASE),
     ("edgeone", {"cloud-functions/api/lam/[id].py": LAMBDA}, EDGEONE),
+    ("zero-config", ZERO_CONFIG, APP),
 ])
 def test_vercel_output_served_by_vclocal_like_fnserve_start(tmp_path, example, extra, probes):
     project = tmp_path / example
-    shutil.copytree(EXAMPLES / example, project)
+    if (EXAMPLES / example).is_dir():
+        shutil.copytree(EXAMPLES / example, project)
     write_project(project, extra)
     with serving(str(project), "--no-install") as url:
         expected = answers(url, probes)
