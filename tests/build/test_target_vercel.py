@@ -200,3 +200,15 @@ def test_env_files_never_enter_a_func(name):
     from fnserve.build.targets.vercel_func import is_secret_file
 
     assert is_secret_file(name) and is_secret_file("sub/" + name) and not is_secret_file("env.py")
+
+
+def test_an_unchanged_build_renders_a_missing_vercel_output_again(tmp_path):
+    project = write_project(tmp_path / "p", {"api/a.py": handler("'a'"), "requirements.txt": ""})
+    build(project)
+    config = project / ".vercel" / "output" / "config.json"
+    stamp = config.stat().st_mtime_ns
+    output = build(project)
+    assert "up to date" in output and "target vercel:" not in output and config.stat().st_mtime_ns == stamp
+    shutil.rmtree(project / ".vercel" / "output")
+    output = build(project)
+    assert "up to date" in output and "target vercel:" in output and config.is_file()

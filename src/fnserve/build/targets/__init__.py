@@ -28,6 +28,11 @@ class Target:
     def render(self, output: Path, manifest: Manifest, say: Callable[[str], None]) -> list[Path]:
         raise NotImplementedError
 
+    def is_current(self, output: Path, manifest: Manifest) -> bool:
+        """False when an unchanged build must render this target again (its files are missing
+        or older than the build's manifest); the build then calls ``render`` without rebuilding."""
+        return True
+
 
 class FnserveTarget(Target):
     """The output folder as it is: ``fnserve start --from OUTPUT`` serves it."""

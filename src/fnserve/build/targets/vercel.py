@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fnserve.build.exceptions import BuildError
+from fnserve.build.manifest import MANIFEST_NAME
 from fnserve.build.report import SIZE_LIMIT, human, package_sizes, tree_bytes
 from fnserve.build.targets import Target
 from fnserve.build.targets.vercel_func import VENDOR_DIR, link_tree, write_func
@@ -85,6 +86,15 @@ class VercelTarget(Target):
         say(f"target vercel: {dest} ({len(manifest.functions)} function(s), Python {PYTHON_VERSION}, "
             f"{VERCEL_RUNTIME}); deploy it with `vercel deploy --prebuilt` from {project}")
         return [dest]
+
+
+    def is_current(self, output: Path, manifest: Manifest) -> bool:
+        """``.vercel/output/config.json`` exists and was written after the build's manifest."""
+        config = Path(manifest.source) / ".vercel" / "output" / "config.json"
+        try:
+            return config.stat().st_mtime_ns >= (output / MANIFEST_NAME).stat().st_mtime_ns
+        except OSError:
+            return False
 
 
 def swap(tmp: Path, dest: Path) -> None:
