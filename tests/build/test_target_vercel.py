@@ -212,3 +212,17 @@ def test_an_unchanged_build_renders_a_missing_vercel_output_again(tmp_path):
     shutil.rmtree(project / ".vercel" / "output")
     output = build(project)
     assert "up to date" in output and "target vercel:" in output and config.is_file()
+
+
+def test_a_build_with_its_env_vendors_the_envs_requirements(tmp_path):
+    project = write_project(tmp_path / "p", {
+        "requirements.txt": "itsdangerous\n",
+        "api/sign.py": handler("itsdangerous.Signer('k').sign(b'v').decode()", "import itsdangerous\n"),
+    })
+    result = run_cli("build", str(project), "--target", "vercel")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((project / ".fnserve" / "output" / "manifest.json").read_text())
+    assert manifest["functions"][0]["env"] in manifest["envs"]
+    vendor = project / ".vercel" / "output" / "functions" / "api" / "sign.func" / "_vendor"
+    assert (vendor / "itsdangerous" / "signer.py").is_file() and (vendor / "vercel_runtime").is_dir()
+    assert not (vendor / ".lock").exists()

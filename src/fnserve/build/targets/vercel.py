@@ -115,7 +115,10 @@ def requirement_sets(output: Path, manifest: Manifest, environ: Mapping[str, str
         if key in sets:
             continue
         if function.env is not None and function.env in manifest.envs:
-            sets[key] = list(manifest.envs[function.env].requirements)
+            from fnserve.deps.manifests import read_manifests  # --index-url & co. of requirements files
+
+            index_args = read_manifests((output / "project").resolve()).index_args
+            sets[key] = [*index_args, *manifest.envs[function.env].requirements]
         else:
             sets[key] = planned_requirements(output / "project", environ)
     return sets
@@ -147,7 +150,7 @@ def resolve_vendor(requirements: list[str], target: Path, environ: Mapping[str, 
     proc = uv.run(["pip", "install", "--quiet", "--no-python-downloads", "--target", str(target),
                    "--python-platform", PLATFORM, "--python-version", PYTHON_VERSION, *lines])
     if proc.returncode != 0:
-        names = [_name(line) for line in lines if not line.startswith("-")]
+        names = [_name(line) for line in lines if not line.startswith("-") and "://" not in line]
         culprit = failing_requirement(proc.stderr, names) or "a requirement"
         raise BuildError("vercel", f"target vercel: {culprit} cannot be installed for Linux x86_64 / CPython "
                          f"{PYTHON_VERSION} ({PLATFORM}):\n{summarize_error(proc.stderr)}",
