@@ -226,3 +226,16 @@ def test_a_build_with_its_env_vendors_the_envs_requirements(tmp_path):
     vendor = project / ".vercel" / "output" / "functions" / "api" / "sign.func" / "_vendor"
     assert (vendor / "itsdangerous" / "signer.py").is_file() and (vendor / "vercel_runtime").is_dir()
     assert not (vendor / ".lock").exists()
+
+
+def test_function_limits_become_memory_and_max_duration(tmp_path):
+    project = write_project(tmp_path / "p", {
+        "api/a.py": handler("'a'"), "api/b.py": handler("'b'"), "requirements.txt": "",
+        "vercel.json": json.dumps({"functions": {"api/a.py": {"maxDuration": 7, "memory": 512}}}),
+    })
+    build(project)
+    functions = project / ".vercel" / "output" / "functions" / "api"
+    a = json.loads((functions / "a.func" / ".vc-config.json").read_text())
+    b = json.loads((functions / "b.func" / ".vc-config.json").read_text())
+    assert (a["maxDuration"], a["memory"]) == (7, 512) and (b["maxDuration"], b["memory"]) == (300, 1024)
+    assert "launcherType" not in a
