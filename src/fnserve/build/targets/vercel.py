@@ -60,6 +60,7 @@ class VercelTarget(Target):
         project = Path(manifest.source)
         dest = project / ".vercel" / "output"
         tmp = project / ".vercel" / f".output.tmp-{os.getpid()}"
+        created = not tmp.parent.exists()
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         environ = dict(os.environ)  # boundary: the build's process environment, read once
@@ -82,11 +83,12 @@ class VercelTarget(Target):
             swap(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if created and not any(tmp.parent.iterdir()):
+                tmp.parent.rmdir()  # leave the project as it was
             raise
         say(f"target vercel: {dest} ({len(manifest.functions)} function(s), Python {PYTHON_VERSION}, "
             f"{VERCEL_RUNTIME}); deploy it with `vercel deploy --prebuilt` from {project}")
         return [dest]
-
 
     def is_current(self, output: Path, manifest: Manifest) -> bool:
         """``.vercel/output/config.json`` exists and was written after the build's manifest."""
