@@ -40,5 +40,7 @@ class FnserveTarget(Target):
         return []
 
 
-TARGETS: dict[str, type[Target]] = {"fnserve": FnserveTarget}
+from fnserve.build.targets.lambda_target import LambdaTarget  # noqa: E402 - it subclasses Target, defined above
+
+TARGETS: dict[str, type[Target]] = {"fnserve": FnserveTarget, "lambda": LambdaTarget}
 DEFAULT_TARGET = "fnserve"
