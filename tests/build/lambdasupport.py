@@ -65,7 +65,7 @@ app = Flask(__name__)
 def item(x):
     if request.method == "POST":
         return request.get_data(), 200, {"Content-Type": "application/octet-stream"}
-    resp = jsonify(kind="wsgi", x=x, args=request.args.to_dict(flat=False), script_name=request.script_root,
+    resp = jsonify(kind="wsgi", x=x, where=__import__("flask").__file__, args=request.args.to_dict(flat=False), script_name=request.script_root,
                    path=request.path, cookie=request.cookies.to_dict(), multi=request.headers.get("X-Multi"))
     resp.set_cookie("a", "1")
     resp.set_cookie("b", "2")
@@ -92,6 +92,7 @@ app = FastAPI(lifespan=lifespan)
 @app.get("/api/fastapi_app/state")
 async def state(request: Request, q: str = ""):
     return {"kind": "asgi", "startups": len(started), "boot": request.state.boot, "q": q,
+            "where": __import__("fastapi").__file__,
             "path": request.url.path, "cookie": request.headers.get("cookie"),
             "multi": request.headers.getlist("x-multi")}
 
