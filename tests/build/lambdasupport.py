@@ -124,7 +124,8 @@ def handler(event, context):
         "multiValueHeaders": {"set-cookie": ["a=1", "b=2"]},
         "body": json.dumps({"kind": "lambda", "rawPath": event["rawPath"], "query": event.get("queryStringParameters"),
                             "cookies": event.get("cookies"), "method": event["requestContext"]["http"]["method"],
-                            "body": body, "remaining": context.get_remaining_time_in_millis() > 0}),
+                            "body": body, "remaining": context.get_remaining_time_in_millis() > 0,
+                            "greeting": __import__("os").environ.get("GREETING")}),
     }
 '''
 
@@ -135,6 +136,7 @@ FILES = {
     "api/fastapi_app.py": FASTAPI_APP,
     "api/event.py": LAMBDA_STYLE,
     "requirements.txt": "flask>=3.0,<4\nfastapi>=0.110,<1\n",
+    ".env": "GREETING=from-dotenv\n",
 }
 SOURCES = ("v1", "v2", "alb", "alb-multi")
 

@@ -170,6 +170,7 @@ def test_render_writes_zips_and_a_sam_template(built):
     assert {"fnserve_lambda.py", "fnserve_lambda.json", "_fnserve_runtime/loader.py", "_fnserve_runtime/handler.py",
             "api/users/[id].py"} <= names
     assert not any("__pycache__" in n or n.startswith("_vendor/") for n in names)  # built without an env
+    assert config["environment"] == {"GREETING": "from-dotenv"}
     assert config["function"]["id"] == "api/users/[id].py" and config["routes"][0]["segments"] == [
         ["literal", "api"], ["literal", "users"], ["param", "id"]]
     assert any("target lambda: 5 function zip(s)" in line for line in lines)
@@ -200,3 +201,37 @@ def test_registry_and_unsupported_python(built):
     with pytest.raises(BuildError, match=r"the project's Python is 3\.8\.18; AWS Lambda runs Python 3\.9"):
         LambdaTarget({}).render(output, odd, lambda _line: None)
     assert (output / "lambda" / "template.yaml").is_file()  # the previous rendering is intact
+
+
+RUN_EVENTS = """
+import json, sys
+sys.path.insert(0, ".")
+import fnserve_lambda
+print(json.dumps([fnserve_lambda.handler(e, None) for e in json.load(sys.stdin)]))
+"""
+
+
+def test_edgeone_layout_zips(tmp_path):
+    """examples/edgeone: a Flask mount sees the path below its prefix (root_path), the
+    ``[[default]]`` catch-all gets the rest; each zip run in its own interpreter, as on Lambda."""
+    import shutil
+    import subprocess
+
+    project = tmp_path / "edgeone"
+    shutil.copytree(Path(__file__).parents[2] / "examples" / "edgeone", project,
+                    ignore=shutil.ignore_patterns(".fnserve", "__pycache__"))
+    assert run_cli("build", str(project), "--no-install", "--target", "lambda").exit_code == 0
+    functions = project / ".fnserve/output/lambda/functions"
+    cases = {"cloud-functions-api-flaskapp-index.zip": ("/api/flaskapp/users", 200, '"Alice"'),
+             "cloud-functions-api-_default_.zip": ("/api/books/list", 404, '"path": "/api/books/list"')}
+    for name, (path, status, needle) in cases.items():
+        root = tmp_path / name
+        with zipfile.ZipFile(functions / name) as zf:
+            zf.extractall(root)
+        events = [event(source, "GET", path) for source in SOURCES]
+        proc = subprocess.run([sys.executable, "-c", RUN_EVENTS], cwd=root, input=json.dumps(events),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        for source, result in zip(SOURCES, json.loads(proc.stdout)):
+            got_status, _, body = decode(source, result)
+            assert got_status == status and needle in body.decode(), (name, source, body)

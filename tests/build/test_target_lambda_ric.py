@@ -199,6 +199,13 @@ def test_dependencies_come_from_the_zip(containers):
         assert Path(as_json(body)["where"]).is_relative_to(root / "_vendor")
 
 
+def test_environment_from_dotenv(containers):
+    """.env variables reach the function, as under fnserve start."""
+    api, proc, log, _root = containers["api/event.py"]
+    _, _, body = decode("v2", api.invoke(event("v2", "GET", "/api/event"), proc, log))
+    assert as_json(body)["greeting"] == "from-dotenv"
+
+
 def test_a_dependency_lambda_cannot_install_is_named(built, tmp_path):
     manifest = read_manifest(built)
     env = next(iter(manifest.envs.values()))
@@ -234,7 +241,7 @@ def test_same_answers_as_fnserve_start(built, containers):
     def comparable(content_type: str | None, body: bytes) -> Any:
         if content_type and "json" in content_type:
             data = as_json(body)
-            return {k: v for k, v in data.items() if k not in ("where", "host", "remaining")}
+            return {k: v for k, v in data.items() if k not in ("where", "host", "remaining")}  # machine-specific
         return body
 
     owner = {"users": "api/users/[id].py", "flask_app": "api/flask_app.py", "fastapi_app": "api/fastapi_app.py",

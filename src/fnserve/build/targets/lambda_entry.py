@@ -117,7 +117,8 @@ def _query(single: Any, multi: Any, encoded: bool) -> str:
 def request_of(event: dict[str, Any]) -> dict[str, Any]:
     """The HTTP request of an event: ``source`` (``event_source``), ``method``, ``raw_path``
     (str, percent-encoded), ``query`` (str), ``headers`` [(bytes, bytes)] (lowercase names),
-    ``body`` bytes, ``client`` (ip, port). Raises ``EventError``."""
+    ``body`` bytes (a ``Content-Length`` header is added when the event has none: the body is
+    whole), ``client`` (ip, port). Raises ``EventError``."""
     source = event_source(event)
     context = event.get("requestContext") or {}
     if source == "v2":
@@ -405,12 +406,16 @@ def spec_of(config: dict[str, Any], root: str) -> dict[str, Any]:
 
 
 def load(root: str, load_function: Callable[[dict[str, Any]], Any] | None = None) -> LambdaFunction:
-    """The ``LambdaFunction`` of the zip unpacked at ``root``: reads ``fnserve_lambda.json``, adds
+    """The ``LambdaFunction`` of the zip unpacked at ``root``: reads ``fnserve_lambda.json``, sets
+    its ``environment`` variables not already set (as ``fnserve start`` gives them to the
+    function's process; variables configured on the Lambda function take precedence), adds
     ``_vendor/`` as a site directory (after the function's own import roots, as its env's
     site-packages come after them under ``fnserve start``), loads the function with
     ``load_function`` (default: the vendored runtime's). Raises the loader's ``LoadError``."""
     with open(os.path.join(root, CONFIG_NAME), encoding="utf-8") as f:
         config = json.load(f)
+    for name, value in (config.get("environment") or {}).items():
+        os.environ.setdefault(name, value)  # the function's process environment; Lambda's own settings win
     vendor = os.path.join(root, VENDOR_DIR)
     if os.path.isdir(vendor) and vendor not in sys.path:
         site.addsitedir(vendor)

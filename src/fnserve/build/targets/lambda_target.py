@@ -8,7 +8,8 @@
     OUTPUT/lambda/functions/<name>.zip     one per function:
         fnserve_lambda.py                  the handler (``lambda_entry.py``): Handler fnserve_lambda.handler
         fnserve_lambda.json                the function (module, attr, kind, layout, import roots,
-                                           limits) and its routes in priority order
+                                           limits), its routes in priority order, its environment
+                                           variables (vercel.json ``env``, ``.env`` files)
         _fnserve_runtime/                  fnserve's stdlib runtime (``fnserve/runtime/``), as is
         _vendor/                           the function env's requirements resolved for Lambda:
                                            ``uv pip install --target --python-platform
@@ -164,9 +165,12 @@ def zip_name(function_id: str, taken: set[str]) -> str:
     return name + ".zip"
 
 
-def function_config(fn: FunctionRecord, routes: list[RouteRecord]) -> dict[str, Any]:
-    """``fnserve_lambda.json`` of ``fn`` (see ``lambda_entry``): the function and its routes in
-    priority order, each with the ``root_path`` its app sees (an EdgeOne framework mount's prefix)."""
+def function_config(fn: FunctionRecord, routes: list[RouteRecord], environment: Mapping[str, str] | None = None
+                    ) -> dict[str, Any]:
+    """``fnserve_lambda.json`` of ``fn`` (see ``lambda_entry``): the function, its routes in
+    priority order, each with the ``root_path`` its app sees (an EdgeOne framework mount's prefix),
+    and ``environment``: the variables ``fnserve start`` gives the function (vercel.json ``env``,
+    ``.env`` files), set at cold start unless Lambda's own configuration already sets them."""
     framework = fn.kind in ("app", "application")
     out_routes = []
     for r in routes:
@@ -184,7 +188,7 @@ def function_config(fn: FunctionRecord, routes: list[RouteRecord]) -> dict[str, 
             "function": {"id": fn.id, "module": fn.module, "attr": fn.attr, "kind": fn.kind, "layout": fn.layout,
                          "import_roots": list(fn.import_roots), "max_duration": fn.limits.get("max_duration"),
                          "memory": fn.limits.get("memory")},
-            "routes": out_routes}
+            "routes": out_routes, "environment": dict(environment or {})}
 
 
 def _walk_files(folder: Path) -> Iterator[tuple[Path, str]]:
@@ -303,6 +307,10 @@ class LambdaTarget(Target):
         return [final / TEMPLATE_NAME, *(final / item["code_uri"] for item in items)]
 
     def _render_into(self, tmp: Path, output: Path, manifest: Manifest, say: Callable[[str], None]) -> list[dict[str, Any]]:
+        from fnserve.config import load_config
+
+        # the function environment as `fnserve start --from` computes it, from the copied files
+        environment = load_config(output / "project", {}, self.environ, mode="start").function_env()
         vendors: dict[str | None, tuple[Path | None, str]] = {}
         taken: set[str] = set()
         zips: set[str] = set()
@@ -321,7 +329,7 @@ class LambdaTarget(Target):
             vendor, python = vendors[fn.env]
             routes = [r for r in manifest.routes if r.function == fn.id]
             name = zip_name(fn.id, zips)
-            size = write_function_zip(tmp / "functions" / name, fn, function_config(fn, routes),
+            size = write_function_zip(tmp / "functions" / name, fn, function_config(fn, routes, environment),
                                       output / "project", vendor)
             paths = list(dict.fromkeys(p for r in routes for p in api_paths(r)))
             items.append({"record": fn, "logical_id": logical_id(fn.id, taken), "code_uri": f"functions/{name}",
