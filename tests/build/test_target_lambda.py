@@ -6,6 +6,7 @@ build. The same functions under AWS's own runtime client: test_target_lambda_ric
 from __future__ import annotations
 
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -235,3 +236,16 @@ def test_edgeone_layout_zips(tmp_path):
         for source, result in zip(SOURCES, json.loads(proc.stdout)):
             got_status, _, body = decode(source, result)
             assert got_status == status and needle in body.decode(), (name, source, body)
+
+
+def test_a_function_over_lambdas_250_mb_is_refused(tmp_path):
+    """A 300 MB (sparse) data file: exit 2 naming the function and its largest parts, no lambda/."""
+    project = write_project(tmp_path / "p", {"api/hello.py": FILES["api/hello.py"]})
+    with open(project / "big.bin", "wb") as f:
+        f.truncate(300 * 1024 * 1024)
+    result = run_cli("build", str(project), "--no-install", "--target", "lambda")
+    assert result.exit_code == 2
+    assert re.search(r"api/hello\.py: 300\.\d MB unzipped, over AWS Lambda's 250 MB limit for a zip package; "
+                     r"largest: big\.bin 300\.0 MB, fnserve_lambda\.py", result.output), result.output
+    assert "excludeFiles" in result.output
+    assert not (project / ".fnserve/output/lambda").exists()

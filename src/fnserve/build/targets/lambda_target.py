@@ -21,6 +21,7 @@ One zip per function (not per env): each Lambda function gets exactly its own fi
 (``excludeFiles``/``includeFiles`` honoured), and SAM's one ``CodeUri`` per function stays simple;
 the dependencies are resolved once per env and copied into each zip. The Lambda Python is the
 env's (``python3.X``; 3.9–3.13), 3.12 for a build without an env (``--no-install``).
+A function over 250 MB unzipped (Lambda's limit) is a ``BuildError`` naming its largest parts.
 Limits: ``memory`` → ``MemorySize`` (128–10240 MB), ``maxDuration`` → ``Timeout`` (≤ 900 s),
 ``minInstances`` > 0 → provisioned concurrency on an alias ``live``. Everything is written in a
 temporary folder renamed to ``OUTPUT/lambda`` at the end; any failure leaves no ``lambda/``.
@@ -54,6 +55,7 @@ LAMBDA_PYTHONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
 DEFAULT_PYTHON = "3.12"
 MEMORY_RANGE = (128, 10240)  # MB
 MAX_TIMEOUT = 900  # s
+UNZIPPED_LIMIT = 250 * 1024 * 1024  # bytes: Lambda's limit for a zip package, unzipped (with layers)
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
 _SKIP = ("__pycache__",)
 
@@ -214,23 +216,37 @@ def write_function_zip(dest: Path, fn: FunctionRecord, config: dict[str, Any], p
                        vendor: Path | None) -> int:
     """Write the zip of ``fn`` at ``dest`` (layout: the module docstring); ``project``: the
     output's ``project/``; ``vendor``: the resolved dependencies or None. Returns its size in
-    bytes. Raises ``BuildError`` when a file of the function is missing from the output."""
+    bytes. Raises ``BuildError`` when a file of the function is missing from the output, or when
+    the unzipped size would be over ``UNZIPPED_LIMIT`` (Lambda refuses such a package), naming
+    the largest contributors; nothing is written then."""
+    members = [(Path(entry.__file__), ENTRY_MODULE)]
+    members += [(path, f"{entry.RUNTIME_PACKAGE}/{rel}") for path, rel in _walk_files(RUNTIME_DIR) if rel.endswith(".py")]
+    if vendor is not None:
+        members += [(path, f"{entry.VENDOR_DIR}/{rel}") for path, rel in _walk_files(vendor)]
+    for rel in fn.files:
+        source = project / rel
+        if not source.is_file():
+            raise BuildError("lambda", f"{fn.id}: its file {rel} is missing from {project}",
+                             "rebuild the output: fnserve build --force")
+        members.append((source, rel))
+    sizes = [(path.stat().st_size, arcname) for path, arcname in members]
+    total = sum(size for size, _ in sizes)
+    if total > UNZIPPED_LIMIT:
+        groups: dict[str, int] = {}
+        for size, arcname in sizes:
+            parts = arcname.split("/")
+            key = "/".join(parts[:2]) if parts[0] == entry.VENDOR_DIR else arcname
+            groups[key] = groups.get(key, 0) + size
+        largest = ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in sorted(groups.items(), key=lambda kv: -kv[1])[:5])
+        raise BuildError("lambda", f"{fn.id}: {total / 2**20:.1f} MB unzipped, over AWS Lambda's "
+                         f"{UNZIPPED_LIMIT / 2**20:.0f} MB limit for a zip package; largest: {largest}",
+                         "leave files out with `excludeFiles` for this function (vercel.json `functions`), "
+                         "or drop dependencies it does not need")
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(zipfile.ZipInfo(entry.CONFIG_NAME, (1980, 1, 1, 0, 0, 0)),
                     json.dumps(config, indent=2) + "\n", zipfile.ZIP_DEFLATED)
-        _add(zf, Path(entry.__file__), ENTRY_MODULE)
-        for path, rel in _walk_files(RUNTIME_DIR):
-            if rel.endswith(".py"):
-                _add(zf, path, f"{entry.RUNTIME_PACKAGE}/{rel}")
-        if vendor is not None:
-            for path, rel in _walk_files(vendor):
-                _add(zf, path, f"{entry.VENDOR_DIR}/{rel}")
-        for rel in fn.files:
-            source = project / rel
-            if not source.is_file():
-                raise BuildError("lambda", f"{fn.id}: its file {rel} is missing from {project}",
-                                 "rebuild the output: fnserve build --force")
-            _add(zf, source, rel)
+        for path, arcname in members:
+            _add(zf, path, arcname)
     return dest.stat().st_size
 
 
