@@ -254,3 +254,29 @@ def test_same_answers_as_fnserve_start(built, containers):
             got_status, headers, got_body = decode(source, api.invoke(event(source, method, path, pairs), proc, log))
             assert (got_status, headers.get("content-type", [None])[0]) == (status, content_type), (source, target)
             assert comparable(content_type, got_body) == comparable(content_type, body), (source, target)
+
+
+def test_a_function_that_fails_to_import_is_an_init_error(runtime_dir, tmp_path):
+    """An import error is reported by the runtime client as an init error (Lambda's
+    ``Runtime.*`` init failure), naming the function and the exception; the process exits."""
+    project = write_project(tmp_path / "p", {"api/broken.py": "raise RuntimeError('boom at import')\n"
+                                             "def handler(event, context):\n    return 'never'\n"})
+    build_output(load_config(project, {"install": False}, {}, mode="build"), targets=("lambda",))
+    root = tmp_path / "task"
+    with zipfile.ZipFile(project / ".fnserve/output/lambda/functions/api-broken.zip") as zf:
+        zf.extractall(root)
+    api = MockRuntimeAPI()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_LAMBDA_RUNTIME_API": api.address,
+           "PYTHONPATH": f"{root}{os.pathsep}{runtime_dir}", "LAMBDA_TASK_ROOT": str(root)}
+    proc = subprocess.Popen([sys.executable, "-S", "-m", "awslambdaric", "fnserve_lambda.handler"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        api.close()
+    assert proc.returncode != 0
+    error = json.loads(api.init_error)
+    assert "api/broken.py: importing the module raised RuntimeError: boom at import" in error["errorMessage"], error
