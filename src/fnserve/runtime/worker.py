@@ -326,7 +326,13 @@ class Worker:
                     stream.fail(p.ConnectionLost("the response is complete"))
             elif mtype == "http.response.start":
                 started[0] = True
-                block = p.pack_headers(message.get("headers", ())) if len(message) <= 3 else None
+                headers = message.get("headers", ())
+                if type(headers) is not list and type(headers) is not tuple:
+                    # any iterable of pairs (Sanic sends a generator): read it once (SPEC §4)
+                    headers = list(headers)
+                    message = dict(message)
+                    message["headers"] = headers
+                block = p.pack_headers(headers) if len(message) <= 3 else None
                 if block is not None:  # the usual shape: status + headers, no trailers
                     stream.send(p.RESPONSE_START, p.RAW_HEADERS, b"%d" % message["status"], block)
                 else:
