@@ -38,6 +38,7 @@ from fnserve.project.entrypoints import ModuleScan
 from fnserve.project.importscan import StampCache
 from fnserve.project.types import Function
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
+from fnserve.server.collectstatic import StaticRoutes, django_functions, run_django_static, with_django_static
 from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
@@ -73,11 +74,14 @@ class DevServer:
         self.routes_of: dict[str, str] = {}
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
         self.gate = DepsGate(SupervisorDispatcher(self.supervisor))
-        self.deps = DevDeps(self.root, self.environ, self.say, self.gate, self.install)
+        self.deps = DevDeps(self.root, self.environ, self.say, self.gate, self._env_changed)
         self.app = FrontApp(Site(routes=None), self.gate, dev=True, on_shutdown=(self.supervisor.shutdown,))
         self.logs: LogOutput | None = None  # set by run_dev()
         self._installed: dict[str, WorkerTarget] = {}
         self._scans: StampCache[ModuleScan] = StampCache()  # a reload parses only the files that changed
+        self.static_prefixes: dict[str, str] = {}  # Django STATIC_URL → function id (probe_static)
+        self._django: frozenset[str] = frozenset()
+        self._probe_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ loading
     def _first_config(self) -> Config:
@@ -112,6 +116,7 @@ class DevServer:
             self.say(f"error: {exc}")
             return
         self.project, self.project_problem = project, None
+        self._django = frozenset(f.id for f in django_functions(project))
         self.routes_of = {}
         for route in project.routes.routes:
             self.routes_of.setdefault(route.function.id, route.pattern)
@@ -120,8 +125,11 @@ class DevServer:
         """The ``Site`` for the current config and project."""
         rules = from_config(self.config.vercel)
         problem = self.config_problem or self.project_problem
+        routes = self.project.routes if self.project is not None and self.project_problem is None else None
+        if routes is not None and self.static_prefixes:
+            routes = StaticRoutes(routes, self.static_prefixes)
         return Site(
-            routes=self.project.routes if self.project is not None and self.project_problem is None else None,
+            routes=routes,
             rules=rules,
             static=static_for(self.root, rules.clean_urls),
             problem=problem,
@@ -136,12 +144,48 @@ class DevServer:
             return []
         config = self.config
         env = config.function_env()
-        return [
+        targets = [
             WorkerTarget.from_function(
                 f, self.root, python=self.python, env=env, body_limit=config.body_limit,
                 limits=lambda kind, fid=f.id: config.limits_for(fid, asgi=kind == "asgi"))
             for f in self.project.functions
         ]
+        return [with_django_static(t, "finders") if t.id in self._django else t for t in targets]
+
+    async def probe_static(self) -> None:
+        """Django static files in dev (``server.collectstatic``): learn each Django function's
+        ``STATIC_URL`` (a subprocess in its env) so the front routes it to the function, whose
+        worker answers from Django's finders. A failure is a warning (the function's own
+        requests show the error)."""
+        prefixes: dict[str, str] = {}
+        if self.gate.everyone is None:
+            for target in self.targets():
+                if target.id not in self._django:
+                    continue
+                try:
+                    url = await asyncio.to_thread(run_django_static, target, None)
+                except FnserveError as exc:
+                    self.say(f"warning: Django static files are not served: {exc.message}")
+                    continue
+                if url is not None:
+                    prefixes.setdefault(url, target.id)
+        if prefixes != self.static_prefixes:
+            self.static_prefixes = prefixes
+            self.app.swap(self.site())
+            for url, fid in prefixes.items():
+                self.say(f"django: {url} is served from Django's static finders ({fid})")
+
+    async def _env_changed(self) -> None:
+        """A new env is ready (``DevDeps``): restart on it, then ask Django again."""
+        await self.install()
+        await self.probe_static()
+
+    def _probe_in_background(self) -> None:
+        if not self._django and not self.static_prefixes:
+            return
+        if self._probe_task is not None and not self._probe_task.done():
+            self._probe_task.cancel()
+        self._probe_task = asyncio.get_running_loop().create_task(self.probe_static())
 
     @property
     def python(self) -> Path | None:
@@ -227,6 +271,8 @@ class DevServer:
                          else "install is off (--no-install): requirements are not applied")
         if self.config_problem or self.project_problem:
             parts.append("ERROR: " + (self.config_problem or self.project_problem).message)  # type: ignore[union-attr]
+        if plan.code or plan.config:
+            self._probe_in_background()
         summary = "; ".join(parts) or "nothing to restart"
         return f"reload: {what} changed → {summary} [{(time.perf_counter() - started) * 1000:.0f} ms]"
 
@@ -265,6 +311,7 @@ async def serve(dev: DevServer) -> None:
     if dev.project is not None:
         dev.say(render_text(dev.project).rstrip("\n"))
     await dev.install()
+    await dev.probe_static()
     host = dev.config.host
     sock = bind(host, dev.config.port)
     port = sock.getsockname()[1]
