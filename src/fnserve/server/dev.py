@@ -225,8 +225,6 @@ class DevServer:
             self.load_config()
         reinstall = bool(plan.deps) or (bool(plan.config) and self.config_problem is None and (
             broken_config or deps_config != {n: getattr(self.config, n) for n in DEPS_SETTINGS}))
-        if reinstall and self.config.install:
-            self.deps.reinstall(self.config, what)
         for kind, path in plan.code:
             if kind != "deleted":
                 forget_bytecode(path)
@@ -241,13 +239,13 @@ class DevServer:
         known = {f.id for f in self.project.functions} if self.project is not None else set()
         before = {f.id for f in old.functions} if old is not None else set()
         affected = (affected & known & before) - restarted
-        if not reinstall:
-            missing = await self.deps.new_imports(self.config, plan.imports)
-            if missing:
-                held = {fid for _, p in plan.code for fid in self.project.dependents(p)} if self.project else set()
-                self.deps.reinstall(self.config, what, held, missing)
-                reinstall = True
-                affected -= held  # they restart on the new environment
+        missing = await self.deps.new_imports(self.config, plan.imports)
+        if (reinstall or missing) and self.config.install:
+            held = {fid for _, p in plan.code for fid in self.project.dependents(p)} \
+                if missing and self.project is not None else set()
+            self.deps.reinstall(self.config, what, held, missing)
+            affected -= held  # they restart on the new environment
+        reinstall = reinstall or bool(missing)
         results = await self.supervisor.restart(sorted(affected)) if affected else {}
         parts = []
         for fid in sorted(affected):
