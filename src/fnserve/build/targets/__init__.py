@@ -72,11 +72,13 @@ class FnserveTarget(Target):
         return []
 
 
+from fnserve.build.targets.container import ContainerTarget  # noqa: E402 (it subclasses Target)
 from fnserve.build.targets.kube import KnativeTarget, KubernetesTarget  # noqa: E402 (they subclass Target)
 
 TARGETS: dict[str, type[Target]] = {
     "fnserve": FnserveTarget,
     "knative": KnativeTarget,
     "kubernetes": KubernetesTarget,
+    "container": ContainerTarget,
 }
 DEFAULT_TARGET = "fnserve"
