@@ -14,8 +14,9 @@ needs root, podman and a Debian mirror, and takes a minute or two:
 5. the container contract: ``podman run -e PORT=P -p 127.0.0.1:P:P``; it listens on ``$PORT``,
    ``/_fnserve/ready`` turns 200, the image's HEALTHCHECK passes, it runs as uid 1000, every
    showcase route (handler, Flask, FastAPI, raw ASGI, dynamic, catch-all, static, the vercel.json
-   rewrite and redirect, 404s) answers as under ``fnserve start``; ``podman stop`` (SIGTERM) →
-   exit status 0 within the grace period.
+   rewrite and redirect, 404s) answers as under ``fnserve start``; ``podman stop`` (SIGTERM)
+   while a request is in flight (``api/slow.py``, added to the copy, sleeps 1.5 s) → that request
+   completes with 200 and the container exits with status 0 within the grace period.
 
 Every wait has a timeout; the container, the image under test and the temporary folder are
 removed at the end (the base image is kept for the next run). Exit status 0 when everything
@@ -30,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +69,26 @@ for flag, bundle in (("--bundle", True), ("-b", True), ("--process", False), ("-
                 json.dump(spec, f)
 os.execv({runtime!r}, [{runtime!r}, *args])
 """
+
+
+SLOW_SECONDS = 1.5
+SLOW = f"""from http.server import BaseHTTPRequestHandler
+import time
+class handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep({SLOW_SECONDS})
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"slept")
+"""
+
+
+def _get(url: str) -> tuple[int, str] | str:
+    try:
+        resp = httpx.get(url, timeout=GRACE)
+        return resp.status_code, resp.text
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 class Failed(Exception):
@@ -197,6 +219,7 @@ def main() -> int:
         runtime = pick_runtime(base, work)
         project = work / "showcase"
         shutil.copytree(ROOT / "examples" / "showcase", project)
+        (project / "api" / "slow.py").write_text(SLOW)  # one request in flight when SIGTERM comes
         with serving(str(project)) as url:
             expected = responses(url, SHOWCASE)
         say(f"fnserve start {project.name}: {len(expected)} responses recorded")
@@ -237,16 +260,22 @@ def main() -> int:
                 mismatches.append(f"{method} {path}: start gave {want[2:]!r}, the container {have[2:]!r}")
         check(not mismatches, f"{len(got)} showcase routes answer as under `fnserve start`"
               + ("" if not mismatches else ":\n" + "\n".join(mismatches)))
+        in_flight: list[object] = []
+        slow = threading.Thread(target=lambda: in_flight.append(_get(url + "/api/slow")), daemon=True)
+        slow.start()
+        time.sleep(SLOW_SECONDS / 3)  # the request is being served when SIGTERM arrives
         stop_started = time.monotonic()
         run(["podman", "stop", "--time", str(GRACE), CONTAINER], timeout=GRACE + 30)
         stopped_after = time.monotonic() - stop_started
+        slow.join(timeout=GRACE)
         code = run(["podman", "inspect", "--format", "{{.State.ExitCode}}", CONTAINER], timeout=60).stdout.strip()
         logs = run(["podman", "logs", CONTAINER], timeout=60).stdout.strip().splitlines()
-        for line in logs[-3:]:
+        for line in logs[-4:]:
             print("    | " + line, flush=True)
         check(code == "0" and stopped_after < GRACE,
               f"podman stop (SIGTERM) → exit status {code} after {stopped_after:.1f} s (grace period {GRACE} s)")
         check(any("SIGTERM received" in line for line in logs), "fnserve logged the SIGTERM drain")
+        check(in_flight == [(200, "slept")], f"the request in flight during SIGTERM completed: {in_flight}")
         say("e2e-container: all checks passed")
         return 0
     except Failed as exc:
