@@ -84,6 +84,7 @@ def test_containerfile_contract(tmp_path, stub_install):
     env = dict(item.split("=", 1) for item in args["ENV"].split())
     assert env["PORT"] == "8080" and env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert args["USER"] == "1000:1000" and not args["USER"].startswith("0")  # non-root
+    assert args["LABEL"].startswith('org.opencontainers.image.title="showcase" io.fnserve.version="0.1.0"')
     assert args["EXPOSE"] == "8080" and args["STOPSIGNAL"] == "SIGTERM" and args["WORKDIR"] == "/app"
     # HEALTHCHECK: options, then CMD in exec form probing /_fnserve/health on $PORT
     options, _, probe = args["HEALTHCHECK"].partition(" CMD ")

@@ -100,8 +100,8 @@ def containerfile(work: Workload, manifest: Manifest, python: str) -> str:
         f"# BASE: any image whose python3 is CPython {python} with its venv module, sh and useradd.",
         f"ARG BASE=python:{python}-slim",
         "FROM ${BASE}",
-        f'LABEL org.opencontainers.image.title="{project}" io.fnserve.version="{manifest.fnserve}" '
-        f'io.fnserve.build-inputs="{manifest.inputs}"',
+        f"LABEL org.opencontainers.image.title={json.dumps(project)} io.fnserve.version={json.dumps(manifest.fnserve)} "
+        f"io.fnserve.build-inputs={json.dumps(manifest.inputs)}",
         f"ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PORT={CONTAINER_PORT}",
         "# fnserve and its dependencies (resolved at `fnserve build` time; nothing is downloaded here)",
         f"COPY fnserve/ {FNSERVE_VENV}/lib/python{python}/site-packages/",
@@ -263,14 +263,20 @@ def write_context(output: Path, manifest: Manifest, work: Workload, say: Say,
 
 
 def _copy(src: Path, dst: Path) -> None:
-    from fnserve.build.output import _link_or_copy
-
+    """``src`` (file or tree) to ``dst``: hard links, copies across file systems; no bytecode."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir() and not src.is_symlink():
-        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy,
+        shutil.copytree(src, dst, symlinks=True, copy_function=_hardlink_or_copy,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     else:
-        _link_or_copy(src, dst)
+        _hardlink_or_copy(src, dst)
+
+
+def _hardlink_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def find_engine(which: Callable[[str], str | None] = shutil.which) -> str | None:
