@@ -61,7 +61,7 @@ def config_command(directory: str, as_json: bool, mode: str, **flags: object) ->
     (values are never shown). Exit 2 with the reason when the configuration is invalid (SPEC §5)."""
     import json
 
-    from fnserve.config.report import render_text, to_json
+    from fnserve.config.show import render_text, to_json
     from fnserve.project import load_project
 
     config = _config(directory, flags, mode)
@@ -117,7 +117,7 @@ def deps_command(directory: str, check: bool, as_json: bool, **flags: object) ->
     import json
 
     from fnserve.deps import DepsOptions, ensure_env, plan_deps
-    from fnserve.deps.report import check_problems, render_text, to_json
+    from fnserve.deps.summary import check_problems, render_text, to_json
 
     config = _config(directory, flags)
     options = DepsOptions.from_config(config, dict(os.environ))

@@ -18,12 +18,12 @@
         └── FunctionFailed            the app raised (500): ``.traceback``
 
 An error with a ``status_code`` is an HTTP answer: the front app (``fnserve.server.app``) renders
-it as is with ``fnserve.server.errors.send_exception`` — ``status_code``, ``message``, ``detail``
+it as is with ``fnserve.server.errorpages.send_exception`` — ``status_code``, ``message``, ``detail``
 (dev only: the hint, or the traceback of load / app failures) and ``headers`` (``Retry-After``
 for ``Overloaded``) — unless ``response_started`` is True: the response is under way and the
 client connection is dropped instead.
 
-Errors met inside a function's own process (load failures) live in ``fnserve.runtime.errors``
+Errors met inside a function's own process (load failures) live in ``fnserve.runtime.failures``
 because the runtime may import nothing from the rest of fnserve. The CLI maps ``FnserveError``
 to a message and exit code 2 (``fnserve.cli``).
 """
@@ -140,7 +140,7 @@ class WorkerStartTimeout(WorkerError):
 
 class FunctionLoadFailed(WorkerError):
     """The function failed to import or to run lifespan startup (500 with the traceback in dev).
-    ``load_error``: a ``fnserve.runtime.errors.LoadError`` (``.file``, ``.attr``, ``.found``,
+    ``load_error``: a ``fnserve.runtime.failures.LoadError`` (``.file``, ``.attr``, ``.found``,
     ``.message``, ``.traceback``, ``.hint``). Raised for every request until the function is
     restarted (its file changed)."""
 

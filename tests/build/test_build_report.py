@@ -8,7 +8,7 @@ import os
 
 from buildsupport import handler, run_cli, write_project
 
-from fnserve.build.report import SIZE_LIMIT, function_size, human, render_text
+from fnserve.build.sizes import SIZE_LIMIT, function_size, human, render_text
 
 BIG = 300 * 1024 * 1024
 

@@ -4,12 +4,13 @@
   (the API's OpenAPI schemas as JSON Schema, shipped in the package: works offline), strict mode
   (unknown fields are errors, as ``kubectl apply --validate=strict``), for the oldest and the
   newest Kubernetes version it ships.
-- Knative Service: the ``openAPIV3Schema`` of the Knative Serving 1.23 ``Service`` CRD, vendored
-  unchanged in ``data/`` (see data/README.md), checked with ``jsonschema``. The API server prunes
-  or (strict field validation) rejects fields a structural schema does not declare; JSON Schema
-  allows them, so ``strict_schema`` adds ``additionalProperties: false`` wherever the CRD declares
-  ``properties`` and does not preserve unknown fields. The checks of Knative's admission webhook
-  that no schema expresses (reserved env vars and ports, port names, probe ports, bounds) are
+- Knative Service: the pydantic models that ``cloudcoil-models-knative-serving`` (PyPI) generates
+  from the Knative Serving ``Service`` CRD's ``openAPIV3Schema`` (pinned in the ``test`` extra). A
+  model ignores unknown fields and coerces ``"16"`` to 16, while the API server rejects or prunes
+  them, so ``schema_errors`` also compares the document with the model's dump: a field the
+  schema does not declare, or a value read as another type, is an error. The checks of Knative's
+  admission webhook that no schema expresses (reserved env vars and ports, port names, probe
+  ports, bounds) are
   written out by hand in ``knative_webhook_problems``: a labelled subset, from
   knative.dev/serving pkg/apis/serving/k8s_validation.go and pkg/apis/autoscaling.
 """
@@ -23,48 +24,43 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
+import pydantic
 import pytest
-import yaml
+from cloudcoil.models.knative_serving.serving.v1 import Service as KnativeService
 from test_target_kube import EXAMPLES, build, k8s_of, knative_of, limits_project
 
-CRD = Path(__file__).parent / "data" / "knative-serving-1.23.0-service-crd.yaml"
 K8S_VERSIONS = ("1.25.0", "1.37.0")  # the oldest and newest schemas kubernetes-validate ships
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-def strict_schema(schema: Any) -> Any:
-    """The CRD's schema with ``additionalProperties: false`` on every object that lists
-    ``properties`` without ``x-kubernetes-preserve-unknown-fields`` or ``additionalProperties``
-    (what pruning / strict field validation enforce), and ``x-kubernetes-int-or-string`` as
-    ``anyOf`` integer/string."""
-    if isinstance(schema, list):
-        return [strict_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: strict_schema(v) for k, v in schema.items()}
-    if "properties" in schema and "additionalProperties" not in schema \
-            and not schema.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False
-    if schema.get("x-kubernetes-int-or-string"):
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    return out
+def _differences(doc: Any, dumped: Any, path: str = "") -> list[str]:
+    """Where ``doc`` says more than, or other than, the model read: unknown fields (absent from
+    the dump) and values read as another type or value. Defaults the dump adds are fine."""
+    if isinstance(doc, dict):
+        if not isinstance(dumped, dict):
+            return [f"{path or '/'}: expected an object"]
+        found = []
+        for key, value in doc.items():
+            where = f"{path}/{key}" if path else str(key)
+            found += [f"{where}: unknown field"] if key not in dumped else _differences(value, dumped[key], where)
+        return found
+    if isinstance(doc, list):
+        if not isinstance(dumped, list) or len(dumped) != len(doc):
+            return [f"{path}: expected a list of {len(doc)}"]
+        return [d for i, (a, b) in enumerate(zip(doc, dumped)) for d in _differences(a, b, f"{path}/{i}")]
+    if type(doc) is not type(dumped) or doc != dumped:
+        return [f"{path}: {doc!r} is not valid here (read as {dumped!r})"]
+    return []
 
 
-@pytest.fixture(scope="module")
-def knative_validator() -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load(CRD.read_text())
-    assert (crd["kind"], crd["spec"]["group"], crd["spec"]["names"]["kind"]) == \
-        ("CustomResourceDefinition", "serving.knative.dev", "Service")
-    (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    schema = strict_schema(v1["schema"]["openAPIV3Schema"])
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema)
-
-
-def schema_errors(validator: jsonschema.Draft7Validator, doc: dict) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+def schema_errors(doc: dict) -> list[str]:
+    """The problems the Knative API server would find in ``doc`` (a ``Service``) by its schema."""
+    try:
+        model = KnativeService.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        return [f"{'/'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    return _differences(doc, model.model_dump(by_alias=True, exclude_none=True, mode="json"))
 
 
 def knative_webhook_problems(svc: dict) -> list[str]:
@@ -165,9 +161,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("project", ["showcase", "edgeone", "limits"])
-def test_knative_service_is_valid_against_the_crd_schema_and_webhook_rules(built, knative_validator, project):
+def test_knative_service_is_valid_against_the_crd_schema_and_webhook_rules(built, project):
     svc = knative_of(built[project])
-    assert schema_errors(knative_validator, svc) == []
+    assert schema_errors(svc) == []
     assert knative_webhook_problems(svc) == []
 
 
@@ -179,7 +175,7 @@ def test_kubernetes_objects_are_valid_against_the_api_schemas(built, project):
     assert consistency_problems(objs) == []
 
 
-def test_the_knative_validation_rejects_what_the_api_server_would(built, knative_validator):
+def test_the_knative_validation_rejects_what_the_api_server_would(built):
     """The checks bite: each mutation of a valid Service is reported."""
     good = knative_of(built["limits"])
 
@@ -193,12 +189,12 @@ def test_the_knative_validation_rejects_what_the_api_server_would(built, knative
         return doc
 
     c0 = "spec.template.spec.containers.0"
-    assert schema_errors(knative_validator, mutated("spec.template.spec.containerConcurrency", "16"))
-    assert schema_errors(knative_validator, mutated(f"{c0}.bogus", 1))
-    assert schema_errors(knative_validator, mutated(f"{c0}.securityContext.runAsUser", "1000"))
-    assert schema_errors(knative_validator, mutated("spec.template.metadata.annotations.x", 3))
-    assert schema_errors(knative_validator, mutated(f"{c0}.ports.0.containerPort", "8080"))
-    assert schema_errors(knative_validator, mutated("spec.template.spec.terminationGracePeriodSeconds", 30))
+    assert schema_errors(mutated("spec.template.spec.containerConcurrency", "16"))
+    assert schema_errors(mutated(f"{c0}.bogus", 1))
+    assert schema_errors(mutated(f"{c0}.securityContext.runAsUser", "1000"))
+    assert schema_errors(mutated("spec.template.metadata.annotations.x", 3))
+    assert schema_errors(mutated(f"{c0}.ports.0.containerPort", "8080"))
+    assert schema_errors(mutated("spec.template.spec.terminationGracePeriodSeconds", 30))
     assert knative_webhook_problems(mutated(f"{c0}.env", [{"name": "PORT", "value": "8080"}]))
     assert knative_webhook_problems(mutated(f"{c0}.ports.0.name", "http"))
     assert knative_webhook_problems(mutated("spec.template.spec.timeoutSeconds", 601))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fnserve.config import load_config
-from fnserve.config.model import glob_matches
+from fnserve.config.effective import glob_matches
 
 FULL = Path(__file__).parents[1] / "projects" / "config_full"
 

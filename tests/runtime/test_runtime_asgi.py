@@ -9,7 +9,7 @@ import pytest
 import runtime_harness as H
 
 from fnserve.runtime.asgi import ASGIAdapter
-from fnserve.runtime.errors import LoadError
+from fnserve.runtime.failures import LoadError
 from fnserve.runtime.loader import load_function
 
 

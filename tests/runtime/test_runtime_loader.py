@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import runtime_harness as H
 
-from fnserve.runtime.errors import LoadError
+from fnserve.runtime.failures import LoadError
 from fnserve.runtime.loader import classify, load_function
 
 RUNTIME = Path(__file__).resolve().parents[2] / "src" / "fnserve" / "runtime"

@@ -6,19 +6,19 @@ import asyncio
 import json
 import logging
 
-from fnserve.server import errors
+from fnserve.server import errorpages
 from fnserve.server.logs import JsonFormatter, TextFormatter
 
 
 def test_json_body_and_headers() -> None:
-    headers, body = errors.render(502, "the worker died", detail="exit 3")
+    headers, body = errorpages.render(502, "the worker died", detail="exit 3")
     assert json.loads(body) == {"error": {"code": "NO_RESPONSE_FROM_FUNCTION", "message": "the worker died", "detail": "exit 3"}}
     assert (b"content-type", b"application/json") in headers
     assert (b"content-length", str(len(body)).encode()) in headers
 
 
 def test_html_page_escapes() -> None:
-    _, body = errors.render(500, "api/x.py failed to load: <bad>", detail="Traceback <script>", as_html=True)
+    _, body = errorpages.render(500, "api/x.py failed to load: <bad>", detail="Traceback <script>", as_html=True)
     text = body.decode()
     assert text.startswith("<!doctype html>") and "&lt;script&gt;" in text and "<script>" not in text
     assert "FUNCTION_INVOCATION_FAILED" in text
@@ -31,16 +31,16 @@ def test_send_error_variants() -> None:
         sent.append(message)
 
     browser = {"type": "http", "method": "GET", "headers": [(b"accept", b"text/html")]}
-    asyncio.run(errors.send_error(browser, send, 404, "no route", dev=True))
+    asyncio.run(errorpages.send_error(browser, send, 404, "no route", dev=True))
     assert sent[0]["status"] == 404 and sent[1]["body"].startswith(b"<!doctype html>")
     sent.clear()
-    asyncio.run(errors.send_error(browser, send, 500, "boom", detail="secret traceback", dev=False))
+    asyncio.run(errorpages.send_error(browser, send, 500, "boom", detail="secret traceback", dev=False))
     assert json.loads(sent[1]["body"]) == {"error": {"code": "FUNCTION_INVOCATION_FAILED", "message": "boom"}}
     sent.clear()
-    asyncio.run(errors.send_error({"type": "http", "method": "HEAD", "headers": []}, send, 405, "no", headers=[(b"allow", b"GET")]))
+    asyncio.run(errorpages.send_error({"type": "http", "method": "HEAD", "headers": []}, send, 405, "no", headers=[(b"allow", b"GET")]))
     assert sent[1]["body"] == b"" and (b"allow", b"GET") in sent[0]["headers"]
     sent.clear()
-    asyncio.run(errors.send_error({"type": "websocket", "headers": []}, send, 502, "gone"))
+    asyncio.run(errorpages.send_error({"type": "websocket", "headers": []}, send, 502, "gone"))
     assert sent == [{"type": "websocket.close", "code": 1011}]
 
 

@@ -16,7 +16,7 @@ from ipc_support import run
 from test_supervisor_support import SYNC_APP, function, limits, make_project, serving, target, wait_dead
 
 from fnserve.config import FunctionLimits
-from fnserve.config.model import UNBOUNDED
+from fnserve.config.effective import UNBOUNDED
 from fnserve.errors import DurationExceeded, MemoryExceeded
 from fnserve.supervisor import AutoscalePolicy, Maintenance, MemoryGuard, SingleInstancePolicy, Supervisor
 from fnserve.supervisor.function_pool import FunctionPool

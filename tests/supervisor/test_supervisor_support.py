@@ -21,7 +21,7 @@ import uvicorn
 from fnserve.config import FunctionLimits
 from fnserve.errors import FnserveError
 from fnserve.project.types import Entry, EntryKind, Function, Layout
-from fnserve.server import errors
+from fnserve.server import errorpages
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.supervisor import Supervisor, WorkerTarget
 
@@ -111,7 +111,7 @@ def front(sup: Supervisor, functions: dict[str, Function]) -> Any:
         except FnserveError as exc:
             if exc.status_code is None or exc.response_started:
                 raise
-            await errors.send_exception(scope, send, exc, dev=False)
+            await errorpages.send_exception(scope, send, exc, dev=False)
 
     return app
 

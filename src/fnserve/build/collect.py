@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fnserve.config.model import glob_matches
+from fnserve.config.effective import glob_matches
 from fnserve.project.layout import VENDOR_DIRS, is_excluded_dir
 
 #: Folders never copied into the work copy (never the project's own files), besides dot-folders.
@@ -146,7 +146,7 @@ def select_files(root: Path, function_ids: Iterable[str],
                  globs: Callable[[str], tuple[str | None, str | None]]) -> Selection:
     """Decide the files of each function in the work copy ``root``. ``globs(function_id)``:
     ``(include_files, exclude_files)`` of that function (``Config.limits_for``), each a glob or
-    None (see ``fnserve.config.model.glob_matches``)."""
+    None (see ``fnserve.config.effective.glob_matches``)."""
     every = list(walk_files(root))
     static = tuple(r for r in every if r.split("/")[0] == STATIC_DIR)
     per_function: dict[str, tuple[str, ...]] = {}

@@ -3,7 +3,7 @@
 ``build_output(config, ...)`` produces ``OUTPUT`` (default ``<project>/.fnserve/output``)::
 
     OUTPUT/manifest.json      routes, functions, envs, rules (``fnserve.build.manifest``), written last
-    OUTPUT/report.json        sizes per function (``fnserve.build.report``)
+    OUTPUT/report.json        sizes per function (``fnserve.build.sizes``)
     OUTPUT/project/           the project files the functions need (SPEC §8.2 exclusions, excludeFiles /
                               includeFiles), configuration files included; copies, not links
     OUTPUT/static/            ``public/``, as the build command left it
@@ -47,7 +47,7 @@ from fnserve.build.manifest import (
     read_manifest,
     write_manifest,
 )
-from fnserve.build.report import FunctionSize, function_size, package_sizes, render_text, tree_bytes
+from fnserve.build.sizes import FunctionSize, function_size, package_sizes, render_text, tree_bytes
 from fnserve.build.targets import DEFAULT_TARGET, TARGETS, TargetOptions
 from fnserve.config import Config
 from fnserve.errors import ProjectError
@@ -99,6 +99,8 @@ def build_output(config: Config, *, out: Path | None = None, targets: Sequence[s
     previous = _previous_manifest(out)
     if previous is not None and previous.inputs == inputs and not force:
         say(f"build: unchanged since the last build, {out} is up to date")
+        for name in (t for t in targets if not TARGETS[t]().is_current(out, previous)):  # e.g. deleted since
+            TARGETS[name]().render(out, previous, say)
         return BuildResult(out, previous, reused=True, seconds=time.perf_counter() - started)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

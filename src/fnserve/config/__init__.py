@@ -14,15 +14,15 @@ Public API::
     PathPattern, RegexPattern   path-to-regexp / legacy regex patterns (fnserve.project.pathpattern)
 
 Precedence, highest first: CLI flags > ``FNSERVE_*`` > ``fnserve.toml`` / ``[tool.fnserve]`` >
-``vercel.json`` / ``edgeone.json`` > defaults (``fnserve.config.loader``; per-function limits in
-``fnserve.config.model``).
+``vercel.json`` / ``edgeone.json`` > defaults (``fnserve.config.load``; per-function limits in
+``fnserve.config.effective``).
 """
 
 from __future__ import annotations
 
+from fnserve.config.effective import SETTINGS, SETTINGS_BY_NAME, Config, FunctionLimits, FunctionRule
 from fnserve.config.flags import cli_options, command_options, overrides_from
-from fnserve.config.loader import CONFIG_FILE_NAMES, MODES, load_config, watched_file_names
-from fnserve.config.model import SETTINGS, SETTINGS_BY_NAME, Config, FunctionLimits, FunctionRule
+from fnserve.config.load import CONFIG_FILE_NAMES, MODES, load_config, watched_file_names
 from fnserve.config.settings import Setting
 from fnserve.project.pathpattern import PathPattern, RegexPattern
 from fnserve.project.vercel_types import VercelConfig

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from fnserve.config.model import SETTINGS, SETTINGS_BY_NAME
+from fnserve.config.effective import SETTINGS, SETTINGS_BY_NAME
 from fnserve.config.settings import COMMANDS, Setting
 
 __all__ = ["cli_options", "command_options", "overrides_from"]

@@ -1,6 +1,6 @@
 """How a setting is declared and parsed (STYLE: "declare each setting once").
 
-Each setting is one field of the frozen :class:`fnserve.config.model.Config`, declared with
+Each setting is one field of the frozen :class:`fnserve.config.effective.Config`, declared with
 :func:`setting`::
 
     port: int = setting(3000, "Port to listen on.", minimum=0, maximum=65535, commands=SERVE)

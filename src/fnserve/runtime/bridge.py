@@ -20,7 +20,7 @@ import traceback
 from typing import Any, Callable, Coroutine, Deque, List, Optional, Sequence, Tuple, cast
 
 from .asgitypes import Message, Receive, Scope, Send
-from .errors import BodyTooLarge
+from .failures import BodyTooLarge
 
 
 class ClientDisconnected(BrokenPipeError):

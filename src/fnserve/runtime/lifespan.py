@@ -14,7 +14,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from .asgitypes import ASGIApp, Message, Scope
-from .errors import LoadError
+from .failures import LoadError
 
 
 class Lifespan:

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 # project has a json.py or an email/ folder.
 from .asgi import ASGIAdapter
 from .awslambda import LambdaAdapter, thread_event_loop
-from .errors import LoadError
+from .failures import LoadError
 from .handler import HandlerAdapter
 from .pool import make_pool
 from .wsgi import WSGIAdapter

@@ -1,7 +1,7 @@
 """The zygote: a pre-warmed process that forks function instances (SPEC §9 cold starts).
 
 Runs in the function's own environment and Python (3.9–3.13), stdlib only, loaded under the
-private package name like the worker. Started by ``fnserve.supervisor.zygote.ZygoteLauncher``::
+private package name like the worker. Started by ``fnserve.supervisor.zygote_launcher.ZygoteLauncher``::
 
     python -I -u -c ZYGOTE_BOOTSTRAP <runtime dir> <config JSON>
 

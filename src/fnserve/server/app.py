@@ -35,7 +35,7 @@ from urllib.parse import quote
 from fnserve.errors import FnserveError
 from fnserve.project.types import Function, Layout, RouteMatch
 from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
-from fnserve.server import errors
+from fnserve.server import errorpages
 from fnserve.server.observe import log_access
 from fnserve.server.rules import Outcome, Request, Rules, merge_query
 from fnserve.server.static import StaticFiles
@@ -140,7 +140,7 @@ class FrontApp:
                 raise  # the response is under way: uvicorn drops the connection
             state["status"] = exc.status_code
             ERROR_LOG.warning("%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
-            await errors.send_exception(scope, tracked_send, exc, dev=self.dev)
+            await errorpages.send_exception(scope, tracked_send, exc, dev=self.dev)
         finally:
             self.access_log(scope, state["status"], started, state["label"])
 
@@ -158,7 +158,7 @@ class FrontApp:
                 return
             if legacy.status:
                 state["label"] = "routes"
-                await errors.send_error(scope, send, legacy.status, f"vercel.json routes answer {legacy.status} for {path}", dev=self.dev)
+                await errorpages.send_error(scope, send, legacy.status, f"vercel.json routes answer {legacy.status} for {path}", dev=self.dev)
                 return
             if legacy.rewritten or legacy.external:
                 await self._resolve_rewrite(site, scope, receive, send, state, legacy)
@@ -172,7 +172,7 @@ class FrontApp:
             return
         if site.problem is not None:
             state["label"] = "project"
-            await errors.send_error(scope, send, 500, site.problem.message, detail=site.problem.detail, dev=self.dev)
+            await errorpages.send_error(scope, send, 500, site.problem.message, detail=site.problem.detail, dev=self.dev)
             return
         match: RouteMatch | None = site.routes.match(path) if site.routes is not None else None
         if match is not None and _is_filesystem(match, path):
@@ -186,23 +186,23 @@ class FrontApp:
         if match is not None:
             await self._dispatch(site, scope, receive, send, state, match)
             return
-        await errors.send_error(scope, send, 404, f"no static file or function serves {path}", dev=self.dev)
+        await errorpages.send_error(scope, send, 404, f"no static file or function serves {path}", dev=self.dev)
 
     async def _resolve_rewrite(
         self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State, outcome: Outcome
     ) -> None:
         if outcome.external:
             state["label"] = "rewrite"
-            await errors.send_error(scope, send, 502, f"rewrite to an external URL ({outcome.external}) is not proxied by fnserve", dev=self.dev)
+            await errorpages.send_error(scope, send, 502, f"rewrite to an external URL ({outcome.external}) is not proxied by fnserve", dev=self.dev)
             return
         if await self._static(site, scope, send, outcome.path, b"", state):
             return
         if site.problem is not None:
-            await errors.send_error(scope, send, 500, site.problem.message, detail=site.problem.detail, dev=self.dev)
+            await errorpages.send_error(scope, send, 500, site.problem.message, detail=site.problem.detail, dev=self.dev)
             return
         match = site.routes.match(outcome.path) if site.routes is not None else None
         if match is None:
-            await errors.send_error(scope, send, 404, f"{scope['path']} was rewritten to {outcome.path}, which no static file or function serves", dev=self.dev)
+            await errorpages.send_error(scope, send, 404, f"{scope['path']} was rewritten to {outcome.path}, which no static file or function serves", dev=self.dev)
             return
         await self._dispatch(site, scope, receive, send, state, match, rewritten=outcome)
 
@@ -228,20 +228,20 @@ class FrontApp:
         state["label"] = function.id
         if function.error is not None or function.entry is None:
             problem = function.error
-            await errors.send_error(scope, send, 500, str(problem) if problem else f"{function.id}: no entrypoint", dev=self.dev)
+            await errorpages.send_error(scope, send, 500, str(problem) if problem else f"{function.id}: no entrypoint", dev=self.dev)
             return
         limited = None
         if site.body_limit is not None and scope["type"] == "http":
             length = _content_length(scope)
             if length is not None and length > site.body_limit:
-                await errors.send_error(scope, send, 413, f"request body is {length} bytes, over the {site.body_limit}-byte limit", dev=self.dev)
+                await errorpages.send_error(scope, send, 413, f"request body is {length} bytes, over the {site.body_limit}-byte limit", dev=self.dev)
                 return
             if length is None:  # a chunked body: counted as it streams
                 limited = _LimitedBody(receive, send, site.body_limit)
                 receive, send = limited.receive_counted, limited.send_unless_over
         await self.dispatcher(function, function_scope(scope, match, rewritten), receive, send)
         if limited is not None and limited.over and not limited.started:
-            await errors.send_error(scope, limited.send, 413, f"request body is over the {site.body_limit}-byte limit", dev=self.dev)
+            await errorpages.send_error(scope, limited.send, 413, f"request body is over the {site.body_limit}-byte limit", dev=self.dev)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -9,7 +9,7 @@ Serving: the ``FrontApp`` of ``fnserve dev`` (``dev=False``: no tracebacks to cl
 access log off (ours: ``server.logs``), no ``Server:`` header (nothing to advertise), no reload
 watcher. With ``--admin-port`` a second uvicorn server in the same loop serves ``AdminApp``.
 
-Signals (STYLE habit 4): uvicorn's own handlers are not installed (``_Server.capture_signals`` is
+Signals (STYLE habit 4): uvicorn's own handlers are not installed (``_QuietUvicornServer.capture_signals`` is
 a no-op: uvicorn would otherwise re-raise the signal after serving and the process would die of
 it); ``loop.add_signal_handler`` handlers only put the signal on a queue, and ``control()``
 does the work, one event at a time:
@@ -61,7 +61,7 @@ RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period")
 HEARTBEAT_TIMEOUT = 10.0  # s without a heartbeat before an instance is SIGKILLed (issue 6 item 3)
 
 
-class _Server:
+class _QuietUvicornServer:
     """``uvicorn.Server`` without its signal handling (see the module docstring). Built lazily
     so importing this module does not import uvicorn."""
 
@@ -284,7 +284,7 @@ class StartServer:
             app, http="httptools", ws="websockets-sansio", lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=grace, server_header=False, proxy_headers=False,
         )
-        return _Server.make(config)
+        return _QuietUvicornServer.make(config)
 
     _drain_started: float | None = None
 

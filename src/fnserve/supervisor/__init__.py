@@ -33,7 +33,7 @@ from .pools import InstancePools
 from .scaling import POLICIES, AutoscalePolicy, PoolView, ScaleDecision, ScalingPolicy, SingleInstancePolicy
 from .starter import InstanceStarter
 from .target import WorkerTarget, function_env, function_spec, interpreter_env
-from .zygote import ForkLauncher, ZygoteLauncher, preload_modules
+from .zygote_launcher import ForkLauncher, ZygoteLauncher, preload_modules
 
 LAUNCHERS["zygote"] = ZygoteLauncher
 

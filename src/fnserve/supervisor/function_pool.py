@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from ..config.model import FunctionLimits
+from ..config.effective import FunctionLimits
 from ..runtime import protocol as p
 from .instance import Instance
 from .scaling import InstanceView, PoolView, ScalingPolicy, resolve_limits

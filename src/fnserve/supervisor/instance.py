@@ -24,8 +24,8 @@ def function_logger(function_id: str) -> logging.Logger:
 
 
 def make_load_error(data: dict[str, Any]) -> Any:
-    """A ``fnserve.runtime.errors.LoadError`` from its ``to_dict()`` form (LOAD_ERROR frame meta)."""
-    from ..runtime.errors import LoadError
+    """A ``fnserve.runtime.failures.LoadError`` from its ``to_dict()`` form (LOAD_ERROR frame meta)."""
+    from ..runtime.failures import LoadError
 
     return LoadError.from_dict(data)
 

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.model import UNBOUNDED, FunctionLimits
+from ..config.effective import UNBOUNDED, FunctionLimits
 
 __all__ = [
     "AutoscalePolicy", "InstanceView", "POLICIES", "PoolView", "ScaleDecision", "ScalingPolicy",

@@ -1,6 +1,6 @@
 """One zygote process as the supervisor sees it (``ZygoteProcess``) and the instances it forks
 (``ForkedProcess``); the protocol is in ``fnserve/runtime/zygote.py``, the decisions in
-``fnserve.supervisor.zygote``."""
+``fnserve.supervisor.zygote_launcher``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 from .launch import PRIVATE_NAME, RUNTIME_DIR
 from .target import WorkerTarget
 
-log = logging.getLogger("fnserve.supervisor.zygote")
+log = logging.getLogger("fnserve.supervisor.zygote_launcher")
 
 ZYGOTE_BOOTSTRAP = (
     "import importlib.util as u,sys\n"

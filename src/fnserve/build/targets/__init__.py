@@ -60,6 +60,11 @@ class Target:
     def render(self, output: Path, manifest: Manifest, say: Callable[[str], None]) -> list[Path]:
         raise NotImplementedError
 
+    def is_current(self, output: Path, manifest: Manifest) -> bool:
+        """False when an unchanged build must render this target again (its files are missing
+        or older than the build's manifest); the build then calls ``render`` without rebuilding."""
+        return True
+
 
 class FnserveTarget(Target):
     """The output folder as it is: ``fnserve start --from OUTPUT`` serves it."""
@@ -74,9 +79,11 @@ class FnserveTarget(Target):
 
 from fnserve.build.targets.container import ContainerTarget  # noqa: E402 (it subclasses Target)
 from fnserve.build.targets.kube import KnativeTarget, KubernetesTarget  # noqa: E402 (they subclass Target)
+from fnserve.build.targets.vercel import VercelTarget  # noqa: E402
 
 TARGETS: dict[str, type[Target]] = {
     "fnserve": FnserveTarget,
+    "vercel": VercelTarget,
     "knative": KnativeTarget,
     "kubernetes": KubernetesTarget,
     "container": ContainerTarget,

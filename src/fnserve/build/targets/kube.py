@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from fnserve.build.exceptions import BuildError
 from fnserve.build.targets import Target, TargetOptions
+from fnserve.config import Config, load_config
 
 if TYPE_CHECKING:
     from fnserve.build.manifest import Manifest
@@ -118,9 +119,7 @@ def workload_of(output: Path, manifest: Manifest, options: TargetOptions) -> Wor
     ``output/project`` (loaded as ``fnserve start --from`` will, without this process's
     environment: the result depends on the build only). Raises ``ConfigError`` for a copied
     configuration that does not load."""
-    from fnserve.config import load_config
-
-    config: Any = load_config(Path(output) / "project", {}, {}, mode="start")  # Any: Config is generated
+    config = load_config(Path(output) / "project", {}, {}, mode="start")
     functions = manifest.functions
     limits = [f.limits for f in functions]
 
@@ -148,7 +147,7 @@ def workload_of(output: Path, manifest: Manifest, options: TargetOptions) -> Wor
     )
 
 
-def _max_instances_set(config: Any, function_id: str, limits: Mapping[str, Any]) -> bool:
+def _max_instances_set(config: Config, function_id: str, limits: Mapping[str, Any]) -> bool:
     """True when the project (or the build's flags/environment) set ``max_instances`` for the
     function; its default (the build machine's CPU count) says nothing about the cluster."""
     resolved = config.limits_for(function_id)

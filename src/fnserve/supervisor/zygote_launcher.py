@@ -54,7 +54,7 @@ from .preloads import preload_modules
 from .target import WorkerTarget
 from .zygote_process import ForkedProcess, ZygoteError, ZygoteProcess
 
-log = logging.getLogger("fnserve.supervisor.zygote")
+log = logging.getLogger("fnserve.supervisor.zygote_launcher")
 
 __all__ = ["ForkLauncher", "ForkedProcess", "ZygoteProcess", "ZygoteError", "ZygoteLauncher", "preload_modules"]
 

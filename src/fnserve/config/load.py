@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fnserve.config.model import SETTINGS, SETTINGS_BY_NAME, Config, FunctionRule, glob_matches
+from fnserve.config.effective import SETTINGS, SETTINGS_BY_NAME, Config, FunctionRule, glob_matches
 from fnserve.config.settings import Setting
 from fnserve.errors import ConfigError
 from fnserve.project.envfiles import env_file_names, load_env_files

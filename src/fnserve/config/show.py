@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fnserve.config.model import SETTINGS, Config
+from fnserve.config.effective import SETTINGS, Config
 
 __all__ = ["render_text", "to_json"]
 
