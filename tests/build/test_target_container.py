@@ -299,3 +299,15 @@ def test_default_image_name_without_image(tmp_path, stub_install):
     result, _out = build_showcase(tmp_path)
     assert result.exit_code == 0, result.output
     assert "podman build --format docker -t fnserve-showcase:latest" in result.output
+
+
+def test_unchanged_build_renders_a_deleted_context_again(tmp_path, stub_install):
+    result, out = build_showcase(tmp_path)
+    assert result.exit_code == 0, result.output
+    project = tmp_path / "showcase"
+    again = run_cli("build", str(project), "--no-install", "--target", "container", "--out", str(out))
+    assert again.exit_code == 0 and "up to date" in again.output and "target container" not in again.output
+    shutil.rmtree(out / "container")
+    third = run_cli("build", str(project), "--no-install", "--target", "container", "--out", str(out))
+    assert third.exit_code == 0 and "up to date" in third.output, third.output
+    assert (out / "container" / "Containerfile").is_file()

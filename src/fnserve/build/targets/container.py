@@ -349,3 +349,14 @@ class ContainerTarget(Target):
         say(f"target {self.name}: image {work.image} built; run it with "
             f"`{Path(engine).name} run -e PORT={CONTAINER_PORT} -p {CONTAINER_PORT}:{CONTAINER_PORT} {work.image}`")
         return [folder]
+
+    def is_current(self, output: Path, manifest: Manifest) -> bool:
+        """``OUTPUT/container/Containerfile`` exists and was written after the build's manifest
+        (an unchanged build renders a deleted context again; it does not rebuild the image)."""
+        from fnserve.build.manifest import MANIFEST_NAME
+
+        try:
+            written = (Path(output) / FOLDER / CONTAINERFILE).stat().st_mtime_ns
+            return written >= (Path(output) / MANIFEST_NAME).stat().st_mtime_ns
+        except OSError:
+            return False
