@@ -99,8 +99,8 @@ def build_output(config: Config, *, out: Path | None = None, targets: Sequence[s
     previous = _previous_manifest(out)
     if previous is not None and previous.inputs == inputs and not force:
         say(f"build: unchanged since the last build, {out} is up to date")
-        for name in (t for t in targets if not TARGETS[t]().is_current(out, previous)):  # e.g. deleted since
-            TARGETS[name]().render(out, previous, say)
+        for name in (t for t in targets if not TARGETS[t](target_options).is_current(out, previous)):  # e.g. deleted since
+            TARGETS[name](target_options).render(out, previous, say)
         return BuildResult(out, previous, reused=True, seconds=time.perf_counter() - started)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
