@@ -153,6 +153,11 @@ def _build_into(tmp: Path, root: Path, config: Config, out: Path, previous: Mani
         os.rename(work / STATIC_DIR, tmp / "static")
     else:
         (tmp / "static").mkdir()
+    from fnserve.server.collectstatic import collect_for_build  # SPEC §4: Django's collected files in static/
+
+    for url in collect_for_build(project, env.python if env.key != "none" else None, base_env, tmp / "static",
+                                 tmp / ".collectstatic"):
+        say(f"django: collectstatic → static{url}")
     envs: dict[str, EnvRecord] = {}
     packages: dict[str, int] = {}
     if env.key != "none":
