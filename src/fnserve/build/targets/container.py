@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fnserve.build.exceptions import BuildError
+from fnserve.build.staging import staged_folder
 from fnserve.build.targets import Target
 from fnserve.build.targets.kube import CONTAINER_PORT, HEALTH_PATH, RUN_AS, Workload, workload_of
 
@@ -231,12 +232,8 @@ def write_context(output: Path, manifest: Manifest, work: Workload, say: Say,
     time). Returns the folder."""
     output = Path(output)
     folder = output / FOLDER
-    tmp = output / f".{FOLDER}.tmp-{os.getpid()}"
-    old = output / f".{FOLDER}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     python = python_version_of(manifest)
-    try:
-        tmp.mkdir(parents=True)
+    with staged_folder(folder) as tmp:
         wheel = pack_fnserve_wheel(tmp / "dist")
         (tmp / "fnserve").mkdir()
         (install or install_fnserve)(wheel, tmp / "fnserve", python, say)
@@ -250,15 +247,6 @@ def write_context(output: Path, manifest: Manifest, work: Workload, say: Say,
             if (output / name).exists():
                 _copy(output / name, tmp / "app" / name)
         (tmp / CONTAINERFILE).write_text(containerfile(work, manifest, python))
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not folder.exists():
-            os.replace(old, folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return folder
 
 
