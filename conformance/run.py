@@ -51,10 +51,10 @@ from typing import Any
 
 import httpx
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]  # same API, the backport
+else:  # Python 3.10: the backport, same API (a dependency of fnserve there)
+    import tomli as tomllib
 
 HERE = Path(__file__).resolve().parent
 PROJECTS = HERE / "projects"
@@ -124,13 +124,17 @@ def all_fixtures() -> list[str]:
 class Pending:
     project: str
     case: str
-    item: int
+    items: tuple[int, ...]
     modes: tuple[str, ...]
     why: str
 
+    @property
+    def label(self) -> str:
+        return "issue 9 item " + " + ".join(str(i) for i in self.items)
+
 
 def load_pending() -> dict[tuple[str, str], Pending]:
-    """``pending.toml``: ``[[pending]]`` tables with ``project``, ``case``, ``item`` (issue 9 item),
+    """``pending.toml``: ``[[pending]]`` tables with ``project``, ``case``, ``item`` (issue 9 item 1-6, or a list),
     optional ``modes`` (default both) and ``why``. Unknown projects or cases are an error."""
     data = tomllib.loads(PENDING_FILE.read_text()) if PENDING_FILE.exists() else {}
     out: dict[tuple[str, str], Pending] = {}
@@ -139,9 +143,13 @@ def load_pending() -> dict[tuple[str, str], Pending]:
         fixture = load_fixture(raw["project"])
         if raw["case"] not in {c.name for c in fixture.cases}:
             raise SystemExit(f"conformance: {PENDING_FILE}: {raw['project']} has no case {raw['case']!r}")
-        if not isinstance(raw.get("item"), int):
-            raise SystemExit(f"conformance: {PENDING_FILE}: {key} needs the issue 9 item it waits for")
-        out[key] = Pending(raw["project"], raw["case"], raw["item"], tuple(raw.get("modes", ("dev", "start"))),
+        items = raw.get("item")
+        items = [items] if isinstance(items, int) else items
+        if not items or not all(isinstance(i, int) and 1 <= i <= 6 for i in items):
+            raise SystemExit(f"conformance: {PENDING_FILE}: {key} needs the issue 9 item (1-6) it waits for")
+        if key in out:
+            raise SystemExit(f"conformance: {PENDING_FILE}: {key} is listed twice")
+        out[key] = Pending(raw["project"], raw["case"], tuple(items), tuple(raw.get("modes", ("dev", "start"))),
                            raw.get("why", ""))
     return out
 
@@ -416,7 +424,7 @@ def report(runtime: str, mode: str, fixture: Fixture, case: Case, diffs: list[st
         waits = None
     if not diffs and waits is not None:
         tally.failed += 1
-        print(f"  FAIL  {case.name}: listed in pending.toml (issue 9 item {waits.item}) but passes: "
+        print(f"  FAIL  {case.name}: listed in pending.toml ({waits.label}) but passes: "
               "remove it from the list", flush=True)
         return
     if not diffs:
@@ -428,7 +436,7 @@ def report(runtime: str, mode: str, fixture: Fixture, case: Case, diffs: list[st
         return
     if waits is not None:
         tally.pending += 1
-        status = f"PENDING (issue 9 item {waits.item})"
+        status = f"PENDING ({waits.label})"
     elif runtime != "fnserve" and case.differs:
         tally.differs += 1
         status = f"DIFFERS (docs/COMPATIBILITY.md#{case.differs})"
