@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean conformance
+.PHONY: demo test lint bench clean conformance e2e-container
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 conformance: $(STAMP)
 	$(BIN)/ruff check conformance/run.py
 	$(BIN)/python conformance/run.py --runtime fnserve --dev --start
+
+# the container target's image built and run with podman (root, apt, a Debian mirror; not in `make test`)
+e2e-container: $(STAMP)
+	$(BIN)/python tests/e2e/container.py
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

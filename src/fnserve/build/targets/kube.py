@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fnserve.build.exceptions import BuildError
-from fnserve.build.targets import Target, TargetOptions
+from fnserve.build.targets import Target, TargetOptions, written_after_manifest
 from fnserve.config import Config, load_config
 
 if TYPE_CHECKING:
@@ -292,6 +292,9 @@ class _KubeTarget(Target):
 
     def notes(self, work: Workload) -> Sequence[str]:
         return ()
+
+    def is_current(self, output: Path, manifest: Manifest) -> bool:
+        return written_after_manifest(output / self.folder, output)
 
     def render(self, output: Path, manifest: Manifest, say: Callable[[str], None]) -> list[Path]:
         """Write ``output/<folder>/`` (see ``objects``). Raises ``BuildError`` when it cannot be

@@ -6,4 +6,4 @@ class handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
-        self.wfile.write(b"conflict_catchall/cloud-functions/api/[...rest].py")
+        self.wfile.write(b"conflict_catchall/cloud-functions/api/[[...rest]].py")
