@@ -57,8 +57,8 @@ from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
-RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period")
-HEARTBEAT_TIMEOUT = 10.0  # s without a heartbeat before an instance is SIGKILLed (issue 6 item 3)
+RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period", "heartbeat_timeout", "load_retry",
+                "max_requests", "max_requests_jitter", "max_failures")
 
 
 class _QuietUvicornServer:
@@ -235,7 +235,8 @@ class StartServer:
         project = self.load_project(config)
         python = await self.environment(config)
         grace = float(config.grace_period)
-        self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(), heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(),
+                                     heartbeat_timeout=config.heartbeat_timeout or None, load_retry=config.load_retry,
                                      start_timeout=30.0, stop_timeout=max(grace, 1.0))
         observed = ObservedSupervisor(self.supervisor, self.metrics)
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits

@@ -147,7 +147,10 @@ class Leasing:
         if self.pools.closing:
             raise WorkerError("the server is shutting down", "retry on another server")
         if pool.load_error is not None:
-            raise FunctionLoadFailed(pool.target.id, pool.load_error)
+            if self.pools.retry_due(pool):
+                self.pools.retry(pool)  # this request waits for the attempt
+            elif not pool.starting:
+                raise FunctionLoadFailed(pool.target.id, pool.load_error)
         loop = asyncio.get_running_loop()
         self.pools.step(pool, extra=1)
         limits = pool.limits

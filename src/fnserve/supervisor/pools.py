@@ -6,8 +6,12 @@ retiring, replacing and removing instances (SPEC §9).
   exits, and on the maintenance tick;
 - a crashed instance is dropped (its in-flight requests fail with ``WorkerCrashed``, 502) and the
   next request starts a new one;
-- an instance that failed to LOAD (``LOAD_ERROR`` frame, or exit before READY) is not respawned:
-  the ``LoadError`` is kept and ``FunctionLoadFailed`` raised for every request until
+- an instance that failed to LOAD (``LOAD_ERROR`` frame, or exit before READY) is not respawned
+  at once: the ``LoadError`` is kept and ``FunctionLoadFailed`` raised for requests. With
+  ``load_retry`` (``fnserve start``: seconds, the longest wait between attempts) the load is
+  retried after 1, 2, 4, ... s (capped at ``load_retry``), by the first request after that time
+  or by the maintenance tick (``retry_due`` / ``retry``), as Lambda retries a failed
+  initialisation; a success clears the error. Without it (``fnserve dev``) the function waits for
   ``restart([id])`` (a file changed) or ``update`` with a changed target;
 - ``restart(ids)``: new requests wait for a new instance while the old ones finish their
   in-flight requests and stop (zero failed requests across a reload).
@@ -50,17 +54,19 @@ class InstancePools:
     """Every function's ``FunctionPool`` (``pools``: id → pool) and every live instance (``live``).
     ``starter`` launches processes; ``memory`` classifies and releases exits; ``start_timeout``:
     s an instance gets to become ready; ``stop_timeout``: s a retired instance gets to finish;
-    ``ensure_started``: awaited before each launch (the supervisor's idempotent ``start``)."""
+    ``ensure_started``: awaited before each launch (the supervisor's idempotent ``start``);
+    ``load_retry``: s, the longest backoff between load retries (None or 0: never retry)."""
 
     def __init__(self, targets: Iterable[WorkerTarget], policy: ScalingPolicy, starter: InstanceStarter,
                  memory: MemoryGuard, *, start_timeout: float, stop_timeout: float,
-                 ensure_started: Callable[[], Awaitable[None]]) -> None:
+                 ensure_started: Callable[[], Awaitable[None]], load_retry: float | None = None) -> None:
         self.ensure_started = ensure_started
         self.policy = policy
         self.starter = starter
         self.memory = memory
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.load_retry = load_retry or None
         self.pools: dict[str, FunctionPool] = {t.id: FunctionPool(t, policy) for t in targets}
         self.live: set[Instance] = set()
         self.closing = False
@@ -86,11 +92,49 @@ class InstancePools:
             self.background(self.starter.prepare(pool.target))
             self.step(pool)
 
+    # ----------------------------------------------------------------------------- load retries
+    def retry_due(self, pool: FunctionPool) -> bool:
+        """True when ``pool``'s function failed to load, no attempt is under way and its next
+        retry is due (never without ``load_retry``)."""
+        return (pool.load_error is not None and pool.retry_at is not None and not pool.starting
+                and not self.closing and asyncio.get_running_loop().time() >= pool.retry_at)
+
+    def retry(self, pool: FunctionPool) -> asyncio.Task[Instance | None]:
+        """Try loading ``pool``'s function again (one instance); logged once per attempt. The
+        error stays until an instance is ready (requests arriving meanwhile wait for it)."""
+        pool.retry_at = None
+        log.warning("%s: retrying its load (attempt %d; it failed %d time(s) in a row)",
+                    pool.target.id, pool.load_failures + 1, pool.load_failures)
+        return self.spawn(pool)
+
+    def _load_failed(self, pool: FunctionPool, load_error: Any) -> None:
+        """Remember a failed load, schedule the next retry, log it (the traceback when it is
+        new, one line when it repeats the previous one)."""
+        previous = pool.load_error
+        pool.load_error = load_error
+        pool.load_failures += 1
+        pool.load_failures_total += 1
+        message = getattr(load_error, "message", load_error)
+        retry = ""
+        if self.load_retry:
+            delay = min(self.load_retry, 2.0 ** min(pool.load_failures - 1, 30))
+            pool.retry_at = asyncio.get_running_loop().time() + delay
+            retry = f"; retrying in {delay:g} s"
+        if previous is not None and getattr(previous, "traceback", None) == getattr(load_error, "traceback", None):
+            log.error("%s failed to load again (%d in a row): %s%s", pool.target.id, pool.load_failures, message, retry)
+        else:
+            log.error("%s failed to load: %s%s\n%s", pool.target.id, message, retry,
+                      getattr(load_error, "traceback", ""))
+
     # ----------------------------------------------------------------------------- scaling
     def step(self, pool: FunctionPool, extra: int = 0) -> None:
         """Ask the policy what to do now and do it (start instances, retire idle ones); ``extra``:
-        requests about to queue."""
-        if self.closing or pool.load_error is not None or self.pools.get(pool.target.id) is not pool:
+        requests about to queue. A function whose load failed gets its load retry when due instead."""
+        if self.closing or self.pools.get(pool.target.id) is not pool:
+            return
+        if pool.load_error is not None:
+            if self.retry_due(pool):  # failed loads heal on the maintenance tick, without traffic
+                self.retry(pool)
             return
         decision = pool.policy.step(pool.view(asyncio.get_running_loop().time(), extra))
         for _ in range(decision.start):
@@ -131,11 +175,7 @@ class InstancePools:
             inst = await self._launch(pool, lambda inst: self._admit(pool, inst, generation))
         except LoadFailure as exc:
             if pool.generation == generation:
-                pool.load_error = exc.load_error
-                log.error(
-                    "%s failed to load: %s\n%s", pool.target.id,
-                    getattr(exc.load_error, "message", exc), getattr(exc.load_error, "traceback", ""),
-                )
+                self._load_failed(pool, exc.load_error)
                 error = FunctionLoadFailed(pool.target.id, exc.load_error)
                 pool.fail_waiters(error)
                 raise error from None
@@ -155,6 +195,9 @@ class InstancePools:
                 return False
             pool.instances.append(inst)
             pool.cold_starts += 1
+            if pool.load_error is not None:
+                log.warning("%s: loaded after %d failed attempt(s); serving again", pool.target.id, pool.load_failures)
+            pool.load_error, pool.load_failures, pool.retry_at = None, 0, None
             if pool.kind is None:
                 pool.kind = inst.kind
             pool.feed()
@@ -249,7 +292,7 @@ class InstancePools:
             results[fid] = RestartResult(fid)
             was_used = bool(pool.instances) or bool(pool.starting) or pool.load_error is not None
             pool.generation += 1
-            pool.load_error = None
+            pool.load_error, pool.load_failures, pool.retry_at = None, 0, None
             pool.kind = None
             old, pool.instances = pool.instances, []
             pool.starting = set()  # their instances are retired when they come up (generation moved on)

@@ -1,0 +1,74 @@
+"""``fnserve start`` failures that heal (issue 10 items 1, 10, 11): a failed load is retried with
+backoff and reported by /_fnserve/ready and the metrics; a worker stuck in one long call is killed
+after ``--heartbeat-timeout`` with a 502 that says so; instances are replaced after
+``--max-requests`` and after ``--max-failures`` failed requests in a row. Real server subprocess
+on loopback, bounded loops."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from startserver import StartServer
+
+
+@pytest.fixture
+def faults(tmp_path: Path):
+    servers: list[StartServer] = []
+    flags = tmp_path / "flags"
+    flags.mkdir()
+
+    def make(*args: str) -> StartServer:
+        srv = StartServer("start_faults", tmp_path, *args, env={"FAULTS_FLAGS": str(flags)})
+        servers.append(srv)
+        srv.start()
+        return srv
+
+    make.flags = flags  # type: ignore[attr-defined]
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+def _until(check, timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_failed_lifespan_startup_is_retried_and_heals(faults) -> None:
+    (faults.flags / "down").write_text("")
+    srv = faults("--load-retry", "1")
+    r = httpx.get(srv.url + "/api/flaky", timeout=30)
+    assert r.status_code == 500
+    ready = httpx.get(srv.url + "/_fnserve/ready", timeout=5)
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "failed-load" and "api/flaky.py" in ready.json()["functions"]
+    metrics = httpx.get(srv.url + "/_fnserve/metrics", timeout=5).text
+    assert 'fnserve_function_load_failed{function="api/flaky.py"} 1' in metrics
+    srv.wait_for_line(r"api/flaky\.py: retrying its load \(attempt 2", timeout=10)  # retried without traffic
+    (faults.flags / "down").unlink()  # the database is back
+    _until(lambda: httpx.get(srv.url + "/api/flaky", timeout=30).status_code == 200, what="the function to heal")
+    assert httpx.get(srv.url + "/api/flaky", timeout=5).text == "flaky ok"
+    assert httpx.get(srv.url + "/_fnserve/ready", timeout=5).status_code == 200
+    metrics = httpx.get(srv.url + "/_fnserve/metrics", timeout=5).text
+    assert 'fnserve_function_load_failed{function="api/flaky.py"} 0' in metrics
+    srv.wait_for_line(r"api/flaky\.py: loaded after \d+ failed attempt")
+    attempts = [line for line in srv.lines if "retrying its load" in line]
+    numbers = [line.split("attempt ")[1].split(";")[0] for line in attempts]
+    assert len(numbers) == len(set(numbers))  # each retry logged once
+
+
+def test_requests_between_retries_fail_fast(faults) -> None:
+    (faults.flags / "down").write_text("")
+    srv = faults("--load-retry", "30")
+    assert httpx.get(srv.url + "/api/flaky", timeout=30).status_code == 500
+    t0 = time.monotonic()
+    assert httpx.get(srv.url + "/api/flaky", timeout=30).status_code == 500  # within the 1 s backoff
+    assert time.monotonic() - t0 < 1.0
+    assert httpx.get(srv.url + "/api/pid", timeout=30).status_code == 200  # other functions serve
