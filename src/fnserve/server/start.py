@@ -53,6 +53,7 @@ from fnserve.server.logs import install
 from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
+from fnserve.server.snapshots import Snapshots
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
 
 LOG = logging.getLogger("fnserve.start")
@@ -102,6 +103,7 @@ class StartServer:
         self.front: Observed | None = None
         self._installed: dict[str, WorkerTarget] = {}
         self._admin_port: int | None = None
+        self.snapshots = Snapshots(self.root)
 
     # ------------------------------------------------------------------ loading (raise FnserveError)
     def load(self) -> tuple[Config, Any]:
@@ -111,11 +113,25 @@ class StartServer:
         return config, self.load_project(config)
 
     def load_project(self, config: Config) -> Any:
-        """The project model of ``config``. Raises ``ProjectError`` (also when a function file has
-        an error: production serves all or nothing)."""
+        """The project model of ``config``, read from a new snapshot of the project (``snapshots``:
+        instances run that immutable copy, so what was validated is what runs; a rejected
+        version's snapshot is discarded). Raises ``ProjectError`` (also when a function file has
+        an error: production serves all or nothing, or the copy fails)."""
         from fnserve.project import load_project
 
-        project = load_project(self.root, entrypoint=config.entrypoint, framework=config.framework)
+        try:
+            snapshot = self.snapshots.take()
+        except OSError as exc:
+            raise ProjectError(f"cannot copy the project into {self.snapshots.folder}: {exc}",
+                               "make sure the project's .fnserve/ folder is writable and the disk has room") from exc
+        try:
+            project = self._check(load_project(snapshot, entrypoint=config.entrypoint, framework=config.framework))
+        except BaseException:
+            self.snapshots.discard(snapshot)
+            raise
+        return project
+
+    def _check(self, project: Any) -> Any:
         errors = [p for p in project.problems if p.severity == "error"]
         if errors:
             listed = "; ".join(f"{p.file + ': ' if p.file else ''}{p.message}" for p in errors[:5])
@@ -144,7 +160,7 @@ class StartServer:
         out = {}
         for function in self.project.functions:
             out[function.id] = WorkerTarget.from_function(
-                function, self.root, python=self.python, env=env, body_limit=config.body_limit,
+                function, self.project.root, python=self.python, env=env, body_limit=config.body_limit,
                 limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
         return out
 
@@ -232,6 +248,8 @@ class StartServer:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, events.put_nowait, signum)  # handlers only enqueue
         config = self.config  # validated once, before anything started (__init__)
+        for gone in self.snapshots.sweep():
+            LOG.info("removed %s (left by an fnserve start that is no longer running)", gone)
         project = self.load_project(config)
         python = await self.environment(config)
         grace = float(config.grace_period)
@@ -278,6 +296,7 @@ class StartServer:
             for sock in sockets:
                 sock.close()
             await self.supervisor.shutdown(0.0)  # a second call only cleans up what is left
+            self.snapshots.close()
         self.say("fnserve start: stopped")
 
     def _uvicorn(self, uvicorn: Any, app: Any, grace: float) -> Any:
