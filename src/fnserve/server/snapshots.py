@@ -61,7 +61,7 @@ class Snapshots:
     def sweep(self) -> list[Path]:
         """Remove the snapshots (and unfinished copies) of fnserve processes that no longer
         run. Returns what was removed."""
-        removed = []
+        removed: list[Path] = []
         if not self.folder.is_dir():
             return removed
         for entry in self.folder.iterdir():
