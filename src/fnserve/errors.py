@@ -10,7 +10,9 @@
     ├── DependencyError               resolving or installing requirements failed
     └── WorkerError                   a function cannot answer (503 unless below): unknown function, shutting down
         ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.exit_status``
-        │   └── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``
+        │   ├── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``
+        │   └── HeartbeatTimeout      its instance's event loop was blocked past ``heartbeat_timeout`` and was
+        │                             killed (502): ``.silent_s``, ``.timeout``
         ├── WorkerStartTimeout        the worker was not ready in time (503): ``.function_id``, ``.timeout``
         ├── Overloaded                the function's queue is full (503 + ``Retry-After``): ``.retry_after`` s
         ├── DurationExceeded          the request ran past ``maxDuration`` (504): ``.max_duration`` s
@@ -222,3 +224,20 @@ class DurationExceeded(WorkerError):
             f"{function_id} did not answer within its maxDuration of {max_duration:g} s",
             "raise maxDuration for it in vercel.json \"functions\" or make it faster; its instance was replaced",
         )
+
+
+class HeartbeatTimeout(WorkerCrashed):
+    """The instance serving the request sent no heartbeat for ``timeout`` s (its event loop was
+    blocked, e.g. by one long C call) and was killed (502 for its in-flight requests).
+    ``silent_s``: how long it had been silent, s; ``timeout``: the ``heartbeat_timeout`` setting, s."""
+
+    def __init__(self, function_id: str, timeout: float, silent_s: float | None, *,
+                 response_started: bool = False) -> None:
+        super().__init__(function_id, response_started=response_started)
+        self.timeout, self.silent_s = timeout, silent_s
+        self.message = (f"the worker of {function_id} was killed: its event loop sent no heartbeat for "
+                        f"{silent_s if silent_s is not None else timeout:.1f} s (heartbeat_timeout {timeout:g} s), "
+                        "a call blocked it")
+        self.hint = ("run blocking work in a thread (or a sync handler), or raise --heartbeat-timeout "
+                     "(FNSERVE_HEARTBEAT_TIMEOUT) above the longest blocking call")
+        self.args = (self.message,)

@@ -72,3 +72,18 @@ def test_requests_between_retries_fail_fast(faults) -> None:
     assert httpx.get(srv.url + "/api/flaky", timeout=30).status_code == 500  # within the 1 s backoff
     assert time.monotonic() - t0 < 1.0
     assert httpx.get(srv.url + "/api/pid", timeout=30).status_code == 200  # other functions serve
+
+
+def test_heartbeat_timeout_is_a_setting_and_its_502_says_why(faults) -> None:
+    from fnserve.config import load_config
+
+    assert load_config(Path(__file__).parent.parent / "projects" / "start_faults", mode="start").heartbeat_timeout >= 30
+    srv = faults("--heartbeat-timeout", "2")
+    assert httpx.get(srv.url + "/api/stuck?sleep=1", timeout=30).text == "stuck ok"  # under the timeout
+    r = httpx.get(srv.url + "/api/stuck?sleep=8", timeout=30)
+    assert r.status_code == 502
+    error = r.json()["error"]
+    assert error["code"] == "NO_RESPONSE_FROM_FUNCTION"
+    assert "no heartbeat" in error["message"] and "heartbeat_timeout 2 s" in error["message"]
+    srv.wait_for_line(r"api/stuck\.py: worker \d+ sent no heartbeat for [\d.]+ s, over heartbeat_timeout \(2 s\)")
+    assert httpx.get(srv.url + "/api/stuck", timeout=30).text == "stuck ok"  # a new instance serves

@@ -97,7 +97,8 @@ class Supervisor:
         self.pools = InstancePools(targets, self.policy, self.starter, self.memory, start_timeout=start_timeout,
                                    stop_timeout=stop_timeout, ensure_started=self.start,
                                    load_retry=load_retry)
-        self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout)
+        self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout,
+                               heartbeat_timeout=heartbeat_timeout)
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)
         self._start_lock: asyncio.Lock | None = None
@@ -145,7 +146,8 @@ class Supervisor:
 
         Raises what ``lease`` raises, plus ``DurationExceeded`` (504: the request ran past
         ``max_duration`` s; its instance was SIGKILLed), ``MemoryExceeded`` (502: the instance went
-        over ``memory`` MB and was replaced), ``WorkerCrashed`` (502), ``FunctionFailed`` (500).
+        over ``memory`` MB and was replaced), ``HeartbeatTimeout`` (502: its event loop was blocked
+        past ``heartbeat_timeout``), ``WorkerCrashed`` (502), ``FunctionFailed`` (500).
         Requests on an instance killed for ANOTHER request's ``max_duration`` are retried once on
         another instance when their response had not started and their body (≤ 1 MiB) is complete.
         ``on_lease(lease)``: called before each attempt is forwarded (access log / metrics:

@@ -60,6 +60,7 @@ class Instance:
         self.kind: str | None = None
         self.kill_reason: str | None = None
         self.peak_rss_mb: float | None = None
+        self.silent_s: float | None = None  # s without a heartbeat when the watchdog killed it
         self.limit_key: str | None = None  # the memory limiter's key while it holds a cgroup for it
         self.on_imported: Any = None  # callable(list of module names) from READY / HEARTBEAT
         self.on_ready: Any = None  # callable(instance), called as READY arrives

@@ -27,6 +27,7 @@ from typing import Protocol
 from ..errors import (
     DurationExceeded,
     FunctionLoadFailed,
+    HeartbeatTimeout,
     MemoryExceeded,
     Overloaded,
     WorkerCrashed,
@@ -123,11 +124,13 @@ class Deadlines:
 class Leasing:
     """Requests' slots on instances and their limits (see the module docstring). ``pools``: the
     ``InstancePools`` (scaling steps start instances); ``memory``: tells a memory kill from a
-    crash; ``start_timeout`` / ``queue_timeout``: s (``queue_timeout`` None: ``start_timeout``)."""
+    crash; ``start_timeout`` / ``queue_timeout``: s (``queue_timeout`` None: ``start_timeout``);
+    ``heartbeat_timeout``: s, the watchdog's (named in ``HeartbeatTimeout``)."""
 
     def __init__(self, pools: InstancePools, memory: MemoryGuard, *, start_timeout: float,
-                 queue_timeout: float | None) -> None:
+                 queue_timeout: float | None, heartbeat_timeout: float | None = None) -> None:
         self.pools = pools
+        self.heartbeat_timeout = heartbeat_timeout
         self.memory = memory
         self.start_timeout = start_timeout
         self.queue_timeout = queue_timeout
@@ -210,6 +213,9 @@ class Leasing:
                     raise DurationExceeded(fid, max_duration or 0.0, response_started=exc.response_started) from None
                 if reason == "memory":
                     raise MemoryExceeded(fid, limits.memory or 0, inst.peak_rss_mb, response_started=exc.response_started) from None
+                if reason == "heartbeat":
+                    raise HeartbeatTimeout(fid, self.heartbeat_timeout or 0.0, inst.silent_s,
+                                           response_started=exc.response_started) from None
                 if reason == "duration" and not exc.response_started and replay and replay.replayable and attempt == 0:
                     log.info("%s: retrying a request on another worker (worker %s was killed for another request)", fid, inst.pid)
                     replay.rewind()
