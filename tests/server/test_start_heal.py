@@ -87,3 +87,38 @@ def test_heartbeat_timeout_is_a_setting_and_its_502_says_why(faults) -> None:
     assert "no heartbeat" in error["message"] and "heartbeat_timeout 2 s" in error["message"]
     srv.wait_for_line(r"api/stuck\.py: worker \d+ sent no heartbeat for [\d.]+ s, over heartbeat_timeout \(2 s\)")
     assert httpx.get(srv.url + "/api/stuck", timeout=30).text == "stuck ok"  # a new instance serves
+
+
+def _pids(url: str, n: int, query: str = "") -> list[tuple[int, str]]:
+    out = []
+    for _ in range(n):
+        r = httpx.get(url + "/api/pid" + query, timeout=30)
+        out.append((r.status_code, r.text))
+    return out
+
+
+def test_an_instance_is_replaced_after_max_requests(faults) -> None:
+    srv = faults("--max-requests", "3", "--max-requests-jitter", "0", "--max-instances", "1")
+    first = _pids(srv.url, 3)
+    assert len({pid for _, pid in first}) == 1
+    later = _pids(srv.url, 3)
+    assert all(status == 200 for status, _ in first + later)
+    assert later[0][1] != first[0][1] and len({pid for _, pid in later}) == 1
+    srv.wait_for_line(r"api/pid\.py: replacing worker \d+: it served 3 requests \(max_requests\)")  # twice: 6 requests
+    metrics = httpx.get(srv.url + "/_fnserve/metrics", timeout=5).text
+    assert 'fnserve_instance_replacements_total{function="api/pid.py",reason="max_requests"} 2' in metrics
+
+
+def test_an_instance_whose_requests_keep_failing_is_replaced(faults) -> None:
+    srv = faults("--max-failures", "3", "--max-instances", "1")
+    failing = _pids(srv.url, 3, "?fail=1")
+    assert [status for status, _ in failing] == [500] * 3 and len({pid for _, pid in failing}) == 1
+    [(status, pid)] = _pids(srv.url, 1)
+    assert status == 200 and pid != failing[0][1]  # a fresh instance
+    srv.wait_for_line(r"api/pid\.py: replacing worker \d+: its last 3 requests failed \(max_failures\)")
+
+
+def test_failures_that_are_not_in_a_row_do_not_replace(faults) -> None:
+    srv = faults("--max-failures", "2", "--max-instances", "1")
+    got = _pids(srv.url, 1, "?fail=1") + _pids(srv.url, 1) + _pids(srv.url, 1, "?fail=1") + _pids(srv.url, 1)
+    assert len({pid for _, pid in got}) == 1

@@ -14,7 +14,7 @@ one ``bisect`` (about 1 µs). Exposed series (``function``: the function id such
     fnserve_queue_depth{function}                          gauge     (requests waiting for an instance)
     fnserve_function_load_failed{function}                 gauge     (1 while its load failed; retried)
     fnserve_load_failures_total{function}                  counter   (failed imports / lifespan startups)
-    fnserve_instance_replacements_total{function,reason}   counter   (max_requests, failures, heartbeat)
+    fnserve_instance_replacements_total{function,reason}   counter   (max_requests, failures, heartbeat, memory, duration)
     fnserve_reloads_total{result}                          counter   (SIGHUP reloads: ok / failed)
     fnserve_ready                                          gauge     (1 when /_fnserve/ready answers 200)
     process_start_time_seconds                             gauge     (unix time)
@@ -180,7 +180,7 @@ class Metrics:
         for fid, info in sorted(status.items()):
             out.append(f'fnserve_load_failures_total{{function="{_escape(fid)}"}} {int(info.get("load_failures_total") or 0)}')
         family("fnserve_instance_replacements_total", "counter",
-               "Instances replaced by fnserve (max_requests, repeated failures, heartbeat) per function and reason.")
+               "Instances replaced by fnserve (max_requests, failures, heartbeat, memory, duration) by reason.")
         for fid, info in sorted(status.items()):
             for reason, n in sorted((info.get("replaced") or {}).items()):
                 out.append(f'fnserve_instance_replacements_total{{function="{_escape(fid)}",reason="{_escape(reason)}"}} {n}')

@@ -255,6 +255,8 @@ class StartServer:
         grace = float(config.grace_period)
         self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(),
                                      heartbeat_timeout=config.heartbeat_timeout or None, load_retry=config.load_retry,
+                                     max_requests=config.max_requests, max_requests_jitter=config.max_requests_jitter,
+                                     max_failures=config.max_failures,
                                      start_timeout=30.0, stop_timeout=max(grace, 1.0))
         observed = ObservedSupervisor(self.supervisor, self.metrics)
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits

@@ -62,7 +62,10 @@ class Supervisor:
     limit). ``memory_poll``: seconds between RSS checks; ``tick``: seconds between scaling steps.
     ``use_uvloop``: workers use uvloop when their environment has it. ``load_retry``: s, the
     longest backoff between retries of a failed load (None: a failed load waits for ``restart``,
-    dev's behaviour; see ``pools``). Use ``async with
+    dev's behaviour; see ``pools``). ``max_requests`` (+ random 0..``max_requests_jitter``): an
+    instance is replaced after serving that many requests (gunicorn's ``--max-requests``), 0:
+    never; ``max_failures``: after that many failed requests (raised or 5xx) in a row, 0: never
+    (both through ``serve``). Use ``async with
     Supervisor(...)`` or call ``shutdown()``.
 
     Its parts (see the module docstring): ``pools`` (``InstancePools``: ``.pools`` id →
@@ -86,6 +89,9 @@ class Supervisor:
         tick: float = 0.25,
         use_uvloop: bool = True,
         load_retry: float | None = None,
+        max_requests: int = 0,
+        max_requests_jitter: int = 0,
+        max_failures: int = 0,
     ) -> None:
         self.launcher = launcher or SpawnLauncher()
         self.policy = POLICIES[policy]() if isinstance(policy, str) else policy
@@ -96,7 +102,8 @@ class Supervisor:
                                        use_uvloop=use_uvloop)
         self.pools = InstancePools(targets, self.policy, self.starter, self.memory, start_timeout=start_timeout,
                                    stop_timeout=stop_timeout, ensure_started=self.start,
-                                   load_retry=load_retry)
+                                   load_retry=load_retry, max_requests=max_requests,
+                                   max_requests_jitter=max_requests_jitter, max_failures=max_failures)
         self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout,
                                heartbeat_timeout=heartbeat_timeout)
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
@@ -221,7 +228,7 @@ class Supervisor:
     def status(self) -> dict[str, dict[str, Any]]:
         """Per function id: ``{"instances": [Instance.info()], "starting": int, "queued": int,
         "spawns": int, "cold_starts": int, "kind": str | None, "limits": FunctionLimits,
-        "load_error": str | None, "load_failures": int (in a row), "load_failures_total": int,
+        "load_error": str | None, "replaced": {reason: int}, "load_failures": int (in a row), "load_failures_total": int,
         "retry_in": float | None (s until the next load retry)}`` (for health and metrics)."""
         now = asyncio.get_running_loop().time() if self.starter.is_open else 0.0
         return {
@@ -234,6 +241,7 @@ class Supervisor:
                 "kind": pool.kind,
                 "limits": pool.limits,
                 "load_error": getattr(pool.load_error, "message", None) if pool.load_error else None,
+                "replaced": dict(pool.replaced),
                 "load_failures": pool.load_failures,
                 "load_failures_total": pool.load_failures_total,
                 "retry_in": max(0.0, pool.retry_at - now) if pool.retry_at is not None and now else None,

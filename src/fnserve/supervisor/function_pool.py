@@ -72,6 +72,7 @@ class FunctionPool:
         self.generation = 0
         self.kind: str | None = None
         self.cold_starts = 0
+        self.replaced: dict[str, int] = {}  # reason ("max_requests", "failures", "heartbeat") → instances replaced
         self._limits: tuple[Any, str | None, FunctionLimits] | None = None
 
     @property

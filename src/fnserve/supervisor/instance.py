@@ -47,7 +47,8 @@ class Instance:
     ``last_heartbeat``: loop time (s) of the last HEARTBEAT (or of the start). Scaling and limits:
     ``leases`` (requests holding a slot), ``served`` (leases given so far), ``idle_since`` (loop
     time its last request ended, None while busy), ``kind`` (from READY), ``kill_reason``
-    (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``peak_rss_mb``,
+    (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``failures`` (failed
+    requests in a row), ``recycle_at`` (``served`` count it is replaced at, or None), ``peak_rss_mb``,
     ``limit_key`` (its key in the memory limiter, None when it has no cgroup).
     """
 
@@ -60,6 +61,8 @@ class Instance:
         self.kind: str | None = None
         self.kill_reason: str | None = None
         self.peak_rss_mb: float | None = None
+        self.failures = 0  # failed requests in a row (the function raised or answered 5xx)
+        self.recycle_at: int | None = None  # replaced once ``served`` reaches it (max_requests + jitter)
         self.silent_s: float | None = None  # s without a heartbeat when the watchdog killed it
         self.limit_key: str | None = None  # the memory limiter's key while it holds a cgroup for it
         self.on_imported: Any = None  # callable(list of module names) from READY / HEARTBEAT

@@ -15,6 +15,12 @@ request fails with ``DurationExceeded`` (504) and the instance's other requests 
 started their response are retried once on another instance (body ≤ 1 MiB, complete).
 ``memory``: an instance killed over its limit (by the maintenance loop's RSS polling or the
 kernel's cgroup) fails its requests with ``MemoryExceeded`` (502).
+
+Recycling (``InstancePools.recycle_if_due``, after each request): an instance is retired
+gracefully (its in-flight requests finish; the next request starts a new one) once it served
+``max_requests`` (+ jitter) requests, or after ``max_failures`` failed requests in a row (the
+function raised, or answered 5xx) — a function leaking file descriptors heals instead of
+answering 500 forever.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Protocol
 
 from ..errors import (
     DurationExceeded,
+    FunctionFailed,
     FunctionLoadFailed,
     HeartbeatTimeout,
     MemoryExceeded,
@@ -88,6 +95,21 @@ class _Replay:
                 self.messages.append(message)
                 self.complete = not message.get("more_body", False)
         return message
+
+
+class _Status:
+    """Wraps ``send`` and keeps the response status (``code``; 0 before ``http.response.start``)."""
+
+    __slots__ = ("_send", "code")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.code = 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = message["status"]
+        await self._send(message)
 
 
 class Deadlines:
@@ -204,9 +226,18 @@ class Leasing:
                 on_lease(lease)
             if max_duration:
                 self.deadlines.add(lease, loop.time() + max_duration, loop)
+            watched = self.pools.max_failures and replay is not None
             try:
-                await forward(lease.connection, scope, replay.receive if replay else receive, send)
+                if watched:
+                    status = _Status(send)
+                    await forward(lease.connection, scope, replay.receive if replay else receive, status.send)
+                    inst.failures = inst.failures + 1 if status.code >= 500 else 0
+                else:
+                    await forward(lease.connection, scope, replay.receive if replay else receive, send)
                 return
+            except FunctionFailed:
+                inst.failures += 1
+                raise
             except WorkerCrashed as exc:
                 reason = await self._crash_reason(inst)
                 if lease.expired:
@@ -225,6 +256,7 @@ class Leasing:
                 if max_duration:
                     self.deadlines.discard(lease)
                 lease.release()
+                self.pools.recycle_if_due(inst)
 
     def _expire(self, lease: Lease) -> None:
         inst = lease.instance

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -55,11 +56,14 @@ class InstancePools:
     ``starter`` launches processes; ``memory`` classifies and releases exits; ``start_timeout``:
     s an instance gets to become ready; ``stop_timeout``: s a retired instance gets to finish;
     ``ensure_started``: awaited before each launch (the supervisor's idempotent ``start``);
-    ``load_retry``: s, the longest backoff between load retries (None or 0: never retry)."""
+    ``load_retry``: s, the longest backoff between load retries (None or 0: never retry);
+    ``max_requests`` (+ a random 0..``max_requests_jitter``): requests an instance serves before it
+    is replaced, 0: never; ``max_failures``: failed requests in a row before it is, 0: never."""
 
     def __init__(self, targets: Iterable[WorkerTarget], policy: ScalingPolicy, starter: InstanceStarter,
                  memory: MemoryGuard, *, start_timeout: float, stop_timeout: float,
-                 ensure_started: Callable[[], Awaitable[None]], load_retry: float | None = None) -> None:
+                 ensure_started: Callable[[], Awaitable[None]], load_retry: float | None = None,
+                 max_requests: int = 0, max_requests_jitter: int = 0, max_failures: int = 0) -> None:
         self.ensure_started = ensure_started
         self.policy = policy
         self.starter = starter
@@ -67,6 +71,9 @@ class InstancePools:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.load_retry = load_retry or None
+        self.max_requests = max_requests
+        self.max_requests_jitter = max_requests_jitter
+        self.max_failures = max_failures
         self.pools: dict[str, FunctionPool] = {t.id: FunctionPool(t, policy) for t in targets}
         self.live: set[Instance] = set()
         self.closing = False
@@ -207,6 +214,8 @@ class InstancePools:
         await self.ensure_started()
         target = pool.target
         inst = Instance(target, secrets.token_hex(8))
+        if self.max_requests:
+            inst.recycle_at = self.max_requests + random.randint(0, self.max_requests_jitter)
         pool.spawn_count += 1
         inst.on_imported = lambda names, target=target: self._learn(target, names)
         inst.on_ready = on_ready
@@ -240,6 +249,27 @@ class InstancePools:
         if not self.closing and self.starter.learn(target, modules):
             self.background(self.starter.prepare(target))
 
+    def recycle_if_due(self, inst: Instance) -> None:
+        """After a request on ``inst``: replace it when it served its ``max_requests`` or its last
+        ``max_failures`` requests failed (retired gracefully; the scaling step starts a new one
+        as demand asks)."""
+        if inst.state != "ready":
+            return
+        if self.max_failures and inst.failures >= self.max_failures:
+            reason, why = "failures", f"its last {inst.failures} requests failed (max_failures)"
+        elif inst.recycle_at is not None and inst.served >= inst.recycle_at:
+            reason, why = "max_requests", f"it served {inst.served} requests (max_requests)"
+        else:
+            return
+        pool = self.pools.get(inst.target.id)
+        if pool is None or inst not in pool.instances:
+            return
+        pool.instances.remove(inst)
+        pool.replaced[reason] = pool.replaced.get(reason, 0) + 1
+        log.warning("%s: replacing worker %s: %s", inst.target.id, inst.pid, why)
+        self.retire(inst)
+        self.step(pool)
+
     def retire(self, inst: Instance) -> None:
         """Stop ``inst`` in the background after it finishes its in-flight requests."""
         if inst.state == "ready":
@@ -255,6 +285,8 @@ class InstancePools:
         if pool is None or inst not in pool.instances:
             return
         pool.instances.remove(inst)
+        if inst.kill_reason is not None:
+            pool.replaced[inst.kill_reason] = pool.replaced.get(inst.kill_reason, 0) + 1
         if self.closing:
             return
         how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
