@@ -20,10 +20,12 @@
         └── FunctionFailed            the app raised (500): ``.traceback``
 
 An error with a ``status_code`` is an HTTP answer: the front app (``fnserve.server.app``) renders
-it as is with ``fnserve.server.errorpages.send_exception`` — ``status_code``, ``message``, ``detail``
-(dev only: the hint, or the traceback of load / app failures) and ``headers`` (``Retry-After``
-for ``Overloaded``) — unless ``response_started`` is True: the response is under way and the
-client connection is dropped instead.
+it as is with ``fnserve.server.errorpages.send_exception`` — ``status_code``, ``message`` (in
+production ``public_message``: for ``FunctionFailed`` and ``FunctionLoadFailed`` it says only
+that the function failed, never the exception's text, which may hold secrets; the text and the
+traceback go to the log), ``detail`` (dev only: the hint, or the traceback of load / app
+failures) and ``headers`` (``Retry-After`` for ``Overloaded``) — unless ``response_started`` is
+True: the response is under way and the client connection is dropped instead.
 
 Errors met inside a function's own process (load failures) live in ``fnserve.runtime.failures``
 because the runtime may import nothing from the rest of fnserve. The CLI maps ``FnserveError``
@@ -57,6 +59,12 @@ class FnserveError(Exception):
     def detail(self) -> str | None:
         """Longer text shown under ``message`` in dev error pages: the hint, or a traceback."""
         return self.hint
+
+    @property
+    def public_message(self) -> str:
+        """What a client of ``fnserve start`` is told: ``message``, unless it may carry the
+        function's own data (exception text, load errors): then a sentence without it."""
+        return self.message
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -161,6 +169,10 @@ class FunctionLoadFailed(WorkerError):
         return getattr(self.load_error, "traceback", "") or ""
 
     @property
+    def public_message(self) -> str:
+        return "the function could not be started; the server log has the details"
+
+    @property
     def detail(self) -> str | None:
         return self.traceback or None
 
@@ -178,6 +190,12 @@ class FunctionFailed(WorkerError):
     @property
     def detail(self) -> str | None:
         return self.traceback or None
+
+    PUBLIC_MESSAGE: ClassVar[str] = "the function failed while handling the request; the server log has the details"
+
+    @property
+    def public_message(self) -> str:
+        return self.PUBLIC_MESSAGE
 
 
 class MemoryExceeded(WorkerCrashed):

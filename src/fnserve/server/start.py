@@ -263,7 +263,7 @@ class StartServer:
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed), dev=False,
                             access_log=AccessLog(self.metrics))
         self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor))
-        self.front = Observed(self.app, None)
+        self.front = Observed(self.app, None, public_errors=True)
         self._admin_port = config.admin_port  # fixed for the run (RESTART_ONLY)
         sockets = [bind(config.host, config.port)]
         if config.admin_port is not None:
