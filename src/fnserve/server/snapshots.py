@@ -44,6 +44,9 @@ def _alive(pid: int) -> bool:
 
 def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)  # read-only files go: their folders stay writable
+    root = next((p for p in path.parents if p.name == ".fnserve"), None)
+    if root is not None:  # its bytecode (-X pycache_prefix mirrors absolute source paths)
+        shutil.rmtree(root / "pycache" / str(path.resolve()).lstrip(os.sep), ignore_errors=True)
 
 
 class Snapshots:

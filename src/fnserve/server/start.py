@@ -55,6 +55,7 @@ from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
 from fnserve.server.snapshots import Snapshots
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
+from fnserve.supervisor.target import PYCACHE
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
@@ -161,6 +162,7 @@ class StartServer:
         for function in self.project.functions:
             out[function.id] = WorkerTarget.from_function(
                 function, self.project.root, python=self.python, env=env, body_limit=config.body_limit,
+                pycache=self.root / PYCACHE,  # one cache for every snapshot (site-packages compiled once)
                 limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
         return out
 

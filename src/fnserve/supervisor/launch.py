@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .target import WorkerTarget
+from .target import WorkerTarget, python_options
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 PRIVATE_NAME = "_fnserve_runtime"
@@ -102,7 +102,7 @@ class Launcher:
 
 
 class SpawnLauncher(Launcher):
-    """A fresh ``target.python -I -u -c BOOTSTRAP`` per instance, in its own session (so a terminal's
+    """A fresh ``target.python -I -u -X pycache_prefix=... -c BOOTSTRAP`` per instance, in its own session (so a terminal's
     Ctrl-C reaches only the front server, which then stops workers gracefully), with
     ``target.env`` as its whole environment, ``target.cwd`` as working directory and
     stdout/stderr piped to the supervisor."""
@@ -112,8 +112,7 @@ class SpawnLauncher(Launcher):
     async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:
         proc = await asyncio.create_subprocess_exec(
             str(target.python),
-            "-I",  # isolated: no PYTHONPATH/PYTHON* from the environment, no user site, no cwd on sys.path
-            "-u",  # unbuffered stdout/stderr: output reaches the log at once and survives os._exit
+            *python_options(target),  # -I -u -X pycache_prefix=<project>/.fnserve/pycache
             "-c",
             BOOTSTRAP,
             str(RUNTIME_DIR),

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .launch import PRIVATE_NAME, RUNTIME_DIR
-from .target import WorkerTarget
+from .target import WorkerTarget, python_options
 
 log = logging.getLogger("fnserve.supervisor.zygote_launcher")
 
@@ -117,7 +117,7 @@ class ZygoteProcess:
         target = self.target
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                str(target.python), "-I", "-u", "-c", ZYGOTE_BOOTSTRAP, str(RUNTIME_DIR), json.dumps(config),
+                str(target.python), *python_options(target), "-c", ZYGOTE_BOOTSTRAP, str(RUNTIME_DIR), json.dumps(config),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env=dict(target.env), cwd=str(target.cwd) if target.cwd else None,
                 start_new_session=True, pass_fds=(self.control_fd,),
