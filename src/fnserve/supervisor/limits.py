@@ -267,7 +267,7 @@ def sweep_stale_cgroups(cg: Path) -> list[Path]:
     """Remove the ``fnserve-<pid>`` folders under cgroup ``cg`` whose fnserve process is gone (a
     ``kill -9`` leaves them), with their per-instance leaves (a cgroup still holding a process
     stays). Returns the folders removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(cg.iterdir())
     except OSError:
