@@ -23,6 +23,7 @@ from ..runtime import protocol as p
 from .instance import Instance
 from .launch import Launcher
 from .memory import MemoryGuard
+from .output import OutputPump
 from .target import WorkerTarget
 
 log = logging.getLogger("fnserve.supervisor")
@@ -73,6 +74,7 @@ class InstanceStarter:
         self._server: Any = None  # asyncio.Server (a uvloop one with uvloop)
         self._dir: str | None = None
         self._pending: dict[str, Instance] = {}  # token → instance waiting for its HELLO
+        self.output = OutputPump()  # instances' stdout/stderr → the log, in its own thread
 
     @property
     def is_open(self) -> bool:
@@ -96,6 +98,7 @@ class InstanceStarter:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
         await self.launcher.close()
+        self.output.close()
 
     def prepare_options(self) -> dict[str, Any]:
         """The options ``Launcher.prepare`` needs (``socket``, ``uvloop``)."""
@@ -136,7 +139,7 @@ class InstanceStarter:
             ) from exc
         if memory:
             self.memory.adopt(inst, process, memory, options.get("standby_cgroup"))
-        inst.watch(process)
+        inst.watch(process, self.output)
 
     def forget(self, inst: Instance) -> None:
         """Stop expecting ``inst``'s HELLO (it is ready, or its start failed)."""
