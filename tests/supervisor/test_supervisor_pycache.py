@@ -37,3 +37,15 @@ def test_start_workers_write_no_bytecode_beside_the_sources(tmp_path: Path) -> N
         srv.stop()
     assert _pycache_dirs(srv.project) == []
     assert not list((srv.project / ".fnserve" / "pycache").rglob("version*.pyc"))  # removed with its snapshot
+
+
+def test_bytecode_dirs_finds_the_prefix_mirror(tmp_path: Path) -> None:
+    from fnserve.supervisor.target import PYCACHE, bytecode_dirs
+
+    source = tmp_path / "api" / "hello.py"
+    source.parent.mkdir()
+    source.write_text("")
+    assert bytecode_dirs(source) == [source.parent.resolve() / "__pycache__"]
+    (tmp_path / PYCACHE).mkdir(parents=True)
+    mirror = tmp_path.resolve() / PYCACHE / str(source.parent.resolve()).lstrip("/")
+    assert bytecode_dirs(source) == [source.parent.resolve() / "__pycache__", mirror]

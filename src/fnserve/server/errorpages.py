@@ -1,8 +1,9 @@
 """Responses for the errors fnserve itself produces (SPEC §3.5).
 
 Every error is one of the statuses below, with a JSON body ``{"error": {"code", "message",
-"request_id"}}`` (``request_id`` when the request has one: the ``x-request-id`` the function saw
-and the client got as ``x-fnserve-request-id``; plus ``"detail"``, a traceback or the offending
+"request_id"}}`` (``request_id`` for 5xx answers when the request has one — the ``x-request-id``
+the function saw and the client got as ``x-fnserve-request-id`` — so a person can find the log
+lines; plus ``"detail"``, a traceback or the offending
 file's problem, in dev), or an HTML page when the client is a browser (``Accept`` contains
 ``text/html``) and the server runs in dev mode. In production (``dev=False``) the message of an
 error that may carry the function's own data (its exception's text, its load error) is replaced
@@ -136,7 +137,7 @@ async def send_error(
         return
     hdrs, body = render(
         status, message, detail=detail if dev else None, as_html=dev and wants_html(scope),
-        request_id=request_id_of(scope),
+        request_id=request_id_of(scope) if status >= 500 else None,
     )
     hdrs.extend(headers)
     await send({"type": "http.response.start", "status": status, "headers": hdrs})

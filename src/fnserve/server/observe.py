@@ -85,7 +85,7 @@ def runtime_error(status: int, headers: Any, body: bytes, request_id: str, publi
     message = str(error.get("message", ""))
     if public and status >= 500:
         message = FunctionFailed.PUBLIC_MESSAGE
-    extra, new_body = render(status, message, code=code, request_id=request_id)
+    extra, new_body = render(status, message, code=code, request_id=request_id if status >= 500 else None)
     kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-length")]
     return kept + extra, new_body
 

@@ -27,6 +27,19 @@ def python_options(target: WorkerTarget) -> list[str]:
     return options
 
 
+def bytecode_dirs(source: Path) -> list[Path]:
+    """The folders that may hold bytecode of ``source`` (a ``.py`` path): its ``__pycache__`` and,
+    under the nearest ancestor with a ``.fnserve/pycache`` (``-X pycache_prefix``), the mirror of
+    its folder there. ``fnserve dev`` deletes a saved module's ``.pyc`` in both."""
+    source = Path(source).resolve()
+    found = [source.parent / "__pycache__"]
+    for parent in source.parents:
+        if (parent / PYCACHE).is_dir():
+            found.append(parent / PYCACHE / str(source.parent).lstrip(os.sep))
+            break
+    return found
+
+
 def function_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a function process: ``base`` (default ``os.environ``) minus fnserve's
     own ``FNSERVE_*`` settings, then ``extra`` on top (the function env from config: ``.env``,
