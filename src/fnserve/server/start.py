@@ -223,7 +223,7 @@ class StartServer:
         started = time.perf_counter()
         self.say("reload: SIGHUP received, reloading config, project and dependencies")
         try:
-            config, project = self.load()
+            config, project = await asyncio.to_thread(self.load)  # the snapshot copy stays off the event loop
             python = await self.environment(config)
         except FnserveError as exc:
             self.metrics.reloads["failed"] += 1
