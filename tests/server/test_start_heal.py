@@ -122,3 +122,44 @@ def test_failures_that_are_not_in_a_row_do_not_replace(faults) -> None:
     srv = faults("--max-failures", "2", "--max-instances", "1")
     got = _pids(srv.url, 1, "?fail=1") + _pids(srv.url, 1) + _pids(srv.url, 1, "?fail=1") + _pids(srv.url, 1)
     assert len({pid for _, pid in got}) == 1
+
+
+def test_faulty_functions_never_fail_a_healthy_one_and_heal(faults) -> None:
+    """Steady load on /api/pid while other functions raise, block their event loop past the
+    heartbeat timeout, fail their lifespan startup, and flood stdout: zero failed healthy
+    requests; each faulty one gets its documented status and serves again afterwards."""
+    import threading
+
+    (faults.flags / "down").write_text("")
+    srv = faults("--heartbeat-timeout", "2", "--load-retry", "1", "--max-failures", "3")
+    assert httpx.get(srv.url + "/api/pid", timeout=30).status_code == 200
+    bad: list[int] = []
+    done = threading.Event()
+    count = [0]
+
+    def healthy() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not done.is_set():
+                status = client.get(srv.url + "/api/pid").status_code
+                count[0] += 1
+                if status != 200:
+                    bad.append(status)
+
+    workers = [threading.Thread(target=healthy) for _ in range(2)]
+    for t in workers:
+        t.start()
+    try:
+        assert [httpx.get(srv.url + "/api/boom", timeout=30).status_code for _ in range(4)] == [500] * 4
+        assert httpx.get(srv.url + "/api/flaky", timeout=30).status_code == 500
+        assert httpx.get(srv.url + "/api/loud?size=3000000", timeout=30).text == "ok"
+        assert httpx.get(srv.url + "/api/stuck?sleep=6", timeout=30).status_code == 502
+        (faults.flags / "down").unlink()
+        _until(lambda: httpx.get(srv.url + "/api/flaky", timeout=30).status_code == 200, what="flaky to heal")
+        assert httpx.get(srv.url + "/api/stuck", timeout=30).text == "stuck ok"
+        assert httpx.get(srv.url + "/api/loud", timeout=30).text == "ok"
+    finally:
+        done.set()
+        for t in workers:
+            t.join(30)
+    assert bad == [] and count[0] > 50
+    srv.wait_for_line(r"api/boom\.py: replacing worker \d+: its last 3 requests failed")
