@@ -15,6 +15,7 @@
         │                             killed (502): ``.silent_s``, ``.timeout``
         ├── WorkerStartTimeout        the worker was not ready in time (503): ``.function_id``, ``.timeout``
         ├── Overloaded                the function's queue is full (503 + ``Retry-After``): ``.retry_after`` s
+        ├── EnvironmentUnavailable    dev: its env is being installed (503 + ``Retry-After``) or failed to install (503)
         ├── DurationExceeded          the request ran past ``maxDuration`` (504): ``.max_duration`` s
         ├── FunctionLoadFailed        import / lifespan startup failed (500): ``.load_error``, ``.traceback``
         └── FunctionFailed            the app raised (500): ``.traceback``
@@ -227,6 +228,30 @@ class Overloaded(WorkerError):
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", b"%d" % self.retry_after)]
+
+
+class EnvironmentUnavailable(WorkerError):
+    """``fnserve dev``: the function's environment is not ready (503). ``installing``: the
+    requirement names being installed (with ``Retry-After: retry_after`` s), or ``error``: the
+    ``DependencyError`` of the failed install (the function waits for a fix; it never falls back
+    to fnserve's own packages)."""
+
+    status_code = 503
+
+    def __init__(self, function_id: str, *, installing: Sequence[str] = (), error: FnserveError | None = None,
+                 retry_after: int = 2) -> None:
+        self.function_id, self.installing, self.error, self.retry_after = function_id, tuple(installing), error, retry_after
+        if error is not None:
+            super().__init__(f"{function_id}: its dependencies could not be installed: {error.message}",
+                             error.hint or "fix the requirement; fnserve dev installs again when the file is saved")
+        else:
+            names = ", ".join(self.installing) or "the project's requirements"
+            super().__init__(f"installing {names} for {function_id}; retry in a moment",
+                             "fnserve dev reloads the function when the install is done")
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [] if self.error is not None else [(b"retry-after", b"%d" % self.retry_after)]
 
 
 class DurationExceeded(WorkerError):

@@ -228,3 +228,15 @@ def test_the_probe_paths_answer_on_the_server_the_image_runs(tmp_path):
     with serving("--from", str(output)) as url:
         for probe in ("readinessProbe", "livenessProbe"):
             assert httpx.get(url + c[probe]["httpGet"]["path"], timeout=10).status_code == 200
+
+
+def test_an_unchanged_build_renders_again_a_target_folder_that_is_gone(tmp_path):
+    """A target folder removed (or never written because its render failed) after the output was
+    in place is written again by the next build, although the inputs did not change."""
+    project = tmp_path / "showcase"
+    shutil.copytree(EXAMPLES / "showcase", project)
+    output = build(project)
+    shutil.rmtree(output / "knative")
+    assert (output / "kubernetes" / "deployment.yaml").is_file()
+    build(project)
+    assert knative_of(output)["kind"] == "Service"

@@ -114,7 +114,8 @@ def test_edgeone_and_lambda_functions_get_the_fnserve_shim(tmp_path):
     dests = [r.get("dest") for r in routes]
     assert "/api/users/[id]" in dests and "/api/flaskapp/index" in dests  # EdgeOne: no params in the query
     catch_all = next(r for r in routes if r.get("dest") == "/api/[[default]]")
-    assert pyre(catch_all["src"]).match("/api/books/list") and not pyre(catch_all["src"]).match("/api")
+    # EdgeOne [[default]] matches zero or more segments (SPEC §3.1): /api itself too
+    assert pyre(catch_all["src"]).match("/api/books/list") and pyre(catch_all["src"]).match("/api")
     # priority order: /api/lam/[id] and /api/users/[id] before the catch-all
     assert dests.index("/api/lam/[id]") < dests.index("/api/[[default]]")
 

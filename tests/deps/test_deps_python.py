@@ -158,3 +158,40 @@ def test_python_setting_as_specifier(cache, installed):
     assert choice.interpreter.version == want.version
     ranged = select_python([], ENV, cache, override=">=3.9")
     assert ranged.interpreter.version == CURRENT.version  # fnserve's own Python satisfies the range
+
+
+def test_missing_pin_fetch_then_fallback_to_nearest_with_a_warning(cache, installed):
+    asked = []
+
+    def no_fetch(spec):
+        asked.append(str(spec))
+        return None
+
+    req = [_req("==3.99.*", ".python-version:1")]
+    with pytest.raises(DependencyError) as info:
+        select_python(req, ENV, cache, uv_find=lambda spec: None, uv_fetch=no_fetch)
+    assert asked == ["==3.99.*"]
+    assert "uv could not fetch one" in info.value.message and "--python-fallback" in (info.value.hint or "")
+    choice = select_python(req, ENV, cache, uv_find=lambda spec: None, uv_fetch=no_fetch, fallback=True)
+    newest = max((i for i in installed.values() if i.supported), key=lambda i: i.parsed)
+    assert choice.interpreter.parsed.release[:2] == newest.parsed.release[:2]
+    assert choice.warning is not None and info.value.message in choice.warning
+    assert str(choice.interpreter.path) in choice.warning and ".python-version:1" in choice.warning
+
+
+def test_nearest_interpreter_by_minor_distance(installed):
+    supported = [i for i in installed.values() if i.supported]
+    low = pythons.nearest_interpreter(SpecifierSet("==3.8.*"), supported)
+    assert low is not None and low.parsed.release[:2] == min(i.parsed.release[:2] for i in supported)
+    assert pythons.nearest_interpreter(SpecifierSet("==3.14.*"), []) is None
+
+
+def test_uv_fetch_failure_is_remembered(tmp_path):
+    calls = tmp_path / "calls"
+    fake = tmp_path / "uv"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")
+    fake.chmod(0o755)
+    fetch = pythons.UvFetch(str(fake), {}, tmp_path / "pythons.json")
+    assert fetch(SpecifierSet("==3.99.*")) is None
+    assert fetch(SpecifierSet("==3.99.*")) is None  # not asked again within FETCH_RETRY
+    assert calls.read_text().splitlines() == ["python install ==3.99.*"]

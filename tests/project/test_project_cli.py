@@ -55,7 +55,7 @@ def test_routes_edgeone_table():
     assert result.exit_code == 0, result.output
     assert table_rows(result.stdout) == [
         ["/api/flaskapp", "*", "app", "cloud-functions/api/flaskapp/index.py", "mount"],
-        ["/api/hello", "GET,HEAD,OPTIONS", "handler", "cloud-functions/api/hello.py", "exact"],
+        ["/api/hello", "GET,HEAD,OPTIONS", "handler", "cloud-functions/api/hello.py", "mount"],
         ["/api/users/[id]", "GET,HEAD,DELETE,OPTIONS", "handler", "cloud-functions/api/users/[id].py", "exact"],
         ["/api/[[default]]", "GET,HEAD,OPTIONS", "handler", "cloud-functions/api/[[default]].py", "exact"],
     ]

@@ -117,7 +117,7 @@ def test_split_path(path, parts):
     [
         ("conflict_params", "/api/users/[id]", {"api/users/[id].py", "api/users/[slug].py"}),
         ("conflict_index", "/api/hello", {"api/hello.py", "api/hello/index.py"}),
-        ("conflict_catchall", "/api/[...rest]", {"cloud-functions/api/[...rest].py", "cloud-functions/api/[[rest]].py"}),
+        ("conflict_catchall", "/api/[[...rest]]", {"cloud-functions/api/[[...rest]].py", "cloud-functions/api/[[rest]].py"}),
     ],
 )
 def test_duplicate_routes_are_errors_naming_both_files(case, route, files):
@@ -150,10 +150,14 @@ def _naive(routes):
     for r in routes:
         rx = ""
         for seg in r.segments:
-            rx += {"literal": "/" + re.escape(seg.value), "param": "/([^/]+)", "catchall": "/(.+)", "optional": "(?:/(.*))?"}[seg.kind]
+            rx += {"literal": "/" + re.escape(seg.value), "param": "/([^/]+)", "catchall": "/(.+)", "optional": "/(.+)"}[seg.kind]
         rx += "(?:/.*)?" if r.mount else ""
         key = [(_RANK[s.kind], s.value if s.kind == "literal" else "") for s in r.segments] + [(9 if r.mount else -1, "")]
         compiled.append((key, re.compile("^" + rx + "/?$"), r))
+        if r.segments and r.segments[-1].kind == "optional":
+            # its empty match: like a route ending at its prefix, after an exact route or a mount there
+            prefix = rx[: rx.rindex("/(.+)")]
+            compiled.append((key[:-2] + [(10, "")], re.compile("^" + prefix + "/?$"), r))
     compiled.sort(key=lambda item: item[0])
 
     def match(path):
@@ -173,7 +177,7 @@ def test_trie_agrees_with_naive_scan_on_random_projects():
         for _ in range(rng.randint(3, 12)):
             depth = rng.randint(1, 3)
             parts = [rng.choice(words + ["[p]", "[q]"]) for _ in range(depth - 1)]
-            last = rng.choice(words + ["[p]", "[...r]", "[[...o]]", "index"])
+            last = rng.choice(words + ["[p]", "[...r]", "[[...o]]", "[[e]]", "index"])
             kind = rng.choice([EntryKind.HANDLER, EntryKind.APP])
             files["/".join(["api", *parts, last]) + ".py"] = kind
         try:

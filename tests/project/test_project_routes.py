@@ -28,7 +28,7 @@ def edgeone():
     [
         ("users", Segment("literal", "users")),
         ("[id]", Segment("param", "id")),
-        ("[[default]]", Segment("catchall", "default")),
+        ("[[default]]", Segment("optional", "default")),
         ("[...path]", Segment("catchall", "path")),
         ("[[...slug]]", Segment("optional", "slug")),
         ("hello.py", Segment("literal", "hello.py")),
@@ -44,12 +44,14 @@ def test_vercel_layout_routes(vercel):
     patterns = {(r.pattern, r.function.id, r.mount, r.alias) for r in vercel.routes.routes}
     assert patterns == {
         ("/api", "api/index.py", False, False),
+        ("/api/index", "api/index.py", False, True),
         ("/api/index.py", "api/index.py", False, True),
         ("/api/hello", "api/hello.py", False, False),
         ("/api/hello.py", "api/hello.py", False, True),
         ("/api/flask_app", "api/flask_app.py", True, False),
         ("/api/flask_app.py", "api/flask_app.py", False, True),
         ("/api/users", "api/users/index.py", False, False),
+        ("/api/users/index", "api/users/index.py", False, True),
         ("/api/users/index.py", "api/users/index.py", False, True),
         ("/api/users/[id]", "api/users/[id].py", False, False),
         ("/api/posts/[slug]/comments", "api/posts/[slug]/comments.py", False, False),
@@ -109,8 +111,8 @@ def test_edgeone_layout_routes(edgeone):
     assert patterns == {
         ("/", "cloud-functions/index.py", False),
         ("/api", "cloud-functions/api/index.py", True),
-        ("/api/hello", "cloud-functions/api/hello.py", False),
-        ("/api/users/list", "cloud-functions/api/users/list.py", False),
+        ("/api/hello", "cloud-functions/api/hello.py", True),  # EdgeOne: any kind at a static route
+        ("/api/users/list", "cloud-functions/api/users/list.py", True),
         ("/api/users/[id]", "cloud-functions/api/users/[id].py", False),
         ("/api/[[default]]", "cloud-functions/api/[[default]].py", False),
     }
@@ -133,7 +135,7 @@ def test_edgeone_matching_and_mount_prefix(edgeone):
     assert match("/").function.id == "cloud-functions/index.py"
     assert match("/api/users/list").function.id == "cloud-functions/api/users/list.py"  # static beats [id]
     assert match("/api/users/1024").params == {"id": "1024"}
-    assert match("/api/books/list").params == {"default": "books/list"}  # [[default]]: one or more
+    assert match("/api/books/list").params == {"default": "books/list"}  # [[default]]: zero or more
     assert match("/api/1024").params == {"default": "1024"}
     assert match("/v2/vip/1024") is None
     flask = match("/api")
@@ -177,3 +179,63 @@ def test_lambda_handlers_are_exact_routes_not_mounts():
     route = project.routes.match("/api/mangum_app").route
     assert not route.mount
     assert project.routes.match("/api/mangum_app/sub") is None
+
+
+def test_vercel_index_also_answers_index_path(vercel):
+    # SPEC §3.1: api/index.py answers /api, /api/index and /api/index.py (Vercel serves all three)
+    for path in ("/api", "/api/", "/api/index", "/api/index/", "/api/index.py"):
+        assert vercel.routes.match(path).function.id == "api/index.py", path
+    assert vercel.routes.match("/api/users/index").function.id == "api/users/index.py"
+    assert vercel.routes.match("/api/index/more") is None  # a handler's alias is exact
+
+
+def test_vercel_index_alias_yields_to_a_real_route(tmp_path):
+    (tmp_path / "api" / "index").mkdir(parents=True)
+    source = "def handler(event, context):\n    return {}\n"
+    (tmp_path / "api" / "index.py").write_text(source)
+    (tmp_path / "api" / "index" / "index.py").write_text(source)  # the file that names /api/index
+    project = load_project(tmp_path)
+    assert project.routes.match("/api/index").function.id == "api/index/index.py"
+    assert project.routes.match("/api").function.id == "api/index.py"
+
+
+def test_edgeone_optional_catchall_matches_its_bare_prefix(tmp_path):
+    # SPEC §3.1: EdgeOne's [[default]] is zero or more segments (route ^/api(?:/(.*))?$)
+    folder = tmp_path / "cloud-functions" / "api"
+    folder.mkdir(parents=True)
+    (folder / "[[default]].py").write_text("def handler(event, context):\n    return {}\n")
+    match = load_project(tmp_path).routes.match
+    for path, rest in (("/api", ""), ("/api/", ""), ("/api/a", "a"), ("/api/a/b/", "a/b")):
+        hit = match(path)
+        assert hit is not None and hit.params == {"default": rest}, path
+    assert match("/apix") is None
+
+
+def test_edgeone_static_routes_take_sub_paths_of_any_kind(edgeone):
+    # SPEC §3.1: demo.py answers /demo/health, unless a more specific route matches (§3.2)
+    hit = edgeone.routes.match("/api/hello/health")
+    assert hit.function.id == "cloud-functions/api/hello.py" and hit.route.mount
+    assert hit.root_path == ""  # a handler sees the full path (§3.4)
+    assert edgeone.routes.match("/api/users/list/x/y").function.id == "cloud-functions/api/users/list.py"
+    assert edgeone.routes.match("/api/users/7").function.id == "cloud-functions/api/users/[id].py"
+    # the root index.py is not a catch-all: EdgeOne's route for it is ^/(?:/.*)?$
+    assert edgeone.routes.match("/").function.id == "cloud-functions/index.py"
+    assert not edgeone.routes.match("/").route.mount
+
+
+def test_edgeone_mount_keeps_its_own_path_next_to_optional_catchall(edgeone):
+    # /api: the Flask app at api/index.py (as on EdgeOne: exact before catch-all); /api/x: [[default]]
+    assert edgeone.routes.match("/api").function.id == "cloud-functions/api/index.py"
+    assert edgeone.routes.match("/api/").function.id == "cloud-functions/api/index.py"
+    assert edgeone.routes.match("/api/x").function.id == "cloud-functions/api/[[default]].py"
+    warning = next(p for p in edgeone.problems if p.file == "cloud-functions/api/[[default]].py")
+    assert "never receives /api" in warning.message
+
+
+def test_edgeone_handler_at_root_without_other_routes(tmp_path):
+    folder = tmp_path / "cloud-functions"
+    folder.mkdir()
+    (folder / "index.py").write_text("def handler(event, context):\n    return {}\n")
+    match = load_project(tmp_path).routes.match
+    assert match("/") is not None
+    assert match("/nothing") is None

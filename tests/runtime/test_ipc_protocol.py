@@ -96,3 +96,20 @@ def test_packed_headers_and_their_json_fallback():
         if flags & p.RAW_HEADERS:
             back["headers"] = p.unpack_headers(data[: back.pop("_hl")])
         assert back["headers"] == hs
+
+
+def test_messages_accept_any_iterable_of_headers_and_bytes_like_bodies():
+    # SPEC §4: headers are any iterable of pairs (Sanic sends a generator), bodies any bytes-like
+    pairs = [(b"x-a", b"1"), (b"set-cookie", b"s=1")]
+    assert p.unpack_headers(p.pack_headers(h for h in pairs)) == pairs
+    assert p.unpack_headers(p.pack_headers([[bytearray(b"x-a"), memoryview(b"1")]])) == [(b"x-a", b"1")]
+    for message, want in (
+        ({"type": "websocket.accept", "headers": (h for h in pairs)}, {"type": "websocket.accept", "headers": pairs}),
+        ({"type": "http.response.trailers", "headers": iter(pairs)}, {"type": "http.response.trailers", "headers": pairs}),
+        ({"type": "websocket.send", "bytes": bytearray(b"\x00\xff")}, {"type": "websocket.send", "bytes": b"\x00\xff"}),
+        ({"type": "websocket.send", "bytes": memoryview(b"mv")}, {"type": "websocket.send", "bytes": b"mv"}),
+        ({"type": "http.response.body", "body": memoryview(b"abc")[1:]}, {"type": "http.response.body", "body": b"bc"}),
+        ({"type": "websocket.accept", "headers": [(memoryview(b"x-m"), bytearray(b"v"))]},
+         {"type": "websocket.accept", "headers": [(b"x-m", b"v")]}),
+    ):
+        assert p.decode_message(*p.encode_message(message)) == want

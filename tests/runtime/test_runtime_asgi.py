@@ -8,7 +8,7 @@ import httpx
 import pytest
 import runtime_harness as H
 
-from fnserve.runtime.asgi import ASGIAdapter
+from fnserve.runtime.asgi import ASGIAdapter, below_root
 from fnserve.runtime.failures import LoadError
 from fnserve.runtime.loader import load_function
 
@@ -185,3 +185,40 @@ async def _receive():
 
 async def _drop(message):
     pass
+
+
+# --- EdgeOne mounts: path and raw_path below root_path (SPEC §3.4) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "path, raw_path, root, want_path, want_raw",
+    [
+        ("/api/sanic/users", b"/api/sanic/users", "/api/sanic", "/users", b"/users"),
+        ("/api/sanic", b"/api/sanic", "/api/sanic", "/", b"/"),
+        ("/api/sanic/", b"/api/sanic/", "/api/sanic", "/", b"/"),
+        ("/api/sanic/a b/c/", b"/api/sanic/a%20b/c/", "/api/sanic", "/a b/c/", b"/a%20b/c/"),  # encoding kept
+        ("/api/s\u00e9/x", b"/api/s%C3%A9/x", "/api/s\u00e9", "/x", b"/x"),
+        ("/api/sanic/x", b"/api/s%61nic/x", "/api/sanic", "/x", b"/x"),  # an encoded prefix is still the prefix
+        ("/api/a/b/x", b"/api/a%2Fb/x", "/api/a/b", "/x", b"/x"),  # segments disagree: re-encoded from path
+        ("/apihealth", b"/apihealth", "/api", "/apihealth", b"/apihealth"),  # not at a segment boundary
+    ],
+)
+def test_below_root(path, raw_path, root, want_path, want_raw):
+    scope = H.http_scope(path=path, raw_path=raw_path, root_path=root)
+    out = below_root(scope)
+    assert (out["path"], out["raw_path"], out["root_path"]) == (want_path, want_raw, root)
+    assert scope["path"] == path  # the caller's scope is not changed
+
+
+def test_adapter_gives_edgeone_form_only_with_a_root_path():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((scope["path"], scope["raw_path"], scope["root_path"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    adapter = ASGIAdapter(app)
+    H.call(adapter, H.http_scope(path="/api/sanic/users", root_path="/api/sanic"))
+    H.call(adapter, H.http_scope(path="/api/sanic/users"))
+    assert seen == [("/users", b"/users", "/api/sanic"), ("/api/sanic/users", b"/api/sanic/users", "")]

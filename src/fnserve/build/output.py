@@ -99,8 +99,8 @@ def build_output(config: Config, *, out: Path | None = None, targets: Sequence[s
     previous = _previous_manifest(out)
     if previous is not None and previous.inputs == inputs and not force:
         say(f"build: unchanged since the last build, {out} is up to date")
-        for name in (t for t in targets if not TARGETS[t]().is_current(out, previous)):  # e.g. deleted since
-            TARGETS[name]().render(out, previous, say)
+        for name in (t for t in targets if not TARGETS[t](target_options).is_current(out, previous)):  # e.g. deleted since
+            TARGETS[name](target_options).render(out, previous, say)
         return BuildResult(out, previous, reused=True, seconds=time.perf_counter() - started)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -153,6 +153,11 @@ def _build_into(tmp: Path, root: Path, config: Config, out: Path, previous: Mani
         os.rename(work / STATIC_DIR, tmp / "static")
     else:
         (tmp / "static").mkdir()
+    from fnserve.server.collectstatic import collect_for_build  # SPEC §4: Django's collected files in static/
+
+    for url in collect_for_build(project, env.python if env.key != "none" else None, base_env, tmp / "static",
+                                 tmp / ".collectstatic"):
+        say(f"django: collectstatic → static{url}")
     envs: dict[str, EnvRecord] = {}
     packages: dict[str, int] = {}
     if env.key != "none":

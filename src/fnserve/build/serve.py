@@ -41,6 +41,8 @@ def project_dir_of(output: Path) -> Path:
 class FromOutputServer(StartServer):
     """``fnserve start --from output``: see the module docstring. ``overrides``: the flags."""
 
+    collects_django_static = False  # fnserve build put Django's collected files in static/
+
     def __init__(self, output: Path, overrides: Mapping[str, Any] | None = None,
                  *, say: Callable[[str], None] | None = None) -> None:
         self.output = Path(output).resolve()

@@ -213,6 +213,10 @@ class Config:
                             "with the current interpreter; fnserve deps: plan only).", commands=DEPS)
     python: str | None = setting(
         None, "Python version request or interpreter path for the function env (e.g. 3.12).", commands=DEPS)
+    python_fallback: bool = setting(
+        False, "When no Python matching the project's request is installed and uv cannot fetch one, build "
+        "the env with the nearest installed Python (with a warning) instead of stopping (dev always does).",
+        commands=("start", "build", "deps", "config"))
     reload: bool = setting(
         True, "Reload functions when files change (default: on in dev; fnserve start reloads on SIGHUP "
         "instead).", mode_default=lambda mode: mode == "dev", default_text="on in dev", commands=("dev", "config"))

@@ -108,7 +108,7 @@ def build_env(
     """Return the env for ``key``, creating it if needed (see the module docstring).
     ``state_dir``: the project's ``.fnserve``. Raises ``DependencyError`` (previous env intact)."""
     envs_dir = state_dir / "envs"
-    _ensure_state_dir(state_dir)
+    ensure_state_dir(state_dir)
     say = progress or (lambda _msg: None)
     with _locked(envs_dir):
         found = existing_env(envs_dir, key)
@@ -276,7 +276,8 @@ def _install_error(stderr: str, merged: MergedSet) -> DependencyError:
     return DependencyError(f"uv could not install {what}:\n{summarize_error(stderr)}", hint)
 
 
-def _ensure_state_dir(state_dir: Path) -> None:
+def ensure_state_dir(state_dir: Path) -> None:
+    """Create ``.fnserve/`` with a ``.gitignore`` of ``*`` (fnserve's state is never committed)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     ignore = state_dir / ".gitignore"
     if not ignore.exists():

@@ -25,7 +25,10 @@ class DepsOptions:
     → distribution overrides; ``environ``: the process environment (``PATH``, ``HOME``,
     ``PYENV_ROOT``, ``UV_CACHE_DIR``...); ``uv_binary``: uv to run (default: the ``uv`` package's);
     ``uv_cache_dir``: ``--cache-dir`` for uv; ``state_dir``: default ``<project>/.fnserve``;
-    ``keep_envs``: completed envs kept per project (the current one and its predecessors)."""
+    ``keep_envs``: completed envs kept per project (the current one and its predecessors);
+    ``python_fallback``: when no Python satisfies the project's request and uv cannot fetch one,
+    build the env with the nearest installed Python (``PythonChoice.warning``) instead of raising
+    ``DependencyError`` (``fnserve dev`` sets it; ``fnserve start --python-fallback``)."""
 
     detect_imports: bool = True
     install: bool = True
@@ -36,16 +39,18 @@ class DepsOptions:
     uv_cache_dir: Path | None = None
     state_dir: Path | None = None
     keep_envs: int = 3
+    python_fallback: bool = False
 
     @classmethod
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None, **changes: object) -> DepsOptions:
         """Read the dependency settings off a ``fnserve.config.Config`` (``detect_imports``,
-        ``install``, ``python``, ``import_map``); ``environ``: the process environment, read once
+        ``install``, ``python``, ``python_fallback``, ``import_map``); ``environ``: the process environment, read once
         by the caller. ``changes`` override fields."""
         values: dict[str, object] = {
             "detect_imports": config.detect_imports,
             "install": config.install,
             "python": config.python or None,
+            "python_fallback": config.python_fallback,
             "import_map": dict(config.import_map),
             "environ": dict(environ or {}),
         }

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fnserve.deps.detect import DetectedImport, scan_project, third_party_imports
-from fnserve.deps.envs import Environment, build_env, current_environment, env_key, existing_env
+from fnserve.deps.envs import Environment, build_env, current_environment, ensure_state_dir, env_key, existing_env
 from fnserve.deps.manifests import is_dependency_file, read_manifests
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.merge import MergedSet, merge
 from fnserve.deps.options import DepsOptions, as_options
-from fnserve.deps.pythons import PythonChoice, UvFind, select_python
+from fnserve.deps.pythons import PythonChoice, UvFetch, UvFind, select_python
 from fnserve.deps.uv import Uv, default_uv_binary
 
 Progress = Callable[[str], None]
@@ -57,17 +57,25 @@ def _uv(options: DepsOptions, environ: dict[str, str]) -> Uv:
     return Uv(options.uv_binary or default_uv_binary(), environ, options.uv_cache_dir)
 
 
-def plan_deps(project_dir: Path, options: object = None) -> DepsPlan:
+def plan_deps(project_dir: Path, options: object = None, *, progress: Progress | None = None) -> DepsPlan:
     """Plan the dependency step for ``project_dir``. ``options``: ``DepsOptions``, a ``Config`` or
-    None. Raises ``DependencyError`` (bad manifest line, conflicting requirements, no Python)."""
+    None; ``progress``: one-line messages (a Python being fetched). With ``install`` on, a Python
+    the project asks for that is not installed is fetched with ``uv python install``; if none can
+    be had, ``python_fallback`` (or ``install`` off: no env is built from the plan) takes the
+    nearest installed one (``plan.python.warning``). Raises ``DependencyError`` (bad manifest
+    line, conflicting requirements, no Python)."""
     opts = as_options(options)
     environ = dict(opts.environ or os.environ)  # boundary: the caller's environment, read once
     root = Path(project_dir).resolve()
     state_dir = opts.state_dir or root / ".fnserve"
     manifests = read_manifests(root)
-    uv_find = UvFind(opts.uv_binary or default_uv_binary(), environ)
-    choice = select_python(manifests.python, environ, state_dir / "pythons.json",
-                           override=opts.python, uv_find=uv_find)
+    uv_bin = opts.uv_binary or default_uv_binary()
+    uv_fetch = UvFetch(uv_bin, environ, state_dir / "pythons.json", progress) if opts.install else None
+    if uv_fetch is not None:
+        ensure_state_dir(state_dir)
+    choice = select_python(manifests.python, environ, state_dir / "pythons.json", override=opts.python,
+                           uv_find=UvFind(uv_bin, environ), uv_fetch=uv_fetch,
+                           fallback=opts.python_fallback or not opts.install)
     detected: list[DetectedImport] = []
     if opts.detect_imports:
         found, local = scan_project(root, state_dir / "imports.json")
@@ -91,7 +99,9 @@ def ensure_env(project_dir: Path, options: object = None, *, progress: Progress 
     one exists, else fnserve's own interpreter (``key="none"``). Raises ``DependencyError``; the
     previous env is kept."""
     opts = as_options(options)
-    plan = plan or plan_deps(project_dir, opts)
+    plan = plan or plan_deps(project_dir, opts, progress=progress)
+    if plan.python.warning is not None and progress is not None and opts.install:
+        progress(f"warning: {plan.python.warning}")
     found = existing_env(plan.state_dir / "envs", plan.key)
     if found is not None:
         return found

@@ -6,13 +6,19 @@ Candidates, in this order: the interpreter fnserve runs on; ``python3``/``python
 ``~/.local/share/uv/python``). Each is probed once (its version, marker environment and
 ``sys.stdlib_module_names`` — computed from its stdlib folder on Pythons older than 3.10) and the
 result cached in ``.fnserve/pythons.json`` keyed by path, mtime and size. When nothing found on disk
-matches, ``uv python find`` is asked (downloads disabled). Versions below 3.9 are listed but never
-chosen (the function runtime supports 3.9–3.13).
+matches, ``uv python find`` is asked (downloads disabled), then — when the caller gives ``uv_fetch``
+(an install is wanted) — ``uv python install`` fetches one into uv's own store (a failed fetch,
+such as offline, is remembered for ``FETCH_RETRY`` seconds in ``pythons.json``). Versions below
+3.9 are listed but never chosen (the function runtime supports 3.9–3.13).
 
 Selection: no request → fnserve's own interpreter. Otherwise the intersection of all requests;
 fnserve's interpreter if it satisfies it, else the nearest installed one: the lowest minor version
 that satisfies it (``>=3.12`` → 3.12, as the platforms' defaults do), at its highest patch.
-Raises ``DependencyError`` listing what is installed when nothing satisfies the request.
+When nothing satisfies the request and none can be fetched: with ``fallback`` the nearest
+installed Python is chosen and ``PythonChoice.warning`` says so (``fnserve dev``; ``fnserve start
+--python-fallback``); without it ``DependencyError`` (the same sentence, listing what is installed
+and naming ``--python-fallback``). fnserve never silently runs a pinned project on its own
+interpreter.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,8 @@ from fnserve.deps.manifests import PythonRequest
 from fnserve.errors import DependencyError
 
 MIN_SUPPORTED = (3, 9)
+FETCH_RETRY = 600.0  # s: a failed `uv python install` (offline) is not retried before this
+_FETCH_KEY = "uv python install"  # pythons.json entry: {specifier: time of the failed fetch}
 _PROBE = r"""
 import json, os, platform, sys, sysconfig
 names = getattr(sys, "stdlib_module_names", None)
@@ -90,11 +99,13 @@ class Interpreter:
 
 @dataclass(frozen=True)
 class PythonChoice:
-    """The chosen interpreter and a sentence saying why (for ``fnserve deps``)."""
+    """The chosen interpreter and a sentence saying why (for ``fnserve deps``). ``warning``: set
+    when it does NOT satisfy the request (the nearest installed one, ``fallback``): print it."""
 
     interpreter: Interpreter
     reason: str
     requests: tuple[PythonRequest, ...] = ()
+    warning: str | None = None
 
 
 def current_interpreter() -> Interpreter:
@@ -207,11 +218,16 @@ def select_python(
     *,
     override: str | None = None,
     uv_find: UvFind | None = None,
+    uv_fetch: UvFetch | None = None,
+    fallback: bool = False,
 ) -> PythonChoice:
     """Choose the interpreter for a project (see the module docstring). ``override``: an explicit
     ``python`` setting that replaces the requests: a version (``"3.12"``, ``"python3.12"``), a
     specifier (``">=3.11"``) or an interpreter path (``"/usr/bin/python3"``).
-    ``uv_find``: a callable asked as last resort, ``(specifier) -> Path | None``."""
+    ``uv_find``: a callable asked when nothing on disk matches, ``(specifier) -> Path | None``;
+    ``uv_fetch``: the same for ``uv python install``, asked after it; ``fallback``: when still
+    nothing matches, choose the nearest installed Python and set ``warning`` instead of raising.
+    Raises ``DependencyError``."""
     if override:
         as_path = Path(override).expanduser()
         if as_path.is_absolute() or os.sep in override:
@@ -241,17 +257,42 @@ def select_python(
         lowest_minor = min(i.parsed.release[:2] for i in matching)
         best = max((i for i in matching if i.parsed.release[:2] == lowest_minor), key=lambda i: i.parsed)
         return PythonChoice(best, f"{best.tag} at {best.path} (nearest installed match for {why})", tuple_requests)
-    if uv_find is not None:
-        path = uv_find(spec)
+    for how, ask in (("found by uv", uv_find), ("fetched by uv", uv_fetch)):
+        path = ask(spec) if ask is not None else None
         interp = probe(path, cache_file) if path else None
         if interp is not None and interp.supported and spec.contains(interp.version, prereleases=True):
-            return PythonChoice(interp, f"{interp.tag} at {interp.path} (found by uv for {why})", tuple_requests)
+            return PythonChoice(interp, f"{interp.tag} at {interp.path} ({how} for {why})", tuple_requests)
     listing = ", ".join(sorted({f"{i.version} ({i.path})" for i in installed}, key=_version_key)) or "none"
-    raise DependencyError(
-        f"no installed Python satisfies {why}; installed: {listing}",
-        "install a matching Python (e.g. `uv python install 3.12` or pyenv), or change the request"
-        + ("; versions below 3.9 are not supported by the function runtime" if installed else ""),
-    )
+    nearest = nearest_interpreter(spec, installed)
+    fetched = "" if uv_fetch is None else " and uv could not fetch one"
+    message = f"no installed Python satisfies {why}{fetched}; installed: {listing}"
+    if nearest is not None and fallback:
+        warning = (f"{message}. The environment is built with the nearest one, Python {nearest.version} "
+                   f"({nearest.path}): install a matching Python to run on the version the project asks for")
+        return PythonChoice(nearest, f"{nearest.tag} at {nearest.path} (FALLBACK: nothing satisfies {why})",
+                            tuple_requests, warning)
+    hint = "install a matching Python (e.g. `uv python install 3.12` or pyenv), or change the request"
+    if nearest is not None:
+        hint += f", or pass --python-fallback to build the environment with Python {nearest.version}"
+    raise DependencyError(message, hint + ("; versions below 3.9 are not supported by the function runtime"
+                                           if installed else ""))
+
+
+def nearest_interpreter(spec: SpecifierSet, installed: Iterable[Interpreter]) -> Interpreter | None:
+    """The supported interpreter closest to what ``spec`` asks for: the smallest distance in minor
+    versions to any version ``spec`` names (``==3.14.*`` → 3.13 before 3.12; ``==3.8.*`` → 3.9),
+    the higher one on a tie, the highest patch. None when no supported one is installed."""
+    wanted = [Version(s.version.replace(".*", "")).release[:2] for s in spec] or [(3, 99)]
+    supported = [i for i in installed if i.supported]
+    if not supported:
+        return None
+
+    def distance(interp: Interpreter) -> tuple[int, Version]:
+        major, minor = (interp.parsed.release + (0,))[:2]
+        gap = min(abs((major * 100 + minor) - (w[0] * 100 + (w[1] if len(w) > 1 else 0))) for w in wanted)
+        return (-gap, interp.parsed)
+
+    return max(supported, key=distance)
 
 
 def _version_key(text: str) -> Version:
@@ -274,6 +315,39 @@ class UvFind:
             return None
         line = proc.stdout.strip().splitlines()[-1:] if proc.returncode == 0 else []
         return Path(line[0]) if line else None
+
+
+class UvFetch:
+    """``uv python install`` of a Python matching a specifier into uv's own store (it downloads),
+    then ``uv python find``; ``(specifier) -> Path | None``. ``cache_file``: ``pythons.json``,
+    where a failure is remembered for ``FETCH_RETRY`` s (offline, each start would wait for it);
+    ``say``: progress lines."""
+
+    def __init__(self, uv_bin: str, env: Mapping[str, str], cache_file: Path | None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.uv_bin, self.env, self.cache_file, self.say = uv_bin, dict(env), cache_file, say
+
+    def __call__(self, spec: SpecifierSet) -> Path | None:
+        request = str(spec) or ">=3.9"
+        cache = _read_cache(self.cache_file)
+        entry = cache.get(_FETCH_KEY)
+        failed: dict[str, float] = entry if isinstance(entry, dict) else {}
+        if time.time() - float(failed.get(request, 0)) < FETCH_RETRY:
+            return None
+        if self.say is not None:
+            self.say(f"fetching a Python for {request} with `uv python install` (none installed matches)")
+        env = {k: v for k, v in self.env.items() if k != "UV_PYTHON_DOWNLOADS"}
+        try:
+            proc = subprocess.run([self.uv_bin, "python", "install", request], capture_output=True, text=True,
+                                  timeout=600, env=env, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError):
+            proc = None
+        found = UvFind(self.uv_bin, self.env)(spec) if proc is not None and proc.returncode == 0 else None
+        if found is None:
+            failed[request] = time.time()
+            cache[_FETCH_KEY] = failed
+            _write_cache(self.cache_file, cache)
+        return found
 
 
 def describe(interpreters: Iterable[Interpreter]) -> list[dict[str, Any]]:

@@ -7,6 +7,9 @@ path left to right, trying at each node the literal child, then the param child,
 an optional catch-all and a mount, backtracking when a branch dead-ends. That order *is* the
 priority of SPEC §3.2 (literal > ``[param]`` > catch-all, segment by segment from the left; deeper
 routes before shorter ones; exact routes before mounts), so the first full match is the best one.
+At the end of the path, a route that ends there (exact, then a mount) beats an optional
+catch-all matching nothing: ``api/index.py`` keeps ``/api`` next to ``api/[[default]].py``, as
+on EdgeOne (the project model warns that the catch-all never receives ``/api``).
 Cost: proportional to the path's length (plus backtracking over param branches), independent of
 the number of routes.
 """
@@ -56,17 +59,21 @@ class RouteTable:
     """The routes of a project, matched by specificity.
 
     ``RouteTable(routes)`` raises ``DuplicateRouteError`` when two routes have the same shape
-    (``/api/users/[id]`` and ``/api/users/[slug]`` are the same route). ``routes``: all routes in
-    priority order. ``match(path)``: ``RouteMatch`` or None. Immutable once built.
+    (``/api/users/[id]`` and ``/api/users/[slug]`` are the same route); an alias (Vercel's
+    ``/api/x.py``, ``/api/index``) that has the shape of another route is dropped instead: the
+    file that names that path itself wins. ``routes``: all routes in priority order.
+    ``match(path)``: ``RouteMatch`` or None. Immutable once built.
     """
 
     def __init__(self, routes: Iterable[Route]) -> None:
         seen: dict[tuple[tuple[str, str], ...], Route] = {}
         self._root = _Node()
-        for route in routes:
+        for route in sorted(routes, key=lambda r: r.alias):  # stable: real routes first
             key = shape_key(route)
             other = seen.get(key)
             if other is not None:
+                if route.alias:
+                    continue
                 raise DuplicateRouteError(other.pattern, (other.function.id, route.function.id))
             seen[key] = route
             self._insert(route)
@@ -123,10 +130,10 @@ def _walk(node: _Node, parts: list[str], i: int, captured: tuple[str, ...]) -> t
     if i == len(parts):
         if node.exact is not None:
             return node.exact, captured
-        if node.optional is not None:
-            return node.optional, captured + ("",)
         if node.mount is not None:
             return node.mount, captured
+        if node.optional is not None:
+            return node.optional, captured + ("",)
         return None
     part = parts[i]
     child = node.literal.get(part)

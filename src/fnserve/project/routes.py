@@ -2,9 +2,13 @@
 
 - Vercel layout: paths relative to the project root (``api/hello.py`` → ``/api/hello``, plus the
   ``/api/hello.py`` alias Vercel also serves); EdgeOne layout: relative to ``cloud-functions/``.
-- ``index.py`` names its folder; ``[x]`` one segment, ``[[x]]``/``[...x]`` one or more,
-  ``[[...x]]`` zero or more, in file and folder names.
-- A framework app (``app``/``application``) at a static route is a **mount** (SPEC §3.4).
+- ``index.py`` names its folder (Vercel: it also answers ``<folder>/index`` and
+  ``<folder>/index.py``, as aliases); ``[x]`` one segment, ``[...x]`` one or more, ``[[...x]]``
+  and EdgeOne's ``[[x]]`` zero or more (``api/[[default]].py`` answers ``/api``), in file and
+  folder names.
+- A framework app (``app``/``application``) at a static route is a **mount** (SPEC §3.4); in the
+  EdgeOne layout a function of any kind at a static route other than ``/`` is one too (SPEC §3.1:
+  ``demo.py`` answers ``/demo/health`` when nothing more specific does).
 - The zero-config app (``Layout.APP``) is one mount with zero segments: ``/``.
 """
 
@@ -29,9 +33,10 @@ class RouteShapeError(ValueError):
 
 
 def parse_segment(name: str) -> Segment:
-    """One file or folder name (without ``.py``) → ``Segment``: ``[[...x]]`` optional,
-    ``[[x]]`` and ``[...x]`` catchall, ``[x]`` param, anything else literal."""
-    for pattern, kind in ((_OPTIONAL, "optional"), (_CATCHALL_NEXT, "catchall"), (_CATCHALL_EDGEONE, "catchall"), (_PARAM, "param")):
+    """One file or folder name (without ``.py``) → ``Segment``: ``[[...x]]`` and ``[[x]]``
+    optional (zero or more segments), ``[...x]`` catchall (one or more), ``[x]`` param, anything
+    else literal (SPEC §3.1)."""
+    for pattern, kind in ((_OPTIONAL, "optional"), (_CATCHALL_NEXT, "catchall"), (_CATCHALL_EDGEONE, "optional"), (_PARAM, "param")):
         m = pattern.match(name)
         if m:
             return Segment(kind, m.group(1))
@@ -64,8 +69,10 @@ def url_parts(function: Function, function_root: Path | None) -> tuple[str, ...]
 
 def routes_for(function: Function, function_root: Path | None = None) -> tuple[Route, ...]:
     """The routes of one function: its main route, plus for the Vercel layout the ``.py`` alias
-    (exact, ``alias=True``) when the file name is a literal. Raises ``RouteShapeError`` for a
-    catch-all that is not the last segment."""
+    (exact, ``alias=True``) when the file name is a literal and, for an ``index.py``, the
+    ``<folder>/index`` alias (SPEC §3.1). The main route is a mount for a framework app at a
+    static route, and in the EdgeOne layout for any function at a static route but ``/``.
+    Raises ``RouteShapeError`` for a catch-all that is not the last segment."""
     if function.layout is Layout.APP:
         return (Route("/", (), function, mount=True),)
     parts = url_parts(function, function_root)
@@ -75,12 +82,15 @@ def routes_for(function: Function, function_root: Path | None = None) -> tuple[R
             raise RouteShapeError(f"catch-all segment {display((seg,))[1:]} must be the last part of the path")
     framework = function.entry is not None and function.entry.kind.is_framework
     static = all(seg.kind == "literal" for seg in segments)
-    routes = [Route("/" + "/".join(parts), segments, function, mount=framework and static)]
+    edgeone = function.layout is Layout.EDGEONE and bool(segments)  # EdgeOne: "/" takes "/" only
+    routes = [Route("/" + "/".join(parts), segments, function, mount=static and (framework or edgeone))]
     stem = function.path.stem
     if function.layout is Layout.VERCEL and parse_segment(stem).kind == "literal":
         dir_parts = function.path.relative_to(function.import_roots[0]).parent.parts
-        alias = tuple(parse_segment(p) for p in dir_parts) + (Segment("literal", stem + ".py"),)
-        routes.append(Route("/" + "/".join((*dir_parts, stem + ".py")), alias, function, alias=True))
+        folder = tuple(parse_segment(p) for p in dir_parts)
+        names = (stem + ".py", stem) if stem == "index" else (stem + ".py",)
+        for name in names:
+            routes.append(Route("/" + "/".join((*dir_parts, name)), folder + (Segment("literal", name),), function, alias=True))
     return tuple(routes)
 
 

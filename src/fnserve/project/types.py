@@ -101,7 +101,7 @@ class HelperModule:
 @dataclass(frozen=True)
 class Segment:
     """One compiled path segment. ``kind``: "literal", "param" (``[x]``), "catchall" (one or
-    more: ``[[x]]``, ``[...x]``) or "optional" (zero or more: ``[[...x]]``). ``value``: the
+    more: ``[...x]``) or "optional" (zero or more: ``[[...x]]``, EdgeOne's ``[[x]]``). ``value``: the
     literal text or the parameter name."""
 
     kind: str
@@ -112,8 +112,10 @@ class Segment:
 class Route:
     """The URL pattern of a function (SPEC §3.1).
 
-    ``pattern``: display form, e.g. ``/api/users/[id]``. ``mount``: a framework app at a static
-    route, receiving every sub-path below it (SPEC §3.4). ``alias``: the Vercel ``/api/x.py`` form.
+    ``pattern``: display form, e.g. ``/api/users/[id]``. ``mount``: a function at a static
+    route receiving every sub-path below it that no more specific route takes: a framework app
+    (SPEC §3.4), or in the EdgeOne layout any kind but at ``/`` (SPEC §3.1). ``alias``: a second
+    path of a Vercel function (``/api/x.py``, and ``/api/index`` for ``api/index.py``).
     """
 
     pattern: str
@@ -138,10 +140,11 @@ class RouteMatch:
     """The result of matching a request path.
 
     ``params``: route parameters, each a string (a catch-all's value is the matched sub-path,
-    segments joined with ``/``; an empty optional catch-all is ``""``). ``root_path`` /
-    ``path``: what an ASGI app sees (``root_path`` is the EdgeOne mount prefix, else ``""``;
-    ``path`` is always the full request path, as ASGI 3.0 requires), so WSGI
-    ``SCRIPT_NAME = root_path`` and ``PATH_INFO = path[len(root_path):] or "/"``.
+    segments joined with ``/``; an empty optional catch-all is ``""``). ``root_path``: the
+    static prefix of an EdgeOne-layout framework app, else ``""``; ``path``: the full request
+    path. The front passes both to the worker as ASGI 3.0 has them (``path`` includes
+    ``root_path``); there WSGI gets ``SCRIPT_NAME = root_path``, ``PATH_INFO`` the rest, and an
+    ASGI app the EdgeOne form (``path`` and ``raw_path`` the rest; ``runtime.asgi``), SPEC §3.4.
     """
 
     route: Route

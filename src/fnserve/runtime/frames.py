@@ -149,12 +149,9 @@ class ConnectionLost(Exception):
 
 def _headers_out(headers: Any) -> List[List[str]]:
     out = []
-    for name, value in headers:
-        if isinstance(name, str):
-            name = name.encode("latin-1")
-        if isinstance(value, str):
-            value = value.encode("latin-1")
-        out.append([name.decode("latin-1"), value.decode("latin-1")])
+    for name, value in headers:  # any iterable of pairs; names and values bytes-like or str
+        out.append([name if isinstance(name, str) else bytes(name).decode("latin-1"),
+                    value if isinstance(value, str) else bytes(value).decode("latin-1")])
     return out
 
 
@@ -231,13 +228,18 @@ def decode_scope(meta: bytes) -> Dict[str, Any]:
 def pack_headers(headers: Any) -> Optional[bytes]:
     """``[(name, value), ...]`` (bytes) → ``name\\0value\\0name\\0value`` — no JSON, no latin-1
     round trip. None when that cannot represent them (a NUL inside a name or value, which HTTP
-    parsers reject anyway, or non-bytes items): use the JSON form instead."""
+    parsers reject anyway, or non-bytes items): use the JSON form instead. ``headers``: any
+    iterable of pairs of bytes-like objects; one that is not a list or tuple is read into a list
+    here, so a caller that may need the JSON form after a None must materialise a generator
+    itself first (as the worker does)."""
+    if type(headers) is not list and type(headers) is not tuple:
+        headers = list(headers)
     try:
         block = b"\0".join([item for pair in headers for item in pair])
     except TypeError:
         return None
-    n = len(headers) if isinstance(headers, (list, tuple)) else -1
-    if n < 0 or (n and block.count(b"\0") != 2 * n - 1):
+    n = len(headers)
+    if n and block.count(b"\0") != 2 * n - 1:
         return None
     return block
 
@@ -341,8 +343,9 @@ def _decode_split(meta: bytes) -> Dict[str, Any]:
 
 
 def encode_message(message: Dict[str, Any]) -> Tuple[int, bytes, bytes]:
-    """A generic ASGI message → (flags, meta, data). ``bytes``/``body`` go raw in data (flag
-    DATA_BYTES / DATA_BODY), ``text`` goes UTF-8 in data (DATA_TEXT); headers as latin-1."""
+    """A generic ASGI message → (flags, meta, data). ``bytes``/``body`` (any bytes-like object)
+    go raw in data (flag DATA_BYTES / DATA_BODY), ``text`` goes UTF-8 in data (DATA_TEXT);
+    headers (any iterable of pairs, read once) as latin-1."""
     meta: Dict[str, Any] = {}
     flags = 0
     data = b""

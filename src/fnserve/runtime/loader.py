@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 # project has a json.py or an email/ folder.
 from .asgi import ASGIAdapter
 from .awslambda import LambdaAdapter, thread_event_loop
+from .djangostatic import wrap as wrap_django_static
 from .failures import LoadError
 from .handler import HandlerAdapter
 from .pool import make_pool
@@ -121,6 +122,7 @@ def load_function(spec: Dict[str, Any]) -> LoadedFunction:
             max_duration=float(spec.get("max_duration") or 300),
             memory=int(spec.get("memory") or 1024),
         )
+    app = wrap_django_static(app, spec)  # SPEC §4 Django static files (spec["django_static"])
     return LoadedFunction(app, kind, obj, module, spec, executor)
 
 

@@ -15,7 +15,9 @@ limits, applied before the function is imported; see ``fnserve.supervisor.limits
 
 Life of a worker:
 1. chdir to ``spec["project_root"]``; connect to ``socket``; send ``HELLO {token, pid, python}``.
-2. ``load_function(spec)`` and lifespan startup. On failure send ``LOAD_ERROR`` (``LoadError.to_dict()``
+2. ``load_function(spec)`` with the event loop stopped and unset, so the module's top level runs
+   as under ``python module.py`` (SPEC §4: ``asyncio.run(...)``, threads, blocking I/O at import),
+   then lifespan startup in the loop. On failure send ``LOAD_ERROR`` (``LoadError.to_dict()``
    shape) and exit with ``EXIT_LOAD_ERROR`` (4, gunicorn's APP_LOAD_ERROR) — the supervisor does
    not respawn it until the function changes.
 3. Send ``READY {pid, startup_ms, kind}``; serve every ``SCOPE`` as its own task running
@@ -41,6 +43,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from typing import Any, Dict, List, Optional, Set
 
 from . import protocol as p
@@ -126,8 +129,11 @@ class Worker:
         self._reports = 0  # heartbeats that carried "imported" (at most 2)
         self._mark = 0  # len(sys.modules) when last listed
         self._stop: Optional[asyncio.Event] = None
+        self._started = 0.0  # perf_counter() when loading began
 
-    async def run(self) -> int:
+    async def connect(self) -> int:
+        """Connect to the supervisor, send ``HELLO`` and install the stop signals. Returns 0, or
+        ``EXIT_CONNECT`` when the supervisor cannot be reached."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
@@ -142,16 +148,39 @@ class Worker:
         self.conn = conn
         conn.send_control(p.HELLO, {"token": self.token, "pid": os.getpid(), "python": sys.version.split()[0]})
         conn.flush()
+        self._signals(loop)
+        return EXIT_OK
+
+    def _signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(signum, self._request_stop, None)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - non-Unix
                 pass
 
-        started = time.perf_counter()
+    def load(self) -> Any:
+        """Import the function (``loader.load_function``) — called with NO event loop running
+        and none set as current, exactly as ``python module.py`` would run its top level (SPEC
+        §4: a module may call ``asyncio.run(...)``, start threads or block at import). Returns
+        the ``LoadedFunction``, or the exception that loading raised."""
+        self._started = time.perf_counter()
         self._mark = len(sys.modules)
         try:
-            loaded = _load(self.spec)
+            return _load(self.spec)
+        except Exception as exc:
+            return exc
+
+    async def serve(self, loaded: Any) -> int:
+        """After ``load``: lifespan startup, ``READY``, then serve streams until stopped.
+        Returns the exit code (``EXIT_LOAD_ERROR`` when loading or startup failed)."""
+        loop = asyncio.get_running_loop()
+        conn = self.conn
+        assert conn is not None and self._stop is not None
+        self._signals(loop)  # again: a loop the module ran at import may have reset the wakeup fd
+        started = self._started
+        try:
+            if isinstance(loaded, BaseException):
+                raise loaded
             await loaded.startup()
         except Exception as exc:
             conn.send_control(p.LOAD_ERROR, _load_error_dict(self.spec, exc))
@@ -297,7 +326,13 @@ class Worker:
                     stream.fail(p.ConnectionLost("the response is complete"))
             elif mtype == "http.response.start":
                 started[0] = True
-                block = p.pack_headers(message.get("headers", ())) if len(message) <= 3 else None
+                headers = message.get("headers", ())
+                if type(headers) is not list and type(headers) is not tuple:
+                    # any iterable of pairs (Sanic sends a generator): read it once (SPEC §4)
+                    headers = list(headers)
+                    message = dict(message)
+                    message["headers"] = headers
+                block = p.pack_headers(headers) if len(message) <= 3 else None
                 if block is not None:  # the usual shape: status + headers, no trailers
                     stream.send(p.RESPONSE_START, p.RAW_HEADERS, b"%d" % message["status"], block)
                 else:
@@ -384,6 +419,16 @@ def apply_limits(options: Dict[str, Any]) -> Optional[Any]:
     return thread
 
 
+def _fresh_loop_state() -> None:
+    """No current event loop, and asyncio's state as in a new interpreter: a fresh default policy,
+    so a module-level ``asyncio.get_event_loop()`` makes a loop as it would there (after a
+    ``set_event_loop`` call the old policy would raise instead on Python < 3.12)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the policy API is deprecated in 3.14
+        asyncio.set_event_loop(None)
+        asyncio.set_event_loop_policy(None)
+
+
 def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock: Any = None) -> int:
     """Worker entry point: ``argv = [spec JSON, options JSON]``. Returns the exit code
     (0 stopped, 2 bad arguments, 3 could not connect, 4 the function failed to load). A zygote
@@ -401,9 +446,18 @@ def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock
     sys.argv = [spec.get("path") or "fnserve-worker"]
     if loop is None:
         loop = new_loop(bool(options.get("uvloop", True)))
+    worker = Worker(spec, options, sock, joining)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(Worker(spec, options, sock, joining).run())
+        code = loop.run_until_complete(worker.connect())
+        if code != EXIT_OK:
+            return code
+        # the import runs as under plain Python: no running loop, none set (SPEC §4); the
+        # connection's transport waits, unread, in the stopped loop meanwhile
+        _fresh_loop_state()
+        loaded = worker.load()
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(worker.serve(loaded))
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -50,6 +50,7 @@ from .zygote_child import child_main, standby_main, warm_frameworks
 
 MAX_MESSAGE = 1 << 20
 STANDBY_DELAY = 0.05  # s after an assignment before the next standby is forked
+SETTLE_TIMEOUT = 0.5  # s to wait for threads started and ended at import to be gone
 
 # Modules frameworks import lazily on their first request (measured: FastAPI's first request costs
 # ~19 ms importing anyio's asyncio backend). Imported in the zygote when the key module is loaded.
@@ -75,6 +76,18 @@ def _thread_count() -> int:
         import threading
 
         return threading.active_count()
+
+
+def _settle_threads(timeout: float = SETTLE_TIMEOUT) -> int:
+    """The thread count once threads a module started and ended at import are gone (an OS
+    thread outlives its ``join()`` by a moment; ``asyncio.run`` joins its executor's): polls up
+    to ``timeout`` s while more than one thread runs. Returns the last count."""
+    deadline = time.monotonic() + timeout
+    count = _thread_count()
+    while count > 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+        count = _thread_count()
+    return count
 
 
 def _preload(names: List[str], use_uvloop: bool) -> Dict[str, Any]:
@@ -146,6 +159,7 @@ class Zygote:
         self.standby_due: Any = None  # monotonic time to fork the next standby at
         self.next_cgroup = ""  # a spare memory cgroup (cgroup.procs) for the next standby
         self.discarded: List[str] = []  # spares that will not be used: told in the next reply
+        self.wake: Any = None  # (read fd, write fd) of the signal wakeup pipe, once serving
 
     def standby_later(self, delay: float = STANDBY_DELAY) -> None:
         """Fork the next standby ``delay`` s from now: not while the instance just assigned is
@@ -266,22 +280,33 @@ class Zygote:
 
     def preload(self, request: Dict[str, Any]) -> None:
         info = _preload([str(n) for n in request.get("names") or []], False)
+        self.watch_signals()  # an event loop run at import may have taken or cleared the wakeup fd
         gc.collect()
         gc.freeze()
-        info.update(op="preloaded", id=request.get("id"), threads=_thread_count())
+        info.update(op="preloaded", id=request.get("id"), threads=_settle_threads())
         _send(self.ctrl, info)
         if info["preloaded"]:
             self.drop_standby()
 
+    def watch_signals(self) -> None:
+        """Route SIGCHLD to the wakeup pipe and ignore SIGINT. Called again after every preload:
+        a module that runs an event loop at import (``asyncio.run`` with signal handlers) sets
+        the process's wakeup fd to its loop's and clears it when the loop closes, which would
+        leave children's exits unreported."""
+        if self.wake is None:
+            self.wake = os.pipe()
+            for fd in self.wake:
+                os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.wake[1])
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the byte on the pipe is what matters
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def serve(self) -> int:
         """The loop: fork on request, report exits, stop on EOF. Single-threaded."""
         ctrl = self.ctrl
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the byte on wake_w is what matters
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.watch_signals()
+        assert self.wake is not None
+        wake_r = self.wake[0]
         self.make_standby()
         while True:
             timeout = None
@@ -337,7 +362,7 @@ def main(argv: List[str]) -> int:
     info = _preload([str(n) for n in config.get("preload") or []], use_uvloop)
     gc.collect()
     gc.freeze()  # children share these pages; keep the collector from touching (copying) them
-    info.update(op="ready", pid=os.getpid(), threads=_thread_count(), python=sys.version.split()[0])
+    info.update(op="ready", pid=os.getpid(), threads=_settle_threads(), python=sys.version.split()[0])
     zygote = Zygote(ctrl, str(config.get("socket") or ""), use_uvloop, bool(config.get("standby", True)))
     try:
         _send(ctrl, info)

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from fnserve.config import Config, load_config
-from fnserve.deps import DepsOptions, ensure_env_async
 from fnserve.errors import FnserveError
 from fnserve.project import load_project
 from fnserve.project.entrypoints import ModuleScan
 from fnserve.project.importscan import StampCache
 from fnserve.project.types import Function
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
+from fnserve.server.collectstatic import StaticRoutes, django_functions, run_django_static, with_django_static
+from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
 from fnserve.server.logs import LogOutput, install
@@ -70,15 +71,17 @@ class DevServer:
         self.config: Config = self._first_config()
         self.project: Any = None
         self.project_problem: SiteProblem | None = None
-        self.python: Path | None = None
         self.routes_of: dict[str, str] = {}
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
-        self.app = FrontApp(Site(routes=None), SupervisorDispatcher(self.supervisor), dev=True,
-                            on_shutdown=(self.supervisor.shutdown,))
-        self._deps_task: asyncio.Task[None] | None = None
+        self.gate = DepsGate(SupervisorDispatcher(self.supervisor))
+        self.deps = DevDeps(self.root, self.environ, self.say, self.gate, self._env_changed)
+        self.app = FrontApp(Site(routes=None), self.gate, dev=True, on_shutdown=(self.supervisor.shutdown,))
         self.logs: LogOutput | None = None  # set by run_dev()
         self._installed: dict[str, WorkerTarget] = {}
         self._scans: StampCache[ModuleScan] = StampCache()  # a reload parses only the files that changed
+        self.static_prefixes: dict[str, str] = {}  # Django STATIC_URL → function id (probe_static)
+        self._django: frozenset[str] = frozenset()
+        self._probe_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ loading
     def _first_config(self) -> Config:
@@ -113,6 +116,7 @@ class DevServer:
             self.say(f"error: {exc}")
             return
         self.project, self.project_problem = project, None
+        self._django = frozenset(f.id for f in django_functions(project))
         self.routes_of = {}
         for route in project.routes.routes:
             self.routes_of.setdefault(route.function.id, route.pattern)
@@ -121,8 +125,11 @@ class DevServer:
         """The ``Site`` for the current config and project."""
         rules = from_config(self.config.vercel)
         problem = self.config_problem or self.project_problem
+        routes = self.project.routes if self.project is not None and self.project_problem is None else None
+        if routes is not None and self.static_prefixes:
+            routes = StaticRoutes(routes, self.static_prefixes)
         return Site(
-            routes=self.project.routes if self.project is not None and self.project_problem is None else None,
+            routes=routes,
             rules=rules,
             static=static_for(self.root, rules.clean_urls),
             problem=problem,
@@ -137,27 +144,59 @@ class DevServer:
             return []
         config = self.config
         env = config.function_env()
-        return [
+        targets = [
             WorkerTarget.from_function(
                 f, self.root, python=self.python, env=env, body_limit=config.body_limit,
                 limits=lambda kind, fid=f.id: config.limits_for(fid, asgi=kind == "asgi"))
             for f in self.project.functions
         ]
+        return [with_django_static(t, "finders") if t.id in self._django else t for t in targets]
+
+    async def probe_static(self) -> None:
+        """Django static files in dev (``server.collectstatic``): learn each Django function's
+        ``STATIC_URL`` (a subprocess in its env) so the front routes it to the function, whose
+        worker answers from Django's finders. A failure is a warning (the function's own
+        requests show the error)."""
+        prefixes: dict[str, str] = {}
+        if self.gate.everyone is None:
+            for target in self.targets():
+                if target.id not in self._django:
+                    continue
+                try:
+                    url = await asyncio.to_thread(run_django_static, target, None)
+                except FnserveError as exc:
+                    self.say(f"warning: Django static files are not served: {exc.message}")
+                    continue
+                if url is not None:
+                    prefixes.setdefault(url, target.id)
+        if prefixes != self.static_prefixes:
+            self.static_prefixes = prefixes
+            self.app.swap(self.site())
+            for url, fid in prefixes.items():
+                self.say(f"django: {url} is served from Django's static finders ({fid})")
+
+    async def _env_changed(self) -> None:
+        """A new env is ready (``DevDeps``): restart on it, then ask Django again."""
+        await self.install()
+        await self.probe_static()
+
+    def _probe_in_background(self) -> None:
+        if not self._django and not self.static_prefixes:
+            return
+        if self._probe_task is not None and not self._probe_task.done():
+            self._probe_task.cancel()
+        self._probe_task = asyncio.get_running_loop().create_task(self.probe_static())
+
+    @property
+    def python(self) -> Path | None:
+        """The workers' interpreter: the project env's (``server.devdeps``); None = fnserve's own,
+        only with ``install = false``."""
+        return self.deps.python
 
     async def ensure_deps(self) -> None:
-        """Install the project's requirements when ``install`` is on; the interpreter of that env
-        runs the workers. With ``install`` off the current interpreter is used."""
-        if not self.config.install:
-            self.python = None
-            return
-        options = DepsOptions.from_config(self.config, self.environ)
-        try:
-            env = await ensure_env_async(self.root, options, progress=lambda m: self.say(f"deps: {m}"))
-        except FnserveError as exc:
-            self.say(f"error: dependencies: {exc}")
-            self.say("  functions keep running with the previous environment (or this interpreter)")
-            return
-        self.python = env.python
+        """Install the project's requirements when ``install`` is on (``DevDeps.start``): a failed
+        install holds every function at 503 with the error, never fnserve's own packages."""
+        await self.deps.start(self.config)
 
     async def install(self) -> set[str]:
         """Make the supervisor and the front app agree with the current model (see module doc).
@@ -180,10 +219,12 @@ class DevServer:
         started = time.perf_counter()
         what = plan.describe(self.root)
         old = self.project
+        deps_config = {n: getattr(self.config, n) for n in DEPS_SETTINGS}
+        broken_config = self.config_problem is not None
         if plan.config:
             self.load_config()
-        if plan.deps and self.config.install:
-            self._reinstall_in_background(what)
+        reinstall = bool(plan.deps) or (bool(plan.config) and self.config_problem is None and (
+            broken_config or deps_config != {n: getattr(self.config, n) for n in DEPS_SETTINGS}))
         for kind, path in plan.code:
             if kind != "deleted":
                 forget_bytecode(path)
@@ -198,6 +239,13 @@ class DevServer:
         known = {f.id for f in self.project.functions} if self.project is not None else set()
         before = {f.id for f in old.functions} if old is not None else set()
         affected = (affected & known & before) - restarted
+        missing = await self.deps.new_imports(self.config, plan.imports)
+        if (reinstall or missing) and self.config.install:
+            held = {fid for _, p in plan.code for fid in self.project.dependents(p)} \
+                if missing and self.project is not None else set()
+            self.deps.reinstall(self.config, what, held, missing)
+            affected -= held  # they restart on the new environment
+        reinstall = reinstall or bool(missing)
         results = await self.supervisor.restart(sorted(affected)) if affected else {}
         parts = []
         for fid in sorted(affected):
@@ -216,26 +264,15 @@ class DevServer:
         if old is not None and self.project is not None:
             parts += [f"new function {fid}" for fid in sorted(known - before)]
             parts += [f"removed {fid}" for fid in sorted(before - known)]
-        if plan.deps:
-            parts.append("reinstalling dependencies in the background" if self.config.install
+        if reinstall:
+            parts.append("installing dependencies in the background" if self.config.install
                          else "install is off (--no-install): requirements are not applied")
         if self.config_problem or self.project_problem:
             parts.append("ERROR: " + (self.config_problem or self.project_problem).message)  # type: ignore[union-attr]
+        if plan.code or plan.config:
+            self._probe_in_background()
         summary = "; ".join(parts) or "nothing to restart"
         return f"reload: {what} changed → {summary} [{(time.perf_counter() - started) * 1000:.0f} ms]"
-
-    def _reinstall_in_background(self, what: str) -> None:
-        if self._deps_task is not None and not self._deps_task.done():
-            self._deps_task.cancel()
-
-        async def job() -> None:
-            before = self.python
-            await self.ensure_deps()
-            if self.python != before:
-                restarted = await self.install()
-                self.say(f"deps: {what} → new environment; restarted {', '.join(sorted(restarted)) or 'nothing'}")
-
-        self._deps_task = asyncio.get_running_loop().create_task(job())
 
     def route_of(self, function_id: str) -> str | None:
         """The route pattern shown in front of a function's output lines."""
@@ -270,6 +307,7 @@ async def serve(dev: DevServer) -> None:
     if dev.project is not None:
         dev.say(render_text(dev.project).rstrip("\n"))
     await dev.install()
+    await dev.probe_static()
     host = dev.config.host
     sock = bind(host, dev.config.port)
     port = sock.getsockname()[1]

@@ -16,7 +16,10 @@ Classification (paths relative to the project root):
 ``.python-version``, ``pyproject.toml``,   are ``deps.manifests.is_dependency_file``'s)
 ``fnserve.toml``
 ``*.py``                                   ``code``: rebuild the route table; restart the
-                                           functions that are, or import, the file
+                                           functions that are, or import, the file; also
+                                           ``imports`` when ``deps.affects_dependencies`` says
+                                           its imports may change the requirement set (the dev
+                                           server then installs new third-party imports)
 anything under ``public/``                 ignored (static files are read per request)
 excluded folders (``.fnserve``, ``.venv``,  ignored
 ``__pycache__``, ``node_modules``, ...),
@@ -37,6 +40,7 @@ from typing import Any
 
 from watchfiles import Change, DefaultFilter, awatch
 
+from fnserve.deps import affects_dependencies
 from fnserve.deps.manifests import is_dependency_file
 from fnserve.project.layout import is_excluded_dir
 
@@ -49,11 +53,14 @@ _IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".swx", ".tmp", "~")
 @dataclass
 class Plan:
     """One batch of changes, classified. Paths are absolute; ``code`` keeps the change kind
-    (``"added"``, ``"modified"``, ``"deleted"``) because added/deleted files change routes."""
+    (``"added"``, ``"modified"``, ``"deleted"``) because added/deleted files change routes;
+    ``imports``: the saved (not deleted) ``.py`` files whose imports may change the requirement
+    set (``deps.affects_dependencies``: outside excluded folders)."""
 
     config: list[Path] = field(default_factory=list)
     deps: list[Path] = field(default_factory=list)
     code: list[tuple[str, Path]] = field(default_factory=list)
+    imports: list[Path] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -128,6 +135,8 @@ class Reloader:
                 plan.deps.append(path)
             if name.endswith(".py"):
                 plan.code.append((kind, path))
+                if kind != "deleted" and affects_dependencies(self.root, path):
+                    plan.imports.append(path)
         return plan
 
     async def step(self, changes: Iterable[tuple[Change, str]]) -> str | None:

@@ -30,6 +30,11 @@ does the work, one event at a time:
 reserved: if the project has a route or a public file whose literal path is
 under ``/_fnserve/``, the endpoints are NOT mounted on the main port (the project's route wins)
 and a warning says so; they are still served on ``--admin-port`` when given.
+
+Django static files (SPEC §4): after the dependencies, ``collect_static`` runs ``collectstatic``
+for the project's Django functions in their env, into ``.fnserve/django-static/`` (never the
+project's ``STATIC_ROOT``), served by the front after ``public/`` (``server.collectstatic``); a
+failure is fatal at start, keeps the previous version on SIGHUP.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from fnserve.config import Config, load_config
 from fnserve.errors import FnserveError, ProjectError
 from fnserve.server.admin import PREFIX, AdminApp
 from fnserve.server.app import FrontApp, Site, static_for
+from fnserve.server.collectstatic import CollectedStatic, collect, django_functions, with_django_static
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
 from fnserve.server.logs import install
@@ -54,6 +60,7 @@ from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
 from fnserve.server.snapshots import Snapshots
+from fnserve.server.static import StaticFiles
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
 from fnserve.supervisor.target import PYCACHE
 
@@ -105,6 +112,7 @@ class StartServer:
         self._installed: dict[str, WorkerTarget] = {}
         self._admin_port: int | None = None
         self.snapshots = Snapshots(self.root)
+        self.collected: CollectedStatic | None = None
 
     # ------------------------------------------------------------------ loading (raise FnserveError)
     def load(self) -> tuple[Config, Any]:
@@ -153,18 +161,42 @@ class StartServer:
 
     def site(self) -> Site:
         rules = from_config(self.config.vercel)
-        return Site(routes=self.project.routes, rules=rules, static=static_for(self.root, rules.clean_urls),
-                    body_limit=self.config.body_limit)
+        static = static_for(self.root, rules.clean_urls)
+        if self.collected is not None:
+            static = StaticFiles(static.directory, clean_urls=rules.clean_urls,
+                                 also=(StaticFiles(self.collected.root),))
+        return Site(routes=self.project.routes, rules=rules, static=static, body_limit=self.config.body_limit)
 
     def targets(self) -> dict[str, WorkerTarget]:
-        config, env = self.config, self.config.function_env()
+        out = self._targets(self.config, self.project, self.python)
+        roots = self.collected.static_roots if self.collected is not None else {}
+        return {fid: with_django_static(t, "collected", roots[fid]) if fid in roots else t for fid, t in out.items()}
+
+    def _targets(self, config: Config, project: Any, python: Path | None) -> dict[str, WorkerTarget]:
+        env = config.function_env()
         out = {}
-        for function in self.project.functions:
+        for function in project.functions:
             out[function.id] = WorkerTarget.from_function(
-                function, self.project.root, python=self.python, env=env, body_limit=config.body_limit,
+                function, project.root, python=python, env=env, body_limit=config.body_limit,
                 pycache=self.root / PYCACHE,  # one cache for every snapshot (site-packages compiled once)
                 limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
         return out
+
+    collects_django_static = True  # False for a build output (its static/ has the files already)
+
+    async def collect_static(self, config: Config, project: Any, python: Path | None) -> CollectedStatic | None:
+        """``collectstatic`` of the project's Django functions (module docstring), in a thread.
+        Raises ``ProjectError`` naming the function when it fails."""
+        functions = django_functions(project) if self.collects_django_static else ()
+        if not functions:
+            return None
+        targets = self._targets(config, project, python)
+        keep = self.collected.root if self.collected is not None else None
+        collected = await asyncio.to_thread(collect, targets, functions, self.root / ".fnserve", keep=keep)
+        if collected is not None:
+            urls = sorted({"/" + p.relative_to(collected.root).as_posix() + "/" for p in collected.static_roots.values()})
+            self.say(f"django: collectstatic into {collected.root}, served at {', '.join(urls)}")
+        return collected
 
     def reserved_conflicts(self) -> list[str]:
         """Routes and public files of the project under ``/_fnserve/`` (see module docstring)."""
@@ -225,6 +257,7 @@ class StartServer:
         try:
             config, project = await asyncio.to_thread(self.load)  # the snapshot copy stays off the event loop
             python = await self.environment(config)
+            collected = await self.collect_static(config, project, python)
         except FnserveError as exc:
             self.metrics.reloads["failed"] += 1
             LOG.error("reload failed, still serving the previous version: %s", exc)
@@ -233,6 +266,7 @@ class StartServer:
         if fixed:
             LOG.warning("reload: %s changed; that takes a restart of fnserve start (kept: %s)", ", ".join(fixed),
                         ", ".join(f"{n}={getattr(self.config, n)}" for n in fixed))
+        self.collected = collected
         summary = await self.install(config, project, python, restart_all=True)
         self.metrics.reloads["ok"] += 1
         self.say(f"reload: done ({summary}) [{(time.perf_counter() - started) * 1000:.0f} ms]")
@@ -254,6 +288,7 @@ class StartServer:
             LOG.info("removed %s (left by an fnserve start that is no longer running)", gone)
         project = self.load_project(config)
         python = await self.environment(config)
+        self.collected = await self.collect_static(config, project, python)
         grace = float(config.grace_period)
         self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(),
                                      heartbeat_timeout=config.heartbeat_timeout or None, load_retry=config.load_retry,

@@ -10,6 +10,9 @@ directories without ``index.html`` (no listing), any segment that is ``.``/``..`
 ``.`` (dotfiles: ``.env``, ``.git``), ``.py``/``.pyc`` sources, backslashes and NUL bytes, and
 anything whose real path (symlinks resolved) is outside ``public/``. The ASGI server already
 decodes ``%2e%2e`` to ``..`` in ``scope["path"]``, so encoded traversal is refused the same way.
+
+``also``: more folders served at ``/`` after this one, by the same rules (``fnserve start``: a
+Django project's ``collectstatic`` output, laid out by URL path; ``server.collectstatic``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -58,12 +61,14 @@ class StaticFiles:
     """Serves the files under one folder. ``directory`` need not exist (then nothing matches).
 
     ``clean_urls``: serve ``x.html`` at ``/x`` and redirect ``/x.html`` → ``/x`` and
-    ``/d/index.html`` → ``/d`` (vercel.json ``cleanUrls``).
+    ``/d/index.html`` → ``/d`` (vercel.json ``cleanUrls``). ``also``: folders looked up after this
+    one when it has no file for a path (see the module docstring).
     """
 
-    def __init__(self, directory: Path, *, clean_urls: bool = False) -> None:
+    def __init__(self, directory: Path, *, clean_urls: bool = False, also: Sequence[StaticFiles] = ()) -> None:
         self.directory = directory
         self.clean_urls = clean_urls
+        self.also = tuple(also)
         self._root: Path | None
         try:
             self._root = directory.resolve(strict=True)
@@ -72,7 +77,16 @@ class StaticFiles:
         self._prefix = f"{self._root}/" if self._root is not None else ""
 
     def lookup(self, path: str) -> Hit | None:
-        """Map a decoded request path (``scope["path"]``) to a ``Hit``, or None if not served."""
+        """Map a decoded request path (``scope["path"]``) to a ``Hit``, or None if not served
+        (by this folder, then by each of ``also``)."""
+        hit = self._lookup(path)
+        for other in self.also:
+            if hit is not None:
+                break
+            hit = other.lookup(path)
+        return hit
+
+    def _lookup(self, path: str) -> Hit | None:
         if self._root is None or "\\" in path or "\x00" in path:
             return None
         parts = [p for p in path.split("/") if p]

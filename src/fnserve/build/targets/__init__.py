@@ -66,6 +66,17 @@ class Target:
         return True
 
 
+def written_after_manifest(path: Path, output: Path) -> bool:
+    """True when ``path`` exists and was written after ``output``'s manifest (``is_current`` of
+    the targets that write one file or folder)."""
+    from fnserve.build.manifest import MANIFEST_NAME
+
+    try:
+        return path.stat().st_mtime_ns >= (output / MANIFEST_NAME).stat().st_mtime_ns
+    except OSError:
+        return False
+
+
 class FnserveTarget(Target):
     """The output folder as it is: ``fnserve start --from OUTPUT`` serves it."""
 
@@ -77,7 +88,9 @@ class FnserveTarget(Target):
         return []
 
 
+from fnserve.build.targets.container import ContainerTarget  # noqa: E402 (it subclasses Target)
 from fnserve.build.targets.kube import KnativeTarget, KubernetesTarget  # noqa: E402 (they subclass Target)
+from fnserve.build.targets.lambda_target import LambdaTarget  # noqa: E402
 from fnserve.build.targets.vercel import VercelTarget  # noqa: E402
 
 TARGETS: dict[str, type[Target]] = {
@@ -85,5 +98,7 @@ TARGETS: dict[str, type[Target]] = {
     "vercel": VercelTarget,
     "knative": KnativeTarget,
     "kubernetes": KubernetesTarget,
+    "container": ContainerTarget,
+    "lambda": LambdaTarget,
 }
 DEFAULT_TARGET = "fnserve"
