@@ -247,3 +247,12 @@ class DurationExceeded(WorkerError):
             f"{function_id} did not answer within its maxDuration of {max_duration:g} s",
             "raise maxDuration for it in vercel.json \"functions\" or make it faster; its instance was replaced",
         )
+
+
+class RequestRejected(FnserveError):
+    """The front refused a request before any function saw it (issue 10, front-door limits):
+    ``status_code`` per instance (400 bad request line, 408 body too slow, 431 headers too large)."""
+
+    def __init__(self, status_code: int, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.status_code = status_code  # type: ignore[misc]  # the ClassVar default, set per instance
