@@ -24,6 +24,7 @@ cannot answer; it is rendered as is, or re-raised if the response had started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,10 @@ from fnserve.server.rules import Outcome, Request, Rules, merge_query
 from fnserve.server.static import StaticFiles
 
 ERROR_LOG = logging.getLogger("fnserve.error")
+
+# ``scope["http_version"]`` values a function may see; anything else (HTTP/0.9, a request line
+# without a version) is answered 400 here rather than failing inside a handler class (issue 10 item 5).
+HTTP_VERSIONS = frozenset({"1.0", "1.1", "2", "2.0", "3"})
 
 
 class Dispatcher(Protocol):
@@ -134,7 +139,16 @@ class FrontApp:
             await send(message)
 
         try:
+            if kind == "http" and scope.get("http_version", "1.1") not in HTTP_VERSIONS:
+                state["label"] = "front"
+                await errorpages.send_error(
+                    scope, tracked_send, 400, f"HTTP/{scope.get('http_version')} is not supported: send HTTP/1.1", dev=self.dev)
+                return
             await self._route(site, scope, receive, tracked_send, state, req)
+            if kind == "websocket" and not state["status"]:
+                # the app returned without accepting: refuse the handshake (403), not uvicorn's 500
+                with contextlib.suppress(OSError, RuntimeError):  # the client may be gone already
+                    await tracked_send({"type": "websocket.close", "code": 1008})
         except FnserveError as exc:
             if state["status"] or exc.response_started or exc.status_code is None:
                 raise  # the response is under way: uvicorn drops the connection
