@@ -315,9 +315,12 @@ class StartServer:
         self.say("fnserve start: stopped")
 
     def _uvicorn(self, uvicorn: Any, app: Any, grace: float) -> Any:
+        from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
+
         config = uvicorn.Config(
-            app, http="httptools", ws="websockets-sansio", lifespan="off", access_log=False, log_config=None,
+            app, ws="websockets-sansio", lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=grace, server_header=False, proxy_headers=False,
+            **uvicorn_options(FrontLimits.from_config(self.config)),  # httptools + front-door limits (issue 10)
         )
         return _QuietUvicornServer.make(config)
 
