@@ -149,3 +149,21 @@ def test_connections_over_the_cap_get_503_and_the_server_keeps_accepting(limited
             s.close()
     time.sleep(0.3)
     _good(limited.url)
+
+
+def test_a_slow_body_is_read_before_the_function_runs(server: DevServer) -> None:
+    """The body trickles in for ~1 s; the function (which times its own body read) sees it whole."""
+    pieces = [b"POST /api/a/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 6\r\n\r\nab"]
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(pieces[0])
+        for part in (b"cd", b"ef"):
+            time.sleep(0.5)
+            s.sendall(part)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head = data.split(b"\r\n\r\n")[0].lower()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"read 6\n"), data
+    read_ms = int(head.split(b"x-read-ms: ")[1].split(b"\r\n")[0])
+    assert read_ms < 300, data

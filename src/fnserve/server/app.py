@@ -253,6 +253,14 @@ class FrontApp:
             if length is None:  # a chunked body: counted as it streams
                 limited = _LimitedBody(receive, send, site.body_limit)
                 receive, send = limited.receive_counted, limited.send_unless_over
+        if scope["type"] == "http" and _content_length(scope) != 0:
+            # read a body's start before a function slot is taken: a slow client holds only this task
+            replay = await _preread(receive, PREREAD)
+            if replay is None:  # the client left, or the body is over body_limit
+                if limited is not None and limited.over:
+                    await errorpages.send_error(scope, limited.send, 413, f"request body is over the {site.body_limit}-byte limit", dev=self.dev)
+                return
+            receive = replay
         await self.dispatcher(function, function_scope(scope, match, rewritten), receive, send)
         if limited is not None and limited.over and not limited.started:
             await errorpages.send_error(scope, limited.send, 413, f"request body is over the {site.body_limit}-byte limit", dev=self.dev)
@@ -352,6 +360,34 @@ class _LimitedBody:
             return
         self.started = self.started or message["type"] == "http.response.start"
         await self.send(message)
+
+
+PREREAD = 1024 * 1024
+"""Bytes of a request body the front reads before dispatching (before a function slot is taken;
+issue 10 item 4): a body up to this size reaches the function whole, however slowly it came."""
+
+
+async def _preread(receive: Receive, limit: int) -> Receive | None:
+    """Read body chunks until the body ends or ``limit`` bytes came; return a ``receive`` that
+    gives them as one ``http.request`` first, then passes through. None: the client left first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body: bytes = message.get("body", b"")
+        chunks.append(body)
+        size += len(body)
+        more: bool = message.get("more_body", False)
+        if not more or size >= limit:
+            break
+    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:
