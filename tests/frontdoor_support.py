@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from devserver import DevServer
 from startserver import StartServer
 
-__all__ = ["DevServer", "Reply", "StartServer", "exchange", "status_of"]
+__all__ = ["DevServer", "Reply", "StartServer", "exchange", "response_complete", "status_of"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,38 @@ def status_of(data: bytes) -> int | None:
         return None
 
 
+def response_complete(data: bytes, head_only: bool = False) -> bool:
+    """True when ``data`` holds one whole final response (after any 1xx interim ones): its head
+    and, per its framing, its body (``head_only``: the request was HEAD). A 101 ends at its head;
+    a response framed by the close (no length, not chunked) is never complete here."""
+    while True:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            return False
+        status = status_of(head)
+        if status is None:
+            return False
+        if 100 <= status < 200 and status != 101:
+            data = rest
+            continue
+        if status in (101, 204, 304) or head_only:
+            return True
+        fields = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            fields[name.strip().lower()] = value.strip().lower()
+        if b"chunked" in fields.get(b"transfer-encoding", b""):
+            return rest.endswith(b"0\r\n\r\n")
+        if b"content-length" in fields:
+            return len(rest) >= int(fields[b"content-length"])
+        return False
+
+
 def exchange(url: str, payload: bytes | list[bytes], *, timeout: float = 5.0, limit: int = 1 << 20,
-             half_close: bool = False) -> Reply:
+             half_close: bool = False, one_response: bool = False, head_only: bool = False) -> Reply:
     """Connect to ``url`` (``http://127.0.0.1:port``), send ``payload`` (pieces sent one by one),
-    read until the server closes, ``timeout`` s pass without data, or ``limit`` bytes came."""
+    read until the server closes, ``timeout`` s pass without data, ``limit`` bytes came, or
+    (``one_response``) one whole response came (see ``response_complete``)."""
     host, port = url.removeprefix("http://").split(":")
     data = b""
     closed = timed_out = False
@@ -62,6 +90,8 @@ def exchange(url: str, payload: bytes | list[bytes], *, timeout: float = 5.0, li
                     closed = True
                     break
                 data += chunk
+                if one_response and response_complete(data, head_only):
+                    break
         except TimeoutError:
             timed_out = True
         except (ConnectionResetError, BrokenPipeError):
