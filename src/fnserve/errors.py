@@ -8,6 +8,7 @@
     │   ├── DuplicateRouteError       two files produce one route: ``.route``, ``.files``
     │   └── NoEntrypointError         zero-config found nothing: ``.candidates``
     ├── DependencyError               resolving or installing requirements failed
+    ├── RequestRejected               the front refused a request (400/408/431 per instance)
     └── WorkerError                   a function cannot answer (503 unless below): unknown function, shutting down
         ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.exit_status``
         │   └── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``

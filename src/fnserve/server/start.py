@@ -64,7 +64,8 @@ from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
-RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period")
+RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period",
+                "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections")  # uvicorn's protocol
 HEARTBEAT_TIMEOUT = 10.0  # s without a heartbeat before an instance is SIGKILLed (issue 6 item 3)
 
 
