@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean conformance e2e-container
+.PHONY: demo test lint bench fuzz clean conformance e2e-container
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ conformance: $(STAMP)
 # the container target's image built and run with podman (root, apt, a Debian mirror; not in `make test`)
 e2e-container: $(STAMP)
 	$(BIN)/python tests/e2e/container.py
+
+# The front-door fuzz test with fresh random inputs and many more examples than `make test` runs
+# (FUZZ_EXAMPLES per test and server; prints the input kinds tried and their outcomes).
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	FNSERVE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FNSERVE_FUZZ_RANDOM=1 FNSERVE_FUZZ_REPORT=1 \
+		$(BIN)/python -m pytest -q -s -p no:cacheprovider --timeout=3600 tests/fuzz
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

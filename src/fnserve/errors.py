@@ -8,6 +8,7 @@
     │   ├── DuplicateRouteError       two files produce one route: ``.route``, ``.files``
     │   └── NoEntrypointError         zero-config found nothing: ``.candidates``
     ├── DependencyError               resolving or installing requirements failed
+    ├── RequestRejected               the front refused a request (400/408/431 per instance)
     └── WorkerError                   a function cannot answer (503 unless below): unknown function, shutting down
         ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.exit_status``
         │   ├── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``
@@ -284,3 +285,12 @@ class HeartbeatTimeout(WorkerCrashed):
         self.hint = ("run blocking work in a thread (or a sync handler), or raise --heartbeat-timeout "
                      "(FNSERVE_HEARTBEAT_TIMEOUT) above the longest blocking call")
         self.args = (self.message,)
+
+
+class RequestRejected(FnserveError):
+    """The front refused a request before any function saw it (issue 10, front-door limits):
+    ``status_code`` per instance (400 bad request line, 408 body too slow, 431 headers too large)."""
+
+    def __init__(self, status_code: int, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.status_code = status_code  # type: ignore[misc]  # the ClassVar default, set per instance

@@ -113,3 +113,44 @@ def test_messages_accept_any_iterable_of_headers_and_bytes_like_bodies():
          {"type": "websocket.accept", "headers": [(b"x-m", b"v")]}),
     ):
         assert p.decode_message(*p.encode_message(message)) == want
+
+
+def test_an_oversize_frame_fails_its_stream_only(monkeypatch):
+    """Issue 10 item 3: a frame over MAX_FRAME (huge headers) is refused by the SENDER with
+    FrameTooLarge; before, it went out and the receiver dropped the whole shared connection."""
+    monkeypatch.setattr(p, "MAX_FRAME", 64 * 1024)
+
+    async def main():
+        a, b = socket.socketpair()
+        loop = asyncio.get_running_loop()
+        opened = []
+        _, front = await loop.create_unix_connection(p.Connection, sock=a)
+        _, worker = await loop.create_unix_connection(
+            lambda: p.Connection(on_open=lambda s, scope: opened.append((s, scope))), sock=b
+        )
+        ok = front.open_stream(http_scope("/ok"))
+        try:
+            front.open_stream(http_scope("/big", headers=[(b"x-big", b"x" * 100_000)]))
+        except p.FrameTooLarge as exc:
+            assert exc.size > 100_000 and "limit" in str(exc)
+        else:  # pragma: no cover
+            raise AssertionError("expected FrameTooLarge")
+        for _ in range(100):
+            if opened:
+                break
+            await asyncio.sleep(0.01)
+        assert [scope["path"] for _, scope in opened] == ["/ok"]
+        wstream = opened[0][0]
+        try:  # the worker side: a response start with huge headers
+            wstream.send(p.RESPONSE_START, 0, b"200", b"y" * 100_000)
+        except p.FrameTooLarge:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("expected FrameTooLarge")
+        wstream.send(p.RESPONSE_BODY, 0, b"", b"fine")
+        assert (await asyncio.wait_for(ok.get(), 2))[3] == b"fine"
+        assert not front.closed and not worker.closed
+        front.abort()
+        worker.abort()
+
+    run(main())

@@ -142,7 +142,8 @@ class Config:
     ``[tool.vercel.scripts] build``; ``warnings``: accepted-but-unused keys and the like.
 
     Then one field per setting, declared with ``setting(...)``; :data:`SETTINGS` is read off these
-    fields (their order is the order of ``fnserve config``). Units: ``body_limit`` bytes,
+    fields (their order is the order of ``fnserve config``). Units: ``body_limit``/``header_limit`` bytes,
+    ``header_timeout``/``body_timeout`` seconds,
     ``max_duration``/``idle_timeout``/``grace_period`` seconds (float), ``memory`` MB.
     """
 
@@ -168,6 +169,18 @@ class Config:
     log_format: str = setting("text", "Access and error log format.", choices=("text", "json"), commands=SERVE)
     body_limit: int = setting(4718592, "Largest request body accepted (413 above it).", unit="bytes", minimum=0,
                               size=True, commands=SERVE)
+    header_limit: int = setting(65536, "Largest request line + headers accepted (431 above it).", unit="bytes",
+                                minimum=1024, size=True, commands=SERVE)
+    header_count: int = setting(100, "Most request headers accepted (431 above it).", minimum=1, commands=SERVE)
+    header_timeout: float = setting(
+        10.0, "Time a client gets to send a request line and its headers (then 408, or a silent close when "
+        "it sent nothing).", unit="s", minimum=0.1, commands=SERVE)
+    body_timeout: float = setting(30.0, "Longest pause while a request body arrives (408 after it).", unit="s",
+                                  minimum=0.1, commands=SERVE)
+    max_connections: int | None = setting(
+        None, "Most open client connections (a new one above it gets 503 and is closed); empty: the open-file "
+        "limit (raised to its hard limit at start) minus a reserve.", minimum=1, default_text="open-file limit - reserve",
+        commands=SERVE)
     max_duration: float = setting(300.0, "Longest a request may run (504 after it).", unit="s", minimum=0.001,
                                   per_function=True, commands=SERVE)
     memory: int = setting(1024, "Memory limit per function instance.", unit="MB", minimum=1, per_function=True,

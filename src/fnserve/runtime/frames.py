@@ -136,6 +136,18 @@ class ProtocolError(Exception):
     """The peer sent something that is not a valid frame (too big, bad JSON)."""
 
 
+class FrameTooLarge(ProtocolError):
+    """A frame this side was about to send is over ``MAX_FRAME`` bytes (e.g. a scope or a response
+    start carrying huge headers). Raised by ``Connection.write_frame`` before anything is queued:
+    only the stream that tried fails, the shared connection and its other streams go on.
+    ``.size``: meta + data bytes of the refused frame."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__("a frame of %d bytes is over the %d-byte limit of the worker connection; "
+                         "send smaller headers or messages" % (size, MAX_FRAME))
+        self.size = size
+
+
 class ConnectionLost(Exception):
     """The connection to the peer closed while a stream was open. ``.cause``: the OS error or None."""
 

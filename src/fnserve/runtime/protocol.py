@@ -41,6 +41,7 @@ from .frames import (
     WINDOW_UPDATE,
     ConnectionLost,
     Frame,
+    FrameTooLarge,
     ProtocolError,
     _dumps,
     _loads,
@@ -340,9 +341,13 @@ class Connection(asyncio.Protocol):
     # -- writing
     def write_frame(self, ftype: int, stream: int, flags: int = 0, meta: bytes = b"", data: bytes = b"") -> None:
         """Queue one frame; it is written at the end of this event-loop step (or at once when
-        more than ``FLUSH_NOW`` bytes are pending). Silently dropped once the connection is closed."""
+        more than ``FLUSH_NOW`` bytes are pending). Silently dropped once the connection is closed.
+        Raises ``FrameTooLarge`` (nothing queued) when meta + data is over ``MAX_FRAME``: the peer
+        would treat such a frame as a protocol error and drop the whole connection."""
         if self.closed:
             return
+        if len(meta) + len(data) > MAX_FRAME:
+            raise FrameTooLarge(len(meta) + len(data))
         out = self._out
         out.append(HEADER.pack(len(meta), len(data), stream, ftype, flags))
         if meta:
@@ -388,7 +393,8 @@ class Connection(asyncio.Protocol):
     def open_stream(self, scope: Dict[str, Any], body: Optional[bytes] = None, more_body: bool = False) -> Stream:
         """Open a new stream by sending ``scope`` (front side). ``body``: the first ``http.request``
         chunk (at most ``CHUNK`` bytes), sent in the same frame (None: none yet). Raises
-        ``ConnectionLost`` if closed."""
+        ``ConnectionLost`` if closed, ``FrameTooLarge`` (no stream opened) when the scope's frame
+        is over ``MAX_FRAME``."""
         if self.closed:
             raise ConnectionLost("the connection to the worker is closed")
         sid = self._next_id
@@ -396,9 +402,11 @@ class Connection(asyncio.Protocol):
         while sid in self.streams:  # only after a wrap-around
             sid = self._next_id
             self._next_id = sid + 1 if sid < 0xFFFFFFFF else 1
+        flags, meta, data = scope_frame(scope)
+        if len(meta) + len(data) + len(body or b"") > MAX_FRAME:
+            raise FrameTooLarge(len(meta) + len(data) + len(body or b""))
         stream = Stream(sid, self)
         self.streams[sid] = stream
-        flags, meta, data = scope_frame(scope)
         if body is None:
             self.write_frame(SCOPE, sid, flags, meta, data)
         else:

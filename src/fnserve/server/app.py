@@ -24,6 +24,7 @@ cannot answer; it is rendered as is, or re-raised if the response had started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,10 @@ from fnserve.server.rules import Outcome, Request, Rules, merge_query
 from fnserve.server.static import StaticFiles
 
 ERROR_LOG = logging.getLogger("fnserve.error")
+
+# ``scope["http_version"]`` values a function may see; anything else (HTTP/0.9, a request line
+# without a version) is answered 400 here rather than failing inside a handler class (issue 10 item 5).
+HTTP_VERSIONS = frozenset({"1.0", "1.1", "2", "2.0", "3"})
 
 
 class Dispatcher(Protocol):
@@ -135,7 +140,16 @@ class FrontApp:
             await send(message)
 
         try:
+            if kind == "http" and scope.get("http_version", "1.1") not in HTTP_VERSIONS:
+                state["label"] = "front"
+                await errorpages.send_error(
+                    scope, tracked_send, 400, f"HTTP/{scope.get('http_version')} is not supported: send HTTP/1.1", dev=self.dev)
+                return
             await self._route(site, scope, receive, tracked_send, state, req)
+            if kind == "websocket" and not state["status"]:
+                # the app returned without accepting: refuse the handshake (403), not uvicorn's 500
+                with contextlib.suppress(OSError, RuntimeError):  # the client may be gone already
+                    await tracked_send({"type": "websocket.close", "code": 1008})
         except FnserveError as exc:
             if state["status"] or exc.response_started or exc.status_code is None:
                 raise  # the response is under way: uvicorn drops the connection
@@ -240,6 +254,14 @@ class FrontApp:
             if length is None:  # a chunked body: counted as it streams
                 limited = _LimitedBody(receive, send, site.body_limit)
                 receive, send = limited.receive_counted, limited.send_unless_over
+        if scope["type"] == "http" and _content_length(scope) != 0:
+            # read a body's start before a function slot is taken: a slow client holds only this task
+            replay = await _preread(receive, PREREAD)
+            if replay is None:  # the client left, or the body is over body_limit
+                if limited is not None and limited.over:
+                    await errorpages.send_error(scope, limited.send, 413, f"request body is over the {site.body_limit}-byte limit", dev=self.dev)
+                return
+            receive = replay
         await self.dispatcher(function, function_scope(scope, match, rewritten), receive, send)
         if limited is not None and limited.over and not limited.started:
             await errorpages.send_error(scope, limited.send, 413, f"request body is over the {site.body_limit}-byte limit", dev=self.dev)
@@ -346,6 +368,34 @@ class _LimitedBody:
             return
         self.started = self.started or message["type"] == "http.response.start"
         await self.send(message)
+
+
+PREREAD = 1024 * 1024
+"""Bytes of a request body the front reads before dispatching (before a function slot is taken;
+issue 10 item 4): a body up to this size reaches the function whole, however slowly it came."""
+
+
+async def _preread(receive: Receive, limit: int) -> Receive | None:
+    """Read body chunks until the body ends or ``limit`` bytes came; return a ``receive`` that
+    gives them as one ``http.request`` first, then passes through. None: the client left first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body: bytes = message.get("body", b"")
+        chunks.append(body)
+        size += len(body)
+        more: bool = message.get("more_body", False)
+        if not more or size >= limit:
+            break
+    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:

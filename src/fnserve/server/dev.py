@@ -311,9 +311,12 @@ async def serve(dev: DevServer) -> None:
     host = dev.config.host
     sock = bind(host, dev.config.port)
     port = sock.getsockname()[1]
+    from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
+
     config = uvicorn.Config(
-        Observed(dev.app, None), http="httptools", ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
+        Observed(dev.app, None), ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
         timeout_graceful_shutdown=3, server_header=False, proxy_headers=False,
+        **uvicorn_options(FrontLimits.from_config(dev.config)),  # httptools + front-door limits (issue 10)
     )
     server = uvicorn.Server(config)
     stop = asyncio.Event()

@@ -67,7 +67,8 @@ from fnserve.supervisor.target import PYCACHE
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
 RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period", "heartbeat_timeout", "load_retry",
-                "max_requests", "max_requests_jitter", "max_failures")
+                "max_requests", "max_requests_jitter", "max_failures",
+                "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections")  # uvicorn's protocol
 
 
 class _QuietUvicornServer:
@@ -339,9 +340,12 @@ class StartServer:
         self.say("fnserve start: stopped")
 
     def _uvicorn(self, uvicorn: Any, app: Any, grace: float) -> Any:
+        from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
+
         config = uvicorn.Config(
-            app, http="httptools", ws="websockets-sansio", lifespan="off", access_log=False, log_config=None,
+            app, ws="websockets-sansio", lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=grace, server_header=False, proxy_headers=False,
+            **uvicorn_options(FrontLimits.from_config(self.config)),  # httptools + front-door limits (issue 10)
         )
         return _QuietUvicornServer.make(config)
 

@@ -236,8 +236,8 @@ def _not_modified(req: dict[str, str], etag: str, mtime: float) -> bool:
     if ims is not None:
         try:
             return int(mtime) <= parsedate_to_datetime(ims).timestamp()
-        except (TypeError, ValueError):
-            return False
+        except (TypeError, ValueError, OverflowError, OSError, IndexError):
+            return False  # an unreadable or absurd date counts as absent (RFC 9110 §13.1.3)
     return False
 
 

@@ -19,6 +19,8 @@ Errors (all from ``fnserve.errors``; check ``.response_started`` before answerin
   response has not started; otherwise re-raise so the server aborts the client connection.
 - ``FunctionFailed`` — the app raised (``.traceback``) or returned without a response. Answer 500
   if the response has not started.
+- ``RequestRejected`` (431) — the scope does not fit in one IPC frame (``protocol.FrameTooLarge``:
+  headers over ``MAX_FRAME``); the worker connection and its other streams are untouched.
 Returns normally when the response is complete (HTTP: the last body chunk was sent; WebSocket: the
 app returned) or when the client went away.
 """
@@ -29,7 +31,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from fnserve.errors import FunctionFailed, WorkerCrashed
+from fnserve.errors import FunctionFailed, RequestRejected, WorkerCrashed
 from fnserve.runtime import protocol as p
 from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
 
@@ -94,6 +96,8 @@ async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive
                 raise p.ConnectionLost()
     except p.ConnectionLost:
         raise WorkerCrashed(name) from None
+    except p.FrameTooLarge as exc:
+        raise _too_large(exc) from None
     loop = asyncio.get_running_loop()
     pump: list[asyncio.Task[None]] = []
 
@@ -153,6 +157,8 @@ async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, 
         stream = connection.open_stream(_as_dict(scope))
     except p.ConnectionLost:
         raise WorkerCrashed(name) from None
+    except p.FrameTooLarge as exc:
+        raise _too_large(exc) from None
     pump = asyncio.get_running_loop().create_task(_pump_ws(stream, receive))
     ended = False
     started = False
@@ -179,6 +185,11 @@ async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, 
         if not ended and not connection.closed and not stream.closed:
             stream.send(p.DISCONNECT)  # the app receives websocket.disconnect (1006)
         stream.close()
+
+
+def _too_large(exc: p.FrameTooLarge) -> RequestRejected:
+    return RequestRejected(431, f"the request's headers are too large to forward ({exc.size} bytes)",
+                           "send smaller headers (cookies, tokens)")
 
 
 def _raise_end(name: str, ftype: int, meta: bytes, started: bool) -> None:
