@@ -27,6 +27,7 @@ from fnserve.config.settings import Setting
 from fnserve.errors import ConfigError
 from fnserve.project.envfiles import env_file_names, load_env_files
 from fnserve.project.layout import iter_python_files
+from fnserve.project.suggest import unknown_key
 from fnserve.project.vercel_json import load_platform_config
 from fnserve.project.vercel_types import FrozenMap, FunctionConfig, VercelConfig
 
@@ -170,7 +171,8 @@ def _parse_table(
         elif name == "import_map":
             import_map = _import_map(raw, label)
         else:
-            raise ConfigError(label, key, "unknown key", allowed)
+            known = [s.file_key for s in SETTINGS] + ["functions", "import-map"]
+            raise unknown_key(label, key, key, known, allowed)
     return values, rules, import_map
 
 
@@ -208,7 +210,8 @@ def _function_rules(raw: Any, label: str) -> tuple[FunctionRule, ...]:
             elif name in SETTINGS_BY_NAME and SETTINGS_BY_NAME[name].per_function:
                 values[name] = _parse_as_written(SETTINGS_BY_NAME[name], val, where, key)
             else:
-                raise ConfigError(where, key, "unknown key", allowed)
+                known = [s.file_key for s in per_function] + ["concurrency", "include-files", "exclude-files"]
+                raise unknown_key(where, key, key, known, allowed)
         rules.append(FunctionRule(glob, FrozenMap(values), order, where))
     return tuple(rules)
 

@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from fnserve.errors import ConfigError
 from fnserve.project.pathpattern import PathPattern, RegexPattern, js_regex
+from fnserve.project.suggest import unknown_key
 from fnserve.project.vercel_types import (
     Condition,
     FrozenMap,
@@ -53,6 +54,8 @@ __all__ = [
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _T = TypeVar("_T")
+TOP_LEVEL = "(top level)"
+"""How errors name the JSON path of the document itself (never an empty path)."""
 _ROUTE_HANDLES = ("filesystem", "miss", "hit", "error", "rewrite", "resource")
 _CONDITION_TYPES = ("header", "cookie", "query", "host")
 
@@ -68,7 +71,8 @@ class _Ctx:
         self.warnings: list[str] = []
 
     def fail(self, path: str, problem: str, allowed: str) -> ConfigError:
-        return ConfigError(self.name, path, problem, allowed)
+        """``path`` "" (the document itself) is named ``(top level)``."""
+        return ConfigError(self.name, path or TOP_LEVEL, problem, allowed)
 
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{self.name}: {path}: {message}")
@@ -83,7 +87,7 @@ class _Ctx:
                 self.warn(_join(path, key), "accepted but not used by fnserve")
             elif key not in keys:
                 allowed = ", ".join(sorted(keys))
-                raise self.fail(_join(path, key), "unknown key", f"one of: {allowed}")
+                raise unknown_key(self.name, _join(path, key), key, [*keys, *ignored], f"one of: {allowed}")
         return value
 
     def typed(self, value: Any, path: str, kind: type | tuple[type, ...], allowed: str, nullable: bool = False) -> Any:
