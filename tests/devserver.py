@@ -65,9 +65,12 @@ def raw_get(base: str, target: str, headers: str = "") -> tuple[int, bytes]:
 class DevServer:
     """A ``fnserve dev`` subprocess on a copy of a fixture project."""
 
-    def __init__(self, case: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.project = tmp_path / case
-        shutil.copytree(PROJECTS / case, self.project)
+    def __init__(self, case: str | Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        if Path(case).is_absolute():  # a project made by the test itself (e.g. fnserve init): used in place
+            self.project = Path(case)
+        else:
+            self.project = tmp_path / case
+            shutil.copytree(PROJECTS / case, self.project)
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.lines: list[str] = []

@@ -219,3 +219,46 @@ def build_command(directory: str, targets: tuple[str, ...], out: str | None, for
                      environ=os.environ, force=force, target_options=TargetOptions(image=image))
     except FnserveError as exc:
         _fail(exc)
+
+
+# --- fnserve init (issue 13: templates; owner: init) ------------------------------------------
+def _template_names() -> list[str]:
+    from fnserve.init import TEMPLATES
+
+    return list(TEMPLATES)
+
+
+@main.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--template", "-t", "template", type=click.Choice(_template_names()), default="handler",
+              show_default=True, help="What to start from (see --list).")
+@click.option("--layout", type=click.Choice(("vercel", "edgeone")), default=None,
+              help="Where functions live: vercel (api/) or edgeone (cloud-functions/). Default: vercel.")
+@click.option("--force", is_flag=True, help="Write into a non-empty folder; files that exist are kept and listed.")
+@click.option("--list", "list_only", is_flag=True, help="List the templates and exit.")
+def init_command(directory: str, template: str, layout: str | None, force: bool, list_only: bool) -> None:
+    """Create a project in DIRECTORY (default: .; created when missing) from a template: its
+    functions, requirements.txt, public/index.html, a .gitignore for .fnserve/ and a README on
+    running and building it. Refuses a non-empty folder unless --force (which never overwrites:
+    existing files are kept and named). Exit 2 on a problem."""
+    from fnserve.init import TEMPLATES, write_project
+
+    if list_only:
+        width = max(map(len, TEMPLATES))
+        for item in TEMPLATES.values():
+            click.echo(f"{item.name:<{width}}  {item.summary} [{', '.join(item.layouts)}]")
+        return
+    try:
+        result = write_project(Path(directory), template, layout, force=force)
+    except FnserveError as exc:
+        _fail(exc)
+    chosen = layout or TEMPLATES[template].layouts[0]
+    click.echo(f"fnserve init: {template} template ({chosen} layout) in {result.root}")
+    for rel in result.written:
+        click.echo(f"  created  {rel}")
+    for rel in result.appended:
+        click.echo(f"  appended .fnserve/ to {rel}")
+    for rel in result.kept:
+        click.echo(f"  kept     {rel} (it exists; the template's version was not written)")
+    step = "" if Path(directory).resolve() == Path.cwd() else f"cd {directory} && "
+    click.echo(f"next: {step}fnserve dev   (then: fnserve build, fnserve start)")
