@@ -82,3 +82,15 @@ def test_cli_top_level_message(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", str(tmp_path)])
     assert result.exit_code == 2
     assert "error: vercel.json: (top level): expected an object, found array []" in result.output
+
+
+def test_empty_project_points_at_fnserve_init(tmp_path: Path) -> None:
+    from fnserve.errors import NoEntrypointError
+    from fnserve.project import load_project
+
+    with pytest.raises(NoEntrypointError) as info:
+        load_project(tmp_path)
+    assert "nothing to serve" in str(info.value) and "`fnserve init`" in str(info.value)
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "index.html").write_text("hi")
+    assert load_project(tmp_path).functions == ()  # static files only: a project to serve

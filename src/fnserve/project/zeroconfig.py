@@ -61,7 +61,25 @@ def find_app(root: Path, entrypoint: str | None, scan: Scanner) -> Function:
         found = step(root, scan)
         if found is not None:
             return found
-    raise NoEntrypointError(root, _exporting_candidates(root, scan), _HINT)
+    candidates = _exporting_candidates(root, scan)
+    raise NoEntrypointError(root, candidates, _EMPTY_HINT if not candidates and _is_empty(root) else _HINT)
+
+
+_EMPTY_HINT = (
+    "this folder has no functions (api/*.py, cloud-functions/**/*.py or an app) and no static files "
+    "(public/): there is nothing to serve. Start a project with `fnserve init` "
+    "(`fnserve init --list` shows the templates), or add api/hello.py or public/index.html"
+)
+
+
+def _is_empty(root: Path) -> bool:
+    """True when ``root`` holds no Python file outside excluded folders and no file in ``public/``
+    (issue 13: say so, and point at ``fnserve init``, instead of serving 404s)."""
+    from .layout import iter_python_files
+
+    public = root / "public"
+    has_static = public.is_dir() and any(p.is_file() for p in public.rglob("*"))
+    return not has_static and next(iter_python_files(root), None) is None
 
 
 def _make(root: Path, path: Path, import_root: Path, scan: ModuleScan, attr: str | None) -> Function | None:
