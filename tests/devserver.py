@@ -63,7 +63,10 @@ def raw_get(base: str, target: str, headers: str = "") -> tuple[int, bytes]:
 
 
 class DevServer:
-    """A ``fnserve dev`` subprocess on a copy of a fixture project."""
+    """A ``fnserve dev`` subprocess on a copy of a fixture project (``port_args``: how it is told
+    its port; ``()`` leaves the default)."""
+
+    port_args: tuple[str, ...] = ("--port", "0")
 
     def __init__(self, case: str | Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         if Path(case).is_absolute():  # a project made by the test itself (e.g. fnserve init): used in place
@@ -79,7 +82,7 @@ class DevServer:
 
     def start(self, timeout: float = 30.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fnserve", "dev", str(self.project), "--port", "0", *self.args],
+            [sys.executable, "-m", "fnserve", "dev", str(self.project), *self.port_args, *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

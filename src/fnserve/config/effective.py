@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fnserve.config.settings import ENTRYPOINT_PATTERN, Setting, setting, settings_of
+from fnserve.config.settings import ENTRYPOINT_PATTERN, Setting, Strings, setting, settings_of
 from fnserve.project.vercel_types import FrozenMap, VercelConfig
 
 __all__ = ["DEPS", "PROJECT", "SERVE", "SETTINGS", "SETTINGS_BY_NAME", "START", "UNBOUNDED", "Config",
@@ -159,7 +159,8 @@ class Config:
     warnings: tuple[str, ...]
 
     host: str = setting("127.0.0.1", "Interface to listen on.", commands=SERVE)
-    port: int = setting(3000, "Port to listen on (0: any free port).", minimum=0, maximum=65535, commands=SERVE)
+    port: int = setting(3000, "Port to listen on (0: any free port; dev moves on to the next free port when the "
+                        "default one is taken).", minimum=0, maximum=65535, commands=SERVE, short="-p")
     entrypoint: str | None = setting(
         None, "Serve one app at / from 'module:attr' (also [tool.vercel] entrypoint).",
         pattern=ENTRYPOINT_PATTERN, commands=PROJECT)
@@ -233,6 +234,17 @@ class Config:
     reload: bool = setting(
         True, "Reload functions when files change (default: on in dev; fnserve start reloads on SIGHUP "
         "instead).", mode_default=lambda mode: mode == "dev", default_text="on in dev", commands=("dev", "config"))
+
+    env_file: Strings = setting(
+        Strings(()), "An extra env file for the functions, loaded after .env, .env.local and .env.<stage>[.local] "
+        "(repeatable; later files win; relative to the project folder).", commands=("dev", "start", "build", "config"))
+    reload_dir: Strings = setting(
+        Strings(()), "Watch only this folder of the project for changes (repeatable; default: the whole project; "
+        "the config files at its root are always watched).", commands=("dev", "config"))
+    reload_exclude: Strings = setting(
+        Strings(()), "Ignore changes to files matching this glob (repeatable; matched against the project-relative path, "
+        "the file name and each folder name, e.g. 'tests', '*.log', 'data/*').", commands=("dev", "config"))
+    open: bool = setting(False, "Open the dev server's URL in the browser once it listens.", commands=("dev", "config"))
 
     def function_env(self) -> dict[str, str]:
         """The variables every function process gets on top of its base environment: vercel.json

@@ -5,7 +5,8 @@
 validates them in ``load_config``, so a bad ``--port`` and a bad ``FNSERVE_PORT`` get the same
 message naming the setting, its source and what is allowed). Settings with choices use a
 ``click.Choice`` for help and completion (``--log-format [text|json]``) that leaves the check to
-``Setting.parse`` too. Bools are ``--x/--no-x``. Every option defaults to None: pass
+``Setting.parse`` too. Bools are ``--x/--no-x``; ``tuple[str, ...]`` settings are repeatable
+flags; a setting's ``short`` alias (``-p``) is added beside its flag. Every option defaults to None: pass
 the command's keyword arguments through :func:`overrides_from` to get only the flags given.
 """
 
@@ -39,8 +40,9 @@ def command_options(command: str) -> Callable[[F], F]:
 
 
 def overrides_from(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The explicitly given flags among a command's parameters: setting name → raw value."""
-    return {k: v for k, v in params.items() if k in SETTINGS_BY_NAME and v is not None}
+    """The explicitly given flags among a command's parameters: setting name → raw value (a
+    repeatable flag given no time, ``()``, counts as not given)."""
+    return {k: v for k, v in params.items() if k in SETTINGS_BY_NAME and v is not None and v != ()}
 
 
 class _Choices(click.Choice[str]):
@@ -64,10 +66,14 @@ def _decorator(chosen: Iterable[Setting]) -> Callable[[F], F]:
 
 def _option(setting: Setting) -> Callable[[F], F]:
     text = f"{setting.help} [env {setting.env}; default: {setting.show_default()}]"
+    if setting.multiple:
+        return click.option(setting.flag, setting.name, multiple=True, metavar=setting.type.__name__.upper(),
+                            help=text)
     if setting.type is bool:
         return click.option(f"{setting.flag}/--no-{setting.file_key}", setting.name, default=None, help=text)
     if setting.choices:
         return click.option(setting.flag, setting.name, default=None, help=text,
                             type=_Choices(setting.choices, case_sensitive=False))
     metavar = setting.unit.upper() if setting.unit else setting.type.__name__.upper()
-    return click.option(setting.flag, setting.name, default=None, metavar=metavar, help=text)
+    names = (setting.flag, setting.short) if setting.short else (setting.flag,)
+    return click.option(*names, setting.name, default=None, metavar=metavar, help=text)

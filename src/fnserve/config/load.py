@@ -99,7 +99,9 @@ def load_config(
     for key in sorted(k for k in environ if k.startswith("FNSERVE_") and k not in known_env):
         warnings.append(f"environment: {key} is not an fnserve setting (known: FNSERVE_PORT, FNSERVE_HOST, ...)")
 
-    env_vars, env_files = load_env_files(root, mode, vercel.env, environ) if files else ({}, ())
+    extra_env = _env_file_paths(root, values["env_file"], sources["env_file"])  # checked even without files
+    _check_reload_dirs(root, values["reload_dir"], sources["reload_dir"])
+    env_vars, env_files = load_env_files(root, mode, vercel.env, environ, extra_env) if files else ({}, ())
     found = tool_vercel.get("scripts")
     scripts: dict[str, Any] = found if isinstance(found, dict) else {}
     build_command = vercel.build_command if vercel.build_command is not None else scripts.get("build")
@@ -250,6 +252,28 @@ def _unmatched_function_globs(root: Path, vercel_functions: tuple[FunctionConfig
     ids = [p.relative_to(root).as_posix() for p in iter_python_files(root)]
     return [f"{where}: matches no Python file; check the glob (e.g. 'api/**/*.py')"
             for glob, where in globs if not any(glob_matches(glob, i) for i in ids)]
+
+
+def _env_file_paths(root: Path, names: tuple[str, ...], source: str) -> list[Path]:
+    """``env_file`` entries as absolute paths (relative ones: to the project folder); a missing
+    file is a ``ConfigError`` naming where the entry came from."""
+    paths = []
+    for name in names:
+        path = (root / name).resolve()
+        if not path.is_file():
+            raise ConfigError(source, "env_file", f"{name}: no such file ({path})",
+                              "an existing file; relative paths start at the project folder")
+        paths.append(path)
+    return paths
+
+
+def _check_reload_dirs(root: Path, names: tuple[str, ...], source: str) -> None:
+    """Each ``reload_dir`` must be an existing folder inside the project."""
+    for name in names:
+        path = (root / name).resolve()
+        if not path.is_dir() or not path.is_relative_to(root):
+            raise ConfigError(source, "reload_dir", f"{name}: not a folder inside the project ({path})",
+                              "a folder of the project, relative to it (e.g. api)")
 
 
 def _check_consistency(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:

@@ -21,18 +21,24 @@ raising ``ConfigError(source, name, problem, allowed)`` (e.g. ``FNSERVE_PORT: po
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NewType, TypeVar
 
 from fnserve.errors import ConfigError
 
-__all__ = ["COMMANDS", "ENTRYPOINT_PATTERN", "Setting", "parse_size", "setting", "settings_of"]
+__all__ = ["COMMANDS", "ENTRYPOINT_PATTERN", "Setting", "Strings", "parse_size", "setting", "settings_of"]
 
 T = TypeVar("T")
+
+Strings = NewType("Strings", tuple[str, ...])
+"""The annotation of a multi-valued setting (``env_file: Strings = setting(Strings(()), ...)``):
+a tuple of strings from a repeatable flag, an ``os.pathsep``-separated variable or a file array.
+A plain ``tuple[str, ...]`` annotation is not a setting type (``settings_of`` rejects it)."""
 
 COMMANDS = ("dev", "start", "build", "routes", "config", "deps")
 """Every command a setting's ``commands`` may name (``build`` is reserved for the build step)."""
@@ -69,7 +75,9 @@ class Setting:
     CLI commands that take its flag (see :data:`COMMANDS`); ``choices``: allowed strings
     (lower-case); ``minimum``/``maximum``: numeric bounds; ``size``: ints may be written
     ``"4.5MB"``; ``per_function``: also settable in ``[tool.fnserve.functions."<glob>"]``;
-    ``pattern``: a regex a string must match."""
+    ``pattern``: a regex a string must match; ``multiple``: the value is a tuple of strings
+    (annotation :data:`Strings`; the flag is repeatable, the variable separates items with
+    ``os.pathsep``, the file takes an array); ``short``: a one-letter flag alias (``-p``)."""
 
     name: str
     type: type
@@ -86,6 +94,8 @@ class Setting:
     pattern: str | None = None
     mode_default: Callable[[str], Any] | None = None
     default_text: str | None = None
+    multiple: bool = False
+    short: str | None = None
 
     @property
     def env(self) -> str:
@@ -108,10 +118,15 @@ class Setting:
         if self.default_text is not None:
             return self.default_text
         value = self.default
+        if self.multiple:
+            return ", ".join(value) or "none"
         return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
     def allowed(self) -> str:
         """Human description of accepted values, for error messages and help."""
+        if self.multiple:
+            return (f"strings (repeat the flag; in {self.env} separate them with {os.pathsep!r}; "
+                    "in a file, an array)")
         if self.choices:
             text = "one of: " + ", ".join(self.choices)
         elif self.type is bool:
@@ -133,6 +148,8 @@ class Setting:
     def parse(self, value: Any, source: str) -> Any:
         """Convert ``value`` (a string from a flag/env, or a TOML/Python value) and validate it.
         ``source``: where it came from, named in the ``ConfigError`` raised on a bad value."""
+        if self.multiple:
+            return self._strings(value, source)
         if value is None or (self.nullable and isinstance(value, str) and value.strip().lower() in ("", "none")):
             if self.nullable:
                 return None
@@ -158,6 +175,14 @@ class Setting:
         if self.pattern and not re.fullmatch(self.pattern, value):
             raise self._bad(source, value)
         return value.lower() if self.choices else value
+
+    def _strings(self, value: Any, source: str) -> Strings:
+        """A ``multiple`` setting: a tuple/list of non-empty strings, or one string (an
+        environment variable: items separated by ``os.pathsep``)."""
+        items = value.split(os.pathsep) if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise self._bad(source, value)
+        return Strings(tuple(i.strip() for i in items if i.strip()))
 
     def _number(self, value: Any, source: str) -> int | float:
         if isinstance(value, bool):  # True is an int in Python, never a number here
@@ -193,6 +218,7 @@ def setting(
     pattern: str | None = None,
     mode_default: Callable[[str], T] | None = None,
     default_text: str | None = None,
+    short: str | None = None,
 ) -> T:
     """Declare one ``Config`` field as a setting: a ``dataclasses.field(default=default)`` whose
     metadata holds the rest (see :class:`Setting` for each argument). Typed as returning
@@ -204,15 +230,16 @@ def setting(
     spec = Setting(
         name="", type=object, default=default, help=help, unit=unit, commands=commands, choices=choices,
         minimum=minimum, maximum=maximum, size=size, per_function=per_function, pattern=pattern,
-        mode_default=mode_default, default_text=default_text,
-    )  # name, type and nullable come from the field (settings_of)
+        mode_default=mode_default, default_text=default_text, short=short,
+    )  # name, type, nullable and multiple come from the field (settings_of)
     return dataclasses.field(default=default, metadata={_METADATA_KEY: spec})
 
 
 def settings_of(cls: type) -> tuple[Setting, ...]:
     """The :class:`Setting` of every field of dataclass ``cls`` declared with :func:`setting`,
-    in field order, with ``name``, ``type`` and ``nullable`` taken from the field. Raises
-    ``TypeError`` for an annotation that is not bool, int, float or str (optionally ``| None``)."""
+    in field order, with ``name``, ``type``, ``nullable`` and ``multiple`` taken from the field.
+    Raises ``TypeError`` for an annotation that is not bool, int, float or str (optionally
+    ``| None``), or :data:`Strings`."""
     hints = typing.get_type_hints(cls)
     found = []
     for field in dataclasses.fields(cls):
@@ -220,6 +247,9 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
         if not isinstance(spec, Setting):
             continue
         hint = hints[field.name]
+        if hint is Strings:
+            found.append(dataclasses.replace(spec, name=field.name, type=str, multiple=True))
+            continue
         args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
             else (hint,)
         kinds = [a for a in args if a is not type(None)]

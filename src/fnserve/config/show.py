@@ -21,6 +21,8 @@ def _show(value: Any) -> str:
         return "(none)"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value)) or "(none)"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

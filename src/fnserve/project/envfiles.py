@@ -3,7 +3,8 @@
 Order, later wins: ``vercel.json`` ``env`` (the committed project config, lowest), then ``.env``,
 ``.env.local``, then the mode's files — in ``dev``: ``.env.development``,
 ``.env.development.local``; in ``start``/``build``: ``.env.production``,
-``.env.production.local``. Local files beat the committed ``vercel.json`` ``env`` because they
+``.env.production.local`` — then the extra files given with ``--env-file`` (``extra``), in
+order. Local files beat the committed ``vercel.json`` ``env`` because they
 carry the developer's (or the machine's) own values, as with ``vercel dev``.
 
 ``${NAME}`` and ``${NAME:-default}`` are interpolated by fnserve (not by python-dotenv, whose
@@ -16,7 +17,7 @@ These files are loaded into each **function's** environment only, never into fns
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -37,16 +38,17 @@ def load_env_files(
     mode: str = "dev",
     base: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    extra: Sequence[Path] = (),
 ) -> tuple[dict[str, str], tuple[Path, ...]]:
-    """Merge ``base`` (vercel.json ``env``) and the project's ``.env`` files for ``mode``.
+    """Merge ``base`` (vercel.json ``env``), the project's ``.env`` files for ``mode``, then the
+    ``extra`` files (absolute paths, applied in order after the standard ones; later wins).
 
     Returns ``(variables, files_read)``; ``files_read`` lists the existing files in the order
     applied. ``environ`` is only used to resolve ``${NAME}`` references. Unreadable or malformed
     lines are skipped by python-dotenv (it warns on its own logger)."""
     merged: dict[str, str] = dict(base or {})
     read: list[Path] = []
-    for name in env_file_names(mode):
-        path = project_dir / name
+    for path in [*(project_dir / name for name in env_file_names(mode)), *extra]:
         if not path.is_file():
             continue
         read.append(path)

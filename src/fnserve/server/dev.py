@@ -41,7 +41,7 @@ from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
 from fnserve.server.collectstatic import StaticRoutes, django_functions, run_django_static, with_django_static
 from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps
 from fnserve.server.dispatch import SupervisorDispatcher
-from fnserve.server.listen import bind
+from fnserve.server.listen import bind_first_free
 from fnserve.server.logs import LogOutput, install
 from fnserve.server.observe import Observed
 from fnserve.server.reloader import Plan, Reloader
@@ -282,6 +282,22 @@ class DevServer:
         return self.project.functions if self.project is not None else ()
 
 
+def open_browser(url: str, say: Callable[[str], None]) -> None:
+    """``--open``: open ``url`` with ``webbrowser.open`` in a daemon thread (a browser launcher
+    may block); a failure is one line, never an error."""
+    import threading
+    import webbrowser
+
+    def run() -> None:
+        try:
+            if not webbrowser.open(url):
+                say(f"note: no browser to open; visit {url}")
+        except Exception as exc:  # any launcher failure: dev keeps serving
+            say(f"note: could not open a browser ({exc}); visit {url}")
+
+    threading.Thread(target=run, name="fnserve-open", daemon=True).start()
+
+
 def forget_bytecode(path: Path) -> None:
     """Delete ``<name>.*.pyc`` of a saved module (``supervisor.target.bytecode_dirs``). Python trusts a ``.pyc`` whose
     recorded source mtime (whole seconds) and size match, so two same-size saves within one
@@ -309,8 +325,10 @@ async def serve(dev: DevServer) -> None:
     await dev.install()
     await dev.probe_static()
     host = dev.config.host
-    sock = bind(host, dev.config.port)
+    sock = bind_first_free(host, dev.config.port, explicit=dev.config.sources.get("port", "default") != "default")
     port = sock.getsockname()[1]
+    if dev.config.port not in (0, port):
+        dev.say(f"note: port {dev.config.port} is in use; serving on {port} instead (pass --port to choose)")
     from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
 
     config = uvicorn.Config(
@@ -322,10 +340,13 @@ async def serve(dev: DevServer) -> None:
     stop = asyncio.Event()
     watcher = None
     if dev.config.reload:
-        reloader = Reloader(dev.root, dev.apply, emit=dev.say)
+        reloader = Reloader(dev.root, dev.apply, emit=dev.say, dirs=dev.config.reload_dir,
+                            exclude=dev.config.reload_exclude)
         watcher = asyncio.get_running_loop().create_task(reloader.run(stop))
     shown = f"[{host}]" if ":" in host else host
     dev.say(f"fnserve dev: http://{shown}:{port}")
+    if dev.config.open:
+        open_browser(f"http://{'localhost' if host in ('0.0.0.0', '::') else shown}:{port}/", dev.say)
     try:
         await server.serve(sockets=[sock])
     finally:

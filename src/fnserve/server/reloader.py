@@ -25,6 +25,11 @@ excluded folders (``.fnserve``, ``.venv``,  ignored
 ``__pycache__``, ``node_modules``, ...),
 editor swap files, ``*.pyc``
 =========================================  ==================================================
+
+Two settings narrow what is watched (``--reload-dir``, ``--reload-exclude``): ``dirs`` (project
+folders; when given, only they are watched recursively, plus the files at the project root) and
+``exclude`` (globs matched against the project-relative path, the file name and each folder name:
+``tests``, ``*.log``, ``data/*``).
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +92,8 @@ def _rel(root: Path, path: Path) -> str:
 class Reloader:
     """Watch ``root`` and apply each batch. ``apply(plan) -> line | None`` does the work and
     returns what to print (one line per reload); exceptions from it are logged, never raised
-    (dev must not exit on user error)."""
+    (dev must not exit on user error). ``dirs``: project-relative folders to watch instead of all
+    (``reload_dir``); ``exclude``: globs of files to ignore (``reload_exclude``; module doc)."""
 
     def __init__(
         self,
@@ -94,10 +101,15 @@ class Reloader:
         apply: Callable[[Plan], Awaitable[str | None]],
         *,
         emit: Callable[[str], None] | None = None,
+        dirs: Sequence[str] = (),
+        exclude: Sequence[str] = (),
     ) -> None:
         self.root = root.resolve()
         self.apply = apply
         self.emit = emit or LOG.info
+        chosen = tuple((self.root / d).resolve() for d in dirs)
+        self.dirs = () if self.root in chosen else chosen  # "." means the whole project
+        self.exclude = tuple(exclude)
         self._default = DefaultFilter()
         self._lock: asyncio.Lock | None = None  # one batch at a time, whichever watcher saw it
 
@@ -111,7 +123,9 @@ class Reloader:
         parts = rel.parts
         if not parts or parts[0] == "public":
             return False
-        if any(is_excluded_dir(d) for d in parts[:-1]):
+        if any(is_excluded_dir(d) for d in parts[:-1]) or self.excluded(rel.as_posix()):
+            return False
+        if self.dirs and len(parts) > 1 and not any(p.is_relative_to(d) for d in self.dirs):
             return False
         name = parts[-1]
         if name.endswith(_IGNORED_SUFFIXES) or name.startswith(".#"):
@@ -119,6 +133,12 @@ class Reloader:
         if name.startswith(".env") or name == ".python-version":
             return True
         return self._default(change, path)
+
+    def excluded(self, rel: str) -> bool:
+        """True when the project-relative POSIX path ``rel`` matches a ``reload_exclude`` glob
+        (whole path, file name, or any folder name on the way)."""
+        parts = rel.split("/")
+        return any(fnmatchcase(rel, pat) or any(fnmatchcase(part, pat) for part in parts) for pat in self.exclude)
 
     def classify(self, changes: Iterable[tuple[Change, str]]) -> Plan:
         """Sort a batch of ``(Change, absolute path)`` into a ``Plan``."""
@@ -161,12 +181,16 @@ class Reloader:
     def watch_dirs(self) -> list[Path]:
         """The top-level folders watched recursively: all but excluded ones (``.venv``,
         ``.fnserve``, ``node_modules``, dot-folders, ...) and ``public/`` — so no inotify watch is
-        ever put on a virtualenv's site-packages inside the project."""
+        ever put on a virtualenv's site-packages inside the project. With ``dirs``: those that
+        exist. Folders matching a ``reload_exclude`` glob are not watched at all."""
+        if self.dirs:
+            return [d for d in self.dirs if d.is_dir() and d != self.root]
         try:
             entries = sorted(self.root.iterdir())
         except OSError:
             return []
-        return [d for d in entries if d.is_dir() and d.name != "public" and not is_excluded_dir(d.name)]
+        return [d for d in entries if d.is_dir() and d.name != "public" and not is_excluded_dir(d.name)
+                and not self.excluded(d.name)]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set: the project root itself, not recursively (``vercel.json``,
