@@ -70,7 +70,8 @@ class Site:
     """Everything a request needs, swapped as one value on reload.
 
     ``routes``: an object with ``match(path) -> RouteMatch | None`` (``RouteTable``), or None when
-    the project could not be loaded; ``body_limit``: bytes, or None for unlimited.
+    the project could not be loaded; ``body_limit``: bytes, or None for unlimited;
+    ``not_found_hint``: ``path -> text | None``, the detail of a 404 (dev: Django's STATIC_URL).
     """
 
     routes: Any
@@ -78,6 +79,7 @@ class Site:
     static: StaticFiles | None = None
     problem: SiteProblem | None = None
     body_limit: int | None = None
+    not_found_hint: Callable[[str], str | None] | None = None  # dev: path → detail of its 404
 
 
 class _State(TypedDict):
@@ -201,7 +203,9 @@ class FrontApp:
         if match is not None:
             await self._dispatch(site, scope, receive, send, state, match)
             return
-        await errorpages.send_error(scope, send, 404, f"no static file or function serves {path}", dev=self.dev)
+        hint = site.not_found_hint(path) if site.not_found_hint is not None else None
+        await errorpages.send_error(scope, send, 404, f"no static file or function serves {path}", detail=hint,
+                                    dev=self.dev)
 
     async def _resolve_rewrite(
         self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State, outcome: Outcome

@@ -173,6 +173,27 @@ def with_django_static(target: WorkerTarget, mode: str, static_root: Path | None
     return replace(target, spec=spec)
 
 
+_ASSET_SUFFIXES = frozenset({".css", ".js", ".mjs", ".map", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico",
+                             ".webp", ".avif", ".woff", ".woff2", ".ttf", ".otf", ".eot"})
+
+
+def django_static_hint(path: str, prefixes: Mapping[str, str]) -> str | None:
+    """The detail of ``fnserve dev``'s 404 for ``path`` in a project with Django functions:
+    ``prefixes`` is ``STATIC_URL`` → function id (what ``probe`` learnt; empty when no Django
+    function has ``django.contrib.staticfiles`` and a local ``STATIC_URL``). None unless
+    ``path`` looks like a static file (an asset suffix, or under ``/static/``)."""
+    name = path.rsplit("/", 1)[-1]
+    if not path.startswith("/static/") and Path(name).suffix.lower() not in _ASSET_SUFFIXES:
+        return None
+    if prefixes:
+        shown = ", ".join(f"{url} ({fid})" for url, fid in prefixes.items())
+        return (f"Django serves its static files under STATIC_URL {shown}, and {path} is not under it: "
+                "check STATIC_URL in settings and the URLs your templates build with {% static %}")
+    return ("this looks like a Django static file, but no Django function serves static files: add "
+            "'django.contrib.staticfiles' to INSTALLED_APPS and set a local STATIC_URL (e.g. STATIC_URL = "
+            "'static/'); or put the file under public/")
+
+
 class StaticRoutes:
     """``fnserve dev``'s route table with each Django ``STATIC_URL`` sent to its function.
     ``table``: the project's ``RouteTable``; ``prefixes``: ``STATIC_URL`` path → function id.

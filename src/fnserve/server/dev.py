@@ -23,6 +23,7 @@ reload, chosen for zero failed requests across a save:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -38,7 +39,13 @@ from fnserve.project.entrypoints import ModuleScan
 from fnserve.project.importscan import StampCache
 from fnserve.project.types import Function
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
-from fnserve.server.collectstatic import StaticRoutes, django_functions, run_django_static, with_django_static
+from fnserve.server.collectstatic import (
+    StaticRoutes,
+    django_functions,
+    django_static_hint,
+    run_django_static,
+    with_django_static,
+)
 from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind_first_free
@@ -134,6 +141,8 @@ class DevServer:
             static=static_for(self.root, rules.clean_urls),
             problem=problem,
             body_limit=self.config.body_limit,
+            not_found_hint=functools.partial(django_static_hint, prefixes=dict(self.static_prefixes))
+            if self._django else None,
         )
 
     def targets(self) -> list[WorkerTarget]:
