@@ -211,3 +211,26 @@ def test_empty_project_says_so_in_dev_and_start(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "fnserve init" in done.stdout + done.stderr
+
+
+def test_saved_env_file_reloads_the_functions_env(tmp_path: Path) -> None:
+    async def apply(plan: Plan) -> str:
+        return "x"
+
+    plan = Reloader(tmp_path, apply, env_files=("conf/extra.env",)).classify(
+        [(Change.modified, str(tmp_path / "conf" / "extra.env"))])
+    assert plan.config == [tmp_path / "conf" / "extra.env"]
+    srv = DevServer("dev_vercel", tmp_path, "--no-install", "--env-file", "extra.env")
+    (srv.project / "extra.env").write_text("DEV_SECRET_TOKEN=first\n")
+    try:
+        srv.start()
+        assert httpx.get(srv.url + "/api/env", timeout=30).json()["secret"] == "first"
+        mark = len(srv.lines)
+        (srv.project / "extra.env").write_text("DEV_SECRET_TOKEN=second\n")
+        srv.wait_for_line(r"reload: extra.env changed", timeout=20, start=mark)
+        deadline = time.monotonic() + 20
+        while httpx.get(srv.url + "/api/env", timeout=30).json()["secret"] != "second":
+            assert time.monotonic() < deadline, srv.output()
+            time.sleep(0.1)
+    finally:
+        srv.stop()

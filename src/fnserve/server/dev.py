@@ -350,7 +350,7 @@ async def serve(dev: DevServer) -> None:
     watcher = None
     if dev.config.reload:
         reloader = Reloader(dev.root, dev.apply, emit=dev.say, dirs=dev.config.reload_dir,
-                            exclude=dev.config.reload_exclude)
+                            exclude=dev.config.reload_exclude, env_files=dev.config.env_file)
         watcher = asyncio.get_running_loop().create_task(reloader.run(stop))
     shown = f"[{host}]" if ":" in host else host
     dev.say(f"fnserve dev: http://{shown}:{port}")

@@ -93,7 +93,8 @@ class Reloader:
     """Watch ``root`` and apply each batch. ``apply(plan) -> line | None`` does the work and
     returns what to print (one line per reload); exceptions from it are logged, never raised
     (dev must not exit on user error). ``dirs``: project-relative folders to watch instead of all
-    (``reload_dir``); ``exclude``: globs of files to ignore (``reload_exclude``; module doc)."""
+    (``reload_dir``); ``exclude``: globs of files to ignore (``reload_exclude``; module doc);
+    ``env_files``: the ``env_file`` entries, classified as ``config`` like ``.env``."""
 
     def __init__(
         self,
@@ -103,6 +104,7 @@ class Reloader:
         emit: Callable[[str], None] | None = None,
         dirs: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        env_files: Sequence[str] = (),
     ) -> None:
         self.root = root.resolve()
         self.apply = apply
@@ -110,6 +112,7 @@ class Reloader:
         chosen = tuple((self.root / d).resolve() for d in dirs)
         self.dirs = () if self.root in chosen else chosen  # "." means the whole project
         self.exclude = tuple(exclude)
+        self.env_files = frozenset((self.root / f).resolve() for f in env_files)
         self._default = DefaultFilter()
         self._lock: asyncio.Lock | None = None  # one batch at a time, whichever watcher saw it
 
@@ -149,7 +152,7 @@ class Reloader:
             path = Path(raw)
             name = path.name
             kind = {Change.added: "added", Change.modified: "modified", Change.deleted: "deleted"}[change]
-            if name in CONFIG_FILES or name.startswith(".env"):
+            if name in CONFIG_FILES or name.startswith(".env") or path.resolve() in self.env_files:
                 plan.config.append(path)
             if is_dependency_file(name):
                 plan.deps.append(path)
