@@ -113,6 +113,15 @@ def test_rewrite_appends_unused_named_params_to_query() -> None:
     assert pattern.substitute("/api/users.py", params) == "/api/users.py"
 
 
+def test_an_appended_multi_segment_param_is_percent_encoded_like_a_dynamic_segment() -> None:
+    """``/app/:path*`` → ``/api/index`` gives ``path=about%2Fteam`` (as Vercel's routes do under
+    vclocal, and as fnserve encodes ``[...x]`` values), not a raw ``/``."""
+    pattern = PathPattern.compile("/app/:path*")
+    params = pattern.match("/app/about/team")
+    assert params is not None
+    assert pattern.substitute("/api/index", params, rewrite=True) == "/api/index?path=about%2Fteam"
+
+
 def test_module_substitute_without_keys_uses_param_order() -> None:
     assert substitute("/x/$1/:b", {"a": "1", "b": "2"}) == "/x/1/2"
 

@@ -375,7 +375,7 @@ def substitute(
     fragment = _fill(fragment, params, keys, used, safe="/:@!$&'()*+,;=-._~%?")
     if rewrite and not used:
         extra = [
-            f"{quote(k, safe='')}={quote(v, safe='/')}"
+            f"{quote(k, safe='')}={quote(v, safe='')}"
             for k, v in params.items()
             if not k.isdigit() and not re.search(rf"(?:^|&){re.escape(k)}=", query)
         ]
