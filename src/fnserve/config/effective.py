@@ -207,7 +207,7 @@ class Config:
         "instead).", mode_default=lambda mode: mode == "dev", default_text="on in dev", commands=("dev", "config"))
     dashboard: bool = setting(
         True, "Serve the dashboard at /_fnserve/ (routes, function states, live requests, latency, output; "
-        "fnserve start: off by default, and only on --admin-port).", mode_default=lambda mode: mode == "dev",
+        "fnserve start: off by default, and only on the admin port).", mode_default=lambda mode: mode == "dev",
         default_text="on in dev", commands=SERVE)
 
     def function_env(self) -> dict[str, str]:
