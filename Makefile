@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean e2e-browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: lint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+
+# the dashboard in headless Chromium (Debian's chromium, driven by Playwright); the screenshot goes
+# to build/artifacts/dashboard.png
+e2e-browser: $(STAMP)
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+	FNSERVE_ARTIFACTS=build/artifacts FNSERVE_CHROMIUM="$$(command -v chromium)" \
+		$(BIN)/python -m pytest -q -rs tests/server/test_dashboard_browser.py
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

@@ -72,9 +72,9 @@ function chart(points, now) {
     }
   }
   const label = document.createElementNS(SVG, "text");
-  label.setAttribute("x", w - pad - 2);
+  label.setAttribute("x", pad + 2);
   label.setAttribute("y", 11);
-  label.setAttribute("text-anchor", "end");
+  label.setAttribute("text-anchor", "start");
   label.setAttribute("font-size", "9");
   label.setAttribute("fill", "#6b6b76");
   label.textContent = ms(top / 1.15) + " ms";
