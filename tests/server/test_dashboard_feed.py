@@ -373,3 +373,24 @@ def test_subscriber_take_clears_wake():
         assert sub.take() == [b"a"] and not sub.wake.is_set()
 
     run(main())
+
+
+def test_dev_feeds_the_dashboard_only_while_a_page_is_open():
+    from fnserve.server.dev import DevServer
+    from fnserve.server.observe import log_access
+
+    dev = DevServer(PROJECT, {"install": False}, environ={}, say=lambda line: None)
+    assert dev.app.access_log is log_access  # no page: the hook dev had before the dashboard
+
+    async def main():
+        first, second = dev.feed.subscribe(), dev.feed.subscribe()
+        hook = dev.app.access_log
+        assert isinstance(hook, AccessLog) and hook.feed is dev.feed
+        dev.feed.unsubscribe(first)
+        assert dev.app.access_log is hook
+        dev.feed.unsubscribe(second)
+
+    run(main())
+    assert dev.app.access_log is log_access
+    dev.load_project()
+    assert dev.front.admin is dev.dashboard  # mounted: the project serves nothing under /_fnserve/

@@ -47,7 +47,7 @@ from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
 from fnserve.server.logs import LogOutput, install
-from fnserve.server.observe import AccessLog, Observed, note_lease
+from fnserve.server.observe import AccessLog, Observed, log_access, note_lease
 from fnserve.server.reloader import Plan, Reloader
 from fnserve.server.rules import from_config
 from fnserve.supervisor import Supervisor
@@ -79,9 +79,8 @@ class DevServer:
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
         self.gate = DepsGate(SupervisorDispatcher(self.supervisor, on_lease=note_lease))
         self.deps = DevDeps(self.root, self.environ, self.say, self.gate, self._env_changed)
-        self.feed = DashboardFeed()
-        self.app = FrontApp(Site(routes=None), self.gate, dev=True, on_shutdown=(self.supervisor.shutdown,),
-                            access_log=AccessLog(feed=self.feed))
+        self.app = FrontApp(Site(routes=None), self.gate, dev=True, on_shutdown=(self.supervisor.shutdown,))
+        self.feed = DashboardFeed(on_listen=self._page_open)
         self.front = Observed(self.app, None)
         self.dashboard = DashboardApp(self.feed, StateSource(
             project=lambda: self.project, status=self.supervisor.status, load_error=self.supervisor.load_error,
@@ -133,6 +132,11 @@ class DevServer:
         self.routes_of = {}
         for route in project.routes.routes:
             self.routes_of.setdefault(route.function.id, route.pattern)
+
+    def _page_open(self, listening: bool) -> None:
+        """A dashboard page opened (the first) or closed (the last): the front app's access hook
+        feeds the dashboard only meanwhile (``server.dashboard.feed``: no cost otherwise)."""
+        self.app.access_log = AccessLog(feed=self.feed) if listening else log_access
 
     def problem_text(self) -> str | None:
         """The project-wide problem shown on every function request, or None."""

@@ -165,10 +165,10 @@ class ObservedSupervisor:
 
 
 class AccessLog:
-    """The ``FrontApp`` ``access_log`` hook of ``start`` (and of ``dev`` with its dashboard):
-    ``metrics`` (start) counted always, a log record (as ``log_access``) when ``fnserve.access`` is
-    enabled for INFO, and the request given to the dashboard's ``feed`` only while a dashboard page
-    is open (``DashboardFeed.listening``: one attribute test per request otherwise)."""
+    """The ``FrontApp`` ``access_log`` hook of ``start`` (and of ``dev`` while a dashboard page is
+    open): ``metrics`` (start) counted always, a log record (as ``log_access``) when
+    ``fnserve.access`` is enabled for INFO, and the request given to the dashboard's ``feed`` only
+    while a dashboard page is open (``DashboardFeed.listening``: one attribute test otherwise)."""
 
     def __init__(self, metrics: Metrics | None = None, feed: DashboardFeed | None = None) -> None:
         self.metrics = metrics

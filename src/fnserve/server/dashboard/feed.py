@@ -13,10 +13,11 @@ Three kinds of events (the ``event:`` name of the SSE stream, and the JSON ``dat
 
 Every event also has ``"n"``, its number (one counter for the three kinds), sent as the SSE ``id``.
 
-Cost (the dashboard must cost nothing measurable when no page is open): the request path
-(``observe.AccessLog``) tests ``DashboardFeed.listening``, a plain attribute that is True only while
-at least one page is subscribed, and does nothing else when it is False: requests are recorded (ring
-buffer, latency samples, fan-out) only while a page is open. Function output and fnserve's own
+Cost (the dashboard must cost nothing measurable when no page is open): requests are recorded (ring
+buffer, latency samples, fan-out) only while a page is open. ``fnserve dev`` swaps its front app's
+access hook when the first page subscribes and when the last one leaves (``on_listen``), so with no
+page open its request path is exactly what it was without a dashboard; ``fnserve start``'s hook
+(``observe.AccessLog``) tests ``DashboardFeed.listening``, a plain attribute, once per request. Function output and fnserve's own
 messages already cost a log record each; ``FeedHandler`` keeps them in ring buffers always (not the
 request path), so a page opened later shows the recent lines.
 
@@ -103,10 +104,15 @@ class DashboardFeed:
     ``requests``, ``output``, ``messages``: deques of event dicts, newest last; ``samples``:
     function label → deque of ``(unix s, ms)``; ``function_events``: function id → the last
     ``fnserve.supervisor`` record about it (``{"t", "level", "msg"}``: a worker ready, killed,
-    crashed...). ``clock``: unix time source (tests)."""
+    crashed...). ``clock``: unix time source (tests). ``on_listen(listening)``: called when the
+    first page subscribes (True) and when the last one leaves (False): ``fnserve dev`` then puts a
+    feeding access hook on its front app, and takes it off again (no test at all per request while
+    no page is open)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time,
+                 on_listen: Callable[[bool], None] | None = None) -> None:
         self.clock = clock
+        self.on_listen = on_listen
         self.listening = False  # True while a page is subscribed: the request path's one test
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUESTS_KEPT)
         self.output: deque[dict[str, Any]] = deque(maxlen=OUTPUT_KEPT)
@@ -126,13 +132,19 @@ class DashboardFeed:
         self._thread = threading.get_ident()
         sub = Subscriber(limit)
         self.subscribers.add(sub)
-        self.listening = True
+        self._set_listening(True)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Forget ``sub``; ``listening`` turns False with the last one."""
         self.subscribers.discard(sub)
-        self.listening = bool(self.subscribers)
+        self._set_listening(bool(self.subscribers))
+
+    def _set_listening(self, listening: bool) -> None:
+        if listening != self.listening:
+            self.listening = listening
+            if self.on_listen is not None:
+                self.on_listen(listening)
 
     def _publish(self, kind: str, data: dict[str, Any]) -> None:
         """Send one event to every subscriber, from any thread."""
