@@ -194,12 +194,13 @@ def _check_image(ctx: click.Context, param: click.Parameter, value: str | None) 
 @main.command("build")
 @click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False))
 @click.option("--target", "targets", multiple=True, default=("fnserve",), show_default=True, callback=_check_targets,
-              help="What to render from the build output (repeatable): fnserve, vercel, knative, kubernetes, lambda.")
+              help="What to render from the build output (repeatable): fnserve, vercel, knative, kubernetes, container, lambda.")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: DIRECTORY/.fnserve/output).")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed since the last build.")
 @click.option("--image", default=None, callback=_check_image, metavar="NAME",
-              help="Container image the knative/kubernetes targets run (default: fnserve-<folder>:latest).")
+              help="Container image the container target builds (with podman/docker) and knative/kubernetes run "
+                   "(default: fnserve-<folder>:latest).")
 @command_options("build")
 def build_command(directory: str, targets: tuple[str, ...], out: str | None, force: bool, image: str | None,
                   **flags: object) -> None:

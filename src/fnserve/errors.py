@@ -10,7 +10,9 @@
     ├── DependencyError               resolving or installing requirements failed
     └── WorkerError                   a function cannot answer (503 unless below): unknown function, shutting down
         ├── WorkerCrashed             the worker died mid-request (502): ``.function_id``, ``.exit_status``
-        │   └── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``
+        │   ├── MemoryExceeded        its instance went over ``memory`` and was replaced (502): ``.limit_mb``, ``.peak_mb``
+        │   └── HeartbeatTimeout      its instance's event loop was blocked past ``heartbeat_timeout`` and was
+        │                             killed (502): ``.silent_s``, ``.timeout``
         ├── WorkerStartTimeout        the worker was not ready in time (503): ``.function_id``, ``.timeout``
         ├── Overloaded                the function's queue is full (503 + ``Retry-After``): ``.retry_after`` s
         ├── EnvironmentUnavailable    dev: its env is being installed (503 + ``Retry-After``) or failed to install (503)
@@ -19,10 +21,12 @@
         └── FunctionFailed            the app raised (500): ``.traceback``
 
 An error with a ``status_code`` is an HTTP answer: the front app (``fnserve.server.app``) renders
-it as is with ``fnserve.server.errorpages.send_exception`` — ``status_code``, ``message``, ``detail``
-(dev only: the hint, or the traceback of load / app failures) and ``headers`` (``Retry-After``
-for ``Overloaded``) — unless ``response_started`` is True: the response is under way and the
-client connection is dropped instead.
+it as is with ``fnserve.server.errorpages.send_exception`` — ``status_code``, ``message`` (in
+production ``public_message``: for ``FunctionFailed`` and ``FunctionLoadFailed`` it says only
+that the function failed, never the exception's text, which may hold secrets; the text and the
+traceback go to the log), ``detail`` (dev only: the hint, or the traceback of load / app
+failures) and ``headers`` (``Retry-After`` for ``Overloaded``) — unless ``response_started`` is
+True: the response is under way and the client connection is dropped instead.
 
 Errors met inside a function's own process (load failures) live in ``fnserve.runtime.failures``
 because the runtime may import nothing from the rest of fnserve. The CLI maps ``FnserveError``
@@ -56,6 +60,12 @@ class FnserveError(Exception):
     def detail(self) -> str | None:
         """Longer text shown under ``message`` in dev error pages: the hint, or a traceback."""
         return self.hint
+
+    @property
+    def public_message(self) -> str:
+        """What a client of ``fnserve start`` is told: ``message``, unless it may carry the
+        function's own data (exception text, load errors): then a sentence without it."""
+        return self.message
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -160,6 +170,10 @@ class FunctionLoadFailed(WorkerError):
         return getattr(self.load_error, "traceback", "") or ""
 
     @property
+    def public_message(self) -> str:
+        return "the function could not be started; the server log has the details"
+
+    @property
     def detail(self) -> str | None:
         return self.traceback or None
 
@@ -177,6 +191,12 @@ class FunctionFailed(WorkerError):
     @property
     def detail(self) -> str | None:
         return self.traceback or None
+
+    PUBLIC_MESSAGE: ClassVar[str] = "the function failed while handling the request; the server log has the details"
+
+    @property
+    def public_message(self) -> str:
+        return self.PUBLIC_MESSAGE
 
 
 class MemoryExceeded(WorkerCrashed):
@@ -247,3 +267,20 @@ class DurationExceeded(WorkerError):
             f"{function_id} did not answer within its maxDuration of {max_duration:g} s",
             "raise maxDuration for it in vercel.json \"functions\" or make it faster; its instance was replaced",
         )
+
+
+class HeartbeatTimeout(WorkerCrashed):
+    """The instance serving the request sent no heartbeat for ``timeout`` s (its event loop was
+    blocked, e.g. by one long C call) and was killed (502 for its in-flight requests).
+    ``silent_s``: how long it had been silent, s; ``timeout``: the ``heartbeat_timeout`` setting, s."""
+
+    def __init__(self, function_id: str, timeout: float, silent_s: float | None, *,
+                 response_started: bool = False) -> None:
+        super().__init__(function_id, response_started=response_started)
+        self.timeout, self.silent_s = timeout, silent_s
+        self.message = (f"the worker of {function_id} was killed: its event loop sent no heartbeat for "
+                        f"{silent_s if silent_s is not None else timeout:.1f} s (heartbeat_timeout {timeout:g} s), "
+                        "a call blocked it")
+        self.hint = ("run blocking work in a thread (or a sync handler), or raise --heartbeat-timeout "
+                     "(FNSERVE_HEARTBEAT_TIMEOUT) above the longest blocking call")
+        self.args = (self.message,)

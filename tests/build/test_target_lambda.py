@@ -96,6 +96,9 @@ def test_scope_of_each_source():
     assert alb["query"] == "q=a%26b" and alb["client"] == ("203.0.113.9", 0)
     scope = entry.build_scope(entry.request_of(event("v1", "GET", "/api/users/7", [("y", "2")])), {"id": "7"}, "", "vercel")
     assert scope["query_string"] == b"y=2&id=7" and scope["fnserve.route_params"] == {"id": "7"}
+    keys = entry.query_keys([["literal", "api"], ["catchall", "path"]])
+    scope = entry.build_scope(entry.request_of(event("v2", "GET", "/api/a/b")), {"path": "a/b"}, "", "vercel", keys)
+    assert scope["query_string"] == b"...path=a%2Fb"  # Vercel's key for [...path] (as fnserve start)
     scope = entry.build_scope(entry.request_of(event("v1", "GET", "/m/x")), {}, "/m", "edgeone")
     assert scope["query_string"] == b"" and scope["root_path"] == "/m"
 

@@ -59,7 +59,7 @@ def test_showcase_renders_build_output_api_v3(tmp_path):
     users = by_dest["/api/users/[id]?id=$1"]
     assert pyre(users["src"]).match("/api/users/42").group(1) == "42"
     assert not pyre(users["src"]).match("/api/users/4/2")
-    files = by_dest["/api/files/[...path]?path=$1"]
+    files = by_dest["/api/files/[...path]?...path=$1"]
     assert pyre(files["src"]).match("/api/files/a/b/c").group(1) == "a/b/c"  # more than one segment
     assert not pyre(files["src"]).match("/api/files")
     flask = by_dest["/api/flask_app"]

@@ -109,7 +109,7 @@ def test_showcase_functions_under_vercels_launcher(tmp_path):
     plan = dict(zip([f"{m} {t}" for m, t, _b in SHOWCASE], routed(project, SHOWCASE)))
     assert plan["GET /api/users/7?y=2"] == ("api/users/[id]", "/api/users/7?y=2&id=7")  # Vercel's query merge
     assert plan["GET /hello"] == ("api/hello", "/hello")  # a rewrite: the function sees the original URL
-    assert plan["GET /api/files/a/b/c"] == ("api/files/[...path]", "/api/files/a/b/c?path=a%2Fb%2Fc")
+    assert plan["GET /api/files/a/b/c"] == ("api/files/[...path]", "/api/files/a/b/c?...path=a%2Fb%2Fc")
     exercised = check_both_modes(project, SHOWCASE, expected)
     assert exercised == {"api/hello", "api/users/[id]", "api/flask_app", "api/fastapi_app", "api/asgi_raw",
                          "api/files/[...path]"}

@@ -208,3 +208,23 @@ def test_legacy_routes() -> None:
         j = r.json()
         assert r.headers["x-legacy"] == "1" and j["fn"] == "api/users/[id].py" and j["path"] == "/p/5"
         assert j["query"] == "a=b&from=legacy&id=5"
+
+
+def test_vercel_catch_all_params_reach_the_query_under_vercels_names():
+    """Vercel names a catch-all's query key after the text inside the file name's outer brackets
+    (`vercel build` writes `dest: /api/files/[...path]?...path=$1`; seen with Vercel's own runtime)."""
+    from fnserve.project import load_project
+    from fnserve.project.routes import query_key
+    from fnserve.project.types import Segment
+    from fnserve.server.app import function_scope
+
+    project = load_project(Path(__file__).parents[1] / "projects" / "vercel_routes")
+    files = project.routes.match("/api/files/a/b")
+    docs = project.routes.match("/api/docs/x/y")
+    user = project.routes.match("/api/users/7")
+    scope = {"type": "http", "path": "", "query_string": b"q=1"}
+    assert function_scope(scope, files)["query_string"] == b"q=1&...path=a%2Fb"
+    assert function_scope(scope, docs)["query_string"] == b"q=1&[...slug]=x%2Fy"
+    assert function_scope(scope, user)["query_string"] == b"q=1&id=7"
+    assert function_scope(scope, files)["fnserve.route_params"] == {"path": "a/b"}
+    assert [query_key(Segment(k, "s")) for k in ("param", "catchall", "optional")] == ["s", "...s", "[...s]"]

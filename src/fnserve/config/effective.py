@@ -193,6 +193,21 @@ class Config:
     admin_port: int | None = setting(
         None, "Serve /_fnserve/health and /_fnserve/metrics on this port (empty: on the main port).",
         minimum=0, maximum=65535, commands=START)
+    heartbeat_timeout: float = setting(
+        30.0, "Kill an instance whose event loop sent no heartbeat for this long (a worker stuck in one long "
+        "call; its requests get 502); 0: never.", unit="s", minimum=0, commands=START)
+    load_retry: float = setting(
+        60.0, "Retry a function whose import or lifespan startup failed after 1, 2, 4, ... s, at most this "
+        "long apart; 0: never (it waits for a SIGHUP).", unit="s", minimum=0, commands=START)
+    max_requests: int = setting(
+        0, "Replace an instance after it served this many requests (plus up to max-requests-jitter); "
+        "0: never.", minimum=0, commands=START)
+    max_requests_jitter: int = setting(
+        0, "Random extra requests (0..this) added to max-requests per instance, so instances do not all "
+        "restart at once.", minimum=0, commands=START)
+    max_failures: int = setting(
+        10, "Replace an instance after this many failed requests in a row (the function raised or "
+        "answered 5xx); 0: never.", minimum=0, commands=START)
     detect_imports: bool = setting(True, "Add packages detected from imports to the requirements.", commands=DEPS)
     install: bool = setting(True, "Install requirements into a per-project env with uv (false: run functions "
                             "with the current interpreter; fnserve deps: plan only).", commands=DEPS)

@@ -43,6 +43,18 @@ def parse_segment(name: str) -> Segment:
     return Segment("literal", name)
 
 
+def query_key(segment: Segment) -> str:
+    """The query-string key a Vercel-layout function gets for ``segment``'s parameter: the text
+    inside the file name's outer brackets, as ``vercel build`` writes its routes — ``[id]`` →
+    ``id``, ``[...slug]`` → ``...slug``, ``[[...slug]]`` → ``[...slug]`` (checked with Vercel's own
+    runtime; SPEC §3.1)."""
+    if segment.kind == "catchall":
+        return "..." + segment.value
+    if segment.kind == "optional":
+        return f"[...{segment.value}]"
+    return segment.value
+
+
 def display(segments: tuple[Segment, ...]) -> str:
     """A canonical pattern for ``segments`` (``/api/users/[id]``, ``/api/[...path]``, ``/``).
     Routes themselves display the file's own spelling (``/api/[[default]]``)."""

@@ -5,9 +5,12 @@
 =========================  =====================================================================
 ``GET /_fnserve/health``   liveness: 200 ``{"status": "alive"}`` while the process runs;
                            with ``?ready`` it is the readiness check below
-``GET /_fnserve/ready``    readiness: 200 ``{"status": "ready"}`` when the project is loaded and
-                           the server is not shutting down, else 503 ``{"status": "draining"}``
-                           (or ``"starting"``) with ``Retry-After: 5``
+``GET /_fnserve/ready``    readiness: 200 ``{"status": "ready"}`` when the project is loaded,
+                           every function that was tried loaded, and the server is not shutting
+                           down; else 503 ``{"status": "draining"}`` (or ``"starting"``, or
+                           ``"failed-load"`` with ``"functions": {id: {"failures", "retry_in"}}``:
+                           functions whose import or lifespan startup failed and are retried
+                           with backoff; the error itself is in the log) with ``Retry-After: 5``
 ``GET /_fnserve/metrics``  Prometheus text format 0.0.4 (``server.metrics``)
 =========================  =====================================================================
 
@@ -26,7 +29,7 @@ from typing import Any
 from fnserve.runtime.asgitypes import Receive, Scope, Send
 from fnserve.server.metrics import CONTENT_TYPE, Metrics
 
-__all__ = ["AdminApp", "PREFIX", "reserved_conflicts"]
+__all__ = ["AdminApp", "PREFIX", "failed_loads", "reserved_conflicts"]
 
 PREFIX = "/_fnserve/"
 
@@ -60,13 +63,16 @@ class AdminApp:
         path = scope["path"]
         query = scope.get("query_string", b"")
         if scope["method"] not in ("GET", "HEAD"):
-            await _answer(scope, send, 405, b'{"error": "method not allowed"}\n', "application/json",
-                          [(b"allow", b"GET, HEAD")])
+            await _json(scope, send, 405, {"error": {"code": "METHOD_NOT_ALLOWED", "message": "only GET and HEAD"}},
+                        [(b"allow", b"GET, HEAD")])
         elif path == PREFIX + "health" and not _has_flag(query, b"ready"):
             await _json(scope, send, 200, {"status": "alive"})
         elif path in (PREFIX + "ready", PREFIX + "health"):
             state = self.state()
-            if state == "ready":
+            failed = failed_loads(self.status()) if state == "ready" else {}
+            if failed:
+                await _json(scope, send, 503, {"status": "failed-load", "functions": failed}, [(b"retry-after", b"5")])
+            elif state == "ready":
                 await _json(scope, send, 200, {"status": "ready"})
             else:
                 await _json(scope, send, 503, {"status": state}, [(b"retry-after", b"5")])
@@ -75,9 +81,16 @@ class AdminApp:
             await _answer(scope, send, 200, text.encode(), CONTENT_TYPE)
         else:
             await _json(scope, send, 404, {
-                "error": f"no endpoint {path}",
+                "error": {"code": "NOT_FOUND", "message": f"no endpoint {path}"},
                 "endpoints": [PREFIX + "health", PREFIX + "ready", PREFIX + "metrics"],
             })
+
+
+def failed_loads(status: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Functions of ``Supervisor.status()`` in a failed-load state: id → ``{"failures": int (in a
+    row), "retry_in": s or None}`` (no error text: it may hold secrets; it is in the log)."""
+    return {fid: {"failures": info.get("load_failures", 0), "retry_in": info.get("retry_in")}
+            for fid, info in status.items() if info.get("load_error")}
 
 
 def _has_flag(query: bytes, name: bytes) -> bool:

@@ -33,7 +33,8 @@ from typing import Any, Protocol, TypedDict
 from urllib.parse import quote
 
 from fnserve.errors import FnserveError
-from fnserve.project.types import Function, Layout, RouteMatch
+from fnserve.project.routes import query_key
+from fnserve.project.types import Function, Layout, Route, RouteMatch
 from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
 from fnserve.server import errorpages
 from fnserve.server.observe import log_access
@@ -275,12 +276,19 @@ def function_scope(scope: Scope, match: RouteMatch, rewritten: Outcome | None = 
             new["path"] = rewritten.path
             new["raw_path"] = quote(rewritten.path).encode("ascii")
     if function.layout is Layout.VERCEL and match.params:
-        query.extend(f"{quote(k, safe='')}={quote(v, safe='')}".encode("ascii") for k, v in match.params.items())
+        keys = vercel_query_keys(match.route)
+        query.extend(f"{quote(keys.get(k, k), safe='[]')}={quote(v, safe='')}".encode("ascii")
+                     for k, v in match.params.items())
     if query:
         new["query_string"] = merge_query(scope.get("query_string", b""), query)
     new["root_path"] = match.root_path if function.layout is Layout.EDGEONE else ""
     new["fnserve.route_params"] = dict(match.params)
     return new
+
+
+def vercel_query_keys(route: Route) -> dict[str, str]:
+    """Parameter name → its query key in the Vercel layout (``project.routes.query_key``)."""
+    return {seg.value: query_key(seg) for seg in route.segments if seg.kind in ("catchall", "optional")}
 
 
 def _is_filesystem(match: RouteMatch, path: str) -> bool:

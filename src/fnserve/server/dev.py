@@ -51,7 +51,7 @@ from fnserve.server.observe import AccessLog, Observed, log_access, note_lease
 from fnserve.server.reloader import Plan, Reloader
 from fnserve.server.rules import from_config
 from fnserve.supervisor import Supervisor
-from fnserve.supervisor.target import WorkerTarget
+from fnserve.supervisor.target import WorkerTarget, bytecode_dirs
 
 LOG = logging.getLogger("fnserve.dev")
 
@@ -315,17 +315,15 @@ class DevServer:
 
 
 def forget_bytecode(path: Path) -> None:
-    """Delete ``__pycache__/<name>.*.pyc`` of a saved module. Python trusts a ``.pyc`` whose
+    """Delete ``<name>.*.pyc`` of a saved module (``supervisor.target.bytecode_dirs``). Python trusts a ``.pyc`` whose
     recorded source mtime (whole seconds) and size match, so two same-size saves within one
     second would otherwise give the restarted worker the previous code."""
-    cache = path.parent / "__pycache__"
-    if not cache.is_dir():
-        return
-    for pyc in cache.glob(f"{path.stem}.*.pyc"):
-        try:
-            pyc.unlink()
-        except OSError:
-            pass  # read-only tree: the worker may load stale bytecode for up to a second
+    for cache in bytecode_dirs(path):  # beside it, or under .fnserve/pycache (workers' -X pycache_prefix)
+        for pyc in cache.glob(f"{path.stem}.*.pyc") if cache.is_dir() else ():
+            try:
+                pyc.unlink()
+            except OSError:
+                pass  # read-only tree: the worker may load stale bytecode for up to a second
 
 
 async def serve(dev: DevServer) -> None:

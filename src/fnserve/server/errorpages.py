@@ -1,8 +1,13 @@
 """Responses for the errors fnserve itself produces (SPEC §3.5).
 
-Every error is one of the statuses below, with a JSON body ``{"error": {"code", "message"}}``
-(plus ``"detail"``, a traceback or the offending file's problem, in dev), or an HTML page when the
-client is a browser (``Accept`` contains ``text/html``) and the server runs in dev mode.
+Every error is one of the statuses below, with a JSON body ``{"error": {"code", "message",
+"request_id"}}`` (``request_id`` for 5xx answers when the request has one — the ``x-request-id``
+the function saw and the client got as ``x-fnserve-request-id`` — so a person can find the log
+lines; plus ``"detail"``, a traceback or the offending
+file's problem, in dev), or an HTML page when the client is a browser (``Accept`` contains
+``text/html``) and the server runs in dev mode. In production (``dev=False``) the message of an
+error that may carry the function's own data (its exception's text, its load error) is replaced
+by ``FnserveError.public_message``; the text and the traceback are in the log.
 
 =======  ==============================  =================================================
 status   code                            when
@@ -17,7 +22,9 @@ status   code                            when
 504      ``FUNCTION_INVOCATION_TIMEOUT`` ``maxDuration`` exceeded
 =======  ==============================  =================================================
 
-The codes are Vercel's, so clients written against the platform keep working. An
+The codes are Vercel's, so clients written against the platform keep working; they are the ONE
+vocabulary of fnserve's answers (the admin endpoints' errors too), plus ``SHUTTING_DOWN`` (503:
+the server stopped before the request finished, ``server.observe``). An
 ``fnserve.errors.FnserveError`` with a ``status_code`` (every ``WorkerError``) is answered by
 ``send_exception`` with its own status, message, detail and headers.
 """
@@ -53,6 +60,14 @@ def wants_html(scope: Scope) -> bool:
     return False
 
 
+def request_id_of(scope: Scope) -> str | None:
+    """The request's ``x-request-id`` (set by ``server.observe.Observed``), or None."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            return bytes(value).decode("latin-1")
+    return None
+
+
 def render(
     status: int,
     message: str,
@@ -60,12 +75,14 @@ def render(
     detail: str | None = None,
     as_html: bool = False,
     code: str | None = None,
+    request_id: str | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Build the headers and body of an error response.
 
     ``status``: an HTTP status from ``CODES``; ``message``: one sentence saying what was found
     and what to do; ``detail``: a traceback or longer explanation (only pass it in dev);
-    ``as_html``: render a page for browsers instead of JSON. Returns ``(headers, body)``.
+    ``as_html``: render a page for browsers instead of JSON; ``request_id``: the request's id, shown
+    so a person can find the log lines. Returns ``(headers, body)``.
     """
     code = code or CODES.get(status, ("ERROR", "Error"))[0]
     if as_html:
@@ -78,11 +95,14 @@ def render(
             "pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:13px}"
             "code{color:#b00}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p><code>{html.escape(code)}</code></p>"
-            f"<p>{html.escape(message)}</p>{pre}<p><small>fnserve</small></p></body></html>"
+            f"<p>{html.escape(message)}</p>{pre}<p><small>fnserve"
+            f"{' · request ' + html.escape(request_id) if request_id else ''}</small></p></body></html>"
         ).encode()
         ctype = b"text/html; charset=utf-8"
     else:
         error: dict[str, str] = {"code": code, "message": message}
+        if request_id:
+            error["request_id"] = request_id
         if detail:
             error["detail"] = detail
         body = json.dumps({"error": error}).encode()
@@ -116,7 +136,8 @@ async def send_error(
         await send({"type": "websocket.close", "code": 1011 if status >= 500 else 1008})
         return
     hdrs, body = render(
-        status, message, detail=detail if dev else None, as_html=dev and wants_html(scope)
+        status, message, detail=detail if dev else None, as_html=dev and wants_html(scope),
+        request_id=request_id_of(scope) if status >= 500 else None,
     )
     hdrs.extend(headers)
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
@@ -126,5 +147,7 @@ async def send_error(
 async def send_exception(scope: Scope, send: Send, exc: FnserveError, *, dev: bool = True) -> None:
     """Answer ``scope`` with ``exc``, an ``FnserveError`` whose ``status_code`` is not None (see
     the tree in ``fnserve.errors``): its ``message``, its ``detail`` (dev only) and its
-    ``headers`` (``Retry-After`` for ``Overloaded``). Call it only before the response started."""
-    await send_error(scope, send, exc.status_code or 500, exc.message, detail=exc.detail, dev=dev, headers=exc.headers)
+    ``headers`` (``Retry-After`` for ``Overloaded``); in production (``dev=False``) its
+    ``public_message`` instead of ``message``. Call it only before the response started."""
+    await send_error(scope, send, exc.status_code or 500, exc.message if dev else exc.public_message,
+                     detail=exc.detail, dev=dev, headers=exc.headers)

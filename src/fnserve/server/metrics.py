@@ -12,6 +12,9 @@ one ``bisect`` (about 1 µs). Exposed series (``function``: the function id such
     fnserve_instances{function,state}                      gauge     (from Supervisor.status())
     fnserve_function_inflight{function}                    gauge     (requests inside instances)
     fnserve_queue_depth{function}                          gauge     (requests waiting for an instance)
+    fnserve_function_load_failed{function}                 gauge     (1 while its load failed; retried)
+    fnserve_load_failures_total{function}                  counter   (failed imports / lifespan startups)
+    fnserve_instance_replacements_total{function,reason}   counter   (max_requests, failures, heartbeat, memory, duration)
     fnserve_reloads_total{result}                          counter   (SIGHUP reloads: ok / failed)
     fnserve_ready                                          gauge     (1 when /_fnserve/ready answers 200)
     process_start_time_seconds                             gauge     (unix time)
@@ -170,6 +173,17 @@ class Metrics:
         out.extend(family_inflight)
         family("fnserve_queue_depth", "gauge", "Requests waiting for an instance of the function.")
         out.extend(queue)
+        family("fnserve_function_load_failed", "gauge", "1 while the function's last load failed (it is retried).")
+        for fid, info in sorted(status.items()):
+            out.append(f'fnserve_function_load_failed{{function="{_escape(fid)}"}} {1 if info.get("load_error") else 0}')
+        family("fnserve_load_failures_total", "counter", "Failed loads (import or lifespan startup) per function.")
+        for fid, info in sorted(status.items()):
+            out.append(f'fnserve_load_failures_total{{function="{_escape(fid)}"}} {int(info.get("load_failures_total") or 0)}')
+        family("fnserve_instance_replacements_total", "counter",
+               "Instances replaced by fnserve (max_requests, failures, heartbeat, memory, duration) by reason.")
+        for fid, info in sorted(status.items()):
+            for reason, n in sorted((info.get("replaced") or {}).items()):
+                out.append(f'fnserve_instance_replacements_total{{function="{_escape(fid)}",reason="{_escape(reason)}"}} {n}')
         family("fnserve_reloads_total", "counter", "Project reloads (SIGHUP) by result.")
         for result, n in sorted(self.reloads.items()):
             out.append(f'fnserve_reloads_total{{result="{result}"}} {n}')

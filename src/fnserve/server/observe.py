@@ -24,15 +24,18 @@ leaks between requests; it is how ``on_lease`` finds the request without changin
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
 from contextvars import ContextVar
 from typing import Any
 
+from fnserve.errors import FunctionFailed
 from fnserve.runtime.asgitypes import ASGIApp, Message, Receive, Scope, Send
 from fnserve.server.admin import PREFIX, AdminApp
 from fnserve.server.dashboard.feed import DashboardFeed
+from fnserve.server.errorpages import render
 from fnserve.server.logs import ACCESS, access_record
 from fnserve.server.metrics import Metrics
 
@@ -41,8 +44,8 @@ __all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInf
 
 REQUEST_ID_HEADER = b"x-fnserve-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
-_CUT_OFF = (b'{"error": {"code": "SHUTTING_DOWN", "message": "the server stopped before this request '
-            b'finished (its grace period was over); retry it"}}\n')
+_CUT_OFF_HEADERS, _CUT_OFF = render(503, "the server stopped before this request finished (its grace period was "
+                                   "over); retry it", code="SHUTTING_DOWN")
 
 
 class RequestInfo:
@@ -60,15 +63,46 @@ class RequestInfo:
 CURRENT: ContextVar[RequestInfo | None] = ContextVar("fnserve_request", default=None)
 
 
+# error codes the function runtime (``fnserve.runtime.bridge.error_messages``: answers made inside the
+# worker, e.g. a handler class that raised) uses → the one vocabulary of ``errorpages.CODES``
+RUNTIME_CODES = {"function_error": "FUNCTION_INVOCATION_FAILED", "body_too_large": "FUNCTION_PAYLOAD_TOO_LARGE",
+                 "method_not_allowed": "METHOD_NOT_ALLOWED"}
+_RUNTIME_STATUSES = (405, 413, 500)
+_HELD_LIMIT = 65536  # bytes: larger bodies are never a runtime error answer
+
+
+def runtime_error(status: int, headers: Any, body: bytes, request_id: str, public: bool) -> tuple[list[Any], bytes] | None:
+    """If ``body`` is an error answer made by the function runtime (``{"error": {"code":
+    "function_error", "message"}}``), the same answer in fnserve's vocabulary (``errorpages``):
+    the Vercel code, ``request_id``, and — when ``public`` (``fnserve start``) and it is a 500 —
+    a message without the exception's text (that is in the function's log). Else None."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) and len(data) == 1 else None
+    code = RUNTIME_CODES.get(error.get("code")) if isinstance(error, dict) else None  # type: ignore[arg-type]
+    if error is None or code is None:
+        return None
+    message = str(error.get("message", ""))
+    if public and status >= 500:
+        message = FunctionFailed.PUBLIC_MESSAGE
+    extra, new_body = render(status, message, code=code, request_id=request_id if status >= 500 else None)
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-length")]
+    return kept + extra, new_body
+
+
 class Observed:
     """ASGI middleware: request ids and the ``/_fnserve/`` endpoints. ``admin``: the
     ``AdminApp`` to answer ``/_fnserve/*`` with on this port, or None (then those paths go to
     the project like any other). ``admin`` may be changed at any time (a reload that adds a
-    user route under ``/_fnserve/`` unmounts it)."""
+    user route under ``/_fnserve/`` unmounts it). ``public_errors``: True for ``fnserve start``
+    (error answers made inside the worker lose the exception's text, see ``runtime_error``)."""
 
-    def __init__(self, app: ASGIApp, admin: AdminApp | None) -> None:
+    def __init__(self, app: ASGIApp, admin: AdminApp | None, *, public_errors: bool = False) -> None:
         self.app = app
         self.admin = admin
+        self.public_errors = public_errors
         self.draining = False  # set by the server when it stops: a cancelled request then gets a 503
 
     admin: ASGIApp | None  # an AdminApp, or the dashboard (server.dashboard.web.DashboardApp) in front of one
@@ -99,16 +133,35 @@ class Observed:
             return
         extra = (REQUEST_ID_HEADER, request_id)
         started = False
+        held: Message | None = None  # a response start that may be a runtime error answer
+        chunks: list[bytes] = []
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, held
             if message["type"] == "http.response.start":
                 started = True
                 headers = message.get("headers")
+                if message["status"] in _RUNTIME_STATUSES and _small_json(headers):
+                    held = message
+                    return
                 if type(headers) is list:
                     headers.append(extra)
                 else:
                     message = {**message, "headers": [*(headers or ()), extra]}
+            elif held is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False) and sum(map(len, chunks)) <= _HELD_LIMIT:
+                    return
+                start, held = held, None
+                body = b"".join(chunks)
+                answer = None if message.get("more_body", False) else \
+                    runtime_error(start["status"], start.get("headers") or (), body, request_id.decode(), self.public_errors)
+                if answer is not None:
+                    headers, body = answer
+                else:
+                    headers = list(start.get("headers") or ())
+                await send({**start, "headers": [*headers, extra]})
+                message = {**message, "body": body}
             await send(message)
 
         try:
@@ -122,7 +175,7 @@ class Observed:
             if task is not None and hasattr(task, "uncancel"):
                 task.uncancel()
             await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close"), extra]})
+                *_CUT_OFF_HEADERS, (b"retry-after", b"1"), (b"connection", b"close"), extra]})
             await send({"type": "http.response.body", "body": _CUT_OFF})
 
 
@@ -197,6 +250,17 @@ def note_lease(lease: Any) -> None:
     if info is not None:
         info.instance = lease.instance.pid
         info.cold = lease.cold
+
+
+def _small_json(headers: Any) -> bool:
+    """True for JSON response headers with a ``Content-Length`` up to ``_HELD_LIMIT``."""
+    json_type = small = False
+    for name, value in headers or ():
+        if name == b"content-type":
+            json_type = value == b"application/json"
+        elif name == b"content-length":
+            small = value.isdigit() and int(value) <= _HELD_LIMIT
+    return json_type and small
 
 
 def log_access(scope: Scope, status: int, started: float, label: str) -> None:

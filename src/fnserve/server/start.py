@@ -60,13 +60,15 @@ from fnserve.server.logs import install
 from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
+from fnserve.server.snapshots import Snapshots
 from fnserve.server.static import StaticFiles
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
+from fnserve.supervisor.target import PYCACHE
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
-RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period")
-HEARTBEAT_TIMEOUT = 10.0  # s without a heartbeat before an instance is SIGKILLed (issue 6 item 3)
+RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period", "heartbeat_timeout", "load_retry",
+                "max_requests", "max_requests_jitter", "max_failures")
 
 
 class _QuietUvicornServer:
@@ -115,6 +117,7 @@ class StartServer:
         self.front: Observed | None = None
         self._installed: dict[str, WorkerTarget] = {}
         self._admin_port: int | None = None
+        self.snapshots = Snapshots(self.root)
         self.collected: CollectedStatic | None = None
 
     # ------------------------------------------------------------------ loading (raise FnserveError)
@@ -125,11 +128,25 @@ class StartServer:
         return config, self.load_project(config)
 
     def load_project(self, config: Config) -> Any:
-        """The project model of ``config``. Raises ``ProjectError`` (also when a function file has
-        an error: production serves all or nothing)."""
+        """The project model of ``config``, read from a new snapshot of the project (``snapshots``:
+        instances run that immutable copy, so what was validated is what runs; a rejected
+        version's snapshot is discarded). Raises ``ProjectError`` (also when a function file has
+        an error: production serves all or nothing, or the copy fails)."""
         from fnserve.project import load_project
 
-        project = load_project(self.root, entrypoint=config.entrypoint, framework=config.framework)
+        try:
+            snapshot = self.snapshots.take()
+        except OSError as exc:
+            raise ProjectError(f"cannot copy the project into {self.snapshots.folder}: {exc}",
+                               "make sure the project's .fnserve/ folder is writable and the disk has room") from exc
+        try:
+            project = self._check(load_project(snapshot, entrypoint=config.entrypoint, framework=config.framework))
+        except BaseException:
+            self.snapshots.discard(snapshot)
+            raise
+        return project
+
+    def _check(self, project: Any) -> Any:
         errors = [p for p in project.problems if p.severity == "error"]
         if errors:
             listed = "; ".join(f"{p.file + ': ' if p.file else ''}{p.message}" for p in errors[:5])
@@ -166,7 +183,8 @@ class StartServer:
         out = {}
         for function in project.functions:
             out[function.id] = WorkerTarget.from_function(
-                function, self.root, python=python, env=env, body_limit=config.body_limit,
+                function, project.root, python=python, env=env, body_limit=config.body_limit,
+                pycache=self.root / PYCACHE,  # one cache for every snapshot (site-packages compiled once)
                 limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
         return out
 
@@ -238,7 +256,7 @@ class StartServer:
         started = time.perf_counter()
         self.say("reload: SIGHUP received, reloading config, project and dependencies")
         try:
-            config, project = self.load()
+            config, project = await asyncio.to_thread(self.load)  # the snapshot copy stays off the event loop
             python = await self.environment(config)
             collected = await self.collect_static(config, project, python)
         except FnserveError as exc:
@@ -267,18 +285,23 @@ class StartServer:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, events.put_nowait, signum)  # handlers only enqueue
         config = self.config  # validated once, before anything started (__init__)
+        for gone in self.snapshots.sweep():
+            LOG.info("removed %s (left by an fnserve start that is no longer running)", gone)
         project = self.load_project(config)
         python = await self.environment(config)
         self.collected = await self.collect_static(config, project, python)
         grace = float(config.grace_period)
-        self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(), heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        self.supervisor = Supervisor(policy="autoscale", launcher=ZygoteLauncher(),
+                                     heartbeat_timeout=config.heartbeat_timeout or None, load_retry=config.load_retry,
+                                     max_requests=config.max_requests, max_requests_jitter=config.max_requests_jitter,
+                                     max_failures=config.max_failures,
                                      start_timeout=30.0, stop_timeout=max(grace, 1.0))
         observed = ObservedSupervisor(self.supervisor, self.metrics)
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed), dev=False,
                             access_log=AccessLog(self.metrics, self.feed))
         self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor))
-        self.front = Observed(self.app, None)
+        self.front = Observed(self.app, None, public_errors=True)
         self._admin_port = config.admin_port  # fixed for the run (RESTART_ONLY)
         sockets = [bind(config.host, config.port)]
         if config.admin_port is not None:
@@ -315,6 +338,7 @@ class StartServer:
             for sock in sockets:
                 sock.close()
             await self.supervisor.shutdown(0.0)  # a second call only cleans up what is left
+            self.snapshots.close()
         self.say("fnserve start: stopped")
 
     def _admin_app(self) -> Any:

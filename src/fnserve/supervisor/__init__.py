@@ -8,7 +8,8 @@ Public API (the front server, ``fnserve dev`` and ``fnserve start`` use only thi
     targets = [WorkerTarget.from_function(f, project.root, env=config.function_env(),
                                           limits=lambda kind, fid=f.id: config.limits_for(fid, asgi=kind == "asgi"))
                for f in project.functions]        # limits: fnserve.config.FunctionLimits (or kind -> it)
-    async with Supervisor(targets, policy="autoscale", launcher=ZygoteLauncher(), heartbeat_timeout=10) as sup:
+    async with Supervisor(targets, policy="autoscale", launcher=ZygoteLauncher(), heartbeat_timeout=30,
+                          load_retry=60, max_requests=0, max_failures=10) as sup:   # start's defaults
         await sup.serve(function, scope, receive, send, forward)   # queue, scaling, maxDuration, memory
         # or, lower level: async with await sup.lease(function) as lease: await forward(lease.connection, ...)
         await sup.restart({"api/hello.py"})          # a file changed: graceful replace
@@ -18,7 +19,7 @@ Public API (the front server, ``fnserve dev`` and ``fnserve start`` use only thi
 Dev keeps one instance per function (``policy="single"``, the default) and may use ``acquire``;
 its limits (``max_duration``, ``memory``) are enforced by ``serve`` exactly as in production.
 Errors raised are in ``fnserve.errors``: ``FunctionLoadFailed`` (500), ``WorkerCrashed`` (502),
-``MemoryExceeded`` (502), ``Overloaded`` (503 + Retry-After), ``WorkerStartTimeout`` (503),
+``MemoryExceeded`` (502), ``HeartbeatTimeout`` (502), ``Overloaded`` (503 + Retry-After), ``WorkerStartTimeout`` (503),
 ``DurationExceeded`` (504), ``FunctionFailed`` (500), ``WorkerError``.
 """
 

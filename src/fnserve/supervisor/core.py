@@ -60,7 +60,12 @@ class Supervisor:
     instance silent for that long (None: never). ``memory_limiter``: a ``MemoryLimiter`` or
     "auto" / "cgroup2" / "cgroup1" / "rlimit" / "none" (detected when a target first has a memory
     limit). ``memory_poll``: seconds between RSS checks; ``tick``: seconds between scaling steps.
-    ``use_uvloop``: workers use uvloop when their environment has it. Use ``async with
+    ``use_uvloop``: workers use uvloop when their environment has it. ``load_retry``: s, the
+    longest backoff between retries of a failed load (None: a failed load waits for ``restart``,
+    dev's behaviour; see ``pools``). ``max_requests`` (+ random 0..``max_requests_jitter``): an
+    instance is replaced after serving that many requests (gunicorn's ``--max-requests``), 0:
+    never; ``max_failures``: after that many failed requests (raised or 5xx) in a row, 0: never
+    (both through ``serve``). Use ``async with
     Supervisor(...)`` or call ``shutdown()``.
 
     Its parts (see the module docstring): ``pools`` (``InstancePools``: ``.pools`` id →
@@ -83,6 +88,10 @@ class Supervisor:
         memory_poll: float = 0.1,
         tick: float = 0.25,
         use_uvloop: bool = True,
+        load_retry: float | None = None,
+        max_requests: int = 0,
+        max_requests_jitter: int = 0,
+        max_failures: int = 0,
     ) -> None:
         self.launcher = launcher or SpawnLauncher()
         self.policy = POLICIES[policy]() if isinstance(policy, str) else policy
@@ -92,8 +101,11 @@ class Supervisor:
         self.starter = InstanceStarter(self.launcher, self.memory, heartbeat=heartbeat, stop_timeout=stop_timeout,
                                        use_uvloop=use_uvloop)
         self.pools = InstancePools(targets, self.policy, self.starter, self.memory, start_timeout=start_timeout,
-                                   stop_timeout=stop_timeout, ensure_started=self.start)
-        self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout)
+                                   stop_timeout=stop_timeout, ensure_started=self.start,
+                                   load_retry=load_retry, max_requests=max_requests,
+                                   max_requests_jitter=max_requests_jitter, max_failures=max_failures)
+        self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout,
+                               heartbeat_timeout=heartbeat_timeout)
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)
         self._start_lock: asyncio.Lock | None = None
@@ -141,7 +153,8 @@ class Supervisor:
 
         Raises what ``lease`` raises, plus ``DurationExceeded`` (504: the request ran past
         ``max_duration`` s; its instance was SIGKILLed), ``MemoryExceeded`` (502: the instance went
-        over ``memory`` MB and was replaced), ``WorkerCrashed`` (502), ``FunctionFailed`` (500).
+        over ``memory`` MB and was replaced), ``HeartbeatTimeout`` (502: its event loop was blocked
+        past ``heartbeat_timeout``), ``WorkerCrashed`` (502), ``FunctionFailed`` (500).
         Requests on an instance killed for ANOTHER request's ``max_duration`` are retried once on
         another instance when their response had not started and their body (≤ 1 MiB) is complete.
         ``on_lease(lease)``: called before each attempt is forwarded (access log / metrics:
@@ -215,7 +228,9 @@ class Supervisor:
     def status(self) -> dict[str, dict[str, Any]]:
         """Per function id: ``{"instances": [Instance.info()], "starting": int, "queued": int,
         "spawns": int, "cold_starts": int, "kind": str | None, "limits": FunctionLimits,
-        "load_error": str | None}`` (for health and metrics)."""
+        "load_error": str | None, "replaced": {reason: int}, "load_failures": int (in a row), "load_failures_total": int,
+        "retry_in": float | None (s until the next load retry)}`` (for health and metrics)."""
+        now = asyncio.get_running_loop().time() if self.starter.is_open else 0.0
         return {
             fid: {
                 "instances": [inst.info() for inst in pool.instances],
@@ -226,6 +241,10 @@ class Supervisor:
                 "kind": pool.kind,
                 "limits": pool.limits,
                 "load_error": getattr(pool.load_error, "message", None) if pool.load_error else None,
+                "replaced": dict(pool.replaced),
+                "load_failures": pool.load_failures,
+                "load_failures_total": pool.load_failures_total,
+                "retry_in": max(0.0, pool.retry_at - now) if pool.retry_at is not None and now else None,
             }
             for fid, pool in self.pools.pools.items()
         }

@@ -54,7 +54,8 @@ class Lease:
 class FunctionPool:
     """The instances of one function, the requests waiting for a slot (``waiters``: futures
     resolved with an ``Instance`` whose lease count already includes them), the starts under way
-    (``starting``: tasks) and a remembered load error. ``limits``: the ``FunctionLimits`` in
+    (``starting``: tasks) and a remembered load error (``load_error``; ``load_failures``: failed
+    loads in a row; ``retry_at``: loop time the next load retry is due, None: never). ``limits``: the ``FunctionLimits`` in
     force (the policy's view of ``target.limits`` for the reported kind)."""
 
     def __init__(self, target: WorkerTarget, policy: ScalingPolicy) -> None:
@@ -64,10 +65,14 @@ class FunctionPool:
         self.starting: set[asyncio.Task[Instance | None]] = set()
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self.load_error: Any = None
+        self.load_failures = 0  # consecutive failed loads (reset by a successful one)
+        self.load_failures_total = 0
+        self.retry_at: float | None = None  # loop time (s) the next load retry is due, None: never
         self.spawn_count = 0
         self.generation = 0
         self.kind: str | None = None
         self.cold_starts = 0
+        self.replaced: dict[str, int] = {}  # reason ("max_requests", "failures", "heartbeat") → instances replaced
         self._limits: tuple[Any, str | None, FunctionLimits] | None = None
 
     @property

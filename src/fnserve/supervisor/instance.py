@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections import deque
@@ -10,11 +11,17 @@ from typing import Any
 
 from ..runtime import protocol as p
 from .launch import WorkerProcess
+from .output import OutputPump, pump_reader
 from .target import WorkerTarget
 
 log = logging.getLogger("fnserve.supervisor")
 
 STDERR_TAIL = 40  # lines kept to explain a worker that died before it was ready
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def function_logger(function_id: str) -> logging.Logger:
@@ -47,7 +54,8 @@ class Instance:
     ``last_heartbeat``: loop time (s) of the last HEARTBEAT (or of the start). Scaling and limits:
     ``leases`` (requests holding a slot), ``served`` (leases given so far), ``idle_since`` (loop
     time its last request ended, None while busy), ``kind`` (from READY), ``kill_reason``
-    (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``peak_rss_mb``,
+    (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``failures`` (failed
+    requests in a row), ``recycle_at`` (``served`` count it is replaced at, or None), ``peak_rss_mb``,
     ``limit_key`` (its key in the memory limiter, None when it has no cgroup).
     """
 
@@ -60,6 +68,9 @@ class Instance:
         self.kind: str | None = None
         self.kill_reason: str | None = None
         self.peak_rss_mb: float | None = None
+        self.failures = 0  # failed requests in a row (the function raised or answered 5xx)
+        self.recycle_at: int | None = None  # replaced once ``served`` reaches it (max_requests + jitter)
+        self.silent_s: float | None = None  # s without a heartbeat when the watchdog killed it
         self.limit_key: str | None = None  # the memory limiter's key while it holds a cgroup for it
         self.on_imported: Any = None  # callable(list of module names) from READY / HEARTBEAT
         self.on_ready: Any = None  # callable(instance), called as READY arrives
@@ -77,6 +88,7 @@ class Instance:
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
         self.flog = function_logger(target.id)
         self._tasks: list[asyncio.Task[None]] = []
+        self._outputs: list[asyncio.Future[None]] = []  # resolved at the end of stdout / stderr
 
     @property
     def inflight(self) -> int:
@@ -99,15 +111,23 @@ class Instance:
         conn.name = self.target.id
         conn.on_control = self._on_control
 
-    def watch(self, process: WorkerProcess) -> None:
-        """Start reading the process's output and waiting for its exit."""
+    def watch(self, process: WorkerProcess, pump: OutputPump | None = None) -> None:
+        """Start reading the process's output (its ``output_fds`` in ``pump``'s thread, else its
+        stream readers on the loop) and waiting for its exit."""
         self.process = process
         self.pid = process.pid
         loop = asyncio.get_running_loop()
-        if process.stdout is not None:
-            self._tasks.append(loop.create_task(self._pump(process.stdout, "stdout", logging.INFO)))
-        if process.stderr is not None:
-            self._tasks.append(loop.create_task(self._pump(process.stderr, "stderr", logging.INFO)))
+        fds = getattr(process, "output_fds", None)
+        if fds is not None and pump is not None:
+            for fd, name in zip(fds, ("stdout", "stderr")):
+                done: asyncio.Future[None] = loop.create_future()
+                self._outputs.append(done)
+                pump.add(fd, functools.partial(self._line, name),
+                         functools.partial(loop.call_soon_threadsafe, _resolve, done))
+        else:
+            for reader, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+                if reader is not None:
+                    self._outputs.append(loop.create_task(pump_reader(reader, functools.partial(self._line, name))))
         self._tasks.append(loop.create_task(self._wait_exit()))
 
     def _on_control(self, ftype: int, obj: Any) -> None:
@@ -130,28 +150,20 @@ class Instance:
             if not self.ready.done():
                 self.ready.set_exception(LoadFailure(make_load_error(obj if isinstance(obj, dict) else {})))
 
-    async def _pump(self, reader: asyncio.StreamReader, name: str, level: int) -> None:
-        extra = {"function": self.target.id, "stream": name, "pid": self.pid}
+    def _line(self, name: str, line: str) -> None:
+        """One output line of the process (called in the output thread): the function's log."""
+        if name == "stderr":
+            self.stderr_tail.append(line)
         flog = self.flog
-        while True:
-            try:
-                raw = await reader.readline()
-            except ValueError:  # a line over the reader's limit: take what is buffered
-                raw = await reader.read(65536)
-            if not raw:
-                return
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if name == "stderr":
-                self.stderr_tail.append(line)
-            if flog.isEnabledFor(level):  # makeRecord + handle: Logger.log would walk the stack per line
-                flog.handle(flog.makeRecord(flog.name, level, __file__, 0, "%s", (line,), None, extra=extra))
+        if flog.isEnabledFor(logging.INFO):  # makeRecord + handle: Logger.log would walk the stack per line
+            extra = {"function": self.target.id, "stream": name, "pid": self.pid}
+            flog.handle(flog.makeRecord(flog.name, logging.INFO, __file__, 0, "%s", (line,), None, extra=extra))
 
     async def _wait_exit(self) -> None:
         assert self.process is not None
         status = await self.process.wait()
-        pumps = [t for t in self._tasks if t is not asyncio.current_task()]
-        if pumps:  # let the last output lines (often a traceback) reach the log first
-            await asyncio.wait(pumps, timeout=1.0)
+        if self._outputs:  # let the last output lines (often a traceback) reach the log first
+            await asyncio.wait(self._outputs, timeout=1.0)
         if not self.ready.done():
             self.ready.set_exception(LoadFailure(self._early_exit_error(status)))
             self.ready.exception()  # retrieved: nobody may be waiting any more (start timed out)

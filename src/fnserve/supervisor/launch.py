@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .target import WorkerTarget
+from .target import WorkerTarget, python_options
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 PRIVATE_NAME = "_fnserve_runtime"
@@ -39,18 +39,21 @@ BOOTSTRAP = (
 class WorkerProcess:
     """A started worker process, whatever started it.
 
-    ``pid``: int; ``stdout`` / ``stderr``: ``asyncio.StreamReader`` of the process's output (or
-    None when not captured); ``await wait() -> int`` the exit status (negative: killed by that
+    ``pid``: int; ``output_fds``: the read ends of its stdout and stderr pipes (the supervisor's
+    ``OutputPump`` reads and closes them), or None; ``stdout`` / ``stderr``: else
+    ``asyncio.StreamReader`` of the process's output (or None when not captured); ``await wait() -> int`` the exit status (negative: killed by that
     signal); ``signal(signum)`` sends a signal to the process (and its process group when it
     leads one), ignoring a process that is already gone.
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, own_group: bool = True) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, own_group: bool = True,
+                 output_fds: tuple[int, int] | None = None) -> None:
         self._proc = proc
         self._own_group = own_group
         self.pid: int = proc.pid
         self.stdout = proc.stdout
         self.stderr = proc.stderr
+        self.output_fds = output_fds
 
     @property
     def returncode(self) -> int | None:
@@ -102,31 +105,44 @@ class Launcher:
 
 
 class SpawnLauncher(Launcher):
-    """A fresh ``target.python -I -u -c BOOTSTRAP`` per instance, in its own session (so a terminal's
+    """A fresh ``target.python -I -u -X pycache_prefix=... -c BOOTSTRAP`` per instance, in its own session (so a terminal's
     Ctrl-C reaches only the front server, which then stops workers gracefully), with
     ``target.env`` as its whole environment, ``target.cwd`` as working directory and
-    stdout/stderr piped to the supervisor."""
+    stdout/stderr on pipes whose read ends the supervisor's output thread reads."""
 
     name = "spawn"
 
     async def launch(self, target: WorkerTarget, options: Mapping[str, Any]) -> WorkerProcess:
-        proc = await asyncio.create_subprocess_exec(
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            proc = await self._exec(target, options, out_w, err_w)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return WorkerProcess(proc, own_group=True, output_fds=(out_r, err_r))
+
+    @staticmethod
+    async def _exec(target: WorkerTarget, options: Mapping[str, Any], out: int, err: int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             str(target.python),
-            "-I",  # isolated: no PYTHONPATH/PYTHON* from the environment, no user site, no cwd on sys.path
-            "-u",  # unbuffered stdout/stderr: output reaches the log at once and survives os._exit
+            *python_options(target),  # -I -u -X pycache_prefix=<project>/.fnserve/pycache
             "-c",
             BOOTSTRAP,
             str(RUNTIME_DIR),
             json.dumps(dict(target.spec), separators=(",", ":")),
             json.dumps(dict(options), separators=(",", ":")),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=out,
+            stderr=err,
             env=dict(target.env),
             cwd=str(target.cwd) if target.cwd else None,
             start_new_session=True,
         )
-        return WorkerProcess(proc, own_group=True)
 
 
 LAUNCHERS: dict[str, type[Launcher]] = {"spawn": SpawnLauncher}

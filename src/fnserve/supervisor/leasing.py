@@ -15,6 +15,12 @@ request fails with ``DurationExceeded`` (504) and the instance's other requests 
 started their response are retried once on another instance (body ≤ 1 MiB, complete).
 ``memory``: an instance killed over its limit (by the maintenance loop's RSS polling or the
 kernel's cgroup) fails its requests with ``MemoryExceeded`` (502).
+
+Recycling (``InstancePools.recycle_if_due``, after each request): an instance is retired
+gracefully (its in-flight requests finish; the next request starts a new one) once it served
+``max_requests`` (+ jitter) requests, or after ``max_failures`` failed requests in a row (the
+function raised, or answered 5xx) — a function leaking file descriptors heals instead of
+answering 500 forever.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from typing import Protocol
 
 from ..errors import (
     DurationExceeded,
+    FunctionFailed,
     FunctionLoadFailed,
+    HeartbeatTimeout,
     MemoryExceeded,
     Overloaded,
     WorkerCrashed,
@@ -89,6 +97,21 @@ class _Replay:
         return message
 
 
+class _Status:
+    """Wraps ``send`` and keeps the response status (``code``; 0 before ``http.response.start``)."""
+
+    __slots__ = ("_send", "code")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.code = 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = message["status"]
+        await self._send(message)
+
+
 class Deadlines:
     """``max_duration`` for every request under way with one timer: ``add(lease, at)`` registers a
     lease until ``discard(lease)``; a sweep every ``tick`` s (scheduled only while some are
@@ -123,11 +146,13 @@ class Deadlines:
 class Leasing:
     """Requests' slots on instances and their limits (see the module docstring). ``pools``: the
     ``InstancePools`` (scaling steps start instances); ``memory``: tells a memory kill from a
-    crash; ``start_timeout`` / ``queue_timeout``: s (``queue_timeout`` None: ``start_timeout``)."""
+    crash; ``start_timeout`` / ``queue_timeout``: s (``queue_timeout`` None: ``start_timeout``);
+    ``heartbeat_timeout``: s, the watchdog's (named in ``HeartbeatTimeout``)."""
 
     def __init__(self, pools: InstancePools, memory: MemoryGuard, *, start_timeout: float,
-                 queue_timeout: float | None) -> None:
+                 queue_timeout: float | None, heartbeat_timeout: float | None = None) -> None:
         self.pools = pools
+        self.heartbeat_timeout = heartbeat_timeout
         self.memory = memory
         self.start_timeout = start_timeout
         self.queue_timeout = queue_timeout
@@ -147,7 +172,10 @@ class Leasing:
         if self.pools.closing:
             raise WorkerError("the server is shutting down", "retry on another server")
         if pool.load_error is not None:
-            raise FunctionLoadFailed(pool.target.id, pool.load_error)
+            if self.pools.retry_due(pool):
+                self.pools.retry(pool)  # this request waits for the attempt
+            elif not pool.starting:
+                raise FunctionLoadFailed(pool.target.id, pool.load_error)
         loop = asyncio.get_running_loop()
         self.pools.step(pool, extra=1)
         limits = pool.limits
@@ -198,15 +226,27 @@ class Leasing:
                 on_lease(lease)
             if max_duration:
                 self.deadlines.add(lease, loop.time() + max_duration, loop)
+            watched = self.pools.max_failures and replay is not None
             try:
-                await forward(lease.connection, scope, replay.receive if replay else receive, send)
+                if watched:
+                    status = _Status(send)
+                    await forward(lease.connection, scope, replay.receive if replay else receive, status.send)
+                    inst.failures = inst.failures + 1 if status.code >= 500 else 0
+                else:
+                    await forward(lease.connection, scope, replay.receive if replay else receive, send)
                 return
+            except FunctionFailed:
+                inst.failures += 1
+                raise
             except WorkerCrashed as exc:
                 reason = await self._crash_reason(inst)
                 if lease.expired:
                     raise DurationExceeded(fid, max_duration or 0.0, response_started=exc.response_started) from None
                 if reason == "memory":
                     raise MemoryExceeded(fid, limits.memory or 0, inst.peak_rss_mb, response_started=exc.response_started) from None
+                if reason == "heartbeat":
+                    raise HeartbeatTimeout(fid, self.heartbeat_timeout or 0.0, inst.silent_s,
+                                           response_started=exc.response_started) from None
                 if reason == "duration" and not exc.response_started and replay and replay.replayable and attempt == 0:
                     log.info("%s: retrying a request on another worker (worker %s was killed for another request)", fid, inst.pid)
                     replay.rewind()
@@ -216,6 +256,7 @@ class Leasing:
                 if max_duration:
                     self.deadlines.discard(lease)
                 lease.release()
+                self.pools.recycle_if_due(inst)
 
     def _expire(self, lease: Lease) -> None:
         inst = lease.instance

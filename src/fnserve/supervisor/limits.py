@@ -223,8 +223,10 @@ class _Cgroup(MemoryLimiter):
             time.sleep(0.01)  # shutdown only
         try:
             self.base.rmdir()
-        except OSError:
-            log.warning("could not remove the cgroup folder %s (still in use); remove it by hand", self.base)
+        except FileNotFoundError:
+            pass  # closed before (shutdown runs twice: the drain, then the final clean-up)
+        except OSError as exc:  # a process still in it: the next fnserve's sweep removes it
+            log.debug("cgroup folder %s not removed yet (%s)", self.base, exc)
 
 
 class CgroupV1Memory(_Cgroup):
@@ -261,6 +263,41 @@ def _own_cgroups() -> dict[str, str]:
     return found
 
 
+def sweep_stale_cgroups(cg: Path) -> list[Path]:
+    """Remove the ``fnserve-<pid>`` folders under cgroup ``cg`` whose fnserve process is gone (a
+    ``kill -9`` leaves them), with their per-instance leaves (a cgroup still holding a process
+    stays). Returns the folders removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(cg.iterdir())
+    except OSError:
+        return removed
+    for base in entries:
+        owner = base.name[len("fnserve-"):] if base.name.startswith("fnserve-") else ""
+        if not owner.isdigit() or int(owner) == os.getpid() or _alive(int(owner)):
+            continue
+        try:
+            for leaf in base.iterdir():
+                if leaf.is_dir():
+                    leaf.rmdir()
+            base.rmdir()
+        except OSError as exc:
+            log.warning("could not remove the stale cgroup folder %s (%s)", base, exc)
+            continue
+        removed.append(base)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _probe_v2(own: dict[str, str], root: Path) -> MemoryLimiter | None:
     if "" not in own:
         return None
@@ -269,6 +306,7 @@ def _probe_v2(own: dict[str, str], root: Path) -> MemoryLimiter | None:
         try:
             if "memory" not in (cg / "cgroup.controllers").read_text().split():
                 continue
+            sweep_stale_cgroups(cg)
             base = cg / f"fnserve-{os.getpid()}"
             base.mkdir(exist_ok=True)
             try:
@@ -288,6 +326,7 @@ def _probe_v1(own: dict[str, str], root: Path) -> MemoryLimiter | None:
     if "memory" not in own:
         return None
     cg = root / "memory" / own["memory"].lstrip("/")
+    sweep_stale_cgroups(cg)
     base = cg / f"fnserve-{os.getpid()}"
     try:
         base.mkdir(exist_ok=True)

@@ -64,9 +64,12 @@ class Maintenance:
                     inst.kill("memory")
                     continue
             if self.heartbeat_timeout and now - inst.last_heartbeat > self.heartbeat_timeout:
+                inst.silent_s = now - inst.last_heartbeat
                 log.error(
-                    "%s: worker %s sent no heartbeat for %.1f s (its event loop is blocked); killing it",
-                    inst.target.id, inst.pid, now - inst.last_heartbeat,
+                    "%s: worker %s sent no heartbeat for %.1f s, over heartbeat_timeout (%g s): its event loop is "
+                    "blocked (one long call?); killing it, its in-flight requests get 502 "
+                    "(raise --heartbeat-timeout if the function blocks that long on purpose)",
+                    inst.target.id, inst.pid, inst.silent_s, self.heartbeat_timeout,
                 )
                 inst.kill("heartbeat")
         if now >= self._next_tick:

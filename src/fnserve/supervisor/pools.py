@@ -6,8 +6,12 @@ retiring, replacing and removing instances (SPEC §9).
   exits, and on the maintenance tick;
 - a crashed instance is dropped (its in-flight requests fail with ``WorkerCrashed``, 502) and the
   next request starts a new one;
-- an instance that failed to LOAD (``LOAD_ERROR`` frame, or exit before READY) is not respawned:
-  the ``LoadError`` is kept and ``FunctionLoadFailed`` raised for every request until
+- an instance that failed to LOAD (``LOAD_ERROR`` frame, or exit before READY) is not respawned
+  at once: the ``LoadError`` is kept and ``FunctionLoadFailed`` raised for requests. With
+  ``load_retry`` (``fnserve start``: seconds, the longest wait between attempts) the load is
+  retried after 1, 2, 4, ... s (capped at ``load_retry``), by the first request after that time
+  or by the maintenance tick (``retry_due`` / ``retry``), as Lambda retries a failed
+  initialisation; a success clears the error. Without it (``fnserve dev``) the function waits for
   ``restart([id])`` (a file changed) or ``update`` with a changed target;
 - ``restart(ids)``: new requests wait for a new instance while the old ones finish their
   in-flight requests and stop (zero failed requests across a reload).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -50,17 +55,25 @@ class InstancePools:
     """Every function's ``FunctionPool`` (``pools``: id → pool) and every live instance (``live``).
     ``starter`` launches processes; ``memory`` classifies and releases exits; ``start_timeout``:
     s an instance gets to become ready; ``stop_timeout``: s a retired instance gets to finish;
-    ``ensure_started``: awaited before each launch (the supervisor's idempotent ``start``)."""
+    ``ensure_started``: awaited before each launch (the supervisor's idempotent ``start``);
+    ``load_retry``: s, the longest backoff between load retries (None or 0: never retry);
+    ``max_requests`` (+ a random 0..``max_requests_jitter``): requests an instance serves before it
+    is replaced, 0: never; ``max_failures``: failed requests in a row before it is, 0: never."""
 
     def __init__(self, targets: Iterable[WorkerTarget], policy: ScalingPolicy, starter: InstanceStarter,
                  memory: MemoryGuard, *, start_timeout: float, stop_timeout: float,
-                 ensure_started: Callable[[], Awaitable[None]]) -> None:
+                 ensure_started: Callable[[], Awaitable[None]], load_retry: float | None = None,
+                 max_requests: int = 0, max_requests_jitter: int = 0, max_failures: int = 0) -> None:
         self.ensure_started = ensure_started
         self.policy = policy
         self.starter = starter
         self.memory = memory
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.load_retry = load_retry or None
+        self.max_requests = max_requests
+        self.max_requests_jitter = max_requests_jitter
+        self.max_failures = max_failures
         self.pools: dict[str, FunctionPool] = {t.id: FunctionPool(t, policy) for t in targets}
         self.live: set[Instance] = set()
         self.closing = False
@@ -86,11 +99,49 @@ class InstancePools:
             self.background(self.starter.prepare(pool.target))
             self.step(pool)
 
+    # ----------------------------------------------------------------------------- load retries
+    def retry_due(self, pool: FunctionPool) -> bool:
+        """True when ``pool``'s function failed to load, no attempt is under way and its next
+        retry is due (never without ``load_retry``)."""
+        return (pool.load_error is not None and pool.retry_at is not None and not pool.starting
+                and not self.closing and asyncio.get_running_loop().time() >= pool.retry_at)
+
+    def retry(self, pool: FunctionPool) -> asyncio.Task[Instance | None]:
+        """Try loading ``pool``'s function again (one instance); logged once per attempt. The
+        error stays until an instance is ready (requests arriving meanwhile wait for it)."""
+        pool.retry_at = None
+        log.warning("%s: retrying its load (attempt %d; it failed %d time(s) in a row)",
+                    pool.target.id, pool.load_failures + 1, pool.load_failures)
+        return self.spawn(pool)
+
+    def _load_failed(self, pool: FunctionPool, load_error: Any) -> None:
+        """Remember a failed load, schedule the next retry, log it (the traceback when it is
+        new, one line when it repeats the previous one)."""
+        previous = pool.load_error
+        pool.load_error = load_error
+        pool.load_failures += 1
+        pool.load_failures_total += 1
+        message = getattr(load_error, "message", load_error)
+        retry = ""
+        if self.load_retry:
+            delay = min(self.load_retry, 2.0 ** min(pool.load_failures - 1, 30))
+            pool.retry_at = asyncio.get_running_loop().time() + delay
+            retry = f"; retrying in {delay:g} s"
+        if previous is not None and getattr(previous, "traceback", None) == getattr(load_error, "traceback", None):
+            log.error("%s failed to load again (%d in a row): %s%s", pool.target.id, pool.load_failures, message, retry)
+        else:
+            log.error("%s failed to load: %s%s\n%s", pool.target.id, message, retry,
+                      getattr(load_error, "traceback", ""))
+
     # ----------------------------------------------------------------------------- scaling
     def step(self, pool: FunctionPool, extra: int = 0) -> None:
         """Ask the policy what to do now and do it (start instances, retire idle ones); ``extra``:
-        requests about to queue."""
-        if self.closing or pool.load_error is not None or self.pools.get(pool.target.id) is not pool:
+        requests about to queue. A function whose load failed gets its load retry when due instead."""
+        if self.closing or self.pools.get(pool.target.id) is not pool:
+            return
+        if pool.load_error is not None:
+            if self.retry_due(pool):  # failed loads heal on the maintenance tick, without traffic
+                self.retry(pool)
             return
         decision = pool.policy.step(pool.view(asyncio.get_running_loop().time(), extra))
         for _ in range(decision.start):
@@ -131,11 +182,7 @@ class InstancePools:
             inst = await self._launch(pool, lambda inst: self._admit(pool, inst, generation))
         except LoadFailure as exc:
             if pool.generation == generation:
-                pool.load_error = exc.load_error
-                log.error(
-                    "%s failed to load: %s\n%s", pool.target.id,
-                    getattr(exc.load_error, "message", exc), getattr(exc.load_error, "traceback", ""),
-                )
+                self._load_failed(pool, exc.load_error)
                 error = FunctionLoadFailed(pool.target.id, exc.load_error)
                 pool.fail_waiters(error)
                 raise error from None
@@ -155,6 +202,9 @@ class InstancePools:
                 return False
             pool.instances.append(inst)
             pool.cold_starts += 1
+            if pool.load_error is not None:
+                log.warning("%s: loaded after %d failed attempt(s); serving again", pool.target.id, pool.load_failures)
+            pool.load_error, pool.load_failures, pool.retry_at = None, 0, None
             if pool.kind is None:
                 pool.kind = inst.kind
             pool.feed()
@@ -164,6 +214,8 @@ class InstancePools:
         await self.ensure_started()
         target = pool.target
         inst = Instance(target, secrets.token_hex(8))
+        if self.max_requests:
+            inst.recycle_at = self.max_requests + random.randint(0, self.max_requests_jitter)
         pool.spawn_count += 1
         inst.on_imported = lambda names, target=target: self._learn(target, names)
         inst.on_ready = on_ready
@@ -197,6 +249,27 @@ class InstancePools:
         if not self.closing and self.starter.learn(target, modules):
             self.background(self.starter.prepare(target))
 
+    def recycle_if_due(self, inst: Instance) -> None:
+        """After a request on ``inst``: replace it when it served its ``max_requests`` or its last
+        ``max_failures`` requests failed (retired gracefully; the scaling step starts a new one
+        as demand asks)."""
+        if inst.state != "ready":
+            return
+        if self.max_failures and inst.failures >= self.max_failures:
+            reason, why = "failures", f"its last {inst.failures} requests failed (max_failures)"
+        elif inst.recycle_at is not None and inst.served >= inst.recycle_at:
+            reason, why = "max_requests", f"it served {inst.served} requests (max_requests)"
+        else:
+            return
+        pool = self.pools.get(inst.target.id)
+        if pool is None or inst not in pool.instances:
+            return
+        pool.instances.remove(inst)
+        pool.replaced[reason] = pool.replaced.get(reason, 0) + 1
+        log.warning("%s: replacing worker %s: %s", inst.target.id, inst.pid, why)
+        self.retire(inst)
+        self.step(pool)
+
     def retire(self, inst: Instance) -> None:
         """Stop ``inst`` in the background after it finishes its in-flight requests."""
         if inst.state == "ready":
@@ -212,6 +285,8 @@ class InstancePools:
         if pool is None or inst not in pool.instances:
             return
         pool.instances.remove(inst)
+        if inst.kill_reason is not None:
+            pool.replaced[inst.kill_reason] = pool.replaced.get(inst.kill_reason, 0) + 1
         if self.closing:
             return
         how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
@@ -249,7 +324,7 @@ class InstancePools:
             results[fid] = RestartResult(fid)
             was_used = bool(pool.instances) or bool(pool.starting) or pool.load_error is not None
             pool.generation += 1
-            pool.load_error = None
+            pool.load_error, pool.load_failures, pool.retry_at = None, 0, None
             pool.kind = None
             old, pool.instances = pool.instances, []
             pool.starting = set()  # their instances are retired when they come up (generation moved on)

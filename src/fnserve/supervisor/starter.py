@@ -1,7 +1,8 @@
 """Starting one worker process: the Unix socket workers connect to, the launcher, the memory
 limit's worker options.
 
-``InstanceStarter.open()`` listens on ``<tmpdir>/workers.sock``; ``start(inst, memory)`` launches
+``InstanceStarter.open()`` listens on ``<tmpdir>/fnserve-<pid>-<random>/workers.sock`` (first
+removing the folders of fnserve processes that are gone: ``sweep_stale_sockets``); ``start(inst, memory)`` launches
 the process of an ``Instance`` with a fresh token in its options; the worker connects and says
 HELLO with that token, and the connection is attached to the instance (a connection with an
 unknown token is closed). ``InstancePools`` decides when to start and what to do once ready.
@@ -14,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from ..errors import WorkerError
@@ -21,9 +23,39 @@ from ..runtime import protocol as p
 from .instance import Instance
 from .launch import Launcher
 from .memory import MemoryGuard
+from .output import OutputPump
 from .target import WorkerTarget
 
 log = logging.getLogger("fnserve.supervisor")
+
+SOCKET_PREFIX = "fnserve-"  # <tmp>/fnserve-<pid>-<random>/workers.sock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_sockets(tmp: str | os.PathLike[str]) -> list[Path]:
+    """Remove the worker socket folders under ``tmp`` (``fnserve-<pid>-*``, ours by uid) whose
+    fnserve process is gone (a ``kill -9`` leaves them). Returns the folders removed."""
+    removed = []
+    uid = os.getuid()
+    for folder in Path(tmp).glob(SOCKET_PREFIX + "*"):
+        owner = folder.name[len(SOCKET_PREFIX):].split("-", 1)[0]
+        try:
+            mine = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == uid
+        except OSError:
+            continue
+        if mine and owner.isdigit() and int(owner) != os.getpid() and not _pid_alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 class InstanceStarter:
@@ -42,6 +74,7 @@ class InstanceStarter:
         self._server: Any = None  # asyncio.Server (a uvloop one with uvloop)
         self._dir: str | None = None
         self._pending: dict[str, Instance] = {}  # token → instance waiting for its HELLO
+        self.output = OutputPump()  # instances' stdout/stderr → the log, in its own thread
 
     @property
     def is_open(self) -> bool:
@@ -49,7 +82,10 @@ class InstanceStarter:
 
     async def open(self, loop: Any) -> None:
         """Listen on a new Unix socket in a private temporary folder (``loop``: the running loop)."""
-        self._dir = tempfile.mkdtemp(prefix="fnserve-")
+        tmp = tempfile.gettempdir()
+        for folder in sweep_stale_sockets(tmp):
+            log.info("removed %s (left by an fnserve that is no longer running)", folder)
+        self._dir = tempfile.mkdtemp(prefix=f"{SOCKET_PREFIX}{os.getpid()}-", dir=tmp)
         self.socket_path = os.path.join(self._dir, "workers.sock")
         self._server = await loop.create_unix_server(self._new_connection, self.socket_path)
 
@@ -62,6 +98,7 @@ class InstanceStarter:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
         await self.launcher.close()
+        self.output.close()
 
     def prepare_options(self) -> dict[str, Any]:
         """The options ``Launcher.prepare`` needs (``socket``, ``uvloop``)."""
@@ -102,7 +139,7 @@ class InstanceStarter:
             ) from exc
         if memory:
             self.memory.adopt(inst, process, memory, options.get("standby_cgroup"))
-        inst.watch(process)
+        inst.watch(process, self.output)
 
     def forget(self, inst: Instance) -> None:
         """Stop expecting ``inst``'s HELLO (it is ready, or its start failed)."""

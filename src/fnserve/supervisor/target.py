@@ -13,6 +13,31 @@ from ..project.types import Function
 
 INTERNAL_ENV_PREFIX = "FNSERVE_"
 DEFAULT_BODY_LIMIT = 4_718_592  # 4.5 MB (SPEC §5)
+PYCACHE = Path(".fnserve") / "pycache"  # bytecode of a project's workers, relative to its root
+
+
+def python_options(target: WorkerTarget) -> list[str]:
+    """Interpreter options every worker and zygote of ``target`` starts with: ``-I`` (isolated: no
+    ``PYTHONPATH``/``PYTHON*`` from the environment, no user site, no cwd on ``sys.path``), ``-u``
+    (unbuffered output: it reaches the log at once and survives ``os._exit``) and ``-X
+    pycache_prefix`` (bytecode under ``.fnserve/``, never beside the user's files)."""
+    options = ["-I", "-u"]
+    if target.pycache is not None:
+        options += ["-X", f"pycache_prefix={target.pycache}"]
+    return options
+
+
+def bytecode_dirs(source: Path) -> list[Path]:
+    """The folders that may hold bytecode of ``source`` (a ``.py`` path): its ``__pycache__`` and,
+    under the nearest ancestor with a ``.fnserve/pycache`` (``-X pycache_prefix``), the mirror of
+    its folder there. ``fnserve dev`` deletes a saved module's ``.pyc`` in both."""
+    source = Path(source).resolve()
+    found = [source.parent / "__pycache__"]
+    for parent in source.parents:
+        if (parent / PYCACHE).is_dir():
+            found.append(parent / PYCACHE / str(source.parent).lstrip(os.sep))
+            break
+    return found
 
 
 def function_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -79,7 +104,9 @@ class WorkerTarget:
     one running fnserve); ``env``: the COMPLETE environment of the process (see ``function_env``);
     ``cwd``: the project root; ``limits``: the function's limits for scaling and enforcement
     (SPEC §5/§9): a ``fnserve.config.FunctionLimits``-like object or a callable
-    ``kind -> FunctionLimits`` (see ``fnserve.supervisor.scaling``), None = no limits (dev).
+    ``kind -> FunctionLimits`` (see ``fnserve.supervisor.scaling``), None = no limits (dev);
+    ``pycache``: the folder bytecode goes to (``-X pycache_prefix``; ``<project>/.fnserve/pycache``),
+    never the user's source tree (``python -I`` ignores ``PYTHONDONTWRITEBYTECODE``), None: Python's default.
     Two targets that compare equal run the same worker, so ``Supervisor.update`` restarts a
     function only when its target changed (``limits`` is not compared: new limits apply at once).
     """
@@ -90,6 +117,7 @@ class WorkerTarget:
     env: Mapping[str, str] = field(default_factory=function_env)
     cwd: Path | None = None
     limits: Any = field(default=None, compare=False)
+    pycache: Path | None = field(default=None, compare=False)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -105,11 +133,12 @@ class WorkerTarget:
         body_limit: int = DEFAULT_BODY_LIMIT,
         concurrency: int | None = None,
         limits: Any = None,
+        pycache: Path | None = None,
     ) -> WorkerTarget:
         """A target for ``function`` of the project at ``project_root``. ``env``: the function env
         from config (added on top of ``os.environ`` minus ``FNSERVE_*``); ``python``: default
         ``sys.executable`` (another interpreter also gets its own ``PATH``/``VIRTUAL_ENV``, see
-        ``interpreter_env``)."""
+        ``interpreter_env``); ``pycache``: default ``<project_root>/.fnserve/pycache``."""
         python = Path(python) if python else Path(sys.executable)
         return cls(
             id=function.id,
@@ -118,4 +147,5 @@ class WorkerTarget:
             env=interpreter_env(function_env(env), python),
             cwd=Path(project_root),
             limits=limits,
+            pycache=Path(pycache) if pycache else Path(project_root) / PYCACHE,
         )

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .launch import PRIVATE_NAME, RUNTIME_DIR
-from .target import WorkerTarget
+from .output import pump_reader
+from .target import WorkerTarget, python_options
 
 log = logging.getLogger("fnserve.supervisor.zygote_launcher")
 
@@ -35,13 +36,14 @@ class ZygoteError(Exception):
 
 
 class ForkedProcess:
-    """A worker forked by a zygote; the ``WorkerProcess`` interface (``pid``, ``stdout``, ``stderr``,
+    """A worker forked by a zygote; the ``WorkerProcess`` interface (``pid``, ``output_fds``,
     ``returncode``, ``await wait()``, ``signal``, ``kill``) without being our child."""
 
-    def __init__(self, pid: int, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader) -> None:
+    def __init__(self, pid: int, output_fds: tuple[int, int]) -> None:
         self.pid = pid
-        self.stdout = stdout
-        self.stderr = stderr
+        self.output_fds: tuple[int, int] | None = output_fds  # read ends of its stdout / stderr pipes
+        self.stdout = None
+        self.stderr = None
         self.returncode: int | None = None
         self.cgroup: str | None = None
         self.discarded: list[str] = []
@@ -71,13 +73,6 @@ class ForkedProcess:
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
-
-
-async def _pipe_reader(fd: int) -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
-    return reader
 
 
 class ZygoteProcess:
@@ -117,7 +112,7 @@ class ZygoteProcess:
         target = self.target
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                str(target.python), "-I", "-u", "-c", ZYGOTE_BOOTSTRAP, str(RUNTIME_DIR), json.dumps(config),
+                str(target.python), *python_options(target), "-c", ZYGOTE_BOOTSTRAP, str(RUNTIME_DIR), json.dumps(config),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env=dict(target.env), cwd=str(target.cwd) if target.cwd else None,
                 start_new_session=True, pass_fds=(self.control_fd,),
@@ -176,11 +171,8 @@ class ZygoteProcess:
             raise ZygoteError(f"the zygote did not answer within {timeout:g} s") from None
 
     async def _pump(self, stream: asyncio.StreamReader | None) -> None:
-        while stream is not None:
-            line = await stream.readline()
-            if not line:
-                return
-            log.info("zygote %s: %s", self.pid, line.decode("utf-8", "replace").rstrip())
+        if stream is not None:
+            await pump_reader(stream, lambda line: log.info("zygote %s: %s", self.pid, line.rstrip()))
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -249,7 +241,7 @@ class ZygoteProcess:
             os.close(out_r)
             os.close(err_r)
             raise ZygoteError(f"the zygote could not fork: {reply.get('error')}")
-        child = ForkedProcess(int(reply["pid"]), await _pipe_reader(out_r), await _pipe_reader(err_r))
+        child = ForkedProcess(int(reply["pid"]), (out_r, err_r))
         child.fork_ms = float(reply.get("fork_ms", 0.0))  # type: ignore[attr-defined]
         child.cgroup = reply.get("cgroup") or None  # a spare cgroup the standby joined ahead
         child.discarded = list(reply.get("discarded") or ())  # spares that will never be used

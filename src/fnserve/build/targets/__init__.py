@@ -88,6 +88,7 @@ class FnserveTarget(Target):
         return []
 
 
+from fnserve.build.targets.container import ContainerTarget  # noqa: E402 (it subclasses Target)
 from fnserve.build.targets.kube import KnativeTarget, KubernetesTarget  # noqa: E402 (they subclass Target)
 from fnserve.build.targets.lambda_target import LambdaTarget  # noqa: E402
 from fnserve.build.targets.vercel import VercelTarget  # noqa: E402
@@ -97,6 +98,7 @@ TARGETS: dict[str, type[Target]] = {
     "vercel": VercelTarget,
     "knative": KnativeTarget,
     "kubernetes": KubernetesTarget,
+    "container": ContainerTarget,
     "lambda": LambdaTarget,
 }
 DEFAULT_TARGET = "fnserve"

@@ -34,15 +34,14 @@ accepts them as aliases of ``min-scale``/``max-scale`` (``autoscaling.MinScaleAn
 from __future__ import annotations
 
 import math
-import os
 import re
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fnserve.build.exceptions import BuildError
+from fnserve.build.staging import staged_folder
 from fnserve.build.targets import Target, TargetOptions, written_after_manifest
 from fnserve.config import Config, load_config
 
@@ -263,22 +262,9 @@ def write_yaml_folder(folder: Path, files: Mapping[str, Mapping[str, Any]], head
     folder, then rename it into place (a previous folder is replaced only then; on any error
     nothing is left). Returns the written paths, in ``files`` order."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
+    with staged_folder(folder) as tmp:
         for name, obj in files.items():
             (tmp / name).write_text(dump_yaml(obj, header))
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not folder.exists():
-            os.replace(old, folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return [folder / name for name in files]
 
 

@@ -170,12 +170,25 @@ def match_route(routes: list[dict[str, Any]], path: str) -> tuple[dict[str, str]
     Segment kinds as ``fnserve.project.Segment``: literal, param (one non-empty segment),
     catchall (one or more, joined with ``/``), optional (zero or more); a mount also matches every
     path below it. Trailing slashes are ignored."""
+    found = find_route(routes, path)
+    return None if found is None else (found[1], found[0].get("root_path") or "")
+
+
+def find_route(routes: list[dict[str, Any]], path: str) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """``match_route`` that also gives the route matched: ``(route, params)``, or None."""
     parts = _split(path)
     for route in routes:
         params = _match(route["segments"], bool(route.get("mount")), parts)
         if params is not None:
-            return params, route.get("root_path") or ""
+            return route, params
     return None
+
+
+def query_keys(segments: list[list[str]]) -> dict[str, str]:
+    """Parameter name → the query key Vercel gives it (``fnserve.project.routes.query_key``:
+    ``...slug`` for ``[...slug]``, ``[...slug]`` for ``[[...slug]]``; this module is stdlib only)."""
+    return {value: "..." + value if kind == "catchall" else "[...%s]" % value
+            for kind, value in segments if kind in ("catchall", "optional")}
 
 
 def _match(segments: list[list[str]], mount: bool, parts: list[str]) -> dict[str, str] | None:
@@ -199,13 +212,15 @@ def _match(segments: list[list[str]], mount: bool, parts: list[str]) -> dict[str
     return params if len(parts) == len(segments) or mount else None
 
 
-def build_scope(request: dict[str, Any], params: dict[str, str], root_path: str, layout: str) -> Scope:
+def build_scope(request: dict[str, Any], params: dict[str, str], root_path: str, layout: str,
+                keys: dict[str, str] | None = None) -> Scope:
     """The ASGI 3.0 HTTP scope for ``request`` (``request_of``) matched with route ``params``:
     what ``fnserve start`` gives the function (``fnserve.server.app.function_scope``)."""
     raw_path = request["raw_path"]
     query = request["query"]
     if layout == "vercel" and params:
-        extra = "&".join("%s=%s" % (quote(k, safe=""), quote(v, safe="")) for k, v in params.items())
+        keys = keys or {}
+        extra = "&".join("%s=%s" % (quote(keys.get(k, k), safe="[]"), quote(v, safe="")) for k, v in params.items())
         query = query + "&" + extra if query else extra
     headers = request["headers"]
     found = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
@@ -375,11 +390,12 @@ class LambdaFunction:
     async def _serve(self, request: dict[str, Any], event: Any, context: Any) -> dict[str, Any]:
         multi = request["source"] == "alb" and bool(event.get("multiValueHeaders"))
         path = unquote(request["raw_path"])
-        found = match_route(self.routes, path)
+        found = find_route(self.routes, path)
         if found is None:
             status, headers, body = error_response(404, "NOT_FOUND", "%s does not serve %s" % (self.label, path))
             return lambda_response(request["source"], status, headers, body, multi)
-        scope = build_scope(request, found[0], found[1], self.layout)
+        route, params = found
+        scope = build_scope(request, params, route.get("root_path") or "", self.layout, query_keys(route["segments"]))
         scope["aws.event"], scope["aws.context"] = event, context
         try:
             status, headers, body = await run_asgi(self.app, scope, request["body"])

@@ -43,6 +43,7 @@ from typing import Any
 from fnserve import __version__
 from fnserve.build.exceptions import BuildError
 from fnserve.build.manifest import EnvRecord, FunctionRecord, Manifest, RouteRecord
+from fnserve.build.staging import staged_folder
 from fnserve.build.targets import Target, TargetOptions, written_after_manifest
 from fnserve.build.targets import lambda_entry as entry
 
@@ -306,22 +307,12 @@ class LambdaTarget(Target):
 
     def render(self, output: Path, manifest: Manifest, say: Callable[[str], None]) -> list[Path]:
         final = output / LAMBDA_DIR
-        tmp = output / f".{LAMBDA_DIR}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "functions").mkdir(parents=True)
-        try:
+        with staged_folder(final) as tmp:
+            (tmp / "functions").mkdir()
             items = self._render_into(tmp, output, manifest, say)
             template = sam_template(manifest, items)
             (tmp / TEMPLATE_NAME).write_text(json.dumps(template, indent=2) + "\n")
             shutil.rmtree(tmp / ".deps", ignore_errors=True)
-            old = output / f".{LAMBDA_DIR}.old-{os.getpid()}"
-            if final.exists():
-                os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         say(f"target lambda: {len(items)} function zip(s) and {final / TEMPLATE_NAME}; "
             f"deploy with `sam deploy --guided --template-file {final / TEMPLATE_NAME}`")
         return [final / TEMPLATE_NAME, *(final / item["code_uri"] for item in items)]

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fnserve.build.exceptions import BuildError
-from fnserve.build.manifest import MANIFEST_NAME
 from fnserve.build.sizes import SIZE_LIMIT, human, package_sizes, tree_bytes
-from fnserve.build.targets import Target
+from fnserve.build.staging import staged_folder
+from fnserve.build.targets import Target, written_after_manifest
 from fnserve.build.targets.vercel_func import VENDOR_DIR, link_tree, write_func
 from fnserve.build.targets.vercel_routes import clean_url_overrides, config_routes, func_name
 
@@ -59,32 +59,30 @@ class VercelTarget(Target):
     def render(self, output: Path, manifest: Manifest, say: Callable[[str], None]) -> list[Path]:
         project = Path(manifest.source)
         dest = project / ".vercel" / "output"
-        tmp = project / ".vercel" / f".output.tmp-{os.getpid()}"
-        created = not tmp.parent.exists()
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        created = not dest.parent.exists()
         environ = dict(os.environ)  # boundary: the build's process environment, read once
         try:
-            environment = function_environment(output / "project", say)
-            vendors = {key: resolve_vendor(reqs, tmp / ".vendor" / key, environ, say)
-                       for key, reqs in requirement_sets(output, manifest, environ).items()}
-            link_tree(output / "static", tmp / "static")
-            for function in manifest.functions:
-                folder = tmp / "functions" / (func_name(function) + ".func")
-                routes = [r for r in manifest.routes if r.function == function.id]
-                write_func(folder, function, routes, output / "project", vendors.get(function.env or ""), environment)
-                check_size(folder, function.id)
-            config: dict[str, object] = {"version": 3, "routes": config_routes(manifest)}
-            if manifest.rules.get("cleanUrls"):
-                static = [p.relative_to(tmp / "static").as_posix() for p in (tmp / "static").rglob("*") if p.is_file()]
-                config["overrides"] = clean_url_overrides(static)
-            (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-            shutil.rmtree(tmp / ".vendor", ignore_errors=True)
-            swap(tmp, dest)
+            with staged_folder(dest) as tmp:
+                environment = function_environment(output / "project", say)
+                vendors = {key: resolve_vendor(reqs, tmp / ".vendor" / key, environ, say)
+                           for key, reqs in requirement_sets(output, manifest, environ).items()}
+                link_tree(output / "static", tmp / "static")
+                for function in manifest.functions:
+                    folder = tmp / "functions" / (func_name(function) + ".func")
+                    routes = [r for r in manifest.routes if r.function == function.id]
+                    write_func(folder, function, routes, output / "project", vendors.get(function.env or ""),
+                               environment)
+                    check_size(folder, function.id)
+                config: dict[str, object] = {"version": 3, "routes": config_routes(manifest)}
+                if manifest.rules.get("cleanUrls"):
+                    static = [p.relative_to(tmp / "static").as_posix() for p in (tmp / "static").rglob("*")
+                              if p.is_file()]
+                    config["overrides"] = clean_url_overrides(static)
+                (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+                shutil.rmtree(tmp / ".vendor", ignore_errors=True)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if created and not any(tmp.parent.iterdir()):
-                tmp.parent.rmdir()  # leave the project as it was
+            if created and dest.parent.is_dir() and not any(dest.parent.iterdir()):
+                dest.parent.rmdir()  # leave the project as it was
             raise
         say(f"target vercel: {dest} ({len(manifest.functions)} function(s), Python {PYTHON_VERSION}, "
             f"{VERCEL_RUNTIME}); deploy it with `vercel deploy --prebuilt` from {project}")
@@ -92,20 +90,7 @@ class VercelTarget(Target):
 
     def is_current(self, output: Path, manifest: Manifest) -> bool:
         """``.vercel/output/config.json`` exists and was written after the build's manifest."""
-        config = Path(manifest.source) / ".vercel" / "output" / "config.json"
-        try:
-            return config.stat().st_mtime_ns >= (output / MANIFEST_NAME).stat().st_mtime_ns
-        except OSError:
-            return False
-
-
-def swap(tmp: Path, dest: Path) -> None:
-    """Rename ``tmp`` to ``dest``, replacing a previous ``dest`` only once ``tmp`` is complete."""
-    old = dest.parent / f".output.old-{os.getpid()}"
-    if dest.exists():
-        os.rename(dest, old)
-    os.rename(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+        return written_after_manifest(Path(manifest.source) / ".vercel" / "output" / "config.json", output)
 
 
 def requirement_sets(output: Path, manifest: Manifest, environ: Mapping[str, str]) -> dict[str, list[str]]:

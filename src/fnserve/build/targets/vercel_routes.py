@@ -31,6 +31,8 @@ from typing import Any
 
 from fnserve.build.manifest import FunctionRecord, Manifest, RouteRecord
 from fnserve.project.pathpattern import PathPattern
+from fnserve.project.routes import query_key
+from fnserve.project.types import Segment
 
 Route = dict[str, Any]
 
@@ -85,7 +87,8 @@ def function_route(route: RouteRecord, function: FunctionRecord, *, check: bool 
     dest = "/" + func_name(function)
     names = param_names(route.segments)
     if function.layout == "vercel" and names:
-        dest += "?" + "&".join(f"{name}=${i}" for i, name in enumerate(names, start=1))
+        keys = [query_key(Segment(kind, value)) for kind, value in route.segments if kind != "literal"]
+        dest += "?" + "&".join(f"{key}=${i}" for i, key in enumerate(keys, start=1))
     if function.layout == "app":
         return {"src": "^/(.*)$", "dest": dest,
                 "transforms": [{"type": "request.path", "op": "set", "args": "/$1"}]}
