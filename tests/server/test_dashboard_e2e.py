@@ -154,3 +154,10 @@ def test_start_serves_the_dashboard_on_the_admin_port_only_when_asked(tmp_path: 
         assert {f["id"]: f["state"] for f in state["functions"]}["api/hello.py"] == "ready"
     finally:
         srv.stop()
+
+
+def test_dev_dashboard_shows_a_project_that_cannot_be_loaded(dev) -> None:
+    srv = dev("dev_duplicate")  # two files for one route: the project model fails at start
+    state = httpx.get(srv.url + "/_fnserve/api/state", timeout=10).json()
+    assert "route /api/a is produced by both" in state["problem"]
+    assert state["functions"] == [] and state["routes"] == []

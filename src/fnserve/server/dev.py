@@ -125,6 +125,7 @@ class DevServer:
         except FnserveError as exc:
             self.project_problem = SiteProblem(f"the project cannot be served: {exc.message}", str(exc))
             self.say(f"error: {exc}")
+            self.mount_dashboard()  # it shows the problem (the previous project's routes decide)
             return
         self.project, self.project_problem = project, None
         self.mount_dashboard()
