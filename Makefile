@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz clean conformance e2e-container
+.PHONY: demo test lint bench fuzz clean conformance e2e-container e2e-browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ FUZZ_EXAMPLES ?= 2000
 fuzz: $(STAMP)
 	FNSERVE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FNSERVE_FUZZ_RANDOM=1 FNSERVE_FUZZ_REPORT=1 \
 		$(BIN)/python -m pytest -q -s -p no:cacheprovider --timeout=3600 tests/fuzz
+
+# the dashboard in headless Chromium (Debian's chromium, driven by Playwright); the screenshot goes
+# to build/artifacts/dashboard.png
+e2e-browser: $(STAMP)
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+	FNSERVE_ARTIFACTS=build/artifacts FNSERVE_CHROMIUM="$$(command -v chromium)" \
+		$(BIN)/python -m pytest -q -rs tests/server/test_dashboard_browser.py
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

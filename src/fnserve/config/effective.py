@@ -234,6 +234,10 @@ class Config:
     reload: bool = setting(
         True, "Reload functions when files change (default: on in dev; fnserve start reloads on SIGHUP "
         "instead).", mode_default=lambda mode: mode == "dev", default_text="on in dev", commands=("dev", "config"))
+    dashboard: bool = setting(
+        True, "Serve the dashboard at /_fnserve/ (routes, function states, live requests, latency, output; "
+        "fnserve start: off by default, and only on the admin port).", mode_default=lambda mode: mode == "dev",
+        default_text="on in dev", commands=SERVE)
 
     env_file: Strings = setting(
         Strings(()), "An extra env file for the functions, loaded after .env, .env.local and .env.<stage>[.local] "

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from fnserve.runtime.asgitypes import Receive, Scope, Send
 from fnserve.server.metrics import CONTENT_TYPE, Metrics
 
-__all__ = ["AdminApp", "PREFIX", "failed_loads"]
+__all__ = ["AdminApp", "PREFIX", "failed_loads", "reserved_conflicts"]
 
 PREFIX = "/_fnserve/"
 
@@ -115,3 +116,14 @@ async def _answer(scope: Scope, send: Send, status: int, body: bytes, content_ty
         ],
     })
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def reserved_conflicts(project: Any, root: Path) -> list[str]:
+    """What the project serves under ``/_fnserve/``: route patterns (``project.routes.routes``) and
+    ``public/_fnserve/`` when it exists (``root``: the project folder). The project wins there on the
+    main port (``fnserve start``'s endpoints, ``fnserve dev``'s dashboard are not mounted)."""
+    found = [r.pattern for r in project.routes.routes
+             if (r.static_prefix + "/").startswith(PREFIX) or r.pattern.startswith(PREFIX)]
+    if (root / "public" / PREFIX.strip("/")).exists():
+        found.append(f"public{PREFIX}")
+    return found

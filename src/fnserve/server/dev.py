@@ -38,6 +38,7 @@ from fnserve.project import load_project
 from fnserve.project.entrypoints import ModuleScan
 from fnserve.project.importscan import StampCache
 from fnserve.project.types import Function
+from fnserve.server.admin import PREFIX, reserved_conflicts
 from fnserve.server.app import FrontApp, Site, SiteProblem, static_for
 from fnserve.server.collectstatic import (
     StaticRoutes,
@@ -46,11 +47,14 @@ from fnserve.server.collectstatic import (
     run_django_static,
     with_django_static,
 )
+from fnserve.server.dashboard.feed import DashboardFeed
+from fnserve.server.dashboard.view import StateSource, deps_panel, dev_holds
+from fnserve.server.dashboard.web import DashboardApp
 from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind_first_free
 from fnserve.server.logs import LogOutput, install
-from fnserve.server.observe import Observed
+from fnserve.server.observe import AccessLog, Observed, log_access, note_lease
 from fnserve.server.reloader import Plan, Reloader
 from fnserve.server.rules import from_config
 from fnserve.supervisor import Supervisor
@@ -80,9 +84,16 @@ class DevServer:
         self.project_problem: SiteProblem | None = None
         self.routes_of: dict[str, str] = {}
         self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
-        self.gate = DepsGate(SupervisorDispatcher(self.supervisor))
+        self.gate = DepsGate(SupervisorDispatcher(self.supervisor, on_lease=note_lease))
         self.deps = DevDeps(self.root, self.environ, self.say, self.gate, self._env_changed)
         self.app = FrontApp(Site(routes=None), self.gate, dev=True, on_shutdown=(self.supervisor.shutdown,))
+        self.feed = DashboardFeed(on_listen=self._page_open)
+        self.front = Observed(self.app, None)
+        self.dashboard = DashboardApp(self.feed, StateSource(
+            project=lambda: self.project, status=self.supervisor.status, load_error=self.supervisor.load_error,
+            problem=self.problem_text,
+            holds=lambda: dev_holds(self.gate), deps=lambda: deps_panel(self.deps, self.gate), command="dev"))
+        self._dashboard_conflicts: list[str] = []
         self.logs: LogOutput | None = None  # set by run_dev()
         self._installed: dict[str, WorkerTarget] = {}
         self._scans: StampCache[ModuleScan] = StampCache()  # a reload parses only the files that changed
@@ -121,12 +132,34 @@ class DevServer:
         except FnserveError as exc:
             self.project_problem = SiteProblem(f"the project cannot be served: {exc.message}", str(exc))
             self.say(f"error: {exc}")
+            self.mount_dashboard()  # it shows the problem (the previous project's routes decide)
             return
         self.project, self.project_problem = project, None
+        self.mount_dashboard()
         self._django = frozenset(f.id for f in django_functions(project))
         self.routes_of = {}
         for route in project.routes.routes:
             self.routes_of.setdefault(route.function.id, route.pattern)
+
+    def _page_open(self, listening: bool) -> None:
+        """A dashboard page opened (the first) or closed (the last): the front app's access hook
+        feeds the dashboard only meanwhile (``server.dashboard.feed``: no cost otherwise)."""
+        self.app.access_log = AccessLog(feed=self.feed) if listening else log_access
+
+    def problem_text(self) -> str | None:
+        """The project-wide problem shown on every function request, or None."""
+        problem = self.config_problem or self.project_problem
+        return None if problem is None else (problem.detail or problem.message)
+
+    def mount_dashboard(self) -> None:
+        """The dashboard on ``/_fnserve/`` (``server.dashboard``) when ``dashboard`` is on and the
+        project serves nothing there (else the project wins, with one warning per change)."""
+        conflicts = reserved_conflicts(self.project, self.root) if self.project is not None else []
+        if conflicts and conflicts != self._dashboard_conflicts and self.config.dashboard:
+            self.say(f"warning: the project serves {', '.join(conflicts)} under {PREFIX}: the project wins; "
+                     "the dashboard is not served")
+        self._dashboard_conflicts = conflicts
+        self.front.admin = self.dashboard if self.config.dashboard and not conflicts else None
 
     def site(self) -> Site:
         """The ``Site`` for the current config and project."""
@@ -341,11 +374,12 @@ async def serve(dev: DevServer) -> None:
     from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
 
     config = uvicorn.Config(
-        Observed(dev.app, None), ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
+        dev.front, ws="websockets-sansio", lifespan="on", access_log=False, log_config=None,
         timeout_graceful_shutdown=3, server_header=False, proxy_headers=False,
         **uvicorn_options(FrontLimits.from_config(dev.config)),  # httptools + front-door limits (issue 10)
     )
     server = uvicorn.Server(config)
+    dev.dashboard.stopping = lambda: server.should_exit
     stop = asyncio.Event()
     watcher = None
     if dev.config.reload:
@@ -354,6 +388,8 @@ async def serve(dev: DevServer) -> None:
         watcher = asyncio.get_running_loop().create_task(reloader.run(stop))
     shown = f"[{host}]" if ":" in host else host
     dev.say(f"fnserve dev: http://{shown}:{port}")
+    if dev.front.admin is not None:
+        dev.say(f"dashboard: http://{shown}:{port}{PREFIX}")
     if dev.config.open:
         open_browser(f"http://{'localhost' if host in ('0.0.0.0', '::') else shown}:{port}/", dev.say)
     try:
@@ -380,6 +416,7 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     dev.logs = logs = install(dev.config.log_format, dev=True, route_of=dev.route_of)
+    dev.feed.attach_logging()
     try:
         try:
             import uvloop
@@ -396,5 +433,6 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
         logs.exit_error(LOG, "fnserve dev stopped on an internal error (please report it)", exc)
         return 1
     finally:
+        dev.feed.detach_logging()
         logs.remove()
     return 0

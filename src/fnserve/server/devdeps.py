@@ -89,6 +89,11 @@ class DevDeps:
         """The interpreter for the workers; None = fnserve's own (``install = false`` only)."""
         return self.env.python if self.env is not None and self.install else None
 
+    @property
+    def installing(self) -> bool:
+        """True while a background install (``reinstall``) runs (the dashboard's dependency panel)."""
+        return self._task is not None and not self._task.done()
+
     def options(self, config: Config) -> DepsOptions:
         return DepsOptions.from_config(config, self.environ, python_fallback=True)
 

@@ -24,6 +24,8 @@ untouched: the ASGI server then drops the client connection, the only honest sig
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fnserve.project.types import Function
@@ -34,13 +36,15 @@ from fnserve.server.upstream import forward
 class SupervisorDispatcher:
     """The ``Dispatcher`` of the front app backed by a ``fnserve.supervisor.Supervisor`` (or
     anything with its ``serve(function, scope, receive, send, forward)``, such as
-    ``observe.ObservedSupervisor``). Raises what ``Supervisor.serve`` raises."""
+    ``observe.ObservedSupervisor``). ``on_lease``: passed to ``Supervisor.serve`` (called with each
+    ``Lease`` before the request is forwarded: ``observe.note_lease`` in ``dev``). Raises what
+    ``Supervisor.serve`` raises."""
 
     __slots__ = ("supervisor", "_serve")
 
-    def __init__(self, supervisor: Any) -> None:
+    def __init__(self, supervisor: Any, on_lease: Callable[[Any], None] | None = None) -> None:
         self.supervisor = supervisor
-        self._serve = supervisor.serve
+        self._serve = supervisor.serve if on_lease is None else functools.partial(supervisor.serve, on_lease=on_lease)
 
     async def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None:
         await self._serve(function, scope, receive, send, forward)

@@ -34,11 +34,13 @@ from typing import Any
 from fnserve.errors import FunctionFailed
 from fnserve.runtime.asgitypes import ASGIApp, Message, Receive, Scope, Send
 from fnserve.server.admin import PREFIX, AdminApp
+from fnserve.server.dashboard.feed import DashboardFeed
 from fnserve.server.errorpages import render
 from fnserve.server.logs import ACCESS, access_record
 from fnserve.server.metrics import Metrics
 
-__all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInfo", "REQUEST_ID_HEADER", "log_access"]
+__all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInfo", "REQUEST_ID_HEADER", "log_access",
+           "note_lease"]
 
 REQUEST_ID_HEADER = b"x-fnserve-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
@@ -102,6 +104,8 @@ class Observed:
         self.admin = admin
         self.public_errors = public_errors
         self.draining = False  # set by the server when it stops: a cancelled request then gets a 503
+
+    admin: ASGIApp | None  # an AdminApp, or the dashboard (server.dashboard.web.DashboardApp) in front of one
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -214,17 +218,38 @@ class ObservedSupervisor:
 
 
 class AccessLog:
-    """The ``FrontApp`` ``access_log`` hook of ``start``: metrics always, a log record (as
-    ``log_access``) when ``fnserve.access`` is enabled for INFO."""
+    """The ``FrontApp`` ``access_log`` hook of ``start`` (and of ``dev`` while a dashboard page is
+    open): ``metrics`` (start) counted always, a log record (as ``log_access``) when
+    ``fnserve.access`` is enabled for INFO, and the request given to the dashboard's ``feed`` only
+    while a dashboard page is open (``DashboardFeed.listening``: one attribute test otherwise)."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics | None = None, feed: DashboardFeed | None = None) -> None:
         self.metrics = metrics
+        self.feed = feed
 
     def __call__(self, scope: Scope, status: int, started: float, label: str) -> None:
         seconds = time.perf_counter() - started
-        self.metrics.record_request(label, status, seconds)
+        if self.metrics is not None:
+            self.metrics.record_request(label, status, seconds)
+        feed = self.feed
+        if feed is not None and feed.listening:
+            info = CURRENT.get()
+            if info is None:
+                feed.request(scope, status, seconds, label, None, None, None)
+            else:
+                feed.request(scope, status, seconds, label, info.id, info.instance, info.cold)
         if ACCESS.isEnabledFor(20):  # logging.INFO
             _emit(scope, status, seconds * 1000.0, label)
+
+
+def note_lease(lease: Any) -> None:
+    """The ``on_lease`` of ``fnserve dev``'s dispatcher (``SupervisorDispatcher(on_lease=)``): the
+    instance's pid and cold/warm into the current ``RequestInfo``, for the access line and the
+    dashboard (``ObservedSupervisor`` does it in ``start``)."""
+    info = CURRENT.get()
+    if info is not None:
+        info.instance = lease.instance.pid
+        info.cold = lease.cold
 
 
 def _small_json(headers: Any) -> bool:

@@ -49,10 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from fnserve.config import Config, load_config
-from fnserve.errors import FnserveError, ProjectError
-from fnserve.server.admin import PREFIX, AdminApp
+from fnserve.errors import ConfigError, FnserveError, ProjectError
+from fnserve.server.admin import PREFIX, AdminApp, reserved_conflicts
 from fnserve.server.app import FrontApp, Site, static_for
 from fnserve.server.collectstatic import CollectedStatic, collect, django_functions, with_django_static
+from fnserve.server.dashboard.feed import DashboardFeed
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
 from fnserve.server.logs import install
@@ -102,6 +103,11 @@ class StartServer:
         self.overrides = dict(overrides or {})
         self.say = say or LOG.info
         self.config: Config = load_config(self.root, self.overrides, mode="start")
+        if self.config.dashboard and self.config.admin_port is None:
+            raise ConfigError(self.config.sources.get("dashboard", "dashboard"), "dashboard",
+                              "fnserve start serves the dashboard only on --admin-port (it shows tracebacks and "
+                              "function output)", "add --admin-port PORT, or leave the dashboard off")
+        self.feed = DashboardFeed() if self.config.dashboard else None
         self.project: Any = None
         self.python: Path | None = None
         self.state = "starting"  # → "ready" → "draining"
@@ -201,12 +207,7 @@ class StartServer:
 
     def reserved_conflicts(self) -> list[str]:
         """Routes and public files of the project under ``/_fnserve/`` (see module docstring)."""
-        found = [r.pattern for r in self.project.routes.routes
-                 if (r.static_prefix + "/").startswith(PREFIX) or r.pattern.startswith(PREFIX)]
-        public = self.root / "public" / PREFIX.strip("/")
-        if public.exists():
-            found.append(f"public{PREFIX}")
-        return found
+        return reserved_conflicts(self.project, self.root)
 
     # ------------------------------------------------------------------ install / reload
     def _mount_admin(self, admin_port: int | None) -> None:
@@ -299,7 +300,7 @@ class StartServer:
         observed = ObservedSupervisor(self.supervisor, self.metrics)
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed), dev=False,
-                            access_log=AccessLog(self.metrics))
+                            access_log=AccessLog(self.metrics, self.feed))
         self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor))
         self.front = Observed(self.app, None, public_errors=True)
         self._admin_port = config.admin_port  # fixed for the run (RESTART_ONLY)
@@ -312,12 +313,14 @@ class StartServer:
             await self.supervisor.start()  # zygotes and min_instances warm now, not at the first request
             servers = [self._uvicorn(uvicorn, self.front, grace)]
             if len(sockets) > 1:
-                servers.append(self._uvicorn(uvicorn, self.admin, 1.0))
+                servers.append(self._uvicorn(uvicorn, self._admin_app(), 1.0))
             tasks = [loop.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets)]
             self.state = "ready"
             self.say(f"fnserve start: {_url(config.host, sockets[0])}")
             if len(sockets) > 1:
                 self.say(f"fnserve start: admin endpoints on {_url(config.host, sockets[1])}{PREFIX}")
+                if self.feed is not None:
+                    self.say(f"dashboard: {_url(config.host, sockets[1])}{PREFIX}")
             control = loop.create_task(self.control(events, servers[0], grace))
             try:
                 await tasks[0]  # returns after should_exit and the drain (or if startup failed)
@@ -338,6 +341,18 @@ class StartServer:
             await self.supervisor.shutdown(0.0)  # a second call only cleans up what is left
             self.snapshots.close()
         self.say("fnserve start: stopped")
+
+    def _admin_app(self) -> Any:
+        """The admin port's app: ``AdminApp``, behind the dashboard with ``dashboard = true``."""
+        if self.feed is None:
+            return self.admin
+        from fnserve.server.dashboard.view import StateSource
+        from fnserve.server.dashboard.web import DashboardApp
+
+        self.feed.attach_logging()  # detached by run_start
+        source = StateSource(project=lambda: self.project, status=self.supervisor.status,
+                             load_error=self.supervisor.load_error, command="start")
+        return DashboardApp(self.feed, source, admin=self.admin, stopping=lambda: self.state == "draining")
 
     def _uvicorn(self, uvicorn: Any, app: Any, grace: float) -> Any:
         from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
@@ -437,6 +452,8 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         logs.exit_error(LOG, "fnserve start stopped on an internal error (please report it)", exc)
         return 1
     finally:
+        if server.feed is not None:
+            server.feed.detach_logging()
         logs.remove()
     return 0
 
