@@ -49,3 +49,34 @@ def test_bytecode_dirs_finds_the_prefix_mirror(tmp_path: Path) -> None:
     (tmp_path / PYCACHE).mkdir(parents=True)
     mirror = tmp_path.resolve() / PYCACHE / str(source.parent.resolve()).lstrip("/")
     assert bytecode_dirs(source) == [source.parent.resolve() / "__pycache__", mirror]
+
+
+def test_installed_modules_keep_their_own_bytecode_project_modules_go_to_the_prefix(tmp_path: Path) -> None:
+    """With ``-X pycache_prefix`` (as workers start), the runtime narrows the prefix to sources
+    outside the interpreter's installation: the standard library and site-packages keep using
+    their own ``__pycache__`` (no recompilation per project), the project's files go under
+    the prefix. Checked in a fresh ``python -I`` as a worker runs."""
+    import json
+    import subprocess
+    import sys
+
+    runtime = Path(__file__).parents[2] / "src" / "fnserve" / "runtime"
+    prefix = tmp_path / "pycache"
+    project_file = tmp_path / "proj" / "api" / "hello.py"
+    script = (
+        "import importlib.util as u, json, os, sys\n"
+        "s = u.spec_from_file_location('rt', sys.argv[1] + '/bytecode.py'); m = u.module_from_spec(s)\n"
+        "s.loader.exec_module(m); m.keep_installed_bytecode_in_place(); m.keep_installed_bytecode_in_place()\n"
+        "import importlib._bootstrap_external as e\n"
+        "std = os.__file__\n"
+        "print(json.dumps([e.cache_from_source(std), e.cache_from_source(sys.argv[2]), u.cache_from_source(std)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-X", f"pycache_prefix={prefix}", "-c", script, str(runtime),
+                          str(project_file)], capture_output=True, text=True, timeout=60, check=True)
+    std_cached, project_cached, via_util = json.loads(out.stdout)
+    std_dir = Path(json.loads(subprocess.run([sys.executable, "-I", "-c", "import os, json; print(json.dumps(os.__file__))"],
+                                             capture_output=True, text=True, check=True).stdout))
+    assert Path(std_cached).parent == std_dir.parent / "__pycache__"  # the stdlib's own bytecode
+    assert Path(project_cached).is_relative_to(prefix)  # the project's under .fnserve/pycache
+    assert str(project_file.parent).lstrip("/") in project_cached
+    assert via_util == std_cached  # importlib.util sees the same function

@@ -47,6 +47,7 @@ import warnings
 from typing import Any, Dict, List, Optional, Set
 
 from . import protocol as p
+from .bytecode import keep_installed_bytecode_in_place
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -439,6 +440,7 @@ def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock
     except (IndexError, ValueError) as exc:
         _log("usage: worker <spec JSON> <options JSON> (%s)" % exc)
         return EXIT_USAGE
+    keep_installed_bytecode_in_place()
     joining = apply_limits(options)
     root = spec.get("project_root")
     if root:

@@ -46,6 +46,7 @@ import time
 from typing import Any, Dict, List, Union
 
 from . import worker
+from .bytecode import keep_installed_bytecode_in_place
 from .zygote_child import child_main, standby_main, warm_frameworks
 
 MAX_MESSAGE = 1 << 20
@@ -358,6 +359,7 @@ def main(argv: List[str]) -> int:
     except (IndexError, ValueError, KeyError, OSError) as exc:
         _log("usage: zygote <config JSON> (%s)" % exc)
         return worker.EXIT_USAGE
+    keep_installed_bytecode_in_place()
     use_uvloop = bool(config.get("uvloop", True))
     info = _preload([str(n) for n in config.get("preload") or []], use_uvloop)
     gc.collect()
