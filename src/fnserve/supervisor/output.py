@@ -21,6 +21,7 @@ import logging
 import os
 import selectors
 import threading
+import time
 from collections.abc import Callable
 
 __all__ = ["MAX_LINE", "LineSplitter", "OutputPump", "pump_reader"]
@@ -29,6 +30,7 @@ log = logging.getLogger("fnserve.supervisor")
 
 MAX_LINE = 1 << 20  # bytes: longer output lines are truncated (documented in docs/SECURITY.md)
 READ_SIZE = 1 << 16
+BATCH_DELAY = 0.02  # s the pump waits after draining every pipe, so trickling lines are read in batches
 
 
 class LineSplitter:
@@ -135,6 +137,7 @@ class OutputPump:
                 selector.register(fd, selectors.EVENT_READ, (sink, on_eof, LineSplitter()))
             if self._closing and len(selector.get_map()) <= 1:
                 return
+            drained = False
             for key, _ in selector.select(0.5 if not self._closing else 0.05):
                 if key.data is None:
                     try:
@@ -142,17 +145,24 @@ class OutputPump:
                     except BlockingIOError:
                         pass
                     continue
-                self._read(key)
+                drained = self._read(key) < READ_SIZE or drained
             if self._closing and not selector.select(0):
                 return
+            if drained and not self._closing:
+                # A trickle (a handler's one log line per request): let lines gather for a moment
+                # instead of taking the GIL from the event loop once per line; a full read (a
+                # flood) goes on at once, so a writer is never held back by this pause.
+                time.sleep(BATCH_DELAY)
 
-    def _read(self, key: selectors.SelectorKey) -> None:
+    def _read(self, key: selectors.SelectorKey) -> int:
+        """Read once from ``key``'s pipe and log its complete lines; returns the bytes read
+        (``READ_SIZE`` for a full read, 0 at the end of the output)."""
         sink, on_eof, splitter = key.data
         fd = key.fd
         try:
             chunk = os.read(fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return READ_SIZE  # nothing after all: not a drained trickle
         except OSError:
             chunk = b""
         try:
@@ -168,6 +178,7 @@ class OutputPump:
                 on_eof()
             except Exception:
                 log.exception("function output: end-of-output callback failed")
+        return len(chunk)
 
 
 async def pump_reader(reader: asyncio.StreamReader, sink: Callable[[str], None]) -> None:
