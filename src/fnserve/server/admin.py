@@ -78,7 +78,7 @@ class AdminApp:
                 await _json(scope, send, 503, {"status": state}, [(b"retry-after", b"5")])
         elif path == PREFIX + "metrics":
             text = self.metrics.render(self.status(), self.state() == "ready")
-            await _answer(scope, send, 200, text.encode(), CONTENT_TYPE)
+            await answer(scope, send, 200, text.encode(), CONTENT_TYPE)
         else:
             await _json(scope, send, 404, {
                 "error": {"code": "NOT_FOUND", "message": f"no endpoint {path}"},
@@ -100,11 +100,14 @@ def _has_flag(query: bytes, name: bytes) -> bool:
 
 async def _json(scope: Scope, send: Send, status: int, data: Any,
                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await _answer(scope, send, status, (json.dumps(data) + "\n").encode(), "application/json", headers)
+    await answer(scope, send, status, (json.dumps(data) + "\n").encode(), "application/json", headers)
 
 
-async def _answer(scope: Scope, send: Send, status: int, body: bytes, content_type: str,
+async def answer(scope: Scope, send: Send, status: int, body: bytes, content_type: str,
                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send one whole response (ASGI 3.0 ``http.response.start`` + one ``http.response.body``):
+    ``status``, ``body`` bytes (none for HEAD), ``content_type``, ``cache-control: no-store``,
+    then ``headers``. The admin endpoints and the dashboard answer through it."""
     await send({
         "type": "http.response.start",
         "status": status,

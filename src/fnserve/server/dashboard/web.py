@@ -27,7 +27,7 @@ from importlib import resources
 from typing import Any
 
 from fnserve.runtime.asgitypes import ASGIApp, Receive, Scope, Send
-from fnserve.server.admin import PREFIX
+from fnserve.server.admin import PREFIX, answer
 from fnserve.server.dashboard.feed import DashboardFeed
 from fnserve.server.dashboard.view import StateSource, build_state
 
@@ -89,7 +89,7 @@ class DashboardApp:
             body = self._assets.get(name)
             if body is None:
                 body = self._assets[name] = asset(name)
-            await _answer(scope, send, 200, body, content_type)
+            await answer(scope, send, 200, body, content_type)
         elif path == PREFIX + "api/state":
             await _json(scope, send, 200, build_state(self.source, self.feed))
         elif path == PREFIX + "api/events":
@@ -158,19 +158,4 @@ def _since(scope: Scope) -> int:
 
 async def _json(scope: Scope, send: Send, status: int, data: Any,
                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await _answer(scope, send, status, json.dumps(data).encode(), "application/json", headers)
-
-
-async def _answer(scope: Scope, send: Send, status: int, body: bytes, content_type: str,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-            *(headers or []),
-        ],
-    })
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+    await answer(scope, send, status, json.dumps(data).encode(), "application/json", headers)
