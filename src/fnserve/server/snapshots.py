@@ -25,21 +25,12 @@ import stat
 from pathlib import Path
 
 from fnserve.build.collect import copy_tree
+from fnserve.supervisor.launch import pid_alive
 
 __all__ = ["KEEP", "Snapshots"]
 
 LOG = logging.getLogger("fnserve.start")
 KEEP = 3  # snapshots kept per process: the current one and the versions still draining
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:
@@ -69,7 +60,7 @@ class Snapshots:
             return removed
         for entry in self.folder.iterdir():
             owner = entry.name.removeprefix(".tmp-").split("-", 1)[0]
-            if owner.isdigit() and int(owner) != os.getpid() and not _alive(int(owner)):
+            if owner.isdigit() and int(owner) != os.getpid() and not pid_alive(int(owner)):
                 _remove(entry)
                 removed.append(entry)
         return removed

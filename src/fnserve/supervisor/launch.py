@@ -25,6 +25,18 @@ from .target import WorkerTarget, python_options
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 PRIVATE_NAME = "_fnserve_runtime"
 
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (ours or another user's: ``kill(pid, 0)``); the sweeps of
+    stale sockets, cgroup folders and snapshots use it to leave a live fnserve's files alone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 BOOTSTRAP = (
     "import importlib.util as u,sys\n"
     "d=sys.argv[1];n=%r\n"

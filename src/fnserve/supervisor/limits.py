@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .launch import pid_alive
+
 log = logging.getLogger("fnserve.supervisor.limits")
 
 MB = 1024 * 1024
@@ -274,7 +276,7 @@ def sweep_stale_cgroups(cg: Path) -> list[Path]:
         return removed
     for base in entries:
         owner = base.name[len("fnserve-"):] if base.name.startswith("fnserve-") else ""
-        if not owner.isdigit() or int(owner) == os.getpid() or _alive(int(owner)):
+        if not owner.isdigit() or int(owner) == os.getpid() or pid_alive(int(owner)):
             continue
         try:
             for leaf in base.iterdir():
@@ -286,16 +288,6 @@ def sweep_stale_cgroups(cg: Path) -> list[Path]:
             continue
         removed.append(base)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _probe_v2(own: dict[str, str], root: Path) -> MemoryLimiter | None:

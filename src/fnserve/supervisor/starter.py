@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import WorkerError
 from ..runtime import protocol as p
 from .instance import Instance
-from .launch import Launcher
+from .launch import Launcher, pid_alive
 from .memory import MemoryGuard
 from .output import OutputPump
 from .target import WorkerTarget
@@ -29,16 +29,6 @@ from .target import WorkerTarget
 log = logging.getLogger("fnserve.supervisor")
 
 SOCKET_PREFIX = "fnserve-"  # <tmp>/fnserve-<pid>-<random>/workers.sock
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_stale_sockets(tmp: str | os.PathLike[str]) -> list[Path]:
@@ -52,7 +42,7 @@ def sweep_stale_sockets(tmp: str | os.PathLike[str]) -> list[Path]:
             mine = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == uid
         except OSError:
             continue
-        if mine and owner.isdigit() and int(owner) != os.getpid() and not _pid_alive(int(owner)):
+        if mine and owner.isdigit() and int(owner) != os.getpid() and not pid_alive(int(owner)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
