@@ -50,13 +50,8 @@ class AdminApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan_without_state(receive, send)
+            return
         if kind != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
@@ -101,6 +96,19 @@ def _has_flag(query: bytes, name: bytes) -> bool:
 async def _json(scope: Scope, send: Send, status: int, data: Any,
                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
     await answer(scope, send, status, (json.dumps(data) + "\n").encode(), "application/json", headers)
+
+
+async def lifespan_without_state(receive: Receive, send: Send) -> None:
+    """Answer an ASGI 3.0 ``lifespan`` conversation of an app with nothing to start or stop:
+    ``startup.complete``, then ``shutdown.complete`` and return (used by the admin endpoints and
+    the dashboard)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def answer(scope: Scope, send: Send, status: int, body: bytes, content_type: str,

@@ -27,7 +27,7 @@ from importlib import resources
 from typing import Any
 
 from fnserve.runtime.asgitypes import ASGIApp, Receive, Scope, Send
-from fnserve.server.admin import PREFIX, answer
+from fnserve.server.admin import PREFIX, answer, lifespan_without_state
 from fnserve.server.dashboard.feed import DashboardFeed
 from fnserve.server.dashboard.view import StateSource, build_state
 
@@ -67,13 +67,8 @@ class DashboardApp:
             if self.admin is not None:
                 await self.admin(scope, receive, send)
                 return
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan_without_state(receive, send)
+            return
         if kind != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
