@@ -13,6 +13,7 @@ once, by ``load_config``, whose ``ConfigError`` names the setting and its source
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -119,22 +120,21 @@ def deps_command(directory: str, check: bool, as_json: bool, **flags: object) ->
     from fnserve.deps import DepsOptions, ensure_env, plan_deps
     from fnserve.deps.summary import check_problems, render_text, to_json
 
+    from fnserve.deps.progress import command_progress
+
     config = _config(directory, flags)
     options = DepsOptions.from_config(config, dict(os.environ))
     try:
         plan = plan_deps(Path(directory), options)
         env = None
         if options.install and not check:
-            env = ensure_env(Path(directory), options, progress=_say_deps, plan=plan)
+            with command_progress(sys.stderr, "deps: ") as progress:  # a live line on a terminal (issue 13)
+                env = ensure_env(Path(directory), options, progress=progress, plan=plan)
     except FnserveError as exc:
         _fail(exc)
     click.echo(json.dumps(to_json(plan, env), indent=2) if as_json else render_text(plan, env))
     if check and check_problems(plan):
         raise click.exceptions.Exit(1)
-
-
-def _say_deps(message: str) -> None:
-    click.echo(f"deps: {message}", err=True)
 
 
 # --- fnserve dev (issue 4: front server, workers, hot reload; owner: server) ----------------
@@ -213,10 +213,13 @@ def build_command(directory: str, targets: tuple[str, ...], out: str | None, for
     from fnserve.build.output import build_output
     from fnserve.build.targets import TargetOptions
 
+    from fnserve.deps.progress import command_progress
+
     config = _config(directory, flags, mode="build")
     try:
-        build_output(config, out=Path(out) if out else None, targets=targets, say=click.echo,
-                     environ=os.environ, force=force, target_options=TargetOptions(image=image))
+        with command_progress(sys.stdout) as say:  # a live line on a terminal (issue 13)
+            build_output(config, out=Path(out) if out else None, targets=targets, say=say,
+                         environ=os.environ, force=force, target_options=TargetOptions(image=image))
     except FnserveError as exc:
         _fail(exc)
 

@@ -29,18 +29,18 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fnserve.deps.merge import MergedSet, ResolvedRequirement
+from fnserve.deps.progress import Note, Progress, install_note, uv_note
 from fnserve.deps.pythons import Interpreter
 from fnserve.deps.uv import Uv, failing_requirement, summarize_error
 from fnserve.errors import DependencyError
 
 MARKER = "fnserve-env.json"
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def build_env(
 
 def _create(folder: Path, key: str, interp: Interpreter, merged: MergedSet, index_args: Sequence[str],
             uv: Uv, say: Progress, envs_dir: Path) -> Environment:
-    say(f"creating environment with Python {interp.version} ({interp.path})")
+    say(Note(f"creating environment with Python {interp.version} ({interp.path})", "creating the environment"))
     proc = uv.run(["venv", "--quiet", "--no-python-downloads", "--python", str(interp.path), str(folder)])
     if proc.returncode != 0:
         raise DependencyError(f"uv could not create a virtual environment with {interp.path}:\n"
@@ -145,7 +145,7 @@ def _create(folder: Path, key: str, interp: Interpreter, merged: MergedSet, inde
     outcome: dict[str, dict[str, str]] = {"provided": {}, "not_installed": {}}
     if lines:
         seeded = _seed_from_previous(envs_dir, folder, site, interp)
-        say(f"installing {len(lines)} requirement(s)" + (" (seeded from the previous environment)" if seeded else ""))
+        say(install_note([r.name for r in merged.requirements], seeded))
         outcome = _install(folder, python, site, merged, index_args, uv, say)
     freeze = uv.run(["pip", "freeze", "--python", str(python)]) if lines else None
     lock = folder / "installed.txt"
@@ -170,12 +170,12 @@ def _install(folder: Path, python: Path, site: Path, merged: MergedSet, index_ar
     declared = [r for r in merged.requirements if r.declared]
     detected = [r for r in merged.requirements if not r.declared]
     if declared:
-        _uv_install(folder, "declared.in", python, declared, merged, index_args, uv, exact=True)
+        _uv_install(folder, "declared.in", python, declared, merged, index_args, uv, say, exact=True)
     todo = [r for r in detected if not (declared and all(_importable(site, m) for m in r.modules))]
     provided = {m: "declared packages" for r in detected if r not in todo for m in r.modules}
     dropped: dict[str, str] = {}
     while todo:
-        proc = _uv_install(folder, "detected.in", python, todo, merged, index_args, uv,
+        proc = _uv_install(folder, "detected.in", python, todo, merged, index_args, uv, say,
                            exact=not declared, check=False)
         if proc.returncode == 0:
             break
@@ -191,14 +191,22 @@ def _install(folder: Path, python: Path, site: Path, merged: MergedSet, index_ar
 
 
 def _uv_install(folder: Path, name: str, python: Path, reqs: Sequence[ResolvedRequirement], merged: MergedSet,
-                index_args: Sequence[str], uv: Uv, *, exact: bool,
+                index_args: Sequence[str], uv: Uv, say: Progress, *, exact: bool,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``uv pip install`` of ``reqs``; uv's progress lines go to ``say`` as they come
+    (``deps.progress.uv_note``: resolved / prepared / installed counts and ``+ name==version``)."""
+
+    def on_line(line: str) -> None:
+        note = uv_note(line)
+        if note is not None:
+            say(note)
+
     (folder / name).write_text("".join(f"{r.line}\n" for r in reqs))
     args = ["pip", "install", "--python", str(python), "-r", str(folder / name)] + (["--exact"] if exact else [])
     if merged.constraints:
         (folder / "constraints.txt").write_text("".join(f"{c}\n" for c in merged.constraints))
         args += ["-c", str(folder / "constraints.txt")]
-    proc = uv.run(args + list(index_args))
+    proc = uv.run(args + list(index_args), on_line=on_line)
     if check and proc.returncode != 0:
         raise _install_error(proc.stderr, merged)
     return proc

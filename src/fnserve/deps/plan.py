@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +24,9 @@ from fnserve.deps.manifests import is_dependency_file, read_manifests
 from fnserve.deps.mapping import ImportMap
 from fnserve.deps.merge import MergedSet, merge
 from fnserve.deps.options import DepsOptions, as_options
+from fnserve.deps.progress import Progress
 from fnserve.deps.pythons import PythonChoice, UvFetch, UvFind, select_python
 from fnserve.deps.uv import Uv, default_uv_binary
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

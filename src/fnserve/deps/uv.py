@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,14 +47,54 @@ class Uv:
             env["UV_CACHE_DIR"] = str(self.cache_dir)
         return env
 
-    def run(self, args: Sequence[str], *, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        """Run ``uv <args>``; returns the completed process (text output), never raises on exit code."""
+    def run(self, args: Sequence[str], *, cwd: Path | None = None, timeout: float = 900,
+            on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``uv <args>``; returns the completed process (text output), never raises on exit
+        code. ``timeout``: seconds, then uv is killed (``DependencyError``). ``on_line``: called
+        with each line uv writes on stderr (no newline) as it comes, in this thread: uv reports
+        ``Resolved N packages``, ``Prepared ...``, ``Installed ...`` and `` + name==version``
+        there (``deps.progress.uv_note`` reads them); the returned ``stderr`` holds them all."""
         try:
-            return subprocess.run([self.binary, *args], capture_output=True, text=True, cwd=cwd,
-                                  env=self.env(), timeout=timeout, stdin=subprocess.DEVNULL)
+            if on_line is None:
+                return subprocess.run([self.binary, *args], capture_output=True, text=True, cwd=cwd,
+                                      env=self.env(), timeout=timeout, stdin=subprocess.DEVNULL)
+            return self._streamed([self.binary, *args], cwd, timeout, on_line)
         except (OSError, subprocess.SubprocessError) as exc:
             raise DependencyError(f"could not run uv ({self.binary}): {exc}",
                                   "check that uv is installed and runnable") from exc
+
+    def _streamed(self, argv: list[str], cwd: Path | None, timeout: float,
+                  on_line: Callable[[str], None]) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                                env=self.env(), stdin=subprocess.DEVNULL, errors="replace")
+        stdout, stderr = proc.stdout, proc.stderr
+        assert stdout is not None and stderr is not None  # both are pipes
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.append(stdout.read()), name="fnserve-uv-stdout", daemon=True)
+        reader.start()
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        err: list[str] = []
+        try:
+            for line in stderr:
+                err.append(line)
+                on_line(line.rstrip("\n"))
+            proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:  # on_line raised: do not leave uv running
+                proc.kill()
+                proc.wait()
+            reader.join()
+        if fired.is_set():
+            raise subprocess.TimeoutExpired(argv, timeout, "".join(out), "".join(err))
+        return subprocess.CompletedProcess(argv, proc.returncode, "".join(out), "".join(err))
 
 
 _BECAUSE = re.compile(r"Because (?:there is no version of |only )?([A-Za-z0-9][A-Za-z0-9._\-]*)")
@@ -78,8 +119,12 @@ def failing_requirement(stderr: str, names: Sequence[str]) -> str | None:
     return None
 
 
+_PROGRESS = ("Resolved", "Prepared", "Using ", "Audited", "Installed", "Uninstalled", "Downloading", "Downloaded",
+             "Building", "Built")
+
+
 def summarize_error(stderr: str, limit: int = 12) -> str:
     """The meaningful lines of a uv error (progress and blank lines dropped), at most ``limit``."""
     lines = [line.rstrip() for line in stderr.splitlines() if line.strip()
-             and not line.lstrip().startswith(("Resolved", "Prepared", "Using ", "Audited"))]
+             and not line.lstrip().startswith(_PROGRESS)]
     return "\n".join(lines[-limit:])
