@@ -118,9 +118,8 @@ def deps_command(directory: str, check: bool, as_json: bool, **flags: object) ->
     import json
 
     from fnserve.deps import DepsOptions, ensure_env, plan_deps
-    from fnserve.deps.summary import check_problems, render_text, to_json
-
     from fnserve.deps.progress import command_progress
+    from fnserve.deps.summary import check_problems, render_text, to_json
 
     config = _config(directory, flags)
     options = DepsOptions.from_config(config, dict(os.environ))
@@ -212,7 +211,6 @@ def build_command(directory: str, targets: tuple[str, ...], out: str | None, for
     behind (a previous one stays as it was)."""
     from fnserve.build.output import build_output
     from fnserve.build.targets import TargetOptions
-
     from fnserve.deps.progress import command_progress
 
     config = _config(directory, flags, mode="build")

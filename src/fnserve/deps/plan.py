@@ -50,6 +50,11 @@ class DepsPlan:
     def env_path(self) -> Path:
         return self.state_dir / "envs" / self.key
 
+    def ready_env(self) -> Environment | None:
+        """The complete env of this plan when it exists (``ensure_env`` would then install
+        nothing), else None. Stats a few files; starts no process."""
+        return existing_env(self.state_dir / "envs", self.key)
+
 
 def _uv(options: DepsOptions, environ: dict[str, str]) -> Uv:
     return Uv(options.uv_binary or default_uv_binary(), environ, options.uv_cache_dir)

@@ -50,7 +50,7 @@ from fnserve.server.collectstatic import (
 from fnserve.server.dashboard.feed import DashboardFeed
 from fnserve.server.dashboard.view import StateSource, deps_panel, dev_holds
 from fnserve.server.dashboard.web import DashboardApp
-from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps
+from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps, HoldEverything
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind_first_free
 from fnserve.server.logs import LogOutput, install
@@ -235,10 +235,11 @@ class DevServer:
         only with ``install = false``."""
         return self.deps.python
 
-    async def ensure_deps(self) -> None:
-        """Install the project's requirements when ``install`` is on (``DevDeps.start``): a failed
-        install holds every function at 503 with the error, never fnserve's own packages."""
-        await self.deps.start(self.config)
+    async def ensure_deps(self) -> tuple[str, ...]:
+        """Plan the project's env when ``install`` is on (``DevDeps.start``): a failed plan holds
+        every function at 503 with the error, never fnserve's own packages. Returns the names
+        to install first (``DevDeps.finish_start``), or ``()`` when the env is ready."""
+        return await self.deps.start(self.config)
 
     async def install(self) -> set[str]:
         """Make the supervisor and the front app agree with the current model (see module doc).
@@ -353,24 +354,32 @@ def forget_bytecode(path: Path) -> None:
 
 
 async def serve(dev: DevServer) -> None:
-    """Load everything, print the route table and the URL, serve until SIGINT/SIGTERM."""
+    """Bind the port (before any install: "port in use" is reported at once), then load
+    everything, print the route table and the URL, and serve until SIGINT/SIGTERM. When the
+    project's env must be installed first, serve at once meanwhile: every request answers 503
+    "installing <names>" (``server.devdeps.HoldEverything``) until the env is ready."""
     import uvicorn
-
-    from fnserve.project.report import render_text
 
     if dev.config_problem is not None:
         dev.say(f"error: {dev.config_problem.detail or dev.config_problem.message}")
     dev.load_project()
-    await dev.ensure_deps()
-    if dev.project is not None:
-        dev.say(render_text(dev.project).rstrip("\n"))
-    await dev.install()
-    await dev.probe_static()
     host = dev.config.host
     sock = bind_first_free(host, dev.config.port, explicit=dev.config.sources.get("port", "default") != "default")
     port = sock.getsockname()[1]
     if dev.config.port not in (0, port):
         dev.say(f"note: port {dev.config.port} is in use; serving on {port} instead (pass --port to choose)")
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    installing = await dev.ensure_deps()
+    ready = asyncio.Event()
+    first: asyncio.Task[None] | None = None
+    if installing:
+        dev.say(f"fnserve dev: installing {', '.join(installing)} first; {url} answers 503 until it is done")
+        dev.front.app = HoldEverything(dev.app, dev.gate)
+        first = asyncio.get_running_loop().create_task(_first_install(dev, url, ready))
+    else:
+        await _startup(dev)
+        ready.set()
     from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
 
     config = uvicorn.Config(
@@ -383,13 +392,15 @@ async def serve(dev: DevServer) -> None:
     stop = asyncio.Event()
     watcher = None
     if dev.config.reload:
-        reloader = Reloader(dev.root, dev.apply, emit=dev.say, dirs=dev.config.reload_dir,
+        async def apply(plan: Plan) -> str:  # changes saved during the first install: applied after it
+            await ready.wait()
+            return await dev.apply(plan)
+
+        reloader = Reloader(dev.root, apply, emit=dev.say, dirs=dev.config.reload_dir,
                             exclude=dev.config.reload_exclude, env_files=dev.config.env_file)
         watcher = asyncio.get_running_loop().create_task(reloader.run(stop))
-    shown = f"[{host}]" if ":" in host else host
-    dev.say(f"fnserve dev: http://{shown}:{port}")
-    if dev.front.admin is not None:
-        dev.say(f"dashboard: http://{shown}:{port}{PREFIX}")
+    if first is None:
+        _say_url(dev, url)
     if dev.config.open:
         open_browser(f"http://{'localhost' if host in ('0.0.0.0', '::') else shown}:{port}/", dev.say)
     try:
@@ -398,8 +409,41 @@ async def serve(dev: DevServer) -> None:
         stop.set()
         if watcher is not None:
             watcher.cancel()
+        if first is not None and not first.done():
+            first.cancel()
         await dev.supervisor.shutdown()
         sock.close()
+
+
+async def _startup(dev: DevServer) -> None:
+    """The env is settled (ready, or failed with every function held): print the route table,
+    start the supervisor on the project, learn Django's static prefixes."""
+    from fnserve.project.report import render_text
+
+    if dev.project is not None:
+        dev.say(render_text(dev.project).rstrip("\n"))
+    await dev.install()
+    await dev.probe_static()
+
+
+async def _first_install(dev: DevServer, url: str, ready: asyncio.Event) -> None:
+    """``serve``'s first install while the port answers 503: install, start up, lift the hold,
+    then print the URL line (``fnserve dev: <url>``) as a start without an install does."""
+    try:
+        await dev.deps.finish_start(dev.config)
+        await _startup(dev)
+    except Exception:  # a bug: keep serving what can be served, and say so
+        LOG.exception("fnserve dev: the first install failed unexpectedly (please report it)")
+    finally:
+        dev.front.app = dev.app
+        ready.set()
+    _say_url(dev, url)
+
+
+def _say_url(dev: DevServer, url: str) -> None:
+    dev.say(f"fnserve dev: {url}")
+    if dev.front.admin is not None:
+        dev.say(f"dashboard: {url}{PREFIX}")
 
 
 def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,

@@ -4,7 +4,8 @@ functions whose env is not ready (SPEC §7, §8.1; issue 9 items 5 and 6).
 ``DevDeps`` owns the project's current ``Environment`` and decides, for each reload, whether the
 env must change:
 
-- at start-up: ``ensure_env`` with ``python_fallback`` (a pinned Python that is neither installed
+- at start-up (``start``, then ``finish_start`` while serving when an install is needed):
+  ``ensure_env`` with ``python_fallback`` (a pinned Python that is neither installed
   nor fetchable gives the nearest installed one and ONE warning naming both). A failed install
   leaves no env: every function answers 503 with the install error until a save fixes it — the
   project is never served from fnserve's own interpreter and packages (only ``install = false``
@@ -18,13 +19,17 @@ env must change:
   <names>" while the new env is built in the background, then every function is restarted on it.
 
 ``DepsGate`` is the front app's dispatcher wrapper that answers those 503s
-(``errors.EnvironmentUnavailable``, rendered by ``server.errorpages``: HTML for browsers).
+(``errors.EnvironmentUnavailable``, rendered by ``server.errorpages``: HTML for browsers, which
+reloads itself after ``Retry-After``). ``HoldEverything`` answers the same 503 to every request
+while the first install runs: ``fnserve dev`` binds its port before installing (issue 13 item 3),
+so "port in use" is reported at once and a browser sees "installing <names>" at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +43,8 @@ from fnserve.errors import EnvironmentUnavailable, FnserveError
 from fnserve.project.importscan import scan_imports
 from fnserve.project.types import Function
 from fnserve.runtime.asgitypes import Receive, Scope, Send
-from fnserve.server.app import Dispatcher
+from fnserve.server.app import Dispatcher, FrontApp
+from fnserve.server.errorpages import send_exception
 
 DEPS_SETTINGS = ("install", "python", "detect_imports", "import_map")
 
@@ -70,6 +76,29 @@ class DepsGate:
         await self.inner(function, scope, receive, send)
 
 
+class HoldEverything:
+    """ASGI app in front of dev's ``FrontApp`` during the first install (``serve`` binds the port
+    first): while ``gate.everyone`` holds, every HTTP request and WebSocket handshake — static
+    files too: the route table and Django's static prefixes are not known yet — is answered with
+    its ``EnvironmentUnavailable`` (503 + ``Retry-After`` "installing <names>"; for browsers an
+    HTML page that reloads itself, ``server.errorpages``) and logged by ``app.access_log``
+    labelled ``installing``. Lifespan messages, and every request once the hold is lifted, go to
+    ``app``. ``Observed`` stays in front, so the dashboard keeps answering."""
+
+    def __init__(self, app: FrontApp, gate: DepsGate) -> None:
+        self.app, self.gate = app, gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hold = self.gate.everyone
+        if hold is None or scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        exc = hold.exception("the project")
+        await send_exception(scope, send, exc, dev=True)
+        self.app.access_log(scope, exc.status_code or 503, started, "installing")
+
+
 class DevDeps:
     """The env of one ``fnserve dev`` run. ``root``: the project; ``environ``: the process
     environment (read once by the caller); ``say``: one line for a person; ``gate``: the
@@ -83,6 +112,7 @@ class DevDeps:
         self.plan: DepsPlan | None = None
         self.install = True
         self._task: asyncio.Task[None] | None = None
+        self._first: DepsPlan | None = None  # planned by start(), installed by finish_start()
 
     @property
     def python(self) -> Path | None:
@@ -97,30 +127,46 @@ class DevDeps:
     def options(self, config: Config) -> DepsOptions:
         return DepsOptions.from_config(config, self.environ, python_fallback=True)
 
-    async def start(self, config: Config) -> None:
-        """The first install (before serving). On failure every function is held with the error."""
+    async def start(self, config: Config) -> tuple[str, ...]:
+        """The first step of a run, once the port is bound: plan the env. When it exists already
+        (or install is off, or the plan fails: every function is held with the error) it is taken
+        and ``()`` is returned. Otherwise every function is held with "installing <names>" and
+        the requirement names are returned: run ``finish_start`` (the install) while serving."""
         self.install = config.install
         if not config.install:
-            return
-        await self._build(config, None)
+            return ()
+        try:
+            plan = await asyncio.to_thread(plan_deps, self.root, self.options(config), progress=self._progress)
+        except FnserveError as exc:
+            self._failed(exc, None)
+            return ()
+        if plan.ready_env() is not None:
+            await self._build(config, None, plan)
+            return ()
+        names = tuple(r.name for r in plan.merged.requirements) or ("the project's environment",)
+        self.gate.everyone = Hold(installing=names)
+        self._first = plan
+        return names
 
-    async def _build(self, config: Config, held: Iterable[str] | None) -> bool:
-        """Plan and install; on success swap the env and release holds. ``held``: the function ids
-        held for this install (None: a project-wide install). Returns True when the env changed."""
+    async def finish_start(self, config: Config) -> bool:
+        """The first install, planned by ``start``; on failure every function is held with the
+        error (503, naming the requirement and its file) until a saved file fixes it. Returns
+        True when the env is ready."""
+        plan, self._first = self._first, None
+        return await self._build(config, None, plan) or self.env is not None
+
+    async def _build(self, config: Config, held: Iterable[str] | None, plan: DepsPlan | None = None) -> bool:
+        """Plan (unless ``plan`` is given) and install; on success swap the env and release holds.
+        ``held``: the function ids held for this install (None: a project-wide install). Returns
+        True when the env changed."""
         options = self.options(config)
         progress = self._progress
         try:
-            plan = await asyncio.to_thread(plan_deps, self.root, options, progress=progress)
+            if plan is None:
+                plan = await asyncio.to_thread(plan_deps, self.root, options, progress=progress)
             env = await asyncio.to_thread(ensure_env, self.root, options, progress=progress, plan=plan)
         except FnserveError as exc:
-            self.say(f"error: dependencies: {exc}")
-            hold = Hold(error=exc)
-            if self.env is None:
-                self.gate.everyone = hold
-                self.say("  every function answers 503 with this error until it is fixed (fnserve never falls "
-                         "back to its own packages; set install = false to manage packages yourself)")
-            for fid in held or ():
-                self.gate.held[fid] = hold
+            self._failed(exc, held)
             return False
         changed = self.env is None or env.key != self.env.key
         self.env, self.plan = env, plan
@@ -128,6 +174,16 @@ class DevDeps:
         for fid in held or ():
             self.gate.held.pop(fid, None)
         return changed
+
+    def _failed(self, exc: FnserveError, held: Iterable[str] | None) -> None:
+        self.say(f"error: dependencies: {exc}")
+        hold = Hold(error=exc)
+        if self.env is None:
+            self.gate.everyone = hold
+            self.say("  every function answers 503 with this error until it is fixed (fnserve never falls "
+                     "back to its own packages; set install = false to manage packages yourself)")
+        for fid in held or ():
+            self.gate.held[fid] = hold
 
     def _progress(self, message: str) -> None:
         self.say(f"deps: {message}")

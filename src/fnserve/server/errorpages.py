@@ -76,13 +76,15 @@ def render(
     as_html: bool = False,
     code: str | None = None,
     request_id: str | None = None,
+    refresh: int | None = None,
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Build the headers and body of an error response.
 
     ``status``: an HTTP status from ``CODES``; ``message``: one sentence saying what was found
     and what to do; ``detail``: a traceback or longer explanation (only pass it in dev);
     ``as_html``: render a page for browsers instead of JSON; ``request_id``: the request's id, shown
-    so a person can find the log lines. Returns ``(headers, body)``.
+    so a person can find the log lines; ``refresh``: seconds after which the HTML page reloads
+    itself (``<meta http-equiv=refresh>``; a 503 with ``Retry-After``). Returns ``(headers, body)``.
     """
     code = code or CODES.get(status, ("ERROR", "Error"))[0]
     if as_html:
@@ -90,6 +92,7 @@ def render(
         pre = f"<pre>{html.escape(detail)}</pre>" if detail else ""
         body = (
             "<!doctype html><html><head><meta charset='utf-8'>"
+            f"{'' if refresh is None else f'<meta http-equiv=refresh content={refresh}>'}"
             f"<title>{html.escape(title)}</title><style>"
             "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}"
             "pre{background:#f6f6f6;padding:1rem;overflow:auto;font-size:13px}"
@@ -130,14 +133,17 @@ async def send_error(
 
     For a WebSocket scope, the handshake is refused (``websocket.close``; the ASGI server answers
     403) with code 1011 (server error) or 1008 (policy, for 4xx). ``detail`` is dropped unless
-    ``dev``. ``headers``: extra headers (``Allow`` for 405, custom headers from vercel.json).
+    ``dev``. ``headers``: extra headers (``Allow`` for 405, custom headers from vercel.json); with
+    a ``Retry-After`` of whole seconds the HTML page reloads itself after that long.
     """
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1011 if status >= 500 else 1008})
         return
+    headers = list(headers)
+    retry = next((v for k, v in headers if k == b"retry-after"), b"")  # an HTML page retries by itself
     hdrs, body = render(
         status, message, detail=detail if dev else None, as_html=dev and wants_html(scope),
-        request_id=request_id_of(scope) if status >= 500 else None,
+        request_id=request_id_of(scope) if status >= 500 else None, refresh=int(retry) if retry.isdigit() else None,
     )
     hdrs.extend(headers)
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
