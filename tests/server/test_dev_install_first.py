@@ -7,7 +7,10 @@ the install really runs; holding the index keeps it under way while the test sen
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -20,6 +23,10 @@ import httpx
 import pytest
 from devserver import DevServer
 from localindex import LocalIndex, make_wheel
+
+from fnserve.deps.progress import Note
+from fnserve.server.devdeps import DepsGate, DevDeps
+from fnserve.server.logs import install
 
 PKG = "fnserve-tiny-pkg"
 HANDLER = """from http.server import BaseHTTPRequestHandler
@@ -175,3 +182,36 @@ def test_a_request_during_the_install_names_what_is_installed(tmp_path, accept) 
         finally:
             index.release()
             server.stop()
+
+
+async def _no_dispatch(function: object, scope: object, receive: object, send: object) -> None:
+    raise AssertionError("no request is dispatched here")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_dev_install_progress_keeps_log_lines_above_a_live_line_on_a_terminal(tmp_path, log_format) -> None:
+    out = _Terminal()
+    logs = install(log_format, stream=out, dev=True)
+    log = logging.getLogger("fnserve.dev")
+    try:
+        deps = DevDeps(tmp_path, {}, log.info, DepsGate(_no_dispatch), on_change=asyncio.sleep)
+        deps.logs = logs
+        with deps.install_progress() as progress:
+            progress(Note("resolved 1 package in 1ms", "downloading and building what is not cached"))
+            log.info("GET / 503 installing")
+            live = logs.handler.stream is not out
+        assert logs.handler.stream is out
+    finally:
+        logs.remove()
+    text = out.getvalue()
+    assert "deps: resolved 1 package in 1ms" in text and "GET / 503 installing" in text
+    if log_format == "json":
+        assert not live and "\x1b" not in text  # JSON lines only, no live line
+        assert all(json.loads(line) for line in text.splitlines())
+    else:
+        assert live and "deps: downloading and building what is not cached" in text  # the spinner line

@@ -100,14 +100,16 @@ class PlainLines:
 class LiveLine:
     """``Progress`` for a terminal (``rich``): every message is printed as a line, and under them
     a spinner shows what is awaited (the last ``Note.waiting``, else the last message) and the
-    seconds since it started. Use it as a context manager (the spinner runs inside)."""
+    seconds since it started. Use it as a context manager (the spinner runs inside).
+    ``console``: a ``rich.console.Console``; ``echo``: False when the messages are printed by
+    someone else (``fnserve dev``'s log lines) and only the spinner line follows them."""
 
-    def __init__(self, console: Any, prefix: str = "") -> None:
+    def __init__(self, console: Any, prefix: str = "", *, echo: bool = True) -> None:
         from rich.live import Live
         from rich.spinner import Spinner
 
-        self.console, self.prefix = console, prefix
-        self.status = ""
+        self.console, self.prefix, self.echo = console, prefix, echo
+        self.status = "preparing"
         self.since = time.monotonic()
         self.live = Live(Spinner("dots", text=self), console=console, transient=True, refresh_per_second=8)
 
@@ -118,7 +120,8 @@ class LiveLine:
                     no_wrap=True, overflow="ellipsis")
 
     def __call__(self, message: str) -> None:
-        self.console.print(f"{self.prefix}{message}", markup=False, highlight=False, soft_wrap=True)
+        if self.echo:
+            self.console.print(f"{self.prefix}{message}", markup=False, highlight=False, soft_wrap=True)
         waiting = getattr(message, "waiting", None) or message
         if waiting != self.status:
             self.status, self.since = waiting, time.monotonic()
@@ -142,7 +145,7 @@ def command_progress(stream: TextIO, prefix: str = "") -> Iterator[Progress]:
         return
     from rich.console import Console
 
-    console = Console(file=stream)
+    console = Console(file=stream, soft_wrap=True)
     if not console.is_terminal or console.is_dumb_terminal:
         yield PlainLines(stream, prefix)
         return

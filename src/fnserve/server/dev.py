@@ -459,7 +459,7 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
     except FnserveError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    dev.logs = logs = install(dev.config.log_format, dev=True, route_of=dev.route_of)
+    dev.logs = dev.deps.logs = logs = install(dev.config.log_format, dev=True, route_of=dev.route_of)
     dev.feed.attach_logging()
     try:
         try:

@@ -30,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from fnserve.project.types import Function
 from fnserve.runtime.asgitypes import Receive, Scope, Send
 from fnserve.server.app import Dispatcher, FrontApp
 from fnserve.server.errorpages import send_exception
+from fnserve.server.logs import LogOutput
 
 DEPS_SETTINGS = ("install", "python", "detect_imports", "import_map")
 
@@ -113,6 +115,8 @@ class DevDeps:
         self.install = True
         self._task: asyncio.Task[None] | None = None
         self._first: DepsPlan | None = None  # planned by start(), installed by finish_start()
+        self.logs: LogOutput | None = None  # set by run_dev: a live line on a terminal (install_progress)
+        self._live = False
 
     @property
     def python(self) -> Path | None:
@@ -160,11 +164,11 @@ class DevDeps:
         ``held``: the function ids held for this install (None: a project-wide install). Returns
         True when the env changed."""
         options = self.options(config)
-        progress = self._progress
         try:
-            if plan is None:
-                plan = await asyncio.to_thread(plan_deps, self.root, options, progress=progress)
-            env = await asyncio.to_thread(ensure_env, self.root, options, progress=progress, plan=plan)
+            with self.install_progress() as progress:
+                if plan is None:
+                    plan = await asyncio.to_thread(plan_deps, self.root, options, progress=progress)
+                env = await asyncio.to_thread(ensure_env, self.root, options, progress=progress, plan=plan)
         except FnserveError as exc:
             self._failed(exc, held)
             return False
@@ -187,6 +191,44 @@ class DevDeps:
 
     def _progress(self, message: str) -> None:
         self.say(f"deps: {message}")
+
+    @contextmanager
+    def install_progress(self) -> Iterator[Callable[[str], None]]:
+        """The install's progress callback: its lines through ``say`` (the log stack: text, or
+        JSON lines); on a terminal with text logs also a live spinner line under them
+        (``deps.progress.LiveLine``; the log handler's stream goes through ``rich`` meanwhile, so
+        log lines print above the spinner). One live line at a time."""
+        logs = self.logs
+        stream = logs.handler.stream if logs is not None and logs.log_format == "text" else None
+        isatty = getattr(stream, "isatty", None)
+        if logs is None or stream is None or self._live or not (isatty and isatty()):
+            yield self._progress
+            return
+        from rich.console import Console
+        from rich.file_proxy import FileProxy
+
+        from fnserve.deps.progress import LiveLine
+
+        console = Console(file=stream, soft_wrap=True)
+        if console.is_dumb_terminal:
+            yield self._progress
+            return
+        live = LiveLine(console, "deps: ", echo=False)
+
+        def progress(message: str) -> None:
+            self._progress(message)
+            live(message)
+
+        self._live = True
+        logs.handler.flush_now()
+        logs.handler.setStream(FileProxy(console, stream))
+        try:
+            with live:
+                yield progress
+        finally:
+            logs.handler.flush_now()
+            logs.handler.setStream(stream)
+            self._live = False
 
     def reinstall(self, config: Config, what: str, held: Iterable[str] = (), installing: Iterable[str] = ()) -> None:
         """Install again in the background (a dependency file or a new import changed the set).
