@@ -139,8 +139,9 @@ def get(url: str, accept: str = "*/*") -> list[str]:
             status, headers, body = response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
         status, headers, body = exc.code, exc.headers, exc.read()
-    lines = [f"HTTP/1.1 {status}", f"content-type: {headers.get('content-type', '')}", ""]
-    return lines + body.decode("utf-8", "replace").rstrip().splitlines()
+    lines: list[str] = [f"HTTP/1.1 {status}", f"content-type: {headers.get('content-type', '')}", ""]
+    text: str = body.decode("utf-8", "replace")
+    return lines + text.rstrip().splitlines()
 
 
 def edit(path: Path, old: str, new: str) -> None:
