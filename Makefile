@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz clean conformance e2e-container e2e-browser
+.PHONY: demo test lint bench fuzz clean conformance e2e-container e2e-browser tutorial
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench docs/tutorial.py
 	$(BIN)/mypy
 
 # The conformance fixtures (conformance/projects/) under `fnserve dev` and `fnserve start`; cases
@@ -46,6 +46,10 @@ e2e-browser: $(STAMP)
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 	FNSERVE_ARTIFACTS=build/artifacts FNSERVE_CHROMIUM="$$(command -v chromium)" \
 		$(BIN)/python -m pytest -q -rs tests/server/test_dashboard_browser.py
+
+# docs/TUTORIAL.md rewritten by running a first session (init, dev, edit, error, fix, build, start)
+tutorial: $(STAMP)
+	$(BIN)/python docs/tutorial.py
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

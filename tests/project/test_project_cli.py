@@ -86,7 +86,7 @@ def test_routes_zero_config_django():
 def test_routes_syntax_error_prints_table_then_exits_2():
     result = run(PROJECTS / "syntax_error")
     assert result.exit_code == 2
-    assert ["/api/broken", "-", "error", "api/broken.py", "exact"] in table_rows(result.stdout)
+    assert ["/api/broken", "-", "error", "api/broken.py", "mount"] in table_rows(result.stdout)
     assert ["/api/ok", "GET,HEAD,OPTIONS", "handler", "api/ok.py", "exact"] in table_rows(result.stdout)
     assert "api/broken.py:5: syntax error" in result.stdout
     assert "must be fixed" in result.stderr

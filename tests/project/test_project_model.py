@@ -27,6 +27,18 @@ def test_syntax_error_function_keeps_its_route_with_the_error():
     assert broken.error in project.problems and project.has_errors
 
 
+def test_syntax_error_function_at_a_static_route_is_a_mount(tmp_path):
+    """Its kind is unknown, so paths below it reach it (500 with the error), not a 404; an exact
+    route below still wins."""
+    (tmp_path / "api" / "shop").mkdir(parents=True)
+    (tmp_path / "api" / "index.py").write_text("from flask import Flask\napp = Flask(__name__\n")
+    (tmp_path / "api" / "shop" / "cart.py").write_text(HANDLER)
+    project = load_project(tmp_path)
+    assert project.function("api/index.py").error is not None
+    assert project.routes.match("/api/hello").function.id == "api/index.py"
+    assert project.routes.match("/api/shop/cart").function.id == "api/shop/cart.py"
+
+
 def test_syntax_error_in_a_helper_is_a_warning():
     project = load_project(PROJECTS / "syntax_error")
     warning = next(p for p in project.problems if p.file == "api/_helper_broken.py")

@@ -243,6 +243,25 @@ def test_syntax_error_file_answers_500_naming_it(dev: DevServer) -> None:
     assert c.get("/api/hello").status_code == 200
 
 
+def test_syntax_error_in_a_framework_app_keeps_its_mount(dev: DevServer) -> None:
+    """A typo in a Flask app's file must not turn its sub-paths into 404s (the tutorial's mistake):
+    every path the app served answers 500 naming the file, then the fix serves them again."""
+    c = httpx.Client(base_url=dev.url, timeout=10)
+    assert c.get("/api/flask_app").status_code == 200
+    app = dev.project / "api" / "flask_app.py"
+    good = app.read_text()
+    mark = len(dev.lines)
+    app.write_text(good + "\ndef broken(:\n")
+    dev.wait_for_line(r"reload: api/flask_app\.py changed", start=mark)
+    r = c.get("/api/flask_app/anything/below")
+    assert r.status_code == 500 and "api/flask_app.py" in r.json()["error"]["message"], r.text
+    assert c.get("/api/hello").status_code == 200
+    mark = len(dev.lines)
+    app.write_text(good)
+    dev.wait_for_line(r"reload: api/flask_app\.py changed", start=mark)
+    assert c.get("/api/flask_app").status_code == 200
+
+
 def test_bad_config_at_start_keeps_serving_then_recovers(tmp_path) -> None:
     server = DevServer("dev_badconfig", tmp_path, "--no-install")
     server.start()

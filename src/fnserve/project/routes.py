@@ -83,8 +83,10 @@ def routes_for(function: Function, function_root: Path | None = None) -> tuple[R
     """The routes of one function: its main route, plus for the Vercel layout the ``.py`` alias
     (exact, ``alias=True``) when the file name is a literal and, for an ``index.py``, the
     ``<folder>/index`` alias (SPEC §3.1). The main route is a mount for a framework app at a
-    static route, and in the EdgeOne layout for any function at a static route but ``/``.
-    Raises ``RouteShapeError`` for a catch-all that is not the last segment."""
+    static route, and in the EdgeOne layout for any function at a static route but ``/``. A file
+    that does not parse (``function.error``) is routed as a mount too: its kind is unknown, and a
+    framework app's paths (``/api/hello`` of a Flask ``api/index.py`` with a typo) must answer 500
+    with the syntax error, not 404, while exact routes below it still win. Raises ``RouteShapeError`` for a catch-all that is not the last segment."""
     if function.layout is Layout.APP:
         return (Route("/", (), function, mount=True),)
     parts = url_parts(function, function_root)
@@ -92,7 +94,7 @@ def routes_for(function: Function, function_root: Path | None = None) -> tuple[R
     for seg in segments[:-1]:
         if seg.kind in ("catchall", "optional"):
             raise RouteShapeError(f"catch-all segment {display((seg,))[1:]} must be the last part of the path")
-    framework = function.entry is not None and function.entry.kind.is_framework
+    framework = function.entry.kind.is_framework if function.entry is not None else function.error is not None
     static = all(seg.kind == "literal" for seg in segments)
     edgeone = function.layout is Layout.EDGEONE and bool(segments)  # EdgeOne: "/" takes "/" only
     routes = [Route("/" + "/".join(parts), segments, function, mount=static and (framework or edgeone))]
