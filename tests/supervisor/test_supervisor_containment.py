@@ -461,3 +461,32 @@ def test_http_statuses_over_loopback(tmp_path):
 
     run(main())
 
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_containment_on_other_pythons(tmp_path, version):
+    """The runtime side (zygote, ``runtime.containment``) on the oldest and newest Pythons:
+    rlimits set, an instance outlives its zygote and is reaped by the front."""
+    from ipc_support import make_target
+    from test_supervisor_zygote import _interpreter
+
+    python = _interpreter(version)
+    if python is None:
+        pytest.skip(f"no Python {version} here")
+    root = make_project(tmp_path, {A: APP})
+
+    async def main():
+        launcher = ZygoteLauncher()
+        async with Supervisor([make_target(root, A, python=Path(python))], launcher=launcher,
+                              rlimits={"nofile": 200}) as sup:
+            first = body(await request(sup, A, "/rlimits"))
+            (zygote,) = launcher.zygotes.values()
+            assert first["nofile"] == [200, 200] and first["ppid"] == zygote.pid
+            os.kill(zygote.pid, signal.SIGKILL)
+            assert await until(lambda: (proc_state(first["pid"]) or ("", 0))[1] == os.getpid())
+            again = body(await request(sup, A, "/rlimits"))
+            assert again["pid"] == first["pid"]
+            inst = sup.pools.pools[A].instances[0]
+        assert inst.exited.result() == 0 and await until(lambda: gone(first["pid"]))
+
+    run(main())

@@ -41,7 +41,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 log = logging.getLogger("fnserve.supervisor.reaper")
 
@@ -392,7 +391,3 @@ def _reap(pid: int) -> bool:
 REAPER = ChildReaper()
 """The one reaper of this process (module docstring)."""
 
-
-def reaper_state() -> dict[str, Any]:
-    """For tests and status displays: ``{"subreaper", "watched", "families"}``."""
-    return {"subreaper": REAPER.subreaper, "watched": sorted(REAPER._watches), "families": sorted(REAPER._families)}
