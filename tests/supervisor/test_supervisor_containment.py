@@ -67,7 +67,8 @@ async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     await receive()
-    path, query = scope["path"], scope["query_string"].decode()
+    path = "/" + scope["path"].rsplit("/", 1)[-1]  # /fork, or /api/a/fork behind fnserve start
+    query = scope["query_string"].decode()
     out = info()
     if path in ("/fork", "/crash", "/hang"):
         child = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -493,3 +494,20 @@ def test_containment_on_other_pythons(tmp_path, version):
         assert inst.exited.result() == 0 and await until(lambda: gone(first["pid"]))
 
     run(main())
+
+
+def test_fnserve_start_applies_the_rlimit_settings(tmp_path):
+    """``fnserve start --instance-max-open-files 300``: the function sees ``RLIMIT_NOFILE``
+    300/300 (over HTTP on 127.0.0.1:0); without the flag, the default 1024."""
+    import httpx
+    from startserver import StartServer
+
+    root = make_project(tmp_path / "project", {A: APP})
+    for args, nofile in ((("--instance-max-open-files", "300"), 300), ((), 1024)):
+        srv = StartServer(root, tmp_path, *args)
+        try:
+            srv.start()
+            seen = httpx.get(srv.url + "/api/a/rlimits", timeout=30).json()
+            assert seen["nofile"] == [nofile, nofile], seen
+        finally:
+            srv.stop()
