@@ -511,3 +511,27 @@ def test_fnserve_start_applies_the_rlimit_settings(tmp_path):
             assert seen["nofile"] == [nofile, nofile], seen
         finally:
             srv.stop()
+
+
+@pytest.mark.parametrize("kind", ["spawn", "zygote"])
+def test_exits_are_seen_without_pidfd(tmp_path, monkeypatch, kind):
+    """Without ``os.pidfd_open`` (old kernels) the front polls its instances' exits: the status
+    is the real one and the instance's group still dies with it, also after its zygote died."""
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    root = make_project(tmp_path, {A: APP})
+
+    async def main():
+        launcher = launcher_for(kind)
+        async with Supervisor([target(root, A)], launcher=launcher) as sup:
+            info = body(await request(sup, A, "/fork"))
+            if launcher is not None:
+                (zygote,) = launcher.zygotes.values()
+                os.kill(zygote.pid, signal.SIGKILL)
+                assert await until(lambda: (proc_state(info["pid"]) or ("", 0))[1] == os.getpid())
+            inst = sup.pools.pools[A].instances[0]
+            with pytest.raises(WorkerCrashed):
+                await request(sup, A, "/crash")
+            assert await asyncio.wait_for(asyncio.shield(inst.exited), 5) == 1
+            assert await all_gone(info), info
+
+    run(main())
