@@ -222,6 +222,14 @@ class Config:
     max_failures: int = setting(
         10, "Replace an instance after this many failed requests in a row (the function raised or "
         "answered 5xx); 0: never.", minimum=0, commands=START)
+    # issue 10 item 7 (containment): per-instance resource limits, applied in the instance before its code runs
+    instance_max_open_files: int = setting(
+        1024, "RLIMIT_NOFILE of each instance (soft and hard; Vercel's and Lambda's 1024), capped at the limit "
+        "fnserve has; 0: inherited from fnserve.", minimum=0, commands=START)
+    instance_max_processes: int = setting(
+        0, "RLIMIT_NPROC of each instance (soft and hard). It counts every process and thread of the user "
+        "running the instance, fnserve's included, so it must leave room for them; 0: inherited.", minimum=0,
+        commands=START)
     detect_imports: bool = setting(True, "Add packages detected from imports to the requirements.", commands=DEPS)
     install: bool = setting(True, "Install requirements into a per-project env with uv (false: run functions "
                             "with the current interpreter; fnserve deps: plan only).", commands=DEPS)

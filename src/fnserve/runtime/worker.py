@@ -11,7 +11,8 @@ Invocation (by ``fnserve.supervisor.launch``)::
 the supervisor's Unix socket, "token": str identifying this instance, "heartbeat": seconds between
 heartbeats, "stop_timeout": default seconds to drain on SIGTERM, "uvloop": bool}``, optionally
 ``"cgroup"``: the ``cgroup.procs`` file to join and ``"rlimit_as"``: bytes for ``RLIMIT_AS`` (memory
-limits, applied before the function is imported; see ``fnserve.supervisor.limits``).
+limits, applied before the function is imported; see ``fnserve.supervisor.limits``), ``"rlimits"``
+and ``"supervisor"`` (the front's pid: see ``runtime.containment``).
 
 Life of a worker:
 1. chdir to ``spec["project_root"]``; connect to ``socket``; send ``HELLO {token, pid, python}``.
@@ -48,6 +49,7 @@ from typing import Any, Dict, List, Optional, Set
 
 from . import protocol as p
 from .bytecode import keep_installed_bytecode_in_place
+from .containment import contain
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -131,6 +133,7 @@ class Worker:
         self._mark = 0  # len(sys.modules) when last listed
         self._stop: Optional[asyncio.Event] = None
         self._started = 0.0  # perf_counter() when loading began
+        self.front_death: Any = None  # containment.FrontDeath: die with the front (checked per heartbeat)
 
     async def connect(self) -> int:
         """Connect to the supervisor, send ``HELLO`` and install the stop signals. Returns 0, or
@@ -253,6 +256,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.heartbeat)
             assert self.conn is not None
+            if self.front_death is not None and not self.front_death.check():
+                self._request_stop(0.0)  # reparented, and not to the front: it is gone
             meta: Dict[str, Any] = {"inflight": len(self.tasks)}
             if self._reports == 0 or (self._reports == 1 and self.served):
                 self._reports += 1
@@ -457,6 +462,7 @@ def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock
         # the import runs as under plain Python: no running loop, none set (SPEC §4); the
         # connection's transport waits, unread, in the stopped loop meanwhile
         _fresh_loop_state()
+        worker.front_death = contain(options)  # rlimits, death signal (issue 10 item 7); after any uid change
         loaded = worker.load()
         asyncio.set_event_loop(loop)
         return loop.run_until_complete(worker.serve(loaded))

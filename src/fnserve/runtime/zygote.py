@@ -20,9 +20,14 @@ plus file descriptors passed with ``SCM_RIGHTS``):
   attributable, exactly as with a spawned worker);
 - zygote → supervisor: ``{"op": "forked", "id": n, "pid": int, "fork_ms": float}`` (or ``"error"``),
   later ``{"op": "exit", "pid": int, "status": int}`` when that child ends (negative: killed by that
-  signal). The zygote is the children's parent, so it reaps them and reports their status.
-- EOF on the control socket: the zygote exits (its children get SIGKILL through
-  ``PR_SET_PDEATHSIG``; the supervisor stops them gracefully before that).
+  signal). The zygote is the children's parent, so it reaps them and reports their status; each
+  child leads its own process group, which the zygote SIGKILLs before reaping the child (the
+  zombie keeps the group id from being reused), so what a function started dies with it;
+- zygote → supervisor: ``{"op": "standby", "pid": int}`` for each pre-forked standby child;
+- supervisor → zygote: ``{"op": "exit"}``, then EOF: the zygote exits; its instances keep running
+  (they are reparented to the supervisor, a child subreaper, which reaps them from then on).
+- EOF without ``exit``: the supervisor died. The zygote SIGKILLs its instances' process groups
+  (their death signal: they do not die with the zygote itself) and exits.
 
 Fork safety: the zygote runs no thread (checked after the imports, reported in ``threads``), its
 imported objects are moved out of the garbage collector's reach with ``gc.freeze()`` (so children
@@ -43,7 +48,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Set, Union
 
 from . import worker
 from .bytecode import keep_installed_bytecode_in_place
@@ -161,6 +166,7 @@ class Zygote:
         self.next_cgroup = ""  # a spare memory cgroup (cgroup.procs) for the next standby
         self.discarded: List[str] = []  # spares that will not be used: told in the next reply
         self.wake: Any = None  # (read fd, write fd) of the signal wakeup pipe, once serving
+        self.children: Set[int] = set()  # instances forked (not reaped yet)
 
     def standby_later(self, delay: float = STANDBY_DELAY) -> None:
         """Fork the next standby ``delay`` s from now: not while the instance just assigned is
@@ -189,6 +195,7 @@ class Zygote:
             standby_main(theirs, me, self.prctl, self.socket_path, self.use_uvloop, cgroup)
         theirs.close()
         self.standby = (pid, ours, cgroup)
+        _send(self.ctrl, {"op": "standby", "pid": pid})
 
     def drop_standby(self) -> None:
         """The standby is stale (new modules were imported): it exits, a new one is forked."""
@@ -222,6 +229,7 @@ class Zygote:
         if pid is None:
             _send(self.ctrl, {"op": "forked", "id": rid, "error": "fork failed", "discarded": discarded})
             return
+        self.children.add(pid)
         _send(self.ctrl, {"op": "forked", "id": rid, "pid": pid, "cgroup": cgroup, "discarded": discarded,
                           "fork_ms": round((time.perf_counter() - started) * 1000, 3)})
         if options.get("socket") and options["socket"] != self.socket_path:
@@ -263,13 +271,26 @@ class Zygote:
         return pid
 
     def reap(self) -> None:
+        """Reap every child that exited: an instance's process group is SIGKILLed first (while
+        the instance is an unreaped zombie its pid, the group's id, cannot be reused)."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if info is None:
                 return
+            pid = info.si_pid
+            if pid in self.children:
+                self.children.discard(pid)
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                pid, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                continue
             if self.standby is not None and self.standby[0] == pid:
                 self.standby[1].close()
                 if self.standby[2]:
@@ -278,6 +299,14 @@ class Zygote:
                 continue  # a standby nobody knows about: nothing to report
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             _send(self.ctrl, {"op": "exit", "pid": pid, "status": code})
+
+    def kill_children(self) -> None:
+        """SIGKILL the process group of every instance not reaped yet."""
+        for pid in self.children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def preload(self, request: Dict[str, Any]) -> None:
         info = _preload([str(n) for n in request.get("names") or []], False)
@@ -331,9 +360,10 @@ class Zygote:
                 data, fds, _flags, _addr = socket.recv_fds(ctrl, MAX_MESSAGE, 8)
             except ConnectionError:
                 data, fds = b"", []
-            if not data:
+            if not data:  # the supervisor died: take its instances with it
                 if self.standby is not None:
                     self.standby[1].close()
+                self.kill_children()
                 return 0
             try:
                 request = json.loads(data)
@@ -345,6 +375,10 @@ class Zygote:
                 continue
             for fd in fds:
                 os.close(fd)
+            if op == "exit":  # a planned stop: the instances live on (the supervisor reaps them)
+                if self.standby is not None:
+                    self.standby[1].close()
+                return 0
             if op == "preload":
                 self.preload(request)
             else:
@@ -369,7 +403,8 @@ def main(argv: List[str]) -> int:
     try:
         _send(ctrl, info)
         return zygote.serve()
-    except (BrokenPipeError, ConnectionError):
+    except (BrokenPipeError, ConnectionError):  # the supervisor is gone
+        zygote.kill_children()
         return 0
     finally:
         ctrl.close()

@@ -18,16 +18,24 @@ EXIT_CHILD_ERROR = 70
 WARM_TIMEOUT = 2.0  # s: a framework warm-up that does not finish by then is abandoned
 
 
-def _clean_child(zygote_pid: int, prctl: Any) -> None:
-    """In a freshly forked child: signals, session, death signal, random state, root logging."""
+PR_SET_PDEATHSIG = 1
+
+
+def _clean_child(zygote_pid: int, prctl: Any, standby: bool = False) -> None:
+    """In a freshly forked child: signals, session (its own process group: pgid = pid, what the
+    supervisor kills on every exit), death signal for a standby, random state, root logging.
+
+    An instance does NOT die with its zygote (issue 10 item 6: a function may kill it): if the
+    zygote dies it is reparented to the front (a child subreaper), which reaps it. A standby, not
+    yet anybody's instance, dies with its zygote (``PR_SET_PDEATHSIG``, cleared at assignment)."""
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     os.setsid()
-    if prctl is not None:
-        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
-        if os.getppid() != zygote_pid:
-            os._exit(EXIT_CHILD_ERROR)
+    if standby and prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote_pid:  # the zygote died while we were forked: nobody knows us
+        os._exit(EXIT_CHILD_ERROR)
     if "random" in sys.modules:
         sys.modules["random"].seed()
     if "logging" in sys.modules:
@@ -87,7 +95,7 @@ def standby_main(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path
     ``{"spec", "options"}`` + stdout/stderr fds. Never returns."""
     code = EXIT_CHILD_ERROR
     try:
-        _clean_child(zygote_pid, prctl)
+        _clean_child(zygote_pid, prctl, standby=True)
         _close_fds(assign.fileno())
         joined = False
         if cgroup:  # a spare memory cgroup: joined now, its limit is written at assignment
@@ -109,6 +117,8 @@ def standby_main(assign: socket.socket, zygote_pid: int, prctl: Any, socket_path
         data, fds, _flags, _addr = socket.recv_fds(assign, MAX_MESSAGE, 8)
         if not data or len(fds) != 2:
             _exit_child(0)  # retired by the zygote
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, 0)  # an instance now: it outlives its zygote
         assign.close()
         request = json.loads(data)
         options = request.get("options") or {}

@@ -69,6 +69,7 @@ LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
 RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period", "heartbeat_timeout", "load_retry",
                 "max_requests", "max_requests_jitter", "max_failures",
+                "instance_max_open_files", "instance_max_processes",  # the supervisor's (issue 10 item 7)
                 "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections")  # uvicorn's protocol
 
 
@@ -296,6 +297,8 @@ class StartServer:
                                      heartbeat_timeout=config.heartbeat_timeout or None, load_retry=config.load_retry,
                                      max_requests=config.max_requests, max_requests_jitter=config.max_requests_jitter,
                                      max_failures=config.max_failures,
+                                     rlimits={"nofile": config.instance_max_open_files,
+                                              "nproc": config.instance_max_processes},
                                      start_timeout=30.0, stop_timeout=max(grace, 1.0))
         observed = ObservedSupervisor(self.supervisor, self.metrics)
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from ..project.types import Function
@@ -65,7 +65,8 @@ class Supervisor:
     dev's behaviour; see ``pools``). ``max_requests`` (+ random 0..``max_requests_jitter``): an
     instance is replaced after serving that many requests (gunicorn's ``--max-requests``), 0:
     never; ``max_failures``: after that many failed requests (raised or 5xx) in a row, 0: never
-    (both through ``serve``). Use ``async with
+    (both through ``serve``). ``rlimits``: ``{"nofile": n, "nproc": n}`` for every instance
+    (issue 10 item 7: ``RLIMIT_NOFILE`` / ``RLIMIT_NPROC``; 0 or absent: inherited). Use ``async with
     Supervisor(...)`` or call ``shutdown()``.
 
     Its parts (see the module docstring): ``pools`` (``InstancePools``: ``.pools`` id →
@@ -92,6 +93,7 @@ class Supervisor:
         max_requests: int = 0,
         max_requests_jitter: int = 0,
         max_failures: int = 0,
+        rlimits: Mapping[str, int] | None = None,
     ) -> None:
         self.launcher = launcher or SpawnLauncher()
         self.policy = POLICIES[policy]() if isinstance(policy, str) else policy
@@ -99,7 +101,7 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.memory = MemoryGuard(memory_limiter)
         self.starter = InstanceStarter(self.launcher, self.memory, heartbeat=heartbeat, stop_timeout=stop_timeout,
-                                       use_uvloop=use_uvloop)
+                                       use_uvloop=use_uvloop, rlimits=rlimits)
         self.pools = InstancePools(targets, self.policy, self.starter, self.memory, start_timeout=start_timeout,
                                    stop_timeout=stop_timeout, ensure_started=self.start,
                                    load_retry=load_retry, max_requests=max_requests,

@@ -56,7 +56,9 @@ class Instance:
     time its last request ended, None while busy), ``kind`` (from READY), ``kill_reason``
     (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``failures`` (failed
     requests in a row), ``recycle_at`` (``served`` count it is replaced at, or None), ``peak_rss_mb``,
-    ``limit_key`` (its key in the memory limiter, None when it has no cgroup).
+    ``limit_key`` (its key in the memory limiter, None when it has no cgroup). ``pid`` is also its
+    process group id: it leads its own group, where whatever the function starts stays unless it
+    calls ``setsid``/``setpgid`` (``os.killpg(inst.pid, sig)``; see ``reaper``).
     """
 
     def __init__(self, target: WorkerTarget, token: str) -> None:

@@ -13,13 +13,16 @@ the current directory from ``sys.path``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .reaper import REAPER
 from .target import WorkerTarget, python_options
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
@@ -49,40 +52,50 @@ BOOTSTRAP = (
 
 
 class WorkerProcess:
-    """A started worker process, whatever started it.
+    """A started worker process, whatever started it: ``pid`` (int; it leads its own process group,
+    so its pgid is its pid); ``output_fds``: the read ends of its stdout and stderr pipes (the
+    supervisor's ``OutputPump`` reads and closes them), or None; ``stdout`` / ``stderr``: else
+    ``asyncio.StreamReader`` of its output (or None); ``returncode``: None while it runs;
+    ``await wait() -> int`` the exit status (negative: killed by that signal); ``signal(signum)``
+    sends a signal to its process group (to the process alone while it has none yet), ignoring a
+    process that is already gone.
 
-    ``pid``: int; ``output_fds``: the read ends of its stdout and stderr pipes (the supervisor's
-    ``OutputPump`` reads and closes them), or None; ``stdout`` / ``stderr``: else
-    ``asyncio.StreamReader`` of the process's output (or None when not captured); ``await wait() -> int`` the exit status (negative: killed by that
-    signal); ``signal(signum)`` sends a signal to the process (and its process group when it
-    leads one), ignoring a process that is already gone.
+    Its exit is watched by ``reaper.REAPER`` (pidfd): with ``reap`` (we are its parent) its
+    process group is SIGKILLed before it is reaped, so nothing the function started outlives it.
+    ``popen``: the ``subprocess.Popen`` that started it (told its status, so it never waits itself).
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, own_group: bool = True,
-                 output_fds: tuple[int, int] | None = None) -> None:
-        self._proc = proc
-        self._own_group = own_group
-        self.pid: int = proc.pid
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
+    def __init__(self, pid: int, output_fds: tuple[int, int] | None = None, *, reap: bool = True,
+                 popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
         self.output_fds = output_fds
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self.returncode: int | None = None
+        self._popen = popen
+        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.watch = REAPER.watch(pid, self._set_exit, reap=reap)
 
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode
+    def _set_exit(self, status: int) -> None:
+        if self.returncode is None:
+            self.returncode = status
+            if self._popen is not None:
+                self._popen.returncode = status  # reaped by us: Popen must never waitpid this pid again
+            if not self._exited.done():
+                self._exited.set_result(status)
 
     async def wait(self) -> int:
-        return await self._proc.wait()
+        return await asyncio.shield(self._exited)
 
     def signal(self, signum: int) -> None:
-        if self._proc.returncode is not None:
+        if self.returncode is not None:
             return
         try:
-            if self._own_group:
-                os.killpg(self.pid, signum)
-            else:
+            os.killpg(self.pid, signum)
+        except ProcessLookupError:  # not yet in its own group (just forked): the process itself
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, signum)
-        except (ProcessLookupError, PermissionError):
+        except PermissionError:
             pass
 
     def kill(self) -> None:
@@ -118,9 +131,11 @@ class Launcher:
 
 class SpawnLauncher(Launcher):
     """A fresh ``target.python -I -u -X pycache_prefix=... -c BOOTSTRAP`` per instance, in its own session (so a terminal's
-    Ctrl-C reaches only the front server, which then stops workers gracefully), with
-    ``target.env`` as its whole environment, ``target.cwd`` as working directory and
-    stdout/stderr on pipes whose read ends the supervisor's output thread reads."""
+    Ctrl-C reaches only the front server, which then stops workers gracefully, and its process
+    group is the instance's), with ``target.env`` as its whole environment, ``target.cwd`` as
+    working directory and stdout/stderr on pipes whose read ends the supervisor's output thread
+    reads. Started with ``subprocess.Popen`` rather than asyncio's subprocess: the supervisor
+    (``reaper``), not asyncio's child watcher, reaps it, after killing its process group."""
 
     name = "spawn"
 
@@ -128,7 +143,7 @@ class SpawnLauncher(Launcher):
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            proc = await self._exec(target, options, out_w, err_w)
+            popen = self._exec(target, options, out_w, err_w)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -136,19 +151,19 @@ class SpawnLauncher(Launcher):
         finally:
             os.close(out_w)
             os.close(err_w)
-        return WorkerProcess(proc, own_group=True, output_fds=(out_r, err_r))
+        return WorkerProcess(popen.pid, (out_r, err_r), popen=popen)
 
     @staticmethod
-    async def _exec(target: WorkerTarget, options: Mapping[str, Any], out: int, err: int) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            str(target.python),
-            *python_options(target),  # -I -u -X pycache_prefix=<project>/.fnserve/pycache
-            "-c",
-            BOOTSTRAP,
-            str(RUNTIME_DIR),
-            json.dumps(dict(target.spec), separators=(",", ":")),
-            json.dumps(dict(options), separators=(",", ":")),
-            stdin=asyncio.subprocess.DEVNULL,
+    def _exec(target: WorkerTarget, options: Mapping[str, Any], out: int, err: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [str(target.python),
+             *python_options(target),  # -I -u -X pycache_prefix=<project>/.fnserve/pycache
+             "-c",
+             BOOTSTRAP,
+             str(RUNTIME_DIR),
+             json.dumps(dict(target.spec), separators=(",", ":")),
+             json.dumps(dict(options), separators=(",", ":"))],
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             env=dict(target.env),

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from .instance import Instance
 from .launch import Launcher, pid_alive
 from .memory import MemoryGuard
 from .output import OutputPump
+from .reaper import REAPER
 from .target import WorkerTarget
 
 log = logging.getLogger("fnserve.supervisor")
@@ -51,11 +52,15 @@ def sweep_stale_sockets(tmp: str | os.PathLike[str]) -> list[Path]:
 class InstanceStarter:
     """Launches instances with ``launcher`` (a ``Launcher``: spawn or zygote fork). ``memory``:
     the supervisor's ``MemoryGuard``; ``heartbeat`` / ``stop_timeout``: s, passed to workers;
-    ``use_uvloop``: workers use uvloop when their environment has it."""
+    ``use_uvloop``: workers use uvloop when their environment has it; ``rlimits``: resource limits
+    of every instance, ``{"nofile": n, "nproc": n}`` (0 or absent: inherited; applied by
+    ``fnserve.runtime.containment``). While open, this process is the instances' subreaper
+    (``reaper.REAPER``)."""
 
     def __init__(self, launcher: Launcher, memory: MemoryGuard, *, heartbeat: float, stop_timeout: float,
-                 use_uvloop: bool) -> None:
+                 use_uvloop: bool, rlimits: Mapping[str, int] | None = None) -> None:
         self.launcher = launcher
+        self.rlimits = {k: int(v) for k, v in (rlimits or {}).items() if v}
         self.memory = memory
         self.heartbeat = heartbeat
         self.stop_timeout = stop_timeout
@@ -64,6 +69,7 @@ class InstanceStarter:
         self._server: Any = None  # asyncio.Server (a uvloop one with uvloop)
         self._dir: str | None = None
         self._pending: dict[str, Instance] = {}  # token → instance waiting for its HELLO
+        self._reaping = False  # REAPER.open() was called (close() calls REAPER.close())
         self.output = OutputPump()  # instances' stdout/stderr → the log, in its own thread
 
     @property
@@ -78,6 +84,8 @@ class InstanceStarter:
         self._dir = tempfile.mkdtemp(prefix=f"{SOCKET_PREFIX}{os.getpid()}-", dir=tmp)
         self.socket_path = os.path.join(self._dir, "workers.sock")
         self._server = await loop.create_unix_server(self._new_connection, self.socket_path)
+        REAPER.open()
+        self._reaping = True
 
     async def close(self) -> None:
         """Close the socket and the launcher (zygotes stop)."""
@@ -88,6 +96,9 @@ class InstanceStarter:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
         await self.launcher.close()
+        if self._reaping:
+            self._reaping = False
+            await REAPER.close()  # the last supervisor: what is left of the instances' groups is killed and reaped
         self.output.close()
 
     def prepare_options(self) -> dict[str, Any]:
@@ -115,7 +126,10 @@ class InstanceStarter:
             "heartbeat": self.heartbeat,
             "stop_timeout": self.stop_timeout,
             "uvloop": self.use_uvloop,
+            "supervisor": os.getpid(),  # a spawned worker dies with it (PR_SET_PDEATHSIG)
         }
+        if self.rlimits:
+            options["rlimits"] = self.rlimits
         if memory:
             options.update(self.memory.options(inst, memory, bool(getattr(self.launcher, "standby_cgroups", False))))
         target = inst.target

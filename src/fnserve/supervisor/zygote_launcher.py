@@ -15,10 +15,16 @@ Decisions:
 - output: the supervisor creates two pipes per instance and passes their write ends with
   ``SCM_RIGHTS``; the child puts them on fds 1/2. Output is attributable per instance exactly as for
   spawned workers (``Instance`` reads the read ends);
-- exit status: forked children are the zygote's, not ours; the zygote reaps them and reports
-  ``{"op": "exit", "pid", "status"}``. Signals go to the child's process group (it runs
-  ``setsid``). If the zygote dies, its children are SIGKILLed (``PR_SET_PDEATHSIG`` and by us) and
-  reported killed; the next launch starts a new zygote;
+- ownership (issue 10 item 6): forked children are the zygote's; it reaps them (SIGKILLing each
+  one's process group first: it runs ``setsid``, so its pgid is its pid) and reports
+  ``{"op": "exit", "pid", "status"}``. The front is a child subreaper (``reaper``): if the zygote
+  dies (a function killed it), its instances are reparented to the front, keep serving, and the
+  front reaps them (pidfd); only its standby dies with it. The next launch starts a new zygote.
+  A zygote sees EOF on its control socket without a prior ``{"op": "exit"}`` only when the front
+  died: it then SIGKILLs its instances' groups (``PR_SET_PDEATHSIG`` on the front's behalf);
+- sharing: one zygote serves every function of an interpreter/environment/working directory.
+  Killing it harms no other function (above); it holds only third-party and stdlib modules, never
+  a function's own code or data (docs/SECURITY.md);
 - learning: an instance reports the non-project modules its load and first request imported
   (``imported`` in READY / its first HEARTBEAT; FastAPI imports ``pydantic.v1`` lazily when it
   analyses a route: ~20 ms); the zygote imports them too, so later cold starts skip them;
@@ -33,7 +39,7 @@ Decisions:
   those code paths are taken off the critical path (FastAPI showcase: cold start 11 → ~6 ms,
   private memory 8.2 → 9.0 MB). Only async endpoints / direct WSGI calls: no thread starts;
 - retirement: ``update`` retires zygotes no function uses any more (environment changed); each
-  exits once its last instance has (children die with their zygote: ``PR_SET_PDEATHSIG``);
+  exits once its last instance has;
 - fallback: no ``os.fork`` / ``socket.send_fds``, or a zygote that could not start or runs
   threads after its imports: ``SpawnLauncher`` for every function of that environment; a function
   one of whose (non-optional) imports fails in the zygote: ``SpawnLauncher`` for that function
@@ -51,6 +57,7 @@ from typing import Any
 
 from .launch import Launcher, SpawnLauncher
 from .preloads import preload_modules
+from .reaper import REAPER
 from .target import WorkerTarget
 from .zygote_process import ForkedProcess, ZygoteError, ZygoteProcess
 
@@ -92,8 +99,8 @@ class ZygoteLauncher(Launcher):
     async def zygote_for(self, target: WorkerTarget, use_uvloop: bool = True, socket_path: str = "") -> ZygoteProcess | None:
         """The running zygote for ``target``, started and given the function's imports if needed,
         or None (spawn instead)."""
-        if not self.supported:
-            return None
+        if not self.supported or not REAPER.subreaper:
+            return None  # not a subreaper: instances could not outlive their zygote
         key = self.key(target, use_uvloop)
         needed = self.needed(target)
         required = (target.id,) + tuple(n for n in needed if not n.endswith("?"))
@@ -187,7 +194,7 @@ class ZygoteLauncher(Launcher):
 
     def retain(self, targets: list[WorkerTarget], use_uvloop: bool = True) -> None:
         """Retire the zygotes no target of ``targets`` uses (an environment changed): each closes
-        when its last instance has exited (its children die with it)."""
+        when its last instance has exited."""
         keep = {self.key(t, use_uvloop) for t in targets}
         for key in [k for k in self.zygotes if k not in keep]:
             self._retire(key, self.zygotes[key])

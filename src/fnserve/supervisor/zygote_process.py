@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -13,8 +14,9 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from .launch import PRIVATE_NAME, RUNTIME_DIR
+from .launch import PRIVATE_NAME, RUNTIME_DIR, WorkerProcess
 from .output import pump_reader
+from .reaper import REAPER
 from .target import WorkerTarget, python_options
 
 log = logging.getLogger("fnserve.supervisor.zygote_launcher")
@@ -35,44 +37,19 @@ class ZygoteError(Exception):
     """Internal: the zygote could not start, or died; the launcher falls back or retries."""
 
 
-class ForkedProcess:
-    """A worker forked by a zygote; the ``WorkerProcess`` interface (``pid``, ``output_fds``,
-    ``returncode``, ``await wait()``, ``signal``, ``kill``) without being our child."""
+class ForkedProcess(WorkerProcess):
+    """A worker forked by a zygote: the ``WorkerProcess`` interface, with the zygote as its parent.
+    The zygote reaps it (SIGKILLing its process group first) and reports its status
+    (``{"op": "exit"}`` → ``watch.finish``); if the zygote dies first, the instance is reparented
+    to us (the subreaper) and keeps running: ``watch.take_over()`` makes us reap it.
+    ``fork_ms``: the fork's duration in the zygote; ``cgroup``: the spare cgroup its standby
+    joined ahead, or None; ``discarded``: spares that will never be used."""
 
-    def __init__(self, pid: int, output_fds: tuple[int, int]) -> None:
-        self.pid = pid
-        self.output_fds: tuple[int, int] | None = output_fds  # read ends of its stdout / stderr pipes
-        self.stdout = None
-        self.stderr = None
-        self.returncode: int | None = None
+    def __init__(self, pid: int, output_fds: tuple[int, int], fork_ms: float = 0.0) -> None:
+        super().__init__(pid, output_fds, reap=False)
+        self.fork_ms = fork_ms
         self.cgroup: str | None = None
         self.discarded: list[str] = []
-        self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-    def _set_exit(self, status: int) -> None:
-        if self.returncode is None:
-            self.returncode = status
-            if not self._exited.done():
-                self._exited.set_result(status)
-
-    async def wait(self) -> int:
-        return await asyncio.shield(self._exited)
-
-    def signal(self, signum: int) -> None:
-        if self.returncode is not None:
-            return
-        try:
-            os.killpg(self.pid, signum)
-        except ProcessLookupError:  # not yet in its own group (just forked): the process itself
-            try:
-                os.kill(self.pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
-        except PermissionError:
-            pass
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
 
 
 class ZygoteProcess:
@@ -123,6 +100,8 @@ class ZygoteProcess:
         finally:
             theirs.close()
         self.pid = self._proc.pid
+        REAPER.ignore(self.pid)  # asyncio waits for the zygote itself
+        REAPER.family(self.pid)  # its session: zombies left in it are ours to reap
         self.alive = True
         ours.setblocking(False)
         self._sock = ours
@@ -130,6 +109,7 @@ class ZygoteProcess:
         loop.add_reader(ours.fileno(), self._on_readable)
         for stream in (self._proc.stdout, self._proc.stderr):
             self._tasks.append(loop.create_task(self._pump(stream)))
+        self._tasks.append(loop.create_task(self._reaped(self._proc)))
         try:
             self.info = await asyncio.wait_for(asyncio.shield(self._ready), timeout)
         except asyncio.TimeoutError:
@@ -170,6 +150,11 @@ class ZygoteProcess:
             self._replies.pop(rid, None)
             raise ZygoteError(f"the zygote did not answer within {timeout:g} s") from None
 
+    @staticmethod
+    async def _reaped(proc: asyncio.subprocess.Process) -> None:
+        await proc.wait()
+        REAPER.unignore(proc.pid)
+
     async def _pump(self, stream: asyncio.StreamReader | None) -> None:
         if stream is not None:
             await pump_reader(stream, lambda line: log.info("zygote %s: %s", self.pid, line.rstrip()))
@@ -188,12 +173,14 @@ class ZygoteProcess:
                 return
             msg = json.loads(data)
             op = msg.get("op")
-            if op == "exit":
+            if op == "exit":  # the zygote reaped a child (after SIGKILLing its process group)
                 child = self._children.pop(int(msg["pid"]), None)
                 if child is not None:
-                    child._set_exit(int(msg["status"]))
+                    child.watch.finish(int(msg["status"]))
                 if self.retiring and not self._children:
                     self._tasks.append(asyncio.get_running_loop().create_task(self.close()))
+            elif op == "standby":  # a pre-forked child: its zombie is ours to reap if the zygote dies
+                REAPER.family(int(msg["pid"]))
             elif op in ("forked", "preloaded"):
                 future = self._replies.pop(int(msg.get("id", -1)), None)
                 if future is not None and not future.done():
@@ -202,8 +189,9 @@ class ZygoteProcess:
                 self._ready.set_result(msg)
 
     def _died(self) -> None:
-        """The control socket closed: the zygote is gone. Its children die with it (pdeathsig);
-        make sure, and report them killed."""
+        """The control socket closed: the zygote is gone (or we closed it). Its instances live
+        on, reparented to us (the subreaper): we reap them from now on. (Its standby dies with
+        it: ``PR_SET_PDEATHSIG``; the reaper's sweep reaps it.)"""
         if not self.alive:
             return
         self.alive = False
@@ -220,9 +208,9 @@ class ZygoteProcess:
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
         for child in self._children.values():
-            child.kill()
-            child._set_exit(-signal.SIGKILL)
+            child.watch.take_over()
         self._children.clear()
+        REAPER.sweep_soon()
 
     async def fork(self, spec: Mapping[str, Any], options: Mapping[str, Any], timeout: float = 10.0) -> ForkedProcess:
         """Fork one instance running the worker main with ``spec`` / ``options``. Raises ``ZygoteError``."""
@@ -241,15 +229,18 @@ class ZygoteProcess:
             os.close(out_r)
             os.close(err_r)
             raise ZygoteError(f"the zygote could not fork: {reply.get('error')}")
-        child = ForkedProcess(int(reply["pid"]), (out_r, err_r))
-        child.fork_ms = float(reply.get("fork_ms", 0.0))  # type: ignore[attr-defined]
+        child = ForkedProcess(int(reply["pid"]), (out_r, err_r), float(reply.get("fork_ms", 0.0)))
         child.cgroup = reply.get("cgroup") or None  # a spare cgroup the standby joined ahead
         child.discarded = list(reply.get("discarded") or ())  # spares that will never be used
         self._children[child.pid] = child
         return child
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Close the control socket (the zygote exits); SIGKILL it after ``timeout`` s."""
+        """Tell the zygote to exit and close the control socket (its running instances keep
+        running: we reap them); SIGKILL it after ``timeout`` s."""
+        if self.alive and self._sock is not None:
+            with contextlib.suppress(OSError):  # without it, EOF means "the front died": it kills its children
+                self._sock.send(json.dumps({"op": "exit"}).encode())
         self._died()
         if self._proc is not None and self._proc.returncode is None:
             try:
@@ -263,3 +254,4 @@ class ZygoteProcess:
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
+
