@@ -37,7 +37,6 @@ A write the domain refuses raises ``PermissionError: [Errno 13] Permission denie
 (``EROFS`` under the mount fallback); :func:`hint` gives the sentence the worker logs with it.
 """
 
-import ctypes
 import errno
 import os
 import sys
@@ -76,17 +75,9 @@ HINT = ("the project tree is read-only to functions in fnserve start (as on Verc
         "write to /tmp or $TMPDIR")
 
 
-class _PathBeneath(ctypes.Structure):
-    _pack_ = 1  # struct landlock_path_beneath_attr is packed: u64 + s32
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
-class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
-
-
 def _libc() -> Any:
+    import ctypes  # imported only where something is confined (~5 ms): never in dev's workers
+
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -101,10 +92,12 @@ def landlock_abi() -> int:
     if not sys.platform.startswith("linux"):
         return 0
     try:
+        import ctypes
+
         libc = _libc()
         version = int(libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
                                    ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION)))
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return 0
     return max(version, 0)
 
@@ -115,7 +108,7 @@ def set_dumpable(dumpable: bool) -> bool:
     nor ptrace it (root can). Returns False when it could not be set."""
     try:
         return int(_libc().prctl(PR_SET_DUMPABLE, 1 if dumpable else 0, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
 
 
@@ -140,10 +133,20 @@ def restrict_writes(writable: List[str], *, scope_signals: bool = True) -> int:
     abi = landlock_abi()
     if abi <= 0:
         return 0
+    import ctypes
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1  # struct landlock_path_beneath_attr is packed: u64 + s32
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                    ("scoped", ctypes.c_uint64)]
+
     libc = _libc()
     handled = handled_rights(abi)
-    attr = _RulesetAttr(handled, 0, SCOPE_SIGNAL if scope_signals and abi >= 6 else 0)
-    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
+    attr = RulesetAttr(handled, 0, SCOPE_SIGNAL if scope_signals and abi >= 6 else 0)
+    size = ctypes.sizeof(RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
     ruleset = int(libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
                                ctypes.c_uint32(0)))
     if ruleset < 0:
@@ -156,7 +159,7 @@ def restrict_writes(writable: List[str], *, scope_signals: bool = True) -> int:
                 continue
             try:
                 rights = handled if os.path.isdir(path) else handled & FILE_RIGHTS
-                rule = _PathBeneath(rights, fd)
+                rule = PathBeneath(rights, fd)
                 if int(libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH,
                                     ctypes.byref(rule), ctypes.c_uint32(0))) != 0:
                     raise _oserror("landlock_add_rule %s" % path)
@@ -174,6 +177,8 @@ def restrict_writes(writable: List[str], *, scope_signals: bool = True) -> int:
 def mount_read_only(folder: str) -> None:
     """In a new private mount namespace, bind-mount ``folder`` onto itself read-only (root
     only: needs ``CAP_SYS_ADMIN``). Raises ``OSError``."""
+    import ctypes
+
     libc = _libc()
     if int(libc.unshare(CLONE_NEWNS)) != 0:
         raise _oserror("unshare(CLONE_NEWNS)")
@@ -257,5 +262,7 @@ def hint(exc: BaseException) -> Optional[str]:
 
 
 def _oserror(what: str) -> OSError:
+    import ctypes
+
     code = ctypes.get_errno()
     return OSError(code, "%s: %s" % (what, os.strerror(code)))

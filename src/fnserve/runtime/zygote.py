@@ -361,7 +361,8 @@ def main(argv: List[str]) -> int:
         _log("usage: zygote <config JSON> (%s)" % exc)
         return worker.EXIT_USAGE
     keep_installed_bytecode_in_place()
-    set_dumpable(bool(config.get("dumpable", True)))  # issue 10 item 8; its children inherit it
+    if config.get("dumpable") is False:  # fnserve start (issue 10 item 8); its children inherit it
+        set_dumpable(False)
     use_uvloop = bool(config.get("uvloop", True))
     info = _preload([str(n) for n in config.get("preload") or []], use_uvloop)
     gc.collect()
