@@ -230,3 +230,33 @@ def test_handled_rights_grow_with_the_abi() -> None:
     assert c.handled_rights(2) & c.FS_REFER
     assert c.handled_rights(3) & c.FS_TRUNCATE
     assert c.handled_rights(7) & (1 << 2) == 0  # READ_FILE is never handled: reading stays allowed
+
+
+@needs_root
+def test_without_landlock_confine_falls_back_to_a_read_only_mount(outside: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(c, "landlock_abi", lambda: 0)  # an old kernel
+    tmpdir = outside.parent / (outside.name + "-tmp")  # beside it: reachable by nobody, not beneath the mount
+    tmpdir.mkdir()
+    tmpdir.chmod(0o777)
+    outside.chmod(0o777)  # nobody could write it, but for the read-only mount
+
+    def child() -> dict[str, Any]:
+        confined = c.confine({"tmpdir": str(tmpdir), "read_only": True, "writable": ["/dev"], "project": str(outside),
+                              "mount_fallback": True,
+                              "user": {"uid": 65534, "gid": 65534, "groups": [65534], "name": "nobody"}})
+        return {"confined": confined, "uid": os.getuid(),
+                "write": attempt(lambda: open(outside / "x", "w").close()),
+                "tmp": attempt(lambda: open(tmpdir / "x", "w").close())}
+
+    try:
+        out = in_child(child)
+    finally:
+        import shutil
+
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    if "raised" in out:
+        pytest.skip(f"no mount namespaces here: {out['raised']}")
+    assert out["confined"] is True and out["uid"] == 65534
+    assert out["write"] == f"[Errno 30] Read-only file system: '{outside / 'x'}'"
+    assert out["tmp"] == "ok"
