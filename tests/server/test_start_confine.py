@@ -62,6 +62,7 @@ OPS = {
     "tmp": lambda q: attempt(lambda: append(os.path.join(tempfile.gettempdir(), "x.txt"))),
     "environ": lambda q: attempt(lambda: environ_of(q["pid"])),
     "status": lambda q: attempt(lambda: status_of(q["pid"])),
+    "signal": lambda q: attempt(lambda: os.kill(int(q["pid"]), 0)),
     "raise": lambda q: append(q["path"]),
 }
 
@@ -77,7 +78,7 @@ async def app(scope, receive, send):
     else:
         import ctypes
 
-        body = {"pid": os.getpid(), "uid": os.getuid(), "file": __file__, "env": dict(os.environ),
+        body = {"pid": os.getpid(), "ppid": os.getppid(), "uid": os.getuid(), "file": __file__, "env": dict(os.environ),
                 "tmpdir": tempfile.gettempdir(), "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)}
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
@@ -131,6 +132,11 @@ def test_start_functions_cannot_write_the_project_but_tmp_and_their_own_tmpdir(p
         assert (project / "api" / "other.py").read_text() == before
         assert httpx.get(server.url + "/defaced.txt", timeout=5).status_code == 404
         assert list((project / ".fnserve" / "pycache").rglob("probe*.pyc"))  # compiled by fnserve, not by functions
+        if landlock_abi() >= 6:  # signals are scoped to the instance: not the front, not its zygote
+            for pid in (server.proc.pid, info["ppid"]):
+                assert get(server, "probe", op="signal", pid=str(pid)) == {
+                    "ok": False, "error": "PermissionError: [Errno 1] Operation not permitted"}
+            assert get(server, "probe", op="signal", pid=str(info["pid"]))["ok"]
 
         tmpdir = info["tmpdir"]
         assert info["env"]["TMPDIR"] == tmpdir and os.path.isdir(tmpdir)
