@@ -21,7 +21,7 @@ def faults(tmp_path: Path):
     flags.mkdir()
 
     def make(*args: str) -> StartServer:
-        srv = StartServer("start_faults", tmp_path, *args, env={"FAULTS_FLAGS": str(flags)})
+        srv = StartServer("start_faults", tmp_path, *args, env={"FAULTS_FLAGS": str(flags), "FNSERVE_ENV_PASSTHROUGH": "FAULTS_FLAGS"})
         servers.append(srv)
         srv.start()
         return srv

@@ -17,7 +17,7 @@ def test_start_hides_the_exception_text_and_logs_it(tmp_path: Path) -> None:
     flags = tmp_path / "flags"
     flags.mkdir()
     (flags / "down").write_text("")
-    srv = StartServer("start_faults", tmp_path, "--load-retry", "0", env={"FAULTS_FLAGS": str(flags)})
+    srv = StartServer("start_faults", tmp_path, "--load-retry", "0", env={"FAULTS_FLAGS": str(flags), "FNSERVE_ENV_PASSTHROUGH": "FAULTS_FLAGS"})
     srv.start()
     try:
         r = httpx.get(srv.url + "/api/boom", headers={"x-request-id": "req-1234"}, timeout=30)

@@ -257,6 +257,22 @@ class Config:
         Strings(()), "Ignore changes to files matching this glob (repeatable; matched against the project-relative path, "
         "the file name and each folder name, e.g. 'tests', '*.log', 'data/*').", commands=("dev", "config"))
     open: bool = setting(False, "Open the dev server's URL in the browser once it listens.", commands=("dev", "config"))
+    # issue 10 items 8-9 (helper reach): what a function can reach in fnserve start (docs/SECURITY.md)
+    env_passthrough: Strings = setting(
+        Strings(()), "A host environment variable (name or glob, e.g. 'AWS_*') fnserve start passes to functions "
+        "besides PATH, HOME, USER, LANG, LC_*, TZ, SSL_CERT_FILE, SSL_CERT_DIR and a few more (repeatable; the "
+        "project's .env* and vercel.json env always pass; fnserve dev passes the whole environment).",
+        commands=START)
+    read_only_code: bool = setting(
+        True, "In fnserve start, functions can write only to /tmp, their own $TMPDIR, /dev and --writable-path: "
+        "the project and every other file are read-only to them (Landlock, Linux >= 5.13; fnserve dev never "
+        "restricts).", commands=START)
+    writable_path: Strings = setting(
+        Strings(()), "A folder functions may write to despite read-only-code (repeatable; relative to the project "
+        "folder or absolute), e.g. a SQLite database's folder.", commands=START)
+    user: str | None = setting(
+        None, "Run function instances as this user (a name or uid) when fnserve start runs as root; the project "
+        "must be readable by it.", commands=START)
 
     def function_env(self) -> dict[str, str]:
         """The variables every function process gets on top of its base environment: vercel.json

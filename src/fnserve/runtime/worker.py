@@ -50,6 +50,7 @@ from typing import Any, Dict, List, Optional, Set
 from . import protocol as p
 from .bytecode import keep_installed_bytecode_in_place
 from .containment import contain
+from .confine import confine, hint
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -134,6 +135,7 @@ class Worker:
         self._stop: Optional[asyncio.Event] = None
         self._started = 0.0  # perf_counter() when loading began
         self.front_death: Any = None  # containment.FrontDeath: die with the front (checked per heartbeat)
+        self.confined = False  # writes restricted (runtime.confine): refused writes get a hint in the log
 
     async def connect(self) -> int:
         """Connect to the supervisor, send ``HELLO`` and install the stop signals. Returns 0, or
@@ -366,6 +368,7 @@ class Worker:
             raise
         except BaseException as exc:  # noqa: B902 - report everything the app raises, then go on
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            tb += "hint: %s\n" % hint(exc) if self.confined and hint(exc) else ""
             sys.stderr.write(tb)
             sys.stderr.flush()
             stream.send(p.ERROR, 0, p.dumps({"message": "%s: %s" % (type(exc).__name__, exc), "traceback": tb, "response_started": started[0]}))
@@ -459,6 +462,7 @@ def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock
         code = loop.run_until_complete(worker.connect())
         if code != EXIT_OK:
             return code
+        worker.confined = confine(options.get("confine"), joining)  # fnserve start: TMPDIR, user, read-only code
         # the import runs as under plain Python: no running loop, none set (SPEC §4); the
         # connection's transport waits, unread, in the stopped loop meanwhile
         _fresh_loop_state()

@@ -52,6 +52,7 @@ from typing import Any, Dict, List, Set, Union
 
 from . import worker
 from .bytecode import keep_installed_bytecode_in_place
+from .confine import set_dumpable
 from .zygote_child import child_main, standby_main, warm_frameworks
 
 MAX_MESSAGE = 1 << 20
@@ -394,6 +395,8 @@ def main(argv: List[str]) -> int:
         _log("usage: zygote <config JSON> (%s)" % exc)
         return worker.EXIT_USAGE
     keep_installed_bytecode_in_place()
+    if config.get("dumpable") is False:  # fnserve start (issue 10 item 8); its children inherit it
+        set_dumpable(False)
     use_uvloop = bool(config.get("uvloop", True))
     info = _preload([str(n) for n in config.get("preload") or []], use_uvloop)
     gc.collect()

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -50,6 +51,7 @@ from typing import Any
 
 from fnserve.config import Config, load_config
 from fnserve.errors import ConfigError, FnserveError, ProjectError
+from fnserve.runtime.confine import landlock_abi, set_dumpable
 from fnserve.server.admin import PREFIX, AdminApp, reserved_conflicts
 from fnserve.server.app import FrontApp, Site, static_for
 from fnserve.server.collectstatic import CollectedStatic, collect, django_functions, with_django_static
@@ -63,14 +65,15 @@ from fnserve.server.rules import from_config
 from fnserve.server.snapshots import Snapshots
 from fnserve.server.static import StaticFiles
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
-from fnserve.supervisor.target import PYCACHE
+from fnserve.supervisor.target import PYCACHE, compile_bytecode, confinement, resolve_user
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
 RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period", "heartbeat_timeout", "load_retry",
                 "max_requests", "max_requests_jitter", "max_failures",
                 "instance_max_open_files", "instance_max_processes",  # the supervisor's (issue 10 item 7)
-                "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections")  # uvicorn's protocol
+                "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections",  # uvicorn's protocol
+                "user")
 
 
 class _QuietUvicornServer:
@@ -108,6 +111,7 @@ class StartServer:
             raise ConfigError(self.config.sources.get("dashboard", "dashboard"), "dashboard",
                               "fnserve start serves the dashboard only on --admin-port (it shows tracebacks and "
                               "function output)", "add --admin-port PORT, or leave the dashboard off")
+        self.user = _user_of(self.config)
         self.feed = DashboardFeed() if self.config.dashboard else None
         self.project: Any = None
         self.python: Path | None = None
@@ -182,12 +186,15 @@ class StartServer:
 
     def _targets(self, config: Config, project: Any, python: Path | None) -> dict[str, WorkerTarget]:
         env = config.function_env()
+        confine = confinement(self.root, read_only=config.read_only_code, user=self.user,
+                              writable=[str(self.root / w) for w in config.writable_path])  # issue 10 items 8-9
         out = {}
         for function in project.functions:
             out[function.id] = WorkerTarget.from_function(
                 function, project.root, python=python, env=env, body_limit=config.body_limit,
                 pycache=self.root / PYCACHE,  # one cache for every snapshot (site-packages compiled once)
-                limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"))
+                limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"),
+                passthrough=config.env_passthrough, confine=confine)
         return out
 
     collects_django_static = True  # False for a build output (its static/ has the files already)
@@ -226,6 +233,8 @@ class StartServer:
         """Make the supervisor and the front app serve ``config``/``project`` (module docstring,
         SIGHUP). Returns a summary for the reload line."""
         self.config, self.project, self.python = config, project, python
+        if config.read_only_code:  # instances cannot write bytecode (issue 10 item 9): compile the snapshot's once
+            await asyncio.to_thread(compile_bytecode, python or Path(sys.executable), self.root / PYCACHE, project.root)
         new = self.targets()
         union = {**self._installed, **new}
         changed = set(await self.supervisor.update(list(union.values())))
@@ -287,6 +296,8 @@ class StartServer:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, events.put_nowait, signum)  # handlers only enqueue
         config = self.config  # validated once, before anything started (__init__)
+        for problem in confinement_problems(self.root, config, self.user):
+            LOG.warning("%s", problem)
         for gone in self.snapshots.sweep():
             LOG.info("removed %s (left by an fnserve start that is no longer running)", gone)
         project = self.load_project(config)
@@ -415,6 +426,43 @@ class StartServer:
                 main.force_exit = True
 
 
+def _user_of(config: Config) -> dict[str, Any] | None:
+    """``resolve_user(config.user)``, None without ``--user``. Raises ``ConfigError`` when fnserve
+    does not run as root or there is no such user."""
+    if not config.user:
+        return None
+    source = config.sources.get("user", "user")
+    if os.geteuid() != 0:
+        raise ConfigError(source, "user", f"running instances as {config.user!r} needs fnserve start to run as root "
+                          f"(it runs as uid {os.geteuid()})", "start fnserve as root, or leave --user out")
+    try:
+        return resolve_user(config.user)
+    except (KeyError, ValueError, OverflowError) as exc:
+        raise ConfigError(source, "user", f"no user {config.user!r} on this machine",
+                          "an existing login name or numeric uid (see /etc/passwd)") from exc
+
+
+def confinement_problems(root: Path, config: Config, user: Mapping[str, Any] | None) -> list[str]:
+    """What ``read_only_code`` cannot protect here, one warning each (empty when all is well):
+    no Landlock (kernel < 5.13 or disabled) without the root + ``--user`` fallback, a project
+    folder beneath a folder functions may write (``/tmp``)."""
+    if not config.read_only_code:
+        return []
+    problems = []
+    if landlock_abi() == 0 and not (user and os.geteuid() == 0):
+        problems.append(
+            "read-only-code: this kernel has no Landlock (Linux >= 5.13 with landlock among its LSMs), so functions "
+            "can write to the project folder (public/, other functions' sources) and every file the user running "
+            "fnserve can write; fix: a kernel with Landlock, or run fnserve start as root with --user (a read-only "
+            "bind mount of the project is used then)")
+    writable = ["/tmp", "/dev", *(str(root / w) for w in config.writable_path)]
+    for folder in writable:
+        if root == Path(folder) or Path(folder) in root.parents:
+            problems.append(f"read-only-code: the project folder {root} is inside {folder}, which functions may "
+                            "write to: it is not read-only to them; move the project out of it")
+    return problems
+
+
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         exc = task.exception()
@@ -441,6 +489,7 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
     logs = install(server.config.log_format)
+    set_dumpable(False)  # issue 10 item 8: same-user processes (functions) cannot read our memory or environment
     try:
         try:
             import uvloop

@@ -82,7 +82,9 @@ class MemoryGuard:
             return None
         used = rss_mb(inst.pid)
         if used is not None and used > memory and hasattr(inst.process, "fork_ms"):
-            used = private_mb(inst.pid)  # forked: RSS counts the pages shared with the zygote
+            # forked: RSS counts the pages shared with the zygote; RSS when private memory is
+            # unreadable (a non-dumpable instance of fnserve start, supervisor not root)
+            used = private_mb(inst.pid) or used
         if used is not None:
             inst.peak_rss_mb = max(used, inst.peak_rss_mb or 0.0)
         return used

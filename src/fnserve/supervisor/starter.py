@@ -25,7 +25,7 @@ from .launch import Launcher, pid_alive
 from .memory import MemoryGuard
 from .output import OutputPump
 from .reaper import REAPER
-from .target import WorkerTarget
+from .target import WorkerTarget, instance_confinement
 
 log = logging.getLogger("fnserve.supervisor")
 
@@ -134,6 +134,10 @@ class InstanceStarter:
             options.update(self.memory.options(inst, memory, bool(getattr(self.launcher, "standby_cgroups", False))))
         target = inst.target
         try:
+            options["confine"] = confine = instance_confinement(target, self._dir)  # start: TMPDIR, read-only code
+            if confine is not None:
+                tmpdir = str(confine["tmpdir"])
+                inst.exited.add_done_callback(lambda _f: shutil.rmtree(tmpdir, ignore_errors=True))
             process = await self.launcher.launch(target, options)
         except OSError as exc:
             self.memory.release(inst)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,17 @@ from ..project.types import Function
 INTERNAL_ENV_PREFIX = "FNSERVE_"
 DEFAULT_BODY_LIMIT = 4_718_592  # 4.5 MB (SPEC §5)
 PYCACHE = Path(".fnserve") / "pycache"  # bytecode of a project's workers, relative to its root
+
+# The host variables a function gets in ``fnserve start`` (issue 10 item 8), on top of the
+# project's own (.env*, vercel.json env); ``env_passthrough`` adds names or globs. ``fnserve dev``
+# passes the whole environment (minus FNSERVE_*), as ``vercel dev`` does: it is the user's shell.
+DEFAULT_ENV_PASSTHROUGH = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TZDIR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "LD_LIBRARY_PATH", "VIRTUAL_ENV",
+)
+# Where a confined instance may write besides its own TMPDIR (Vercel: /tmp only; /dev: null, shm, tty).
+DEFAULT_WRITABLE = ("/tmp", "/dev")
 
 
 def python_options(target: WorkerTarget) -> list[str]:
@@ -40,14 +53,81 @@ def bytecode_dirs(source: Path) -> list[Path]:
     return found
 
 
-def function_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def compile_bytecode(python: Path, pycache: Path, folder: Path, *, timeout: float = 120.0) -> bool:
+    """Compile every ``.py`` file under ``folder`` (a snapshot of the project) with ``python``
+    into ``pycache`` (``-X pycache_prefix``, where its workers look), so confined instances,
+    which cannot write bytecode, do not compile the project at every cold start. Runs no user
+    code (``compileall``). Returns True when every file compiled (a file with a syntax error is
+    skipped; its function fails to load as it would anyway)."""
+    import subprocess
+
+    command = [str(python), "-I", "-X", f"pycache_prefix={pycache}", "-m", "compileall", "-q", str(folder)]
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def function_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None,
+                 passthrough: Sequence[str] | None = None) -> dict[str, str]:
     """The environment of a function process: ``base`` (default ``os.environ``) minus fnserve's
     own ``FNSERVE_*`` settings, then ``extra`` on top (the function env from config: ``.env``,
-    ``.env.local``, vercel.json ``env``). Never writes to ``os.environ``."""
+    ``.env.local``, vercel.json ``env``). ``passthrough``: None keeps every variable of ``base``
+    (``fnserve dev``); else only those named by :data:`DEFAULT_ENV_PASSTHROUGH` or by one of
+    ``passthrough`` (names or ``fnmatch`` globs, case-sensitive: ``AWS_*``) are kept
+    (``fnserve start``). Never writes to ``os.environ``."""
     base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if not k.startswith(INTERNAL_ENV_PREFIX)}
+    allowed = None if passthrough is None else (*DEFAULT_ENV_PASSTHROUGH, *passthrough)
+    env = {k: v for k, v in base.items() if not k.startswith(INTERNAL_ENV_PREFIX)
+           and (allowed is None or any(fnmatch.fnmatchcase(k, pattern) for pattern in allowed))}
     env.update(extra or {})
     return env
+
+
+def resolve_user(name: str) -> dict[str, Any]:
+    """``{"uid", "gid", "groups", "name", "home"}`` of the user ``name`` (a login name or a
+    numeric uid) from the password database, for ``--user``. Raises ``KeyError`` when there is
+    no such user."""
+    import pwd
+
+    entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    try:
+        groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
+    except OSError:
+        groups = [entry.pw_gid]
+    return {"uid": entry.pw_uid, "gid": entry.pw_gid, "groups": sorted(set(groups)), "name": entry.pw_name,
+            "home": entry.pw_dir}
+
+
+def confinement(project: Path, *, read_only: bool = True, writable: Sequence[str] = (),
+                user: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The confinement of a ``fnserve start`` instance (``WorkerTarget.confine``; applied in the
+    instance by ``runtime.confine``): ``project``: the live project folder; ``read_only``:
+    writes only beneath :data:`DEFAULT_WRITABLE`, ``writable`` (absolute folders) and the
+    instance's TMPDIR (Landlock); ``user``: ``resolve_user``'s record to run instances as (the
+    supervisor runs as root), or None. JSON-able."""
+    return {"read_only": bool(read_only), "writable": [*DEFAULT_WRITABLE, *(str(Path(w)) for w in writable)],
+            "project": str(project), "user": dict(user) if user else None, "mount_fallback": True}
+
+
+def instance_confinement(target: WorkerTarget, folder: str | None) -> dict[str, Any] | None:
+    """The ``"confine"`` worker option for one new instance of ``target``: its confinement with
+    ``"tmpdir"``, a new private folder under ``folder`` (the supervisor's socket folder; owned by
+    the instance's user), which the caller removes when the instance has exited. None when the
+    target is not confined (``fnserve dev``). Raises ``OSError`` when the folder cannot be made."""
+    if not target.confine:
+        return None
+    options = dict(target.confine)
+    tmpdir = tempfile.mkdtemp(prefix="tmp-", dir=folder)
+    user = options.get("user")
+    if user:
+        os.chown(tmpdir, int(user["uid"]), int(user["gid"]))
+        if folder:
+            os.chmod(folder, 0o711)  # the instance's user reaches its TMPDIR; it cannot list the folder
+    options["tmpdir"] = tmpdir
+    return options
 
 
 def interpreter_env(env: dict[str, str], python: Path) -> dict[str, str]:
@@ -106,7 +186,8 @@ class WorkerTarget:
     (SPEC §5/§9): a ``fnserve.config.FunctionLimits``-like object or a callable
     ``kind -> FunctionLimits`` (see ``fnserve.supervisor.scaling``), None = no limits (dev);
     ``pycache``: the folder bytecode goes to (``-X pycache_prefix``; ``<project>/.fnserve/pycache``),
-    never the user's source tree (``python -I`` ignores ``PYTHONDONTWRITEBYTECODE``), None: Python's default.
+    never the user's source tree (``python -I`` ignores ``PYTHONDONTWRITEBYTECODE``), None: Python's default;
+    ``confine``: ``confinement(...)`` for ``fnserve start`` (read-only code, another user), None: none (dev).
     Two targets that compare equal run the same worker, so ``Supervisor.update`` restarts a
     function only when its target changed (``limits`` is not compared: new limits apply at once).
     """
@@ -118,6 +199,7 @@ class WorkerTarget:
     cwd: Path | None = None
     limits: Any = field(default=None, compare=False)
     pycache: Path | None = field(default=None, compare=False)
+    confine: Mapping[str, Any] | None = None
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -134,9 +216,12 @@ class WorkerTarget:
         concurrency: int | None = None,
         limits: Any = None,
         pycache: Path | None = None,
+        passthrough: Sequence[str] | None = None,
+        confine: Mapping[str, Any] | None = None,
     ) -> WorkerTarget:
         """A target for ``function`` of the project at ``project_root``. ``env``: the function env
-        from config (added on top of ``os.environ`` minus ``FNSERVE_*``); ``python``: default
+        from config (added on top of ``os.environ`` minus ``FNSERVE_*``; with ``passthrough``
+        only the allow-listed host variables, see ``function_env``); ``python``: default
         ``sys.executable`` (another interpreter also gets its own ``PATH``/``VIRTUAL_ENV``, see
         ``interpreter_env``); ``pycache``: default ``<project_root>/.fnserve/pycache``."""
         python = Path(python) if python else Path(sys.executable)
@@ -144,8 +229,9 @@ class WorkerTarget:
             id=function.id,
             spec=function_spec(function, project_root, body_limit=body_limit, concurrency=concurrency),
             python=python,
-            env=interpreter_env(function_env(env), python),
+            env=interpreter_env(function_env(env, passthrough=passthrough), python),
             cwd=Path(project_root),
             limits=limits,
             pycache=Path(pycache) if pycache else Path(project_root) / PYCACHE,
+            confine=confine,
         )

@@ -85,7 +85,8 @@ class ZygoteProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control_fd = theirs.fileno()
         config = {"control_fd": self.control_fd, "preload": list(self.preload), "uvloop": self.use_uvloop,
-                  "socket": self.socket_path, "standby": self.standby}
+                  "socket": self.socket_path, "standby": self.standby,
+                  "dumpable": not self.target.confine}  # fnserve start: instances cannot read the zygote's memory
         target = self.target
         try:
             self._proc = await asyncio.create_subprocess_exec(
