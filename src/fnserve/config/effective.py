@@ -249,6 +249,10 @@ class Config:
         Strings(()), "Ignore changes to files matching this glob (repeatable; matched against the project-relative path, "
         "the file name and each folder name, e.g. 'tests', '*.log', 'data/*').", commands=("dev", "config"))
     open: bool = setting(False, "Open the dev server's URL in the browser once it listens.", commands=("dev", "config"))
+    # issue 14 item 4 (dev as fast as start): dev stops idle instances; the next request forks one from the zygote
+    dev_idle_timeout: float = setting(
+        300.0, "fnserve dev: stop a function's instance after this long without a request (the next request "
+        "starts one again); 0: never.", unit="s", minimum=0, commands=("dev", "config"))
 
     def function_env(self) -> dict[str, str]:
         """The variables every function process gets on top of its base environment: vercel.json
