@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from devserver import DevServer
+from ipc_support import request
 
 from fnserve.config import FunctionLimits
 from fnserve.project.types import Entry, EntryKind, Function, Layout
@@ -71,11 +73,13 @@ def make_project(root: Path, *, with_dependency: bool = False) -> Path:
 
 
 def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a forked instance is reaped by its zygote)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, OSError):
         return False
-    return True
 
 
 def wait_until(check, timeout: float = 10.0, what: str = "condition") -> None:
@@ -146,7 +150,7 @@ def test_idle_instance_stops_then_the_next_request_cold_starts(tmp_path) -> None
         assert state() != "not started"
         wait_until(lambda: state() == "not started", timeout=8, what="the idle instance to stop")
         server.wait_for_line(r"api/who\.py: stopping idle worker %d" % first["pid"])
-        assert not alive(first["pid"])
+        wait_until(lambda: not alive(first["pid"]), what="the idle instance to exit")
         second = c.get("/api/who")
         assert second.status_code == 200
         body = second.json()
@@ -232,5 +236,48 @@ def test_renew_retires_the_zygote_and_the_next_launch_starts_a_new_one(tmp_path)
             assert not old.alive
             await sup.acquire(other.id)
             assert [i.process.pid for i in sup.pools.pools[other.id].instances][0] in new._children
+
+    asyncio.run(asyncio.wait_for(scenario(), 25))
+
+
+def test_the_zygote_learns_lazy_imports_from_an_env_kept_inside_the_project(tmp_path) -> None:
+    """``fnserve dev`` keeps the env under ``<project>/.fnserve/envs/``: a module of its
+    site-packages is not the project's, so an instance importing it lazily teaches the zygote."""
+    root = tmp_path / "proj"
+    (root / "api").mkdir(parents=True)
+    (root / "api" / "lazy.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    import fnserve_test_lazymod  # the first request imports it\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': fnserve_test_lazymod.BODY})\n")
+    env = root / ".fnserve" / "envs" / "test"
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.exists():
+        pytest.skip("uv is not installed beside this interpreter")
+    subprocess.run([str(uv), "venv", "-q", "--python", sys.executable, str(env)], check=True, timeout=60)
+    python = env / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "fnserve_test_lazymod.py").write_text("BODY = b'lazy'\n")
+    fn = Function(id="api/lazy.py", path=root / "api" / "lazy.py", module="api.lazy", layout=Layout.VERCEL,
+                  entry=Entry(EntryKind.APP, "app", 1), import_roots=(root,))
+    target = WorkerTarget.from_function(fn, root, python=python)
+
+    async def scenario() -> None:
+        launcher = ZygoteLauncher()
+        async with Supervisor([target], launcher=launcher, heartbeat=0.1) as sup:
+            await launcher.prepare(target, sup.starter.prepare_options())
+            (zygote,) = launcher.zygotes.values()
+            assert "fnserve_test_lazymod" not in zygote.loaded
+            answer = await request(sup, target.id, "/api/lazy")
+            assert (answer.status, answer.body) == (200, b"lazy")
+            for _ in range(100):
+                if "fnserve_test_lazymod" in zygote.loaded:
+                    break
+                await asyncio.sleep(0.05)
+            assert "fnserve_test_lazymod" in zygote.loaded
+            assert not any(name == "api" or name.startswith("api.") for name in zygote.loaded)
 
     asyncio.run(asyncio.wait_for(scenario(), 25))

@@ -233,9 +233,16 @@ class Worker:
 
     def _new_modules(self) -> List[str]:
         """Modules imported since the last call (``sys.modules`` keeps insertion order) that are
-        not the project's (module docstring)."""
+        not the project's (module docstring): a file under the project root or an import root is
+        the project's unless it is in the env's installation paths (``sysconfig``: stdlib and
+        site-packages; ``fnserve dev`` keeps the env under ``<project>/.fnserve/envs/``)."""
+        import sysconfig
+
         roots = tuple(os.path.join(os.path.abspath(r), "") for r in
                       list(self.spec.get("import_roots") or []) + [self.spec.get("project_root") or ""] if r)
+        paths = sysconfig.get_paths()
+        installed = tuple({os.path.join(os.path.abspath(paths[k]), "") for k in ("stdlib", "platstdlib", "purelib",
+                                                                              "platlib") if paths.get(k)})
         private = __name__.split(".")[0]
         names = list(sys.modules)[self._mark:]
         self._mark = len(sys.modules)
@@ -245,7 +252,7 @@ class Worker:
             if module is None or name == "__main__" or name.split(".")[0] == private:
                 continue
             path = getattr(module, "__file__", None)
-            if path and not os.path.abspath(path).startswith(roots):
+            if path and (not os.path.abspath(path).startswith(roots) or os.path.abspath(path).startswith(installed)):
                 out.append(name)
         return sorted(out)
 
