@@ -136,6 +136,24 @@ def test_a_saved_function_file_is_new_code_on_a_new_zygote(dev: DevServer) -> No
     wait_until(lambda: not alive(first["ppid"]), what=f"the old zygote {first['ppid']} to exit")
 
 
+def test_a_function_whose_import_fails_in_the_zygote_spawns_then_forks_once_fixed(dev: DevServer) -> None:
+    c = httpx.Client(base_url=dev.url, timeout=15)
+    path = dev.project / "api" / "who.py"
+    good = path.read_text()
+    mark = len(dev.lines)
+    path.write_text("import no_such_module_for_fnserve_tests\n" + good)
+    dev.wait_for_line(r"reload: api/who\.py changed", start=mark)
+    r = c.get("/api/who")
+    assert r.status_code == 500 and "no_such_module_for_fnserve_tests" in r.text  # its own load error
+    dev.wait_for_line(r"api/who\.py: .*no_such_module_for_fnserve_tests.*fresh interpreters", start=mark)
+    assert c.get("/api/other").json()["zygote"]  # the env's other functions still fork
+    mark = len(dev.lines)
+    path.write_text(good)
+    dev.wait_for_line(r"reload: api/who\.py changed", start=mark)
+    fixed = c.get("/api/who").json()
+    assert fixed["zygote"] and fixed["value"] == 1
+
+
 def test_idle_instance_stops_then_the_next_request_cold_starts(tmp_path) -> None:
     server = DevServer(make_project(tmp_path / "proj"), tmp_path, "--no-install", "--dev-idle-timeout", "0.5")
     server.start()
