@@ -22,6 +22,7 @@ Ratios are CURRENT / BASELINE (lower is better for time and memory). 127.0.0.1 o
 process started is stopped at the end (its process group).
 
     .venv/bin/python bench/devcold.py [--ref main] [--copies 6] [--many 100] [--reloads 4] [--idle 20]
+                                      [--kinds handler,flask,fastapi]
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ URL_RE = re.compile(r"fnserve dev: (http://[0-9.]+:[0-9]+)")
 KINDS = {"handler": ("h", "hello.py", ""), "flask": ("fl", "flask_app.py", ""), "fastapi": ("fa", "fastapi_app.py", "/items")}
 
 
-def make_project(where: Path, copies: int, many: int) -> Path:
-    """The generated project (module docstring) under ``where``."""
+def make_project(where: Path, copies: int, many: int, kinds: tuple[str, ...] = tuple(KINDS)) -> Path:
+    """The generated project (module docstring) under ``where``, with copies of ``kinds`` only."""
     api = where / "api"
     (api / "many").mkdir(parents=True)
     shutil.copytree(SHOWCASE / "api" / "_lib", api / "_lib")
-    for prefix, source, _ in KINDS.values():
+    for prefix, source, _ in (KINDS[k] for k in kinds):
         text = (SHOWCASE / "api" / source).read_text()
         for i in range(copies):  # the apps' routes carry their file's path
             (api / f"{prefix}_{i}.py").write_text(re.sub(r"/api/(flask|fastapi)_app", f"/api/{prefix}_{i}", text))
@@ -181,7 +182,14 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=100, help="handler functions for the memory figure (default 100)")
     parser.add_argument("--reloads", type=int, default=4, help="saves per measured function (default 4)")
     parser.add_argument("--idle", type=float, default=20.0, help="CURRENT's dev_idle_timeout, s (default 20)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="function kinds in the project, comma-separated (default: all; 'handler' alone shows "
+                             "what a handler-only project's instances cost)")
     args = parser.parse_args()
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(kinds) - set(KINDS)
+    if unknown or "handler" not in kinds:
+        parser.error(f"--kinds: choose among {', '.join(KINDS)} (handler included: the reloads save it)")
     tmp = Path(tempfile.mkdtemp(prefix="fnserve-devcold-"))
     servers: list[Dev] = []
     try:
@@ -192,20 +200,21 @@ def main() -> None:
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.ref], capture_output=True,
                                 text=True).stdout.strip()
         servers = [
-            Dev(f"baseline ({args.ref} {commit})", base_src / "src", make_project(tmp / "p-base", args.copies, args.many), {}),
-            Dev("current", ROOT / "src", make_project(tmp / "p-cur", args.copies, args.many),
+            Dev(f"baseline ({args.ref} {commit})", base_src / "src", make_project(tmp / "p-base", args.copies, args.many, kinds), {}),
+            Dev("current", ROOT / "src", make_project(tmp / "p-cur", args.copies, args.many, kinds),
                 {"FNSERVE_DEV_IDLE_TIMEOUT": str(args.idle)}),
         ]
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
               f"{args.copies - 1} cold starts per kind, {args.reloads} reloads, {args.many} handler functions\n")
         for dev in servers:  # warm-up: supervisor start, zygote, the first of each kind
-            for prefix, _, suffix in KINDS.values():
+            for prefix, _, suffix in (KINDS[k] for k in kinds):
                 dev.get(f"/api/{prefix}_0{suffix}")
         time.sleep(3.0)  # the zygote's background imports of every function's preloads
 
         print("cold start: the first request of a function, ms at the client, median (min..max)")
         print(f"{'kind':<10} {servers[0].name:>26} {servers[1].name:>26} {'ratio':>7}")
-        for kind, (prefix, _, suffix) in KINDS.items():
+        for kind in kinds:
+            prefix, _, suffix = KINDS[kind]
             times: dict[str, list[float]] = {d.name: [] for d in servers}
             for i, order in enumerate(pairs(servers, args.copies - 1), start=1):
                 for dev in order:
@@ -217,7 +226,7 @@ def main() -> None:
             print(f"{kind:<10} {fmt(a):>26} {fmt(b):>26} {statistics.median(b) / statistics.median(a):>6.2f}x")
 
         print("\nreload: save → first response with the new body, ms, median (min..max)")
-        for kind in ("handler", "fastapi"):
+        for kind in [k for k in ("handler", "fastapi") if k in kinds]:
             prefix, _, suffix = KINDS[kind]
             times = {d.name: [] for d in servers}
             for n, order in enumerate(pairs(servers, 2 * args.reloads)):

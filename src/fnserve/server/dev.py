@@ -95,7 +95,7 @@ class DevServer:
         self.project_problem: SiteProblem | None = None
         self.routes_of: dict[str, str] = {}
         self.launcher = ZygoteLauncher()  # reload = new generation (module docstring)
-        self.policy = SingleInstancePolicy(idle_timeout=idle_timeout(self.config))
+        self.policy = SingleInstancePolicy(idle_timeout=policy_idle_timeout(self.config))
         self.supervisor = Supervisor(launcher=self.launcher, policy=self.policy, start_timeout=30.0, stop_timeout=5.0)
         self.gate = DepsGate(SupervisorDispatcher(self.supervisor, on_lease=note_lease))
         self.deps = DevDeps(self.root, self.environ, self.say, self.gate, self._env_changed)
@@ -242,19 +242,19 @@ class DevServer:
 
     def warm_zygotes(self) -> None:
         """After a new zygote generation: let it import every function's preloads in the
-        background (one task; a newer reload cancels it), so cold starts fork from a warm zygote
-        as after the first request. Nothing before the supervisor's first start (it warms them
+        background, so cold starts fork from a warm zygote as after the first request. One task;
+        a newer generation makes the previous one stop before its next function (never in the
+        middle of a zygote's start). Nothing before the supervisor's first start (it warms them
         itself then)."""
-        if self._warm_task is not None and not self._warm_task.done():
-            self._warm_task.cancel()
         if not self.supervisor.starter.is_open:
             return
         targets = list(self._installed.values())
-        starter, pools = self.supervisor.starter, self.supervisor.pools
+        starter, pools, launcher = self.supervisor.starter, self.supervisor.pools, self.launcher
+        generation = launcher.generation
 
         async def warm() -> None:
             for target in targets:
-                if pools.closing:
+                if pools.closing or launcher.generation != generation:
                     return
                 try:
                     await starter.prepare(target)
@@ -295,7 +295,7 @@ class DevServer:
         if self.project_problem is not None:  # keep the last good workers; requests get the 500
             self.app.swap(self.site())
             return set()
-        self.policy.idle_timeout = idle_timeout(self.config)  # the new targets' limits read it
+        self.policy.idle_timeout = policy_idle_timeout(self.config)  # the new targets' limits read it
         union = {**self._installed, **{t.id: t for t in new}}
         restarted = await self.supervisor.update(union.values())
         self.app.swap(self.site())
@@ -375,7 +375,7 @@ class DevServer:
         return self.project.functions if self.project is not None else ()
 
 
-def idle_timeout(config: Config) -> float:
+def policy_idle_timeout(config: Config) -> float:
     """``dev_idle_timeout`` as the single-instance policy takes it: s, ``math.inf`` for 0 (never)."""
     return config.dev_idle_timeout or math.inf
 
