@@ -21,7 +21,7 @@ machine's load hits both alike:
 Ratios are CURRENT / BASELINE (lower is better for time and memory). 127.0.0.1 only; every
 process started is stopped at the end (its process group).
 
-    .venv/bin/python bench/devcold.py [--ref main] [--copies 6] [--many 100] [--reloads 4] [--idle 20]
+    .venv/bin/python bench/devcold.py [--ref main] [--copies 6] [--many 100] [--reloads 4] [--idle 60]
                                       [--kinds handler,flask,fastapi]
 """
 
@@ -181,7 +181,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=6, help="functions per kind for the cold starts (default 6)")
     parser.add_argument("--many", type=int, default=100, help="handler functions for the memory figure (default 100)")
     parser.add_argument("--reloads", type=int, default=4, help="saves per measured function (default 4)")
-    parser.add_argument("--idle", type=float, default=20.0, help="CURRENT's dev_idle_timeout, s (default 20)")
+    parser.add_argument("--idle", type=float, default=60.0,
+                        help="CURRENT's dev_idle_timeout, s (default 60: longer than the phases before the idle one)")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="function kinds in the project, comma-separated (default: all; 'handler' alone shows "
                              "what a handler-only project's instances cost)")
@@ -251,6 +252,8 @@ def main() -> None:
                   f"({pss / args.many:.1f} MB per function); {args.many} cold starts took {began[dev.name] / 1000:.1f} s")
         a, b = mem[servers[0].name][2], mem[servers[1].name][2]
         print(f"  PSS ratio {b / a:.2f}x")
+        if mem[servers[1].name][0] < args.many:
+            print(f"  (fewer processes than functions: some went idle past --idle {args.idle:g} s already; raise it)")
         time.sleep(args.idle + 3.0)
         print(f"after {args.idle + 3:.0f} s idle (current: dev_idle_timeout {args.idle:g} s)")
         for dev in servers:

@@ -234,15 +234,15 @@ class Worker:
     def _new_modules(self) -> List[str]:
         """Modules imported since the last call (``sys.modules`` keeps insertion order) that are
         not the project's (module docstring): a file under the project root or an import root is
-        the project's unless it is in the env's installation paths (``sysconfig``: stdlib and
-        site-packages; ``fnserve dev`` keeps the env under ``<project>/.fnserve/envs/``)."""
-        import sysconfig
+        the project's unless it is in the env's installation paths (the stdlib's folder and
+        ``site.getsitepackages()``; ``fnserve dev`` keeps the env under ``<project>/.fnserve/envs/``).
+        Imports nothing itself (a module imported here would be reported)."""
+        import site  # imported at start-up (workers run without -S)
 
         roots = tuple(os.path.join(os.path.abspath(r), "") for r in
                       list(self.spec.get("import_roots") or []) + [self.spec.get("project_root") or ""] if r)
-        paths = sysconfig.get_paths()
-        installed = tuple({os.path.join(os.path.abspath(paths[k]), "") for k in ("stdlib", "platstdlib", "purelib",
-                                                                              "platlib") if paths.get(k)})
+        folders = [os.path.dirname(os.__file__)] + list(getattr(site, "getsitepackages", lambda: [])())
+        installed = tuple({os.path.join(os.path.abspath(f), "") for f in folders})
         private = __name__.split(".")[0]
         names = list(sys.modules)[self._mark:]
         self._mark = len(sys.modules)
