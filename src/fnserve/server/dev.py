@@ -254,6 +254,7 @@ class DevServer:
 
         async def warm() -> None:
             for target in targets:
+                await asyncio.sleep(0)  # a zygote with nothing to import answers without yielding: let requests in
                 if pools.closing or launcher.generation != generation:
                     return
                 try:
