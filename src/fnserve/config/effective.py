@@ -273,6 +273,10 @@ class Config:
     user: str | None = setting(
         None, "Run function instances as this user (a name or uid) when fnserve start runs as root; the project "
         "must be readable by it.", commands=START)
+    # issue 14 item 4 (dev as fast as start): dev stops idle instances; the next request forks one from the zygote
+    dev_idle_timeout: float = setting(
+        300.0, "fnserve dev: stop a function's instance after this long without a request (the next request "
+        "starts one again); 0: never.", unit="s", minimum=0, commands=("dev", "config"))
 
     def function_env(self) -> dict[str, str]:
         """The variables every function process gets on top of its base environment: vercel.json

@@ -238,9 +238,16 @@ class Worker:
 
     def _new_modules(self) -> List[str]:
         """Modules imported since the last call (``sys.modules`` keeps insertion order) that are
-        not the project's (module docstring)."""
+        not the project's (module docstring): a file under the project root or an import root is
+        the project's unless it is in the env's installation paths (the stdlib's folder and
+        ``site.getsitepackages()``; ``fnserve dev`` keeps the env under ``<project>/.fnserve/envs/``).
+        Imports nothing itself (a module imported here would be reported)."""
+        import site  # imported at start-up (workers run without -S)
+
         roots = tuple(os.path.join(os.path.abspath(r), "") for r in
                       list(self.spec.get("import_roots") or []) + [self.spec.get("project_root") or ""] if r)
+        folders = [os.path.dirname(os.__file__)] + list(getattr(site, "getsitepackages", lambda: [])())
+        installed = tuple({os.path.join(os.path.abspath(f), "") for f in folders})
         private = __name__.split(".")[0]
         names = list(sys.modules)[self._mark:]
         self._mark = len(sys.modules)
@@ -250,7 +257,7 @@ class Worker:
             if module is None or name == "__main__" or name.split(".")[0] == private:
                 continue
             path = getattr(module, "__file__", None)
-            if path and not os.path.abspath(path).startswith(roots):
+            if path and (not os.path.abspath(path).startswith(roots) or os.path.abspath(path).startswith(installed)):
                 out.append(name)
         return sorted(out)
 

@@ -18,6 +18,16 @@ reload, chosen for zero failed requests across a save:
    swap the ``Site`` atomically, then ``update(new)`` (removed functions drained and stopped);
 3. ``supervisor.restart(dependents of the changed files)``: requests arriving meanwhile wait for
    the new instance while the old one finishes what it has in flight.
+
+Instances are forked from a zygote per environment (``supervisor.ZygoteLauncher``, as ``fnserve
+start``; spawned where forking is not possible), and every reload starts a new zygote generation
+before anything else (``ZygoteLauncher.renew``): new instances never come from a zygote that
+imported files as they were before the save. The zygote preloads only third-party and stdlib
+modules, so running instances of unaffected functions keep running on the old one (it exits
+with its last instance). After a reload the new zygote imports every function's preloads in the
+background (``warm_zygotes``), as the first request does at start-up. An instance idle for
+``dev_idle_timeout`` s stops (``SingleInstancePolicy(idle_timeout=)``); the next request forks
+a new one.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 import sys
 import time
@@ -57,7 +68,7 @@ from fnserve.server.logs import LogOutput, install
 from fnserve.server.observe import AccessLog, Observed, log_access, note_lease
 from fnserve.server.reloader import Plan, Reloader
 from fnserve.server.rules import from_config
-from fnserve.supervisor import Supervisor
+from fnserve.supervisor import SingleInstancePolicy, Supervisor, ZygoteLauncher
 from fnserve.supervisor.target import WorkerTarget, bytecode_dirs
 
 LOG = logging.getLogger("fnserve.dev")
@@ -83,10 +94,13 @@ class DevServer:
         self.project: Any = None
         self.project_problem: SiteProblem | None = None
         self.routes_of: dict[str, str] = {}
-        self.supervisor = Supervisor(start_timeout=30.0, stop_timeout=5.0)
+        self.launcher = ZygoteLauncher()  # reload = new generation (module docstring)
+        self.policy = SingleInstancePolicy(idle_timeout=policy_idle_timeout(self.config))
+        self.supervisor = Supervisor(launcher=self.launcher, policy=self.policy, start_timeout=30.0, stop_timeout=5.0)
         self.gate = DepsGate(SupervisorDispatcher(self.supervisor, on_lease=note_lease))
         self.deps = DevDeps(self.root, self.environ, self.say, self.gate, self._env_changed)
-        self.app = FrontApp(Site(routes=None), self.gate, dev=True, on_shutdown=(self.supervisor.shutdown,))
+        self.app = FrontApp(Site(routes=None), self.gate, dev=True,
+                            on_shutdown=(self.stop_warming, self.supervisor.shutdown))
         self.feed = DashboardFeed(on_listen=self._page_open)
         self.front = Observed(self.app, None)
         self.dashboard = DashboardApp(self.feed, StateSource(
@@ -100,6 +114,7 @@ class DevServer:
         self.static_prefixes: dict[str, str] = {}  # Django STATIC_URL → function id (probe_static)
         self._django: frozenset[str] = frozenset()
         self._probe_task: asyncio.Task[None] | None = None
+        self._warm_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ loading
     def _first_config(self) -> Config:
@@ -218,9 +233,43 @@ class DevServer:
                 self.say(f"django: {url} is served from Django's static finders ({fid})")
 
     async def _env_changed(self) -> None:
-        """A new env is ready (``DevDeps``): restart on it, then ask Django again."""
+        """A new env is ready (``DevDeps``): a new zygote generation, restart on it, then ask
+        Django again."""
+        self.launcher.renew()
         await self.install()
+        self.warm_zygotes()
         await self.probe_static()
+
+    def warm_zygotes(self) -> None:
+        """After a new zygote generation: let it import every function's preloads in the
+        background, so cold starts fork from a warm zygote as after the first request. One task;
+        a newer generation makes the previous one stop before its next function (never in the
+        middle of a zygote's start). Nothing before the supervisor's first start (it warms them
+        itself then)."""
+        if not self.supervisor.starter.is_open:
+            return
+        targets = list(self._installed.values())
+        starter, pools, launcher = self.supervisor.starter, self.supervisor.pools, self.launcher
+        generation = launcher.generation
+
+        async def warm() -> None:
+            for target in targets:
+                await asyncio.sleep(0)  # a zygote with nothing to import answers without yielding: let requests in
+                if pools.closing or launcher.generation != generation:
+                    return
+                try:
+                    await starter.prepare(target)
+                except Exception as exc:  # a zygote problem: its functions spawn, and the launcher said why
+                    LOG.debug("warming the zygote for %s failed: %s", target.id, exc)
+
+        self._warm_task = asyncio.get_running_loop().create_task(warm())
+
+    async def stop_warming(self) -> None:
+        """Cancel the background ``warm_zygotes`` task, if any (before the supervisor stops)."""
+        task, self._warm_task = self._warm_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _probe_in_background(self) -> None:
         if not self._django and not self.static_prefixes:
@@ -248,6 +297,7 @@ class DevServer:
         if self.project_problem is not None:  # keep the last good workers; requests get the 500
             self.app.swap(self.site())
             return set()
+        self.policy.idle_timeout = policy_idle_timeout(self.config)  # the new targets' limits read it
         union = {**self._installed, **{t.id: t for t in new}}
         restarted = await self.supervisor.update(union.values())
         self.app.swap(self.site())
@@ -262,6 +312,7 @@ class DevServer:
         started = time.perf_counter()
         what = plan.describe(self.root)
         old = self.project
+        self.launcher.renew()  # before any instance starts for this reload (module docstring)
         deps_config = {n: getattr(self.config, n) for n in DEPS_SETTINGS}
         broken_config = self.config_problem is not None
         if plan.config:
@@ -290,6 +341,7 @@ class DevServer:
             affected -= held  # they restart on the new environment
         reinstall = reinstall or bool(missing)
         results = await self.supervisor.restart(sorted(affected)) if affected else {}
+        self.warm_zygotes()
         parts = []
         for fid in sorted(affected):
             res = results.get(fid)
@@ -323,6 +375,11 @@ class DevServer:
 
     def functions(self) -> tuple[Function, ...]:
         return self.project.functions if self.project is not None else ()
+
+
+def policy_idle_timeout(config: Config) -> float:
+    """``dev_idle_timeout`` as the single-instance policy takes it: s, ``math.inf`` for 0 (never)."""
+    return config.dev_idle_timeout or math.inf
 
 
 def open_browser(url: str, say: Callable[[str], None]) -> None:
@@ -411,6 +468,7 @@ async def serve(dev: DevServer) -> None:
             watcher.cancel()
         if first is not None and not first.done():
             first.cancel()
+        await dev.stop_warming()
         await dev.supervisor.shutdown()
         sock.close()
 

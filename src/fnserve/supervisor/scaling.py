@@ -13,7 +13,8 @@ exits, when a request ends, and on a periodic tick (scale-down). It never decide
   Instances idle for ``idle_timeout`` s stop, down to ``min_instances`` (0: scale to zero). Until
   the first instance reported its kind (ASGI or not: the concurrency depends on it) only one starts.
 - ``SingleInstancePolicy`` ("single", ``fnserve dev``): one instance, started by the first request,
-  unbounded concurrency and queue, never stopped for idleness (today's dev behaviour).
+  unbounded concurrency and queue; stopped after ``idle_timeout`` s without a request (dev passes
+  its ``dev_idle_timeout`` setting; default: never), the next request starts one again.
 
 Limits are ``fnserve.config.FunctionLimits`` (the one limits type), from the ``WorkerTarget.limits``
 of the function: a ``FunctionLimits``, or a callable ``kind -> FunctionLimits`` where ``kind`` is
@@ -117,15 +118,21 @@ class AutoscalePolicy(ScalingPolicy):
 
 class SingleInstancePolicy(AutoscalePolicy):
     """``fnserve dev``: one instance per function, lazily started, all requests go to it (the
-    worker's own thread pool bounds sync kinds); ``max_duration`` / ``memory`` still apply."""
+    worker's own thread pool bounds sync kinds); ``max_duration`` / ``memory`` still apply.
+    ``idle_timeout``: s without a request after which the instance stops (scale to zero; the
+    next request starts one); ``math.inf`` (the default): never. Read at each ``limits`` call:
+    a new value applies to pools whose limits are resolved again (a new target)."""
 
     name = "single"
 
+    def __init__(self, idle_timeout: float = math.inf) -> None:
+        self.idle_timeout = idle_timeout
+
     def limits(self, configured: FunctionLimits | None) -> FunctionLimits:
         if configured is None:
-            return FunctionLimits()
+            return FunctionLimits(idle_timeout=self.idle_timeout)
         return dataclasses.replace(configured, concurrency=UNBOUNDED, min_instances=0, max_instances=1,
-                                   idle_timeout=math.inf, queue_size=UNBOUNDED)
+                                   idle_timeout=self.idle_timeout, queue_size=UNBOUNDED)
 
 
 POLICIES: dict[str, type[ScalingPolicy]] = {

@@ -40,6 +40,9 @@ Decisions:
   private memory 8.2 → 9.0 MB). Only async endpoints / direct WSGI calls: no thread starts;
 - retirement: ``update`` retires zygotes no function uses any more (environment changed); each
   exits once its last instance has;
+- generations (``renew``, ``fnserve dev``'s reloads): every current zygote is retired the same
+  way and the next launch starts a fresh one, which imports what is on disk now; a zygote whose
+  start was under way when ``renew`` ran is not used;
 - fallback: no ``os.fork`` / ``socket.send_fds``, or a zygote that could not start or runs
   threads after its imports: ``SpawnLauncher`` for every function of that environment; a function
   one of whose (non-optional) imports fails in the zygote: ``SpawnLauncher`` for that function
@@ -49,12 +52,14 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 from collections.abc import Mapping
 from typing import Any
 
+from ..project.importscan import ImportScanner
 from .launch import Launcher, SpawnLauncher
 from .preloads import preload_modules
 from .reaper import REAPER
@@ -78,7 +83,8 @@ class ZygoteLauncher(Launcher):
 
     def __init__(self, *, preload: Any = None, zygote_timeout: float = 60.0, fallback: Launcher | None = None,
                  standby: bool = True) -> None:
-        self.preload = preload or preload_modules
+        # one stamp-cached scanner: a rescan after renew() parses only the files that changed
+        self.preload = preload or functools.partial(preload_modules, scanner=ImportScanner())
         self.standby = standby
         self.zygote_timeout = zygote_timeout
         self.fallback = fallback or SpawnLauncher()
@@ -89,6 +95,7 @@ class ZygoteLauncher(Launcher):
         self._learned: dict[str, set[str]] = {}  # function id → modules its instances imported
         self._retired: list[ZygoteProcess] = []  # closing once their last instance ends
         self._scans: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self.generation = 0  # bumped by renew(): zygotes started before it are not used
         self.supported = hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
     @staticmethod
@@ -110,13 +117,19 @@ class ZygoteLauncher(Launcher):
             if key in self._failed or required in self._spawn_only:
                 return None  # decided while we waited for the lock
             zygote = self.zygotes.get(key)
-            if zygote is None or not zygote.alive:
+            while zygote is None or not zygote.alive:
+                generation = self.generation
                 zygote = ZygoteProcess(target, needed, use_uvloop, socket_path, self.standby)
                 try:
                     await zygote.start(self.zygote_timeout)
                 except ZygoteError as exc:
                     self._give_up(key, target, str(exc))
                     return None
+                if generation != self.generation:  # renew() ran while it imported: start another
+                    await zygote.close(1.0)
+                    zygote, needed = None, self.needed(target)
+                    required = (target.id,) + tuple(n for n in needed if not n.endswith("?"))
+                    continue
                 self.zygotes[key] = zygote
                 log.info("zygote %s ready for %s (preloaded %s in %.0f ms)", zygote.pid, target.id,
                          ", ".join(sorted(zygote.loaded)) or "nothing", float(zygote.info.get("import_ms", 0)))
@@ -167,6 +180,21 @@ class ZygoteLauncher(Launcher):
         new = set(modules) - known
         known.update(new)
         return bool(new) and self.supported
+
+    def renew(self) -> int:
+        """Start a new generation (``fnserve dev`` after every reload): every current zygote is
+        retired (it exits once its last instance has; running instances are not touched), the
+        preload scans and the functions sent to spawn for an import that failed in a zygote are
+        forgotten, and the next launch or ``prepare`` starts a fresh zygote, which imports what is
+        on disk now. Environments that could not fork at all stay on spawn. Returns the new
+        generation number."""
+        self.generation += 1
+        self._retired = [z for z in self._retired if z.alive]  # the ones that exited are done with
+        for key, zygote in list(self.zygotes.items()):
+            self._retire(key, zygote)
+        self._scans.clear()
+        self._spawn_only.clear()
+        return self.generation
 
     def _give_up(self, key: tuple[Any, ...], target: WorkerTarget, why: str) -> None:
         self._failed[key] = why
