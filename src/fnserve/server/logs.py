@@ -239,9 +239,12 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]  #
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             self._scheduled = None
             pending, self._pending = self._pending, []
-            if pending:
-                self.stream.write("".join(pending))
-            super().flush()
+            try:
+                if pending:
+                    self.stream.write("".join(pending))
+                super().flush()
+            except (OSError, ValueError):  # the stream is gone (closed stdout, broken pipe): nobody reads
+                pass
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
