@@ -29,7 +29,9 @@ Issue 14's goal: ≥ 0.8× the best native, ≤ 0.1 ms added p50.
 
 ``fnserve start`` runs with its production defaults (access log on, written to a file; request
 ids; metrics); ``--variant NAME='--flag value ...'`` adds more ``fnserve start`` servers with extra
-flags, measured in the same rounds (e.g. ``--variant c32='--concurrency-sync 32'``).
+flags, measured in the same rounds (e.g. ``--variant c32='--concurrency-sync 32'``), and
+``--baseline DIR`` one more run from another source tree (``PYTHONPATH=DIR``, e.g. the ``src/`` of
+``git archive main src | tar -x -C /tmp/base``): before/after in one run, interleaved.
 
 The load generator is this file with ``--loadgen``: one process for the whole run (uvloop, raw
 keep-alive sockets as ``asyncio.Protocol``s, reconnecting when a server closes after each
@@ -37,7 +39,7 @@ response), told what to load over stdin. 127.0.0.1 only; every process started i
 end; the default run takes about 3 minutes (``--cap`` stops starting new apps after that many s).
 
     .venv/bin/python bench/throughput.py [--apps fastapi,asgi,flask,handler] [--rounds 3]
-        [--seconds 1.5] [--conc 1,32] [--variant NAME=ARGS ...] [--cap 220]
+        [--seconds 1.5] [--conc 1,32] [--variant NAME=ARGS ...] [--baseline SRC] [--cap 220]
 """
 
 from __future__ import annotations
@@ -294,10 +296,13 @@ def launch(argv: list[str], cwd: Path, out: Any = subprocess.DEVNULL) -> subproc
                             preexec_fn=_pinned)
 
 
-def fnserve_start(project: Path, extra: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """``fnserve start`` on ``project`` pinned to the server CPU; (process, port from its log)."""
-    proc = launch([PY, "-m", "fnserve", "start", str(project), "--port", "0", "--no-install", *extra],
-                  project, log.open("w"))
+def fnserve_start(project: Path, extra: list[str], log: Path, src: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """``fnserve start`` on ``project`` pinned to the server CPU (``src``: the fnserve source tree
+    to run instead of the installed one); (process, port from its log)."""
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    proc = subprocess.Popen([PY, "-m", "fnserve", "start", str(project), "--port", "0", "--no-install", *extra],
+                            cwd=project, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_pinned, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         m = re.search(r"fnserve start: http://127\.0\.0\.1:(\d+)", log.read_text())
@@ -393,11 +398,14 @@ def main() -> None:
     ap.add_argument("--conc", default="1,32", help="client concurrencies (keep-alive connections)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="another fnserve start with these extra flags, measured alongside")
+    ap.add_argument("--baseline", metavar="SRC", help="also run fnserve start from this source tree (PYTHONPATH)")
     ap.add_argument("--cap", type=float, default=220.0, help="start no new app after this many s")
     opts = ap.parse_args()
     apps = [a for a in opts.apps.split(",") if a]
     concs = sorted(int(c) for c in opts.conc.split(","))
     variants = {"fnserve start": []} | {v.split("=", 1)[0]: shlex.split(v.split("=", 1)[1]) for v in opts.variant}
+    sources = {"baseline": opts.baseline} if opts.baseline else {}
+    variants |= {name: [] for name in sources}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below
     os.sched_setaffinity(0, LOAD_CPUS)
     began = time.monotonic()
@@ -411,7 +419,7 @@ def main() -> None:
     load = os.getloadavg()
     try:
         for i, (name, extra) in enumerate(variants.items()):
-            starts[name] = fnserve_start(project, extra, tmp / f"start-{i}.log")
+            starts[name] = fnserve_start(project, extra, tmp / f"start-{i}.log", sources.get(name))
         for app in apps:
             if time.monotonic() - began > opts.cap:
                 print(f"  time cap reached: {app} not measured", file=sys.stderr)
@@ -447,6 +455,14 @@ def main() -> None:
             cpu = rows[(best_cpu, hi)]["cpu_us"] / rows[(name, hi)]["cpu_us"]
             print(f"{app:8} {name:16} {best_cpu + ' ' + format(rows[(best_cpu, hi)]['cpu_us'], '.0f') + ' µs':28} "
                   f"{cpu:7.2f}x {rows[(name, hi)]['rps'] / best_rps:10.2f}x {rows[(name, lo)]['p50'] - best_p50:+9.3f}")
+    if sources:
+        print("\nfnserve start against the baseline source, same run (CPU: baseline µs / fnserve start µs)")
+        for app, rows in results.items():
+            for conns in concs:
+                base, new = rows[("baseline", conns)], rows[("fnserve start", conns)]
+                print(f"{app:8} c={conns:<3} CPU {base['cpu_us']:5.0f} -> {new['cpu_us']:5.0f} µs/req "
+                      f"({base['cpu_us'] / new['cpu_us']:.2f}x)  req/s {base['rps']:6.0f} -> {new['rps']:6.0f}  "
+                      f"p50 {base['p50']:.3f} -> {new['p50']:.3f} ms")
     for app, rows in results.items():
         for (name, conns), r in rows.items():
             if r["errors"]:
