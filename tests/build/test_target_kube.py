@@ -83,7 +83,7 @@ def test_examples_render_one_service_with_the_default_image_and_defaults(tmp_pat
         "fnserve/build-inputs": read_manifest(output).inputs[:16],
     }  # no maxScale: max-instances was left at its default (the build machine's CPU count)
     spec = template["spec"]
-    assert (spec["containerConcurrency"], spec["timeoutSeconds"]) == (16, 300)
+    assert (spec["containerConcurrency"], spec["timeoutSeconds"]) == (32, 300)  # concurrency_sync default (32)
     (c,) = spec["containers"]
     assert c["image"] == f"fnserve-{example}:latest"
     assert c["ports"] == [{"name": "http1", "containerPort": 8080}]

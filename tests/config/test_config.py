@@ -37,7 +37,7 @@ def test_defaults_in_an_empty_project(tmp_path: Path) -> None:
     assert (config.host, config.port, config.log_format) == ("127.0.0.1", 3000, "text")
     assert config.body_limit == 4718592
     assert (config.max_duration, config.memory) == (300.0, 1024)
-    assert (config.concurrency_sync, config.concurrency_asgi) == (16, 100)
+    assert (config.concurrency_sync, config.concurrency_asgi) == (32, 100)
     assert (config.min_instances, config.idle_timeout, config.queue_size) == (0, 60.0, 100)
     assert config.max_instances == max(1, os.cpu_count() or 1)
     assert config.admin_port is None and config.entrypoint is None and config.framework is None

@@ -25,7 +25,7 @@ def make(tmp_path: Path, functions: dict | None = None, toml: str = "") -> Path:
 def test_defaults_for_sync_and_asgi(tmp_path: Path) -> None:
     config = load_config(tmp_path, environ={})
     sync, asgi = config.limits_for("api/x.py"), config.limits_for("api/x.py", asgi=True)
-    assert (sync.max_duration, sync.memory, sync.concurrency) == (300.0, 1024, 16)
+    assert (sync.max_duration, sync.memory, sync.concurrency) == (300.0, 1024, 32)
     assert asgi.concurrency == 100
     assert (sync.min_instances, sync.idle_timeout, sync.queue_size) == (0, 60.0, 100)
     assert sync.include_files is None and sync.exclude_files is None

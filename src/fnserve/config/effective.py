@@ -186,7 +186,7 @@ class Config:
                                   per_function=True, commands=SERVE)
     memory: int = setting(1024, "Memory limit per function instance.", unit="MB", minimum=1, per_function=True,
                           commands=SERVE)
-    concurrency_sync: int = setting(16, "Requests at once per instance for handler/WSGI/lambda functions.",
+    concurrency_sync: int = setting(32, "Requests at once per instance for handler/WSGI/lambda functions.",
                                     minimum=1, per_function=True, commands=START)
     concurrency_asgi: int = setting(100, "Requests at once per instance for ASGI functions.", minimum=1,
                                     per_function=True, commands=START)
@@ -290,7 +290,7 @@ class Config:
 
     def limits_for(self, function_id: str, *, asgi: bool = False) -> FunctionLimits:
         """Limits for ``function_id`` (``Function.id``: ``api/users/[id].py``); ``asgi`` picks
-        the concurrency default (ASGI 100, other kinds 16). See the module docstring for order."""
+        the concurrency default (ASGI 100, other kinds 32). See the module docstring for order."""
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for name in LIMIT_FIELDS:

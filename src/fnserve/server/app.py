@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from fnserve.errors import FnserveError
@@ -38,7 +38,7 @@ from fnserve.project.routes import query_key
 from fnserve.project.types import Function, Layout, Route, RouteMatch
 from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
 from fnserve.server import errorpages
-from fnserve.server.observe import log_access
+from fnserve.server.observe import CURRENT, ResponseObserver, log_access, override_headers
 from fnserve.server.rules import Outcome, Request, Rules, merge_query
 from fnserve.server.static import StaticFiles
 
@@ -53,7 +53,7 @@ class Dispatcher(Protocol):
     """Runs one ASGI conversation in ``function``'s worker. Raises ``fnserve.errors.WorkerError``
     (an ``FnserveError`` carrying its ``status_code``) when the function cannot answer."""
 
-    async def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None: ...
+    def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]: ...
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,6 @@ class Site:
     problem: SiteProblem | None = None
     body_limit: int | None = None
     not_found_hint: Callable[[str], str | None] | None = None  # dev: path → detail of its 404
-
-
-class _State(TypedDict):
-    """What one request's pipeline found out, for its access-log line: ``status`` (0 until a
-    response starts) and ``label`` (what answered: function id, ``static``, ``redirect``...)."""
-
-    status: int
-    label: str
 
 
 class FrontApp:
@@ -117,6 +109,8 @@ class FrontApp:
         """Install a new ``Site``; requests already running keep the old one."""
         self.site = site
 
+    observes_responses = True  # ``observe.Observed`` leaves the response observer to this app
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
@@ -124,44 +118,32 @@ class FrontApp:
             return
         site = self.site
         started = time.perf_counter()
-        state: _State = {"status": 0, "label": "-"}
         req = Request(scope)
-        extra = site.rules.response_headers(scope["path"], req) if site.rules.headers else []
-
-        async def tracked_send(message: Message) -> None:
-            mtype = message["type"]
-            if mtype == "http.response.start":
-                state["status"] = message["status"]
-                if extra:
-                    message = dict(message)
-                    message["headers"] = _override(message.get("headers", ()), extra)
-            elif mtype == "websocket.accept":
-                state["status"] = 101
-            elif mtype == "websocket.close" and not state["status"]:
-                state["status"] = 403
-            await send(message)
-
+        extra = site.rules.response_headers(scope["path"], req) if site.rules.headers else None
+        # the one send wrapper of the request: status and label for the access log, custom headers,
+        # the request id header and runtime error answers (when observe.Observed is in front)
+        state = ResponseObserver(send, CURRENT.get(), extra)
         try:
             if kind == "http" and scope.get("http_version", "1.1") not in HTTP_VERSIONS:
-                state["label"] = "front"
+                state.label = "front"
                 await errorpages.send_error(
-                    scope, tracked_send, 400, f"HTTP/{scope.get('http_version')} is not supported: send HTTP/1.1", dev=self.dev)
+                    scope, state, 400, f"HTTP/{scope.get('http_version')} is not supported: send HTTP/1.1", dev=self.dev)
                 return
-            await self._route(site, scope, receive, tracked_send, state, req)
-            if kind == "websocket" and not state["status"]:
+            await self._route(site, scope, receive, state, state, req)
+            if kind == "websocket" and not state.status:
                 # the app returned without accepting: refuse the handshake (403), not uvicorn's 500
                 with contextlib.suppress(OSError, RuntimeError):  # the client may be gone already
-                    await tracked_send({"type": "websocket.close", "code": 1008})
+                    await state({"type": "websocket.close", "code": 1008})
         except FnserveError as exc:
-            if state["status"] or exc.response_started or exc.status_code is None:
+            if state.status or exc.response_started or exc.status_code is None:
                 raise  # the response is under way: uvicorn drops the connection
-            state["status"] = exc.status_code
+            state.status = exc.status_code
             ERROR_LOG.warning("%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
-            await errorpages.send_exception(scope, tracked_send, exc, dev=self.dev)
+            await errorpages.send_exception(scope, state, exc, dev=self.dev)
         finally:
-            self.access_log(scope, state["status"], started, state["label"])
+            self.access_log(scope, state.status, started, state.label)
 
-    async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State, req: Request) -> None:
+    async def _route(self, site: Site, scope: Scope, receive: Receive, send: Send, state: ResponseObserver, req: Request) -> None:
         path: str = scope["path"]
         query: bytes = scope.get("query_string", b"")
         method: str = scope.get("method", "GET")
@@ -170,11 +152,11 @@ class FrontApp:
         if legacy is not None:
             send = _with_headers(send, legacy.headers)
             if legacy.redirect:
-                state["label"] = "redirect"
+                state.label = "redirect"
                 await _redirect(scope, send, *legacy.redirect)
                 return
             if legacy.status:
-                state["label"] = "routes"
+                state.label = "routes"
                 await errorpages.send_error(scope, send, legacy.status, f"vercel.json routes answer {legacy.status} for {path}", dev=self.dev)
                 return
             if legacy.rewritten or legacy.external:
@@ -182,13 +164,13 @@ class FrontApp:
                 return
         redirect = rules.redirect(path, query, req)
         if redirect is not None:
-            state["label"] = "redirect"
+            state.label = "redirect"
             await _redirect(scope, send, *redirect)
             return
         if await self._static(site, scope, send, path, query, state):
             return
         if site.problem is not None:
-            state["label"] = "project"
+            state.label = "project"
             await errorpages.send_error(scope, send, 500, site.problem.message, detail=site.problem.detail, dev=self.dev)
             return
         match: RouteMatch | None = site.routes.match(path) if site.routes is not None else None
@@ -208,10 +190,10 @@ class FrontApp:
                                     dev=self.dev)
 
     async def _resolve_rewrite(
-        self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State, outcome: Outcome
+        self, site: Site, scope: Scope, receive: Receive, send: Send, state: ResponseObserver, outcome: Outcome
     ) -> None:
         if outcome.external:
-            state["label"] = "rewrite"
+            state.label = "rewrite"
             await errorpages.send_error(scope, send, 502, f"rewrite to an external URL ({outcome.external}) is not proxied by fnserve", dev=self.dev)
             return
         if await self._static(site, scope, send, outcome.path, b"", state):
@@ -225,13 +207,13 @@ class FrontApp:
             return
         await self._dispatch(site, scope, receive, send, state, match, rewritten=outcome)
 
-    async def _static(self, site: Site, scope: Scope, send: Send, path: str, query: bytes, state: _State) -> bool:
+    async def _static(self, site: Site, scope: Scope, send: Send, path: str, query: bytes, state: ResponseObserver) -> bool:
         if site.static is None or scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return False
         hit = site.static.lookup(path)
         if hit is None:
             return False
-        state["label"] = "static"
+        state.label = "static"
         if hit.redirect is not None:
             await _redirect(scope, send, 308, _join_query(quote(hit.redirect), query))
         else:
@@ -240,25 +222,26 @@ class FrontApp:
         return True
 
     async def _dispatch(
-        self, site: Site, scope: Scope, receive: Receive, send: Send, state: _State,
+        self, site: Site, scope: Scope, receive: Receive, send: Send, state: ResponseObserver,
         match: RouteMatch, rewritten: Outcome | None = None,
     ) -> None:
         function = match.function
-        state["label"] = function.id
+        state.label = function.id
         if function.error is not None or function.entry is None:
             problem = function.error
             await errorpages.send_error(scope, send, 500, str(problem) if problem else f"{function.id}: no entrypoint", dev=self.dev)
             return
         limited = None
-        if site.body_limit is not None and scope["type"] == "http":
-            length = _content_length(scope)
+        is_http = scope["type"] == "http"
+        length = _content_length(scope) if is_http else 0
+        if site.body_limit is not None and is_http:
             if length is not None and length > site.body_limit:
                 await errorpages.send_error(scope, send, 413, f"request body is {length} bytes, over the {site.body_limit}-byte limit", dev=self.dev)
                 return
             if length is None:  # a chunked body: counted as it streams
                 limited = _LimitedBody(receive, send, site.body_limit)
                 receive, send = limited.receive_counted, limited.send_unless_over
-        if scope["type"] == "http" and _content_length(scope) != 0:
+        if is_http and length != 0:
             # read a body's start before a function slot is taken: a slow client holds only this task
             replay = await _preread(receive, PREREAD)
             if replay is None:  # the client left, or the body is over body_limit
@@ -327,11 +310,6 @@ def _is_filesystem(match: RouteMatch, path: str) -> bool:
     )
 
 
-def _override(headers: Any, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    names = {k for k, _ in extra}
-    return [(k, v) for k, v in headers if k.lower() not in names] + extra
-
-
 def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
     if not headers:
         return send
@@ -339,7 +317,7 @@ def _with_headers(send: Send, headers: tuple[tuple[bytes, bytes], ...]) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             message = dict(message)
-            message["headers"] = _override(message.get("headers", ()), list(headers))
+            message["headers"] = override_headers(message.get("headers", ()), list(headers))
         await send(message)
 
     return wrapped

@@ -25,7 +25,7 @@ untouched: the ASGI server then drops the client connection, the only honest sig
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fnserve.project.types import Function
@@ -44,7 +44,8 @@ class SupervisorDispatcher:
 
     def __init__(self, supervisor: Any, on_lease: Callable[[Any], None] | None = None) -> None:
         self.supervisor = supervisor
-        self._serve = supervisor.serve if on_lease is None else functools.partial(supervisor.serve, on_lease=on_lease)
+        self._serve: Callable[..., Awaitable[None]] = (
+            supervisor.serve if on_lease is None else functools.partial(supervisor.serve, on_lease=on_lease))
 
-    async def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._serve(function, scope, receive, send, forward)
+    def __call__(self, function: Function, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return self._serve(function, scope, receive, send, forward)  # the awaitable itself: no coroutine of its own

@@ -39,6 +39,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from fnserve.config import Config
+from fnserve.server.coalesce import CoalescedWrites
 
 LOG = logging.getLogger("fnserve.error")
 
@@ -178,6 +179,8 @@ class FrontHttpProtocol(HttpToolsProtocol):
             self._head_timer = None
         super().on_headers_complete()
         if not (self.parser.should_upgrade() and self._should_upgrade()):
+            # the new cycle's writes leave in one system call per loop step (issue 14)
+            self.cycle.transport = CoalescedWrites(self.transport, self.loop)  # type: ignore[assignment]  # a proxy
             self._arm_body_timer()
 
     def on_body(self, body: bytes) -> None:

@@ -218,37 +218,51 @@ class JsonFormatter(logging.Formatter):
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]  # StreamHandler is generic in typeshed only
-    """A ``StreamHandler`` that flushes at most every ``FLUSH_DELAY`` s when called on an event
+    """A ``StreamHandler`` that writes at most every ``FLUSH_DELAY`` s when called on an event
     loop (one write syscall per batch instead of one per request: access lines are the hot path);
-    immediately for WARNING and above, and when called outside a loop. Lines are never lost on a
+    immediately for WARNING and above, and when called outside a loop. Lines are held here, not in
+    the stream's buffer: with ``PYTHONUNBUFFERED=1`` (usual in containers; fnserve's own container
+    target sets it) every ``stream.write`` is a system call (issue 14). Lines are never lost on a
     clean exit: ``close()`` (``logging.shutdown``) flushes."""
 
     FLUSH_DELAY = 0.05
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
-        self._scheduled = False
+        self._scheduled: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        self._pending: list[str] = []
 
-    def flush(self) -> None:  # called by emit() after each record
+    def flush(self) -> None:  # called by StreamHandler.emit() after each record (not used by emit below)
         return None
 
     def flush_now(self) -> None:
-        self._scheduled = False
-        super().flush()
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            self._scheduled = None
+            pending, self._pending = self._pending, []
+            try:
+                if pending:
+                    self.stream.write("".join(pending))
+                super().flush()
+            except (OSError, ValueError):  # the stream is gone (closed stdout, broken pipe): nobody reads
+                pass
 
     def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        if self._scheduled:
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
             return
         if record.levelno >= logging.WARNING:
             self.flush_now()
+            return
+        if self._scheduled is not None and not self._scheduled.is_closed():
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush_now()
             return
-        self._scheduled = True
+        self._scheduled = loop
         loop.call_later(self.FLUSH_DELAY, self.flush_now)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import time
 from contextvars import ContextVar
@@ -39,8 +40,8 @@ from fnserve.server.errorpages import render
 from fnserve.server.logs import ACCESS, access_record
 from fnserve.server.metrics import Metrics
 
-__all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInfo", "REQUEST_ID_HEADER", "log_access",
-           "note_lease"]
+__all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInfo", "REQUEST_ID_HEADER",
+           "ResponseObserver", "log_access", "note_lease", "override_headers"]
 
 REQUEST_ID_HEADER = b"x-fnserve-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
@@ -50,14 +51,26 @@ _CUT_OFF_HEADERS, _CUT_OFF = render(503, "the server stopped before this request
 
 class RequestInfo:
     """What is known about one request beyond the ASGI scope. ``id``: str; ``instance``: pid of
-    the worker that served it or None; ``cold``: bool, None when no function was involved."""
+    the worker that served it or None; ``cold``: bool, None when no function was involved;
+    ``status``: the response status once it started (0 before; set by ``ResponseObserver``);
+    ``public_errors``: runtime error answers lose the exception's text (``runtime_error``)."""
 
-    __slots__ = ("id", "instance", "cold")
+    __slots__ = ("id", "instance", "cold", "status", "public_errors", "_header")
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, *, public_errors: bool = False) -> None:
         self.id = request_id
         self.instance: int | None = None
         self.cold: bool | None = None
+        self.status = 0
+        self.public_errors = public_errors
+        self._header: tuple[bytes, bytes] | None = None
+
+    @property
+    def header(self) -> tuple[bytes, bytes]:
+        """The ``x-fnserve-request-id`` response header of this request."""
+        if self._header is None:
+            self._header = (REQUEST_ID_HEADER, self.id.encode("ascii"))
+        return self._header
 
 
 CURRENT: ContextVar[RequestInfo | None] = ContextVar("fnserve_request", default=None)
@@ -92,18 +105,90 @@ def runtime_error(status: int, headers: Any, body: bytes, request_id: str, publi
     return kept + extra, new_body
 
 
+class ResponseObserver:
+    """The one ``send`` wrapper of a request (issue 14: one observer instead of a stack of them):
+    keeps the response ``status`` (0 until a response starts; WebSocket: 101 accepted, 403 refused)
+    and the access log's ``label``, overrides headers with ``extra`` (vercel.json ``headers``
+    rules), and — when ``info`` is given (``Observed`` in front) — adds the request id header
+    (``x-fnserve-request-id``) and rewrites error answers made by the function runtime
+    (``runtime_error``; held until their body is complete, at most ``_HELD_LIMIT`` bytes).
+    ``FrontApp`` makes one per request; ``Observed`` makes one only for an app that does not
+    (``observes_responses`` false). Call it as the ASGI ``send``."""
+
+    __slots__ = ("send", "info", "extra", "status", "label", "_held", "_chunks")
+
+    def __init__(self, send: Send, info: RequestInfo | None, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.send = send
+        self.info = info
+        self.extra = extra
+        self.status = 0
+        self.label = "-"
+        self._held: Message | None = None  # a response start that may be a runtime error answer
+        self._chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        mtype = message["type"]
+        if mtype == "http.response.start":
+            status = self.status = message["status"]
+            headers = message.get("headers")
+            if self.extra:
+                message = {**message, "headers": override_headers(headers or (), self.extra)}
+                headers = message["headers"]
+            info = self.info
+            if info is not None:
+                info.status = status
+                if status in _RUNTIME_STATUSES and _small_json(headers):
+                    self._held = message
+                    return
+                if type(headers) is list:
+                    headers.append(info.header)
+                else:
+                    message = {**message, "headers": [*(headers or ()), info.header]}
+        elif self._held is not None:
+            chunks = self._chunks
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False) and sum(map(len, chunks)) <= _HELD_LIMIT:
+                return
+            start, self._held = self._held, None
+            info = self.info
+            assert info is not None
+            body = b"".join(chunks)
+            answer = None if message.get("more_body", False) else \
+                runtime_error(start["status"], start.get("headers") or (), body, info.id, info.public_errors)
+            if answer is not None:
+                headers, body = answer
+            else:
+                headers = list(start.get("headers") or ())
+            await self.send({**start, "headers": [*headers, info.header]})
+            message = {**message, "body": body}
+        elif mtype == "websocket.accept":
+            self.status = 101
+        elif mtype == "websocket.close" and not self.status:
+            self.status = 403
+        await self.send(message)
+
+
+def override_headers(headers: Any, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` without those named in ``extra``, then ``extra`` (a rule's value wins)."""
+    names = {k for k, _ in extra}
+    return [(k, v) for k, v in headers if k.lower() not in names] + extra
+
+
 class Observed:
     """ASGI middleware: request ids and the ``/_fnserve/`` endpoints. ``admin``: the
     ``AdminApp`` to answer ``/_fnserve/*`` with on this port, or None (then those paths go to
     the project like any other). ``admin`` may be changed at any time (a reload that adds a
     user route under ``/_fnserve/`` unmounts it). ``public_errors``: True for ``fnserve start``
-    (error answers made inside the worker lose the exception's text, see ``runtime_error``)."""
+    (error answers made inside the worker lose the exception's text, see ``runtime_error``).
+    An ``app`` with a true ``observes_responses`` attribute (``FrontApp``) wraps its own ``send``
+    in a ``ResponseObserver`` reading ``CURRENT``; any other app gets one from here."""
 
     def __init__(self, app: ASGIApp, admin: AdminApp | None, *, public_errors: bool = False) -> None:
         self.app = app
         self.admin = admin
         self.public_errors = public_errors
         self.draining = False  # set by the server when it stops: a cancelled request then gets a 503
+        self._observes = bool(getattr(app, "observes_responses", False))
 
     admin: ASGIApp | None  # an AdminApp, or the dashboard (server.dashboard.web.DashboardApp) in front of one
 
@@ -123,51 +208,18 @@ class Observed:
                     request_id = value
                 break
         if request_id is None:
-            request_id = os.urandom(8).hex().encode()
+            request_id = b"%016x" % _ids.getrandbits(64)
             scope["headers"] = [(k, v) for k, v in headers if k != b"x-request-id"]
             scope["headers"].append((b"x-request-id", request_id))
-        info = RequestInfo(request_id.decode("ascii"))
+        info = RequestInfo(request_id.decode("ascii"), public_errors=self.public_errors)
         CURRENT.set(info)  # never in the scope: the scope is JSON-encoded for the worker
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = (REQUEST_ID_HEADER, request_id)
-        started = False
-        held: Message | None = None  # a response start that may be a runtime error answer
-        chunks: list[bytes] = []
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal started, held
-            if message["type"] == "http.response.start":
-                started = True
-                headers = message.get("headers")
-                if message["status"] in _RUNTIME_STATUSES and _small_json(headers):
-                    held = message
-                    return
-                if type(headers) is list:
-                    headers.append(extra)
-                else:
-                    message = {**message, "headers": [*(headers or ()), extra]}
-            elif held is not None:
-                chunks.append(message.get("body", b""))
-                if message.get("more_body", False) and sum(map(len, chunks)) <= _HELD_LIMIT:
-                    return
-                start, held = held, None
-                body = b"".join(chunks)
-                answer = None if message.get("more_body", False) else \
-                    runtime_error(start["status"], start.get("headers") or (), body, request_id.decode(), self.public_errors)
-                if answer is not None:
-                    headers, body = answer
-                else:
-                    headers = list(start.get("headers") or ())
-                await send({**start, "headers": [*headers, extra]})
-                message = {**message, "body": body}
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send if self._observes else ResponseObserver(send, info))
         except asyncio.CancelledError:
-            if not self.draining or started:
+            if not self.draining or info.status:
                 raise
             # uvicorn cancels what is left when the grace period is over: say so (503, retry)
             # rather than uvicorn's generic 500; the access log already shows status 0 (cut off)
@@ -175,8 +227,13 @@ class Observed:
             if task is not None and hasattr(task, "uncancel"):
                 task.uncancel()
             await send({"type": "http.response.start", "status": 503, "headers": [
-                *_CUT_OFF_HEADERS, (b"retry-after", b"1"), (b"connection", b"close"), extra]})
+                *_CUT_OFF_HEADERS, (b"retry-after", b"1"), (b"connection", b"close"), info.header]})
             await send({"type": "http.response.body", "body": _CUT_OFF})
+
+
+# request ids: 64 random bits from a generator seeded once from the OS, not os.urandom per request
+# (a getrandom() system call each); ids are labels for logs, not secrets
+_ids = random.Random(os.urandom(32))
 
 
 class ObservedSupervisor:

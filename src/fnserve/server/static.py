@@ -13,6 +13,13 @@ decodes ``%2e%2e`` to ``..`` in ``scope["path"]``, so encoded traversal is refus
 
 ``also``: more folders served at ``/`` after this one, by the same rules (``fnserve start``: a
 Django project's ``collectstatic`` output, laid out by URL path; ``server.collectstatic``).
+
+Negative cache (issue 14): most requests are for functions, not files, and each used to cost a
+``stat()`` of ``public/`` to learn so. A path found absent is remembered for ``absent_ttl`` s
+(default ``ABSENT_TTL``, 1 s; at most ``ABSENT_MAX`` paths, then the memory is emptied): a file
+added to ``public/`` while serving is served within that time, with no watcher (the dev reloader
+does not watch ``public/``); a reload builds a new ``StaticFiles`` and so starts afresh. Found
+files are checked on every request, as before (a deleted file is never served from memory).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
@@ -28,6 +36,8 @@ from pathlib import Path
 from fnserve.runtime.asgitypes import Scope, Send
 
 CHUNK = 64 * 1024  # bytes per http.response.body message
+ABSENT_TTL = 1.0  # seconds a path found absent is answered "no file" without a stat() (module docstring)
+ABSENT_MAX = 10_000  # paths remembered as absent at most (a scan of random paths cannot grow it further)
 _REFUSED_SUFFIXES = (".py", ".pyc", ".pyo")
 _TYPES = {
     ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
@@ -62,13 +72,17 @@ class StaticFiles:
 
     ``clean_urls``: serve ``x.html`` at ``/x`` and redirect ``/x.html`` → ``/x`` and
     ``/d/index.html`` → ``/d`` (vercel.json ``cleanUrls``). ``also``: folders looked up after this
-    one when it has no file for a path (see the module docstring).
+    one when it has no file for a path (see the module docstring); ``absent_ttl``: seconds a path
+    found absent is remembered (0: never remembered).
     """
 
-    def __init__(self, directory: Path, *, clean_urls: bool = False, also: Sequence[StaticFiles] = ()) -> None:
+    def __init__(self, directory: Path, *, clean_urls: bool = False, also: Sequence[StaticFiles] = (),
+                 absent_ttl: float = ABSENT_TTL) -> None:
         self.directory = directory
         self.clean_urls = clean_urls
         self.also = tuple(also)
+        self.absent_ttl = absent_ttl
+        self._absent: dict[str, float] = {}  # path → time.monotonic() until which it is known absent
         self._root: Path | None
         try:
             self._root = directory.resolve(strict=True)
@@ -79,11 +93,21 @@ class StaticFiles:
     def lookup(self, path: str) -> Hit | None:
         """Map a decoded request path (``scope["path"]``) to a ``Hit``, or None if not served
         (by this folder, then by each of ``also``)."""
+        absent = self._absent
+        until = absent.get(path)
+        if until is not None:
+            if until > time.monotonic():
+                return None
+            del absent[path]
         hit = self._lookup(path)
         for other in self.also:
             if hit is not None:
                 break
             hit = other.lookup(path)
+        if hit is None and self.absent_ttl > 0:
+            if len(absent) >= ABSENT_MAX:
+                absent.clear()
+            absent[path] = time.monotonic() + self.absent_ttl
         return hit
 
     def _lookup(self, path: str) -> Hit | None:

@@ -21,14 +21,16 @@ Errors (all from ``fnserve.errors``; check ``.response_started`` before answerin
   if the response has not started.
 - ``RequestRejected`` (431) — the scope does not fit in one IPC frame (``protocol.FrameTooLarge``:
   headers over ``MAX_FRAME``); the worker connection and its other streams are untouched.
-Returns normally when the response is complete (HTTP: the last body chunk was sent; WebSocket: the
-app returned) or when the client went away.
+Returns the response's status (HTTP: the status of ``http.response.start``, 0 when none was sent;
+WebSocket: 101 once accepted, else 0) when the response is complete (HTTP: the last body chunk was
+sent; WebSocket: the app returned) or when the client went away: callers that count failures
+(``Leasing.serve``) need no ``send`` wrapper of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fnserve.errors import FunctionFailed, RequestRejected, WorkerCrashed
@@ -70,21 +72,21 @@ class _Watcher:
             self.handle = self.loop.call_later(DISCONNECT_WATCH_DELAY / 2, self._sweep)
 
 
-async def forward(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
+def forward(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> Awaitable[int]:
     """Run one ASGI conversation (``scope["type"]`` ``"http"`` or ``"websocket"``) on a new stream
-    of ``connection`` (from ``Supervisor.acquire``). Raises ``WorkerCrashed`` / ``FunctionFailed``
-    as described in the module docstring."""
+    of ``connection`` (from ``Supervisor.acquire``); the awaitable returns the response status
+    (module docstring). Raises ``WorkerCrashed`` / ``FunctionFailed`` as described in the module
+    docstring. (A plain function returning the coroutine: one coroutine frame less per request.)"""
     if scope["type"] == "http":
-        await _forward_http(connection, scope, receive, send)
-    else:
-        await _forward_ws(connection, scope, receive, send)
+        return _forward_http(connection, scope, receive, send)
+    return _forward_ws(connection, scope, receive, send)
 
 
-async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
-    name = getattr(connection, "name", "") or "the function"
+async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> int:
+    name = connection.name or "the function"
     message = await receive()  # the first body chunk travels in the SCOPE frame
     if message["type"] != "http.request":
-        return  # the client left before anything happened
+        return 0  # the client left before anything happened
     more = message.get("more_body", False)
     body = message.get("body", b"")
     try:
@@ -98,7 +100,7 @@ async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive
         raise WorkerCrashed(name) from None
     except p.FrameTooLarge as exc:
         raise _too_large(exc) from None
-    loop = asyncio.get_running_loop()
+    loop = connection.loop  # not asyncio.get_running_loop(): a getpid() system call each on Python < 3.12
     pump: list[asyncio.Task[None]] = []
 
     def watch() -> None:
@@ -113,34 +115,36 @@ async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive
             watcher = connection.extras["upstream.watcher"] = _Watcher(loop)
         watcher.add(stream.id, watch)
     ended = False
-    started = False
+    status = 0
     try:
         while True:
             try:
                 ftype, flags, meta, data = await stream.get()
             except p.ConnectionLost as exc:
-                raise WorkerCrashed(name, response_started=started) from exc
+                raise WorkerCrashed(name, response_started=status > 0) from exc
             except _ClientGone:
-                return
+                return status
             if ftype == p.RESPONSE_BODY:
                 more = bool(flags & p.MORE)
                 if not more:
                     ended = True  # the worker side knows the response is complete
                 await send({"type": "http.response.body", "body": data, "more_body": more})
                 if not more:
-                    return
+                    return status
             elif ftype == p.RESPONSE_START:
-                started = True
                 if flags & p.RAW_HEADERS:
-                    await send({"type": "http.response.start", "status": int(meta), "headers": p.unpack_headers(data)})
+                    status = int(meta)
+                    await send({"type": "http.response.start", "status": status, "headers": p.unpack_headers(data)})
                 else:
-                    await send(p.decode_message(flags, meta, data))
+                    start = p.decode_message(flags, meta, data)
+                    status = int(start.get("status") or 0)
+                    await send(start)
             elif ftype == p.MESSAGE:
                 await send(p.decode_message(flags, meta, data))
             else:
                 ended = True
-                _raise_end(name, ftype, meta, started)
-                return
+                _raise_end(name, ftype, meta, status > 0)
+                return status
     finally:
         if watcher is not None:
             watcher.pending.pop(stream.id, None)
@@ -151,15 +155,15 @@ async def _forward_http(connection: p.Connection, scope: Scope, receive: Receive
         stream.close()
 
 
-async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None:
-    name = getattr(connection, "name", "") or "the function"
+async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> int:
+    name = connection.name or "the function"
     try:
         stream = connection.open_stream(_as_dict(scope))
     except p.ConnectionLost:
         raise WorkerCrashed(name) from None
     except p.FrameTooLarge as exc:
         raise _too_large(exc) from None
-    pump = asyncio.get_running_loop().create_task(_pump_ws(stream, receive))
+    pump = connection.loop.create_task(_pump_ws(stream, receive))
     ended = False
     started = False
     try:
@@ -169,7 +173,7 @@ async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, 
             except p.ConnectionLost as exc:
                 raise WorkerCrashed(name, response_started=started) from exc
             except _ClientGone:
-                return
+                return 101 if started else 0
             if ftype == p.MESSAGE:
                 message = p.decode_message(flags, meta, data)
                 if message["type"] in ("websocket.accept", "websocket.http.response.start"):
@@ -179,7 +183,7 @@ async def _forward_ws(connection: p.Connection, scope: Scope, receive: Receive, 
                 ended = True
                 if ftype == p.ERROR:
                     _raise_end(name, ftype, meta, started)
-                return
+                return 101 if started else 0
     finally:
         pump.cancel()
         if not ended and not connection.closed and not stream.closed:

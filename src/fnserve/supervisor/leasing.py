@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from ..errors import (
@@ -56,9 +56,11 @@ REPLAY_LIMIT = 1 << 20  # bytes of request body kept to retry a request on anoth
 
 class Forward(Protocol):
     """Runs one ASGI conversation on a worker connection: ``fnserve.server.upstream.forward``.
-    Raises ``WorkerCrashed`` (the connection broke) or ``FunctionFailed`` (the app raised)."""
+    The awaitable returns the response status (0: none; None from a forward that does not tell,
+    then no failure is counted). Raises ``WorkerCrashed`` (the connection broke) or
+    ``FunctionFailed`` (the app raised)."""
 
-    async def __call__(self, connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> None: ...
+    def __call__(self, connection: p.Connection, scope: Scope, receive: Receive, send: Send) -> Awaitable[int | None]: ...
 
 
 class _Replay:
@@ -95,21 +97,6 @@ class _Replay:
                 self.messages.append(message)
                 self.complete = not message.get("more_body", False)
         return message
-
-
-class _Status:
-    """Wraps ``send`` and keeps the response status (``code``; 0 before ``http.response.start``)."""
-
-    __slots__ = ("_send", "code")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.code = 0
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.code = message["status"]
-        await self._send(message)
 
 
 class Deadlines:
@@ -212,7 +199,6 @@ class Leasing:
         pool = self.pools.get(function)
         fid = pool.target.id
         replay = _Replay(receive) if scope.get("type") == "http" else None
-        loop = asyncio.get_running_loop()
         for attempt in range(2):
             inst = pool.free() if attempt == 0 and not pool.waiters else None
             if inst is not None:  # lease()'s fast path, without a coroutine per request
@@ -225,15 +211,13 @@ class Leasing:
             if on_lease is not None:
                 on_lease(lease)
             if max_duration:
+                loop = lease.connection.loop  # not asyncio.get_running_loop(): a getpid() each on Python < 3.12
                 self.deadlines.add(lease, loop.time() + max_duration, loop)
-            watched = self.pools.max_failures and replay is not None
             try:
-                if watched:
-                    status = _Status(send)
-                    await forward(lease.connection, scope, replay.receive if replay else receive, status.send)
-                    inst.failures = inst.failures + 1 if status.code >= 500 else 0
-                else:
-                    await forward(lease.connection, scope, replay.receive if replay else receive, send)
+                # forward tells the status: no send wrapper to count failed requests (max_failures)
+                status = await forward(lease.connection, scope, replay.receive if replay else receive, send)
+                if replay is not None:
+                    inst.failures = inst.failures + 1 if (status or 0) >= 500 else 0
                 return
             except FunctionFailed:
                 inst.failures += 1
