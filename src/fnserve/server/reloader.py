@@ -62,6 +62,7 @@ from fnserve.deps import affects_dependencies
 from fnserve.deps.manifests import is_dependency_file
 from fnserve.project.layout import is_excluded_dir
 from fnserve.project.types import Problem
+from fnserve.server.logs import speaker
 from fnserve.supervisor.target import WorkerTarget
 
 LOG = logging.getLogger("fnserve.reload")
@@ -227,7 +228,7 @@ class Reloader:
     ) -> None:
         self.root = root.resolve()
         self.apply = apply
-        self.emit = emit or LOG.info
+        self.emit = emit or speaker(LOG)  # "warning: reload: ..." at WARNING
         chosen = tuple((self.root / d).resolve() for d in dirs)
         self.dirs = () if self.root in chosen else chosen  # "." means the whole project
         self.exclude = tuple(exclude)

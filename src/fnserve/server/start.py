@@ -228,6 +228,7 @@ class StartServer:
         SIGHUP). Returns a summary for the reload line."""
         self.config, self.project, self.python = config, project, python
         new = self.targets()
+        before = dict(self._installed)
         union = {**self._installed, **new}
         changed = set(await self.supervisor.update(list(union.values())))
         assert self.app is not None
@@ -244,10 +245,16 @@ class StartServer:
             results = await self.supervisor.restart(same) if same else {}
             failed = [fid for fid, res in results.items() if res.error is not None]
             started = [fid for fid, res in results.items() if res.error is None and res.ready_ms is not None]
-            parts.append(f"{len(started)} running function(s) restarted" + (f", {len(failed)} FAILED to load: "
-                         + ", ".join(failed) if failed else ""))
-        if changed:
-            parts.append(f"environment changed for {len(changed)}")
+            if started or failed:
+                parts.append(f"{len(started)} running function(s) restarted" + (f", {len(failed)} FAILED to load: "
+                             + ", ".join(failed) if failed else ""))
+        from fnserve.server.reloader import restart_reason  # here: the module imports watchfiles (dev's)
+
+        why = [restart_reason(before.get(fid), new[fid]) for fid in sorted(changed) if fid in new]
+        for reason, text in (("code", "on the new version"), ("python", "on a new Python environment"),
+                             ("environment", "for a changed environment"), ("settings", "for changed settings")):
+            if why.count(reason):  # the cause, not "environment changed" for every new snapshot
+                parts.append(f"{why.count(reason)} restarted {text}")
         if added:
             parts.append("new: " + ", ".join(sorted(added)))
         if removed:
