@@ -386,7 +386,7 @@ async def serve(dev: DevServer) -> None:
     shown = f"[{host}]" if ":" in host else host
     announce(LOG, "fnserve dev: %s", f"http://{shown}:{port}")
     if dev.front.admin is not None:
-        dev.say(f"dashboard: http://{shown}:{port}{PREFIX}")
+        LOG.info("dashboard: %s", f"http://{shown}:{port}{PREFIX}", extra={"url": f"http://{shown}:{port}{PREFIX}"})
     if dev.config.open:
         open_browser(f"http://{'localhost' if host in ('0.0.0.0', '::') else shown}:{port}/", dev.say)
     try:
