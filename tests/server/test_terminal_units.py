@@ -278,6 +278,13 @@ SYNTAX = Problem("error", "syntax error: expected ':'", "api/app.py", 8)
      "reload: requirements.txt changed → installing dependencies in the background [8 ms]"),
     (ReloadFacts("api/new.py", changed={"api/new.py": "code"}, added=["api/new.py"], ms=5),
      "reload: api/new.py changed → new function api/new.py [5 ms]"),
+    (ReloadFacts("api/new.py", added=["api/new.py"], file_errors_now={"api/new.py": SYNTAX}, ms=5),
+     "warning: reload: api/new.py changed → new function api/new.py (syntax error: expected ':' at line 8; its routes "
+     "answer 500 until it is fixed) [5 ms]"),
+    (ReloadFacts("api/app.py", changed={"api/app.py": "code"}, file_errors_before={"api/app.py": SYNTAX},
+                 file_errors_now={"api/app.py": SYNTAX}, ms=5),
+     "warning: reload: api/app.py changed → api/app.py: still syntax error: expected ':' at line 8; its routes answer "
+     "500 until it is fixed [5 ms]"),
     (ReloadFacts("vercel.json", problem="configuration error: vercel.json: bad", ms=5),
      "warning: reload: vercel.json changed → ERROR: configuration error: vercel.json: bad [5 ms]"),
 ])

@@ -145,13 +145,17 @@ def _first_line(error: Any) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _file_error(problem: Problem) -> str:
+    at = f" at line {problem.line}" if problem.line else ""
+    return f"{problem.message}{at}; its routes answer 500 until it is fixed"
+
+
 def _function_phrase(facts: ReloadFacts, fid: str) -> tuple[str, bool]:
     """What became of one function: (phrase, whether it is left broken)."""
     now, before = facts.file_errors_now.get(fid), facts.file_errors_before.get(fid)
     if now is not None:
-        at = f" at line {now.line}" if now.line else ""
         still = "still " if before is not None and before.message == now.message else ""
-        return f"{fid}: {still}{now.message}{at}; its routes answer 500 until it is fixed", True
+        return f"{fid}: {still}{_file_error(now)}", True
     fixed = "syntax error fixed" if before is not None else "load error fixed" if facts.load_errors_before.get(fid) else ""
     result = facts.results.get(fid)
     if fid in facts.results:
@@ -189,9 +193,9 @@ def reload_line(facts: ReloadFacts) -> str:
         if ids:
             parts.append(text.format(_some(ids)))
     for fid in sorted(facts.added):
-        phrase, broken = _function_phrase(facts, fid) if fid in facts.file_errors_now else ("", False)
-        parts.append(f"new function {fid}" + (f" ({phrase.split(': ', 1)[1]})" if phrase else ""))
-        trouble = trouble or broken
+        error = facts.file_errors_now.get(fid)
+        parts.append(f"new function {fid}" + (f" ({_file_error(error)})" if error is not None else ""))
+        trouble = trouble or error is not None
     parts += [f"removed {fid}" for fid in sorted(gone)]
     if facts.deps:
         parts.append(facts.deps)
