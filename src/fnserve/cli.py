@@ -95,7 +95,8 @@ def routes_command(directory: str, as_json: bool, **flags: object) -> None:
         project = load_project(Path(directory), entrypoint=config.entrypoint, framework=config.framework)
     except FnserveError as exc:
         _fail(exc)
-    click.echo(json.dumps(to_json(project), indent=2) if as_json else render_text(project), nl=not as_json)
+    click.echo(json.dumps(to_json(project, config.vercel), indent=2) if as_json else render_text(project, config.vercel),
+               nl=not as_json)
     if as_json:
         click.echo()
     if project.has_errors:

@@ -21,7 +21,8 @@ def start(case: str, tmp_path_factory, *args: str) -> DevServer:
 
 @pytest.fixture(scope="module")
 def vercel(tmp_path_factory):
-    server = start("dev_vercel", tmp_path_factory, "--body-limit", "64KiB")
+    # --handler-log show: the handler classes' own request lines are the function output test_access_log reads
+    server = start("dev_vercel", tmp_path_factory, "--body-limit", "64KiB", "--handler-log", "show")
     yield server
     server.stop()
     out = server.output()
@@ -144,7 +145,7 @@ def test_access_log(vercel: DevServer, client: httpx.Client) -> None:
     client.get("/api/users/3?y=1")
     line = vercel.wait_for_line(r"GET /api/users/3\?y=1 200 [0-9.]+ms api/users/\[id\]\.py")
     assert "\x1b[" not in line  # not a TTY: no colour codes
-    assert vercel.wait_for_line(r"^\[/api/users/\[id\]\] .*GET /api/users/3\?y=1&id=3")  # function output, prefixed
+    assert vercel.wait_for_line(r"^\[/api/users/\[id\] !\] .*GET /api/users/3\?y=1&id=3")  # function output (stderr), prefixed
 
 
 # --- EdgeOne layout ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from devserver import PROJECTS, DevServer, raw_get
 
 
 def test_dev_json_prints_only_json_lines(tmp_path: Path) -> None:
-    server = DevServer("dev_vercel", tmp_path, "--no-install", "--log-format", "json")
+    server = DevServer("dev_vercel", tmp_path, "--no-install", "--log-format", "json", "--handler-log", "show")
     server.start()
     try:
         r = httpx.get(server.url + "/api/users/3?y=1", headers={"x-request-id": "dev-json-1"}, timeout=15)

@@ -278,6 +278,19 @@ class Config:
         300.0, "fnserve dev: stop a function's instance after this long without a request (the next request "
         "starts one again); 0: never.", unit="s", minimum=0, commands=("dev", "config"))
 
+    # --- terminal and logs (issue 13 item 4; owner: terminal) ---
+    log_level: str = setting(
+        "info", "Least level of fnserve's own messages shown; access lines are info (a function's output is always "
+        "shown).", choices=("debug", "info", "warning", "error"), commands=SERVE)
+    quiet: bool = setting(False, "Show only warnings and errors (and the URL): no access lines, no route table.",
+                          commands=SERVE)
+    access_log: bool = setting(True, "Print one line per request.", commands=SERVE)
+    handler_log: str = setting(
+        "hide", "The line a BaseHTTPRequestHandler class logs per request (its log_request): hide it (fnserve prints "
+        "its own access line) or show it as the function's output (default: hide in dev, show in start).",
+        choices=("show", "hide"), mode_default=lambda mode: "hide" if mode == "dev" else "show",
+        default_text="hide in dev, show in start", commands=SERVE)
+
     def function_env(self) -> dict[str, str]:
         """The variables every function process gets on top of its base environment: vercel.json
         ``env``, then ``.env``, ``.env.local``, ``.env.<stage>``, ``.env.<stage>.local`` (later

@@ -15,6 +15,14 @@ override ``send_response`` gets ``log_request`` + ``send_response_only``. Header
 sends explicitly always pass.
 Methods: HEAD falls back to ``do_GET`` minus the body; OPTIONS without ``do_OPTIONS`` → 204 +
 ``Allow``; another missing method → 405 + ``Allow`` (JSON error body).
+
+The per-request line ``BaseHTTPRequestHandler.log_request`` writes to stderr (``127.0.0.1 - -
+[date] "GET / HTTP/1.1" 200 -``) duplicates the front server's access line: with
+``log_requests=False`` (spec ``"handler_log": "hide"``, the ``handler_log`` setting; dev's
+default) it is not written, at the source, so it costs neither the write nor the supervisor's
+output pump. Only a class that keeps the stdlib ``log_request`` and ``log_message`` is silenced
+(one that overrides either chose its own logging); ``log_error`` lines (``send_error``'s
+``code 404, message ...``, the handler's own calls) are always written.
 """
 
 import functools
@@ -29,6 +37,11 @@ from .bridge import BodyReader, Outbox, refuse_declared_oversize, refuse_non_htt
 from .pool import InFlight
 
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+
+
+def _no_log_request(code: Any = "-", size: Any = "-") -> None:
+    """``log_request`` of a handler whose per-request line is hidden (an instance attribute)."""
+    return None
 
 
 def _send_response_without_server_date(self: BaseHTTPRequestHandler, code: int, message: Optional[str] = None) -> None:
@@ -204,12 +217,16 @@ def allowed_methods(handler_class: Type[BaseHTTPRequestHandler]) -> List[str]:
 
 class HandlerAdapter:
     """ASGI 3 app driving ``handler_class`` per request in ``executor`` threads.
-    ``body_limit``: bytes (0 = none); ``label``: function id for fnserve's own error lines.
-    ``log_message`` is left as the class defines it: the default writes to stderr, which is the
-    function's log (the worker captures it and prefixes each line with the function)."""
+    ``body_limit``: bytes (0 = none); ``label``: function id for fnserve's own error lines;
+    ``log_requests``: False hides the stdlib per-request ``log_request`` line (module docstring).
+    Whatever else the class logs goes to stderr, which is the function's log (the supervisor reads
+    it and prefixes each line with the function)."""
 
-    def __init__(self, handler_class: Type[BaseHTTPRequestHandler], *, executor: Any, body_limit: int = 0, label: str = "?") -> None:
+    def __init__(self, handler_class: Type[BaseHTTPRequestHandler], *, executor: Any, body_limit: int = 0, label: str = "?",
+                 log_requests: bool = True) -> None:
         self.handler_class = handler_class
+        self.hide_request_line = not log_requests and handler_class.log_request is BaseHTTPRequestHandler.log_request \
+            and handler_class.log_message is BaseHTTPRequestHandler.log_message
         self.executor = executor
         self.body_limit = body_limit
         self.label = label
@@ -262,6 +279,8 @@ class HandlerAdapter:
         h.raw_requestline = h.requestline.encode("latin-1") + b"\r\n"  # type: ignore[attr-defined]  # set by handle_one_request, undeclared in typeshed
         h.headers = headers
         h.close_connection = True
+        if self.hide_request_line:
+            h.log_request = _no_log_request  # type: ignore[method-assign]  # per instance: the class stays as written
         if cls.send_response is BaseHTTPRequestHandler.send_response:
             # per instance, so a subclass that overrides send_response keeps its own
             h.send_response = _send_response_without_server_date.__get__(h)  # type: ignore[method-assign]

@@ -93,7 +93,8 @@ def load_function(spec: Dict[str, Any]) -> LoadedFunction:
     ``spec``: the JSON-able function spec (``id``, ``path`` absolute file path, ``module`` dotted
     name, ``attr``, ``kind`` (EntryKind value), ``layout``, ``import_roots`` [str],
     ``project_root``, ``body_limit`` bytes, ``concurrency`` threads or ASGI tasks; optional
-    ``max_duration`` s and ``memory`` MB for the lambda context).
+    ``max_duration`` s and ``memory`` MB for the lambda context, ``handler_log`` ``"hide"`` to
+    silence a handler class's per-request line).
     Raises ``LoadError`` (file, attr, found, traceback) when the import fails or the exported
     object is not a servable entry (SPEC §2, §2.1).
     """
@@ -108,7 +109,8 @@ def load_function(spec: Dict[str, Any]) -> LoadedFunction:
         app: Any = ASGIAdapter(obj, label=label)
     elif kind == "handler":
         executor = make_pool(concurrency, "handler")
-        app = HandlerAdapter(obj, executor=executor, body_limit=body_limit, label=label)
+        app = HandlerAdapter(obj, executor=executor, body_limit=body_limit, label=label,
+                             log_requests=spec.get("handler_log") != "hide")
     elif kind == "wsgi":
         executor = make_pool(concurrency, "wsgi")
         app = WSGIAdapter(obj, executor=executor, body_limit=body_limit, label=label)

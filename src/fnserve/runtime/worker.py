@@ -49,8 +49,8 @@ from typing import Any, Dict, List, Optional, Set
 
 from . import protocol as p
 from .bytecode import keep_installed_bytecode_in_place
-from .containment import contain
 from .confine import confine, hint
+from .containment import contain
 
 EXIT_OK = 0
 EXIT_USAGE = 2

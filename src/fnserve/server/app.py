@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from fnserve.errors import FnserveError
+from fnserve.errors import FnserveError, FunctionLoadFailed
 from fnserve.project.routes import query_key
 from fnserve.project.types import Function, Layout, Route, RouteMatch
 from fnserve.runtime.asgitypes import Message, Receive, Scope, Send
@@ -138,7 +138,10 @@ class FrontApp:
             if state.status or exc.response_started or exc.status_code is None:
                 raise  # the response is under way: uvicorn drops the connection
             state.status = exc.status_code
-            ERROR_LOG.warning("%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
+            # a load error was logged once, with its traceback, when the load failed (supervisor):
+            # per request only the access line (debug: this one too)
+            level = logging.DEBUG if isinstance(exc, FunctionLoadFailed) else logging.WARNING
+            ERROR_LOG.log(level, "%s %s: %s", scope.get("method", "WS"), scope["path"], exc.message)
             await errorpages.send_exception(scope, state, exc, dev=self.dev)
         finally:
             self.access_log(scope, state.status, started, state.label)

@@ -64,9 +64,9 @@ from fnserve.server.dashboard.web import DashboardApp
 from fnserve.server.devdeps import DEPS_SETTINGS, DepsGate, DevDeps, HoldEverything
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind_first_free
-from fnserve.server.logs import LogOutput, install
+from fnserve.server.logs import LogOutput, announce, install, speaker
 from fnserve.server.observe import AccessLog, Observed, log_access, note_lease
-from fnserve.server.reloader import Plan, Reloader
+from fnserve.server.reloader import Plan, Reloader, ReloadFacts, reload_line, restart_reason
 from fnserve.server.rules import from_config
 from fnserve.supervisor import SingleInstancePolicy, Supervisor, ZygoteLauncher
 from fnserve.supervisor.target import WorkerTarget, bytecode_dirs
@@ -77,7 +77,8 @@ LOG = logging.getLogger("fnserve.dev")
 class DevServer:
     """One ``fnserve dev`` run over ``project_dir``. ``overrides``: setting name → value from
     explicitly given CLI flags; ``environ``: where ``FNSERVE_*`` are read, once; ``say``: prints
-    one line for a person (default: ``fnserve.dev`` logger at INFO).
+    one line for a person (default: ``logs.speaker`` of the ``fnserve.dev`` logger: ``error: ...``
+    and ``warning: ...`` lines at their level, others at INFO).
 
     Raises ``ConfigError`` when a flag or ``FNSERVE_*`` variable is invalid (the CLI exits 2). A
     problem in a project file is not raised: it is kept in ``config_problem`` (shown on every
@@ -88,7 +89,7 @@ class DevServer:
         self.root = Path(project_dir).resolve()
         self.overrides = dict(overrides or {})
         self.environ = dict(environ)
-        self.say = say or LOG.info
+        self.say = say or speaker(LOG)
         self.config_problem: SiteProblem | None = None
         self.config: Config = self._first_config()
         self.project: Any = None
@@ -203,7 +204,7 @@ class DevServer:
         env = config.function_env()
         targets = [
             WorkerTarget.from_function(
-                f, self.root, python=self.python, env=env, body_limit=config.body_limit,
+                f, self.root, python=self.python, env=env, body_limit=config.body_limit, handler_log=config.handler_log,
                 limits=lambda kind, fid=f.id: config.limits_for(fid, asgi=kind == "asgi"))
             for f in self.project.functions
         ]
@@ -308,11 +309,14 @@ class DevServer:
 
     # ------------------------------------------------------------------ reload
     async def apply(self, plan: Plan) -> str:
-        """Apply one batch of file changes (driven by ``Reloader``). Returns the line to print."""
+        """Apply one batch of file changes (driven by ``Reloader``). Returns the line to print
+        (``reloader.reload_line``: the files, and what became of each function, with the cause)."""
         started = time.perf_counter()
         what = plan.describe(self.root)
         old = self.project
         self.launcher.renew()  # before any instance starts for this reload (module docstring)
+        old_targets = dict(self._installed)
+        load_errors_before = {f.id: self.supervisor.load_error(f.id) for f in old.functions} if old is not None else {}
         deps_config = {n: getattr(self.config, n) for n in DEPS_SETTINGS}
         broken_config = self.config_problem is not None
         if plan.config:
@@ -342,32 +346,25 @@ class DevServer:
         reinstall = reinstall or bool(missing)
         results = await self.supervisor.restart(sorted(affected)) if affected else {}
         self.warm_zygotes()
-        parts = []
-        for fid in sorted(affected):
-            res = results.get(fid)
-            if res is None or (res.ready_ms is None and res.error is None):
-                parts.append(f"{fid} (idle, loads on next request)")
-            elif res.error is not None:
-                reason = getattr(res.error, "message", None) or str(res.error) or type(res.error).__name__
-                parts.append(f"{fid} FAILED to load: {reason.strip().splitlines()[0] if reason.strip() else reason}")
-            else:
-                parts.append(f"{fid} ready in {res.ready_ms:.0f} ms")
-        if restarted:
-            names = sorted(restarted)
-            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-            parts.append(f"environment changed for {shown}: new instances get it")
-        if old is not None and self.project is not None:
-            parts += [f"new function {fid}" for fid in sorted(known - before)]
-            parts += [f"removed {fid}" for fid in sorted(before - known)]
-        if reinstall:
-            parts.append("installing dependencies in the background" if self.config.install
-                         else "install is off (--no-install): requirements are not applied")
-        if self.config_problem or self.project_problem:
-            parts.append("ERROR: " + (self.config_problem or self.project_problem).message)  # type: ignore[union-attr]
+        problem = self.config_problem or self.project_problem
+        facts = ReloadFacts(
+            what,
+            results={fid: results.get(fid) for fid in affected},
+            changed={fid: restart_reason(old_targets.get(fid), self._installed[fid])
+                     for fid in restarted if fid in self._installed},
+            file_errors_before={f.id: f.error for f in old.functions if f.error} if old is not None else {},
+            file_errors_now={f.id: f.error for f in self.functions() if f.error},
+            load_errors_before=load_errors_before,
+            load_errors_now={fid: self.supervisor.load_error(fid) for fid in restarted},
+            added=sorted(known - before) if old is not None and self.project is not None else (),
+            removed=sorted(before - known) if old is not None and self.project is not None else (),
+            deps=("installing dependencies in the background" if self.config.install
+                  else "install is off (--no-install): requirements are not applied") if reinstall else None,
+            problem=problem.message if problem is not None else None)
         if plan.code or plan.config:
             self._probe_in_background()
-        summary = "; ".join(parts) or "nothing to restart"
-        return f"reload: {what} changed → {summary} [{(time.perf_counter() - started) * 1000:.0f} ms]"
+        facts.ms = (time.perf_counter() - started) * 1000
+        return reload_line(facts)
 
     def route_of(self, function_id: str) -> str | None:
         """The route pattern shown in front of a function's output lines."""
@@ -479,7 +476,7 @@ async def _startup(dev: DevServer) -> None:
     from fnserve.project.report import render_text
 
     if dev.project is not None:
-        dev.say(render_text(dev.project).rstrip("\n"))
+        dev.say(render_text(dev.project, dev.config.vercel).rstrip("\n"))
     await dev.install()
     await dev.probe_static()
 
@@ -499,9 +496,9 @@ async def _first_install(dev: DevServer, url: str, ready: asyncio.Event) -> None
 
 
 def _say_url(dev: DevServer, url: str) -> None:
-    dev.say(f"fnserve dev: {url}")
+    announce(LOG, "fnserve dev: %s", url)
     if dev.front.admin is not None:
-        dev.say(f"dashboard: {url}{PREFIX}")
+        LOG.info("dashboard: %s", f"{url}{PREFIX}", extra={"url": f"{url}{PREFIX}"})
 
 
 def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
@@ -517,7 +514,9 @@ def run_dev(project_dir: Path, overrides: Mapping[str, Any] | None = None,
     except FnserveError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    dev.logs = dev.deps.logs = logs = install(dev.config.log_format, dev=True, route_of=dev.route_of)
+    config = dev.config
+    dev.logs = dev.deps.logs = logs = install(config.log_format, dev=True, route_of=dev.route_of, level=config.log_level,
+                                              quiet=config.quiet, access=config.access_log, environ=environ)
     dev.feed.attach_logging()
     try:
         try:

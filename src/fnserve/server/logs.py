@@ -22,12 +22,24 @@ JSON (the same in both commands): one object per line with ``time`` (RFC 3339, U
 requests concurrently).
 
 Text: ``2026-11-22T21:00:00.123Z GET /api/x 200 1.2ms api/x.py pid=123 warm id=4f2a...``;
-``[api/x.py 123] a line the function printed``; ``warning: a message``. With ``dev=True`` (a
-person at a terminal) access lines are stamped ``21:00:00`` (local time), other lines are not,
-function lines are prefixed with the function's route (``[/api/users/[id]]``, no pid), and on
-a TTY statuses are coloured. Control characters, spaces and other unprintable characters of a
-request path are percent-encoded in text (``/a%0Ab``), as uvicorn's access log quotes paths: a
-path cannot forge a log line or reach the terminal. JSON escapes them by itself.
+``[api/x.py 123] a line the function printed`` on its stdout, ``[api/x.py 123 !] a line`` on its
+stderr; ``warning: a message``. With ``dev=True`` (a person at a terminal) access lines are
+stamped ``21:00:00`` (local time), other lines are not, function lines are prefixed with the
+function's route (``[/api/users/[id]]``, ``[/api/users/[id] !]``; no pid). Colours
+(``server.terminal``: statuses, ``warning:``/``error:``, the URL, function prefixes) only when
+``install`` decides so from the stream and ``NO_COLOR`` / ``FORCE_COLOR``; never in JSON.
+Control characters, spaces and other unprintable characters of a request path are
+percent-encoded in text (``/a%0Ab``), as uvicorn's access log quotes paths: a path cannot forge a
+log line or reach the terminal. JSON escapes them by itself.
+
+How much is shown (``install``'s ``level``, ``quiet``, ``access``: the settings ``log_level``,
+``quiet``, ``access_log``): ``level`` is the least level of fnserve's own messages written
+(``debug``, ``info``, ``warning``, ``error``); access lines are INFO records, written only with
+``access`` on and ``level`` at most ``info``; ``quiet`` is ``level`` at least ``warning`` and no
+access lines. A function's output is the program's own output, not a log level: it is always
+written. ``announce`` (the URL a command serves on) is always written too: it is the one line a
+person needs, ``--quiet`` included. ``speaker(logger)`` gives a command's ``say(line)``: a line
+starting ``error: `` or ``warning: `` is logged at that level (so ``--quiet`` keeps it).
 """
 
 from __future__ import annotations
@@ -37,17 +49,21 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-__all__ = ["ACCESS", "BatchingStreamHandler", "JsonFormatter", "LogOutput", "TextFormatter", "access_record",
-           "escape_path", "install"]
+from fnserve.server.terminal import BOLD_CYAN, DIM, MAGENTA, RED, RESET, level_prefix, status_colour, use_colour
+
+__all__ = ["ACCESS", "LEVELS", "BatchingStreamHandler", "JsonFormatter", "LogOutput", "TextFormatter", "access_record",
+           "announce", "escape_path", "install", "speaker"]
 
 ACCESS = logging.getLogger("fnserve.access")
 _ACCESS_NAME = ACCESS.name
 FUNCTION_PREFIX = "fnserve.function."
 # the keys of an access line in JSON, after time, level, logger, msg
 ACCESS_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "function", "instance", "cold")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+"""The values of ``log_level`` and the ``logging`` level of each."""
 
 
 def access_record(
@@ -112,25 +128,11 @@ class _Clock:
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
 
-_RESET = "\x1b[0m"
-_DIM = "\x1b[2m"
-_MAGENTA = "\x1b[35m"
-
-
-def _status_colour(status: int) -> str:
-    if status >= 500 or status == 0:
-        return "\x1b[31m"  # red
-    if status >= 400:
-        return "\x1b[33m"  # yellow
-    if status >= 300:
-        return "\x1b[36m"  # cyan
-    return "\x1b[32m"  # green
-
-
 class TextFormatter(logging.Formatter):
     """One line a person reads (module docstring). ``dev``: the terminal layout of ``fnserve
-    dev``; ``colour``: ANSI colours (statuses, function prefixes); ``route_of``: function id →
-    the label shown in front of its output lines (None: the id)."""
+    dev``; ``colour``: ANSI colours (``server.terminal``); ``route_of``: function id → the label
+    shown in front of its output lines (None: the id). A record with a ``url`` field
+    (``announce``) has that URL styled."""
 
     def __init__(self, *, dev: bool = False, colour: bool = False,
                  route_of: Callable[[str], str | None] | None = None) -> None:
@@ -162,8 +164,8 @@ class TextFormatter(logging.Formatter):
                 extra += " cold" if cold else " warm"
             tail = f" id={request_id}" if request_id and request_id != "-" else ""
             if self.colour:
-                stamp, shown = f"{_DIM}{stamp}{_RESET}", f"{_status_colour(status)}{shown}{_RESET}"
-                tail = f"{_DIM}{tail}{_RESET}" if tail else ""
+                stamp, shown = f"{DIM}{stamp}{RESET}", f"{status_colour(status)}{shown}{RESET}"
+                tail = f"{DIM}{tail}{RESET}" if tail else ""
             return f"{stamp} {r.method} {path} {shown} {r.duration_ms:.1f}ms {r.function}{extra}{tail}"
         fields = record.__dict__
         text = record.getMessage()
@@ -174,12 +176,18 @@ class TextFormatter(logging.Formatter):
             fid = fields.get("function") or record.name[len(FUNCTION_PREFIX):]
             label = (self.route_of(fid) if self.route_of is not None else None) or fid
             pid = None if self.dev else fields.get("pid")
-            prefix = f"[{label} {pid}]" if pid else f"[{label}]"
+            stderr = fields.get("stream") == "stderr"
+            prefix = f"[{label}{f' {pid}' if pid else ''}{' !' if stderr else ''}]"
             if self.colour:
-                prefix = f"{_MAGENTA}{prefix}{_RESET}"
+                prefix = f"{RED if stderr else MAGENTA}{prefix}{RESET}"
             return "\n".join(f"{stamp}{prefix} {line}" for line in text.splitlines() or [""])
-        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        return f"{stamp}{level}{text}"
+        if self.colour:
+            url = fields.get("url")
+            if url:
+                text = text.replace(url, f"{BOLD_CYAN}{url}{RESET}", 1)
+            if stamp:
+                stamp = f"{DIM}{stamp[:-1]}{RESET} "
+        return f"{stamp}{level_prefix(record.levelno, self.colour)}{text}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -317,25 +325,79 @@ class LogOutput:
         self.handler.flush_now()
 
 
+class _Threshold(logging.Filter):
+    """The handler's filter when ``level`` is above INFO: fnserve's messages below ``level`` are
+    dropped; a function's output, access lines (switched at their logger) and ``announce``
+    records always pass. The loggers stay at INFO so that other handlers (the dashboard's
+    feed) still see every message."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (record.levelno >= self.level or record.name == _ACCESS_NAME or record.name.startswith(FUNCTION_PREFIX)
+                or bool(record.__dict__.get("always")))
+
+
 def install(log_format: str = "text", stream: TextIO | None = None, *, dev: bool = False,
-            route_of: Callable[[str], str | None] | None = None) -> LogOutput:
+            route_of: Callable[[str], str | None] | None = None, level: str = "info", quiet: bool = False,
+            access: bool = True, environ: Mapping[str, str] | None = None) -> LogOutput:
     """Attach one ``BatchingStreamHandler`` on ``stream`` (default: stdout) to the ``fnserve``
-    logger (and ``fnserve.access``) at INFO and the ``uvicorn`` logger at WARNING, none
-    propagating further.
+    logger, ``fnserve.access`` and the ``uvicorn`` logger (at WARNING, or ERROR with ``level``
+    ``"error"``), none propagating further.
     ``log_format``: ``"text"`` or ``"json"`` (``LogOutput.use`` changes it later); ``dev`` and
-    ``route_of``: ``TextFormatter``'s; colours when ``stream`` is a TTY. For the entry points of
+    ``route_of``: ``TextFormatter``'s; ``level`` (a key of ``LEVELS``), ``quiet``, ``access``:
+    what is shown (module docstring; settings ``log_level``, ``quiet``, ``access_log``);
+    ``environ``: where ``NO_COLOR`` / ``FORCE_COLOR`` / ``TERM`` are read for the colour
+    decision (``server.terminal.use_colour``; None: none of them set). For the entry points of
     ``fnserve dev`` and ``fnserve start`` only (library code never installs handlers); call
-    ``remove()`` on the result when done."""
+    ``remove()`` on the result when done. Raises ``KeyError`` for an unknown ``level`` (the
+    config validates it first)."""
     stream = stream or sys.stdout
-    isatty = getattr(stream, "isatty", None)
-    output = LogOutput(BatchingStreamHandler(stream), dev=dev, colour=bool(isatty and isatty()), route_of=route_of)
+    threshold = LEVELS[level]
+    if quiet:
+        threshold = max(threshold, logging.WARNING)
+    show_access = access and not quiet and threshold <= logging.INFO
+    output = LogOutput(BatchingStreamHandler(stream), dev=dev, colour=use_colour(stream, environ or {}),
+                       route_of=route_of)
     output.use(log_format)
+    if threshold > logging.INFO:
+        output.handler.addFilter(_Threshold(threshold))
     # fnserve.access holds the handler itself (not through propagation to fnserve): the per-request
-    # path then skips a walk up the logger tree. uvicorn: its own warnings and errors.
-    for name, level in (("fnserve", logging.INFO), (_ACCESS_NAME, logging.INFO), ("uvicorn", logging.WARNING)):
+    # path then skips a walk up the logger tree; its level switches access lines (log_access tests
+    # it before building a record). uvicorn: its own warnings and errors.
+    for name, logger_level in (("fnserve", min(threshold, logging.INFO)),
+                               (_ACCESS_NAME, logging.INFO if show_access else logging.WARNING),
+                               ("uvicorn", max(threshold, logging.WARNING))):
         logger = logging.getLogger(name)
         output.loggers.append((logger, logger.level, logger.propagate))
         logger.addHandler(output.handler)
-        logger.setLevel(level)
+        logger.setLevel(logger_level)
         logger.propagate = False
     return output
+
+
+def announce(logger: logging.Logger, message: str, url: str) -> None:
+    """Log ``message % url`` (``"fnserve dev: %s"``) at INFO on ``logger``, written whatever the
+    log level (``--quiet`` and ``--log-level error`` included: the address is the one line a
+    person needs), with ``url`` styled on a colour terminal. JSON: ``msg`` is the plain text."""
+    record = logger.makeRecord(logger.name, logging.INFO, "(announce)", 0, message, (url,), None,
+                               extra={"url": url, "always": True})
+    logger.handle(record)  # not logger.info: that would check the logger's level first
+
+
+def speaker(logger: logging.Logger) -> Callable[[str], None]:
+    """The ``say(line)`` of a command: ``"error: text"`` is logged as ``text`` at ERROR,
+    ``"warning: text"`` at WARNING (the formatter writes the prefix again, styled), any other
+    line at INFO. Lines stay whole (a route table is one record)."""
+
+    def say(line: str) -> None:
+        if line.startswith("error: "):
+            logger.error("%s", line[7:])
+        elif line.startswith("warning: "):
+            logger.warning("%s", line[9:])
+        else:
+            logger.info("%s", line)
+
+    return say

@@ -58,7 +58,7 @@ from fnserve.server.collectstatic import CollectedStatic, collect, django_functi
 from fnserve.server.dashboard.feed import DashboardFeed
 from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind
-from fnserve.server.logs import install
+from fnserve.server.logs import announce, install, speaker
 from fnserve.server.metrics import Metrics, status_of
 from fnserve.server.observe import AccessLog, Observed, ObservedSupervisor
 from fnserve.server.rules import from_config
@@ -69,7 +69,7 @@ from fnserve.supervisor.target import PYCACHE, compile_bytecode, confinement, re
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
-RESTART_ONLY = ("host", "port", "admin_port", "log_format", "grace_period", "heartbeat_timeout", "load_retry",
+RESTART_ONLY = ("host", "port", "admin_port", "log_format", "log_level", "quiet", "access_log", "grace_period", "heartbeat_timeout", "load_retry",
                 "max_requests", "max_requests_jitter", "max_failures",
                 "instance_max_open_files", "instance_max_processes",  # the supervisor's (issue 10 item 7)
                 "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections",  # uvicorn's protocol
@@ -96,7 +96,7 @@ class _QuietUvicornServer:
 
 class StartServer:
     """One ``fnserve start`` run. ``overrides``: setting name → value of the given CLI flags;
-    ``say``: prints one line for a person (default: the ``fnserve.start`` logger).
+    ``say``: prints one line for a person (default: ``logs.speaker`` of the ``fnserve.start`` logger).
 
     The config is loaded and validated here, once, before anything starts: raises
     ``ConfigError`` naming the setting and its source (a flag, ``FNSERVE_*``, a project file)."""
@@ -105,7 +105,7 @@ class StartServer:
                  *, say: Callable[[str], None] | None = None) -> None:
         self.root = Path(project_dir).resolve()
         self.overrides = dict(overrides or {})
-        self.say = say or LOG.info
+        self.say = say or speaker(LOG)
         self.config: Config = load_config(self.root, self.overrides, mode="start")
         if self.config.dashboard and self.config.admin_port is None:
             raise ConfigError(self.config.sources.get("dashboard", "dashboard"), "dashboard",
@@ -192,6 +192,7 @@ class StartServer:
         for function in project.functions:
             out[function.id] = WorkerTarget.from_function(
                 function, project.root, python=python, env=env, body_limit=config.body_limit,
+                handler_log=config.handler_log,
                 pycache=self.root / PYCACHE,  # one cache for every snapshot (site-packages compiled once)
                 limits=lambda kind, fid=function.id: config.limits_for(fid, asgi=kind == "asgi"),
                 passthrough=config.env_passthrough, confine=confine)
@@ -236,6 +237,7 @@ class StartServer:
         if config.read_only_code:  # instances cannot write bytecode (issue 10 item 9): compile the snapshot's once
             await asyncio.to_thread(compile_bytecode, python or Path(sys.executable), self.root / PYCACHE, project.root)
         new = self.targets()
+        before = dict(self._installed)
         union = {**self._installed, **new}
         changed = set(await self.supervisor.update(list(union.values())))
         assert self.app is not None
@@ -252,10 +254,16 @@ class StartServer:
             results = await self.supervisor.restart(same) if same else {}
             failed = [fid for fid, res in results.items() if res.error is not None]
             started = [fid for fid, res in results.items() if res.error is None and res.ready_ms is not None]
-            parts.append(f"{len(started)} running function(s) restarted" + (f", {len(failed)} FAILED to load: "
-                         + ", ".join(failed) if failed else ""))
-        if changed:
-            parts.append(f"environment changed for {len(changed)}")
+            if started or failed:
+                parts.append(f"{len(started)} running function(s) restarted" + (f", {len(failed)} FAILED to load: "
+                             + ", ".join(failed) if failed else ""))
+        from fnserve.server.reloader import restart_reason  # here: the module imports watchfiles (dev's)
+
+        why = [restart_reason(before.get(fid), new[fid]) for fid in sorted(changed) if fid in new]
+        for reason, text in (("code", "on the new version"), ("python", "on a new Python environment"),
+                             ("environment", "for a changed environment"), ("settings", "for changed settings")):
+            if why.count(reason):  # the cause, not "environment changed" for every new snapshot
+                parts.append(f"{why.count(reason)} restarted {text}")
         if added:
             parts.append("new: " + ", ".join(sorted(added)))
         if removed:
@@ -322,7 +330,7 @@ class StartServer:
         if config.admin_port is not None:
             sockets.append(bind(config.host, config.admin_port))
         try:
-            self.say(render_text(project).rstrip("\n"))
+            self.say(render_text(project, config.vercel).rstrip("\n"))
             await self.install(config, project, python, restart_all=False)
             await self.supervisor.start()  # zygotes and min_instances warm now, not at the first request
             servers = [self._uvicorn(uvicorn, self.front, grace)]
@@ -330,7 +338,7 @@ class StartServer:
                 servers.append(self._uvicorn(uvicorn, self._admin_app(), 1.0))
             tasks = [loop.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets)]
             self.state = "ready"
-            self.say(f"fnserve start: {_url(config.host, sockets[0])}")
+            announce(LOG, "fnserve start: %s", _url(config.host, sockets[0]))
             if len(sockets) > 1:
                 self.say(f"fnserve start: admin endpoints on {_url(config.host, sockets[1])}{PREFIX}")
                 if self.feed is not None:
@@ -488,7 +496,9 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
     except FnserveError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    logs = install(server.config.log_format)
+    config = server.config
+    logs = install(config.log_format, level=config.log_level, quiet=config.quiet, access=config.access_log,
+                   environ=os.environ)  # the entry point: where NO_COLOR / FORCE_COLOR are read
     set_dumpable(False)  # issue 10 item 8: same-user processes (functions) cannot read our memory or environment
     try:
         try:

@@ -58,7 +58,7 @@ class LineSplitter:
                 if len(piece) > room:
                     self._parts.append(piece[:room])
                     self._dropped = len(piece) - room
-                else:
+                elif piece:  # nothing after a chunk's last newline: no part (end() would log an empty line)
                     self._parts.append(piece)
                     self._size += len(piece)
             if end < 0:

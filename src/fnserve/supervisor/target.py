@@ -156,10 +156,13 @@ def function_spec(
     *,
     body_limit: int = DEFAULT_BODY_LIMIT,
     concurrency: int | None = None,
+    handler_log: str = "show",
 ) -> dict[str, Any]:
     """The JSON-able function spec of docs/ARCHITECTURE.md ("runtime") for ``function``:
     ``{"id", "path", "module", "attr", "kind", "layout", "import_roots", "project_root",
-    "body_limit", "concurrency"}``. ``body_limit``: bytes; ``concurrency``: None = the kind's default."""
+    "body_limit", "concurrency", "handler_log"}``. ``body_limit``: bytes; ``concurrency``: None =
+    the kind's default; ``handler_log``: ``"show"`` or ``"hide"`` (the setting: a handler class's
+    per-request line, ``runtime.handler``)."""
     entry = function.entry
     return {
         "id": function.id,
@@ -172,6 +175,7 @@ def function_spec(
         "project_root": str(project_root),
         "body_limit": body_limit,
         "concurrency": concurrency,
+        "handler_log": handler_log,
     }
 
 
@@ -218,16 +222,19 @@ class WorkerTarget:
         pycache: Path | None = None,
         passthrough: Sequence[str] | None = None,
         confine: Mapping[str, Any] | None = None,
+        handler_log: str = "show",
     ) -> WorkerTarget:
         """A target for ``function`` of the project at ``project_root``. ``env``: the function env
         from config (added on top of ``os.environ`` minus ``FNSERVE_*``; with ``passthrough``
         only the allow-listed host variables, see ``function_env``); ``python``: default
         ``sys.executable`` (another interpreter also gets its own ``PATH``/``VIRTUAL_ENV``, see
-        ``interpreter_env``); ``pycache``: default ``<project_root>/.fnserve/pycache``."""
+        ``interpreter_env``); ``pycache``: default ``<project_root>/.fnserve/pycache``;
+        ``handler_log``: see ``function_spec``."""
         python = Path(python) if python else Path(sys.executable)
         return cls(
             id=function.id,
-            spec=function_spec(function, project_root, body_limit=body_limit, concurrency=concurrency),
+            spec=function_spec(function, project_root, body_limit=body_limit, concurrency=concurrency,
+                               handler_log=handler_log),
             python=python,
             env=interpreter_env(function_env(env, passthrough=passthrough), python),
             cwd=Path(project_root),
