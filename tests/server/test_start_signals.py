@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from startserver import StartServer
+from startserver import wait_inflight as _wait_inflight
 
 
 @pytest.fixture
@@ -29,19 +30,6 @@ def server(tmp_path: Path):
     yield make
     for srv in servers:
         srv.stop()
-
-
-def _wait_inflight(url: str, function: str, count: int, timeout: float = 10.0) -> None:
-    """Until /_fnserve/metrics shows ``count`` requests inside ``function``'s instances."""
-    want = f'fnserve_function_inflight{{function="{function}"}} {count}'
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = httpx.get(url + "/_fnserve/metrics", timeout=5).text
-        if want in text:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never saw {want!r}:\n{text}")
 
 
 def test_sigterm_finishes_20_inflight_requests_then_exits_0(server) -> None:
