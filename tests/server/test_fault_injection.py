@@ -359,9 +359,9 @@ def _reloading(srv: Faults, mark: int) -> bool:
 
 
 def test_sigterm_with_50_in_flight_finishes_them_and_exits_0_within_grace(fresh: Callable[..., Faults]) -> None:
-    """SIGTERM while 50 requests (1.5 s each) run: all 50 complete with 200 (a 503 + Retry-After is
-    allowed only for one not started yet: none here, all are inside the function), and fnserve
-    exits 0 within the grace period."""
+    """SIGTERM while 50 requests (1.5 s each) run inside the function: all 50 complete with 200
+    (the 503 + Retry-After of a drain is only for requests not started yet, or cut off at the end
+    of the grace period: none here), and fnserve exits 0 within the grace period."""
     grace = 10.0
     srv = fresh("--grace-period", str(grace))
     assert srv.get("/api/slow?sleep=0").status_code == 200
@@ -376,8 +376,6 @@ def test_sigterm_with_50_in_flight_finishes_them_and_exits_0_within_grace(fresh:
         elapsed = time.monotonic() - t0
     statuses = Counter(r.status_code for r in results)
     print(f"\nSIGTERM with 50 in flight: {dict(statuses)}, exit {code} after {elapsed:.1f} s (grace {grace:g} s)")
-    for r in results:
-        assert r.status_code == 200 or (r.status_code == 503 and "retry-after" in r.headers), r.text
-    assert statuses == {200: 50}
+    assert statuses == {200: 50}  # all had started (in flight inside the function): no 503 is allowed
     assert all(r.text == "slow ok" for r in results)
     assert code == 0

@@ -1,5 +1,6 @@
-"""Goes over its memory of 128 MB (vercel.json) unless ?ok=1: allocates 1 GB itself, or with
-?children=N forks N children that each allocate 100 MB and hold it 2 s while it waits for them."""
+"""Goes over its memory of 128 MB (vercel.json) unless ?ok=1: allocates 1 GB itself (and holds it
+2 s), or with ?children=N forks N children that each allocate 100 MB and hold it 2 s while it
+waits for them (answering their exit statuses)."""
 
 import os
 import time
@@ -17,6 +18,7 @@ async def app(scope, receive, send):
         children = int(query.get("children", ["0"])[0])
         if not children:
             hoard = [b"\1" * (64 * MB) for _ in range(16)]  # touched pages, not a lazy calloc
+            time.sleep(2)  # held long enough for RSS polling (no cgroup) to see it
             body = b"hog survived %d MB" % (len(hoard) * 64)
         else:
             pids = []
