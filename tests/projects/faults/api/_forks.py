@@ -14,8 +14,10 @@ def record(pid):
 
 def orphan(seconds=30):
     """Double-fork: fork, the child forks again and exits, the grandchild execs `sleep` (an orphan
-    of the instance; it stays in the instance's process group: no setsid). Returns its pid."""
-    read, write = os.pipe()
+    of the instance; it stays in the instance's process group: no setsid). Returns its pid once
+    it runs `sleep`."""
+    read, write = os.pipe()  # the grandchild's pid
+    exec_read, exec_write = os.pipe()  # close-on-exec: EOF once the grandchild has exec'd
     child = os.fork()
     if child == 0:
         try:
@@ -24,14 +26,16 @@ def orphan(seconds=30):
                 devnull = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
                     os.dup2(devnull, fd)
-                os.closerange(3, 256)
                 os.execvp("sleep", ["sleep", str(seconds)])
             os.write(write, b"%d" % grandchild)
         finally:
             os._exit(0)
     os.close(write)
+    os.close(exec_write)
     pid = int(os.read(read, 32))
+    os.read(exec_read, 1)
     os.close(read)
+    os.close(exec_read)
     os.waitpid(child, 0)
     return record(pid)
 
