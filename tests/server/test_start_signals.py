@@ -35,8 +35,10 @@ def server(tmp_path: Path):
 def test_sigterm_finishes_20_inflight_requests_then_exits_0(server) -> None:
     srv = server()
     assert httpx.get(srv.url + "/api/asgi", timeout=30).status_code == 200  # instance up
-    with ThreadPoolExecutor(20) as pool:
-        futures = [pool.submit(httpx.get, srv.url + "/api/asgi?sleep=1", timeout=15) for _ in range(20)]
+    # one client for the 20: a client per request costs an SSL context each, and on a loaded machine the first
+    # requests were done before the last one was sent (never 20 in flight)
+    with ThreadPoolExecutor(20) as pool, httpx.Client(timeout=15, limits=httpx.Limits(max_connections=30)) as client:
+        futures = [pool.submit(client.get, srv.url + "/api/asgi?sleep=1") for _ in range(20)]
         _wait_inflight(srv.url, "api/asgi.py", 20)
         t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
