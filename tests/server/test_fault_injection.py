@@ -164,8 +164,9 @@ def fresh(tmp_path: Path) -> Iterator[Callable[..., Faults]]:
 # ---------------------------------------------------------------------------------------- faults
 @dataclass(frozen=True)
 class Fault:
-    """``path`` misbehaves ``times`` times in a row; each answer must pass ``check`` (status, JSON
-    error code, message); then ``<function>?ok=1`` must answer 200 within ``heal_tries`` requests."""
+    """``path`` misbehaves ``times`` times in a row; each answer must have ``status`` (and, for an
+    error, the JSON ``code`` and a ``message`` containing that text), the log must match ``log``;
+    then ``<function>?ok=1`` must answer 200 within ``heal_tries`` requests."""
 
     name: str
     path: str
