@@ -1,7 +1,8 @@
 """Test helper for ``fnserve start`` (issue 6): ``tests/devserver.py``'s ``DevServer`` (copy of a
 fixture project, output pump, ``wait_for_line``, ``stop``) running ``python -m fnserve start <dir>
 --port 0 --no-install`` instead, with the URL(s) parsed from its ``fnserve start: http://...``
-lines (text or JSON log format)."""
+lines (text or JSON log format). ``until(check)`` and ``wait_inflight(url, function, count)``: the
+bounded waits the ``start`` tests share."""
 
 from __future__ import annotations
 
@@ -11,13 +12,38 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 from devserver import PROJECTS, DevServer
 
-__all__ = ["PROJECTS", "StartServer"]
+__all__ = ["PROJECTS", "StartServer", "until", "wait_inflight"]
 
 URL_RE = re.compile(r"fnserve start: (admin endpoints on )?(http://[0-9.]+:[0-9]+)")
+
+
+def until(check: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
+    """Call ``check()`` every 0.1 s until it is true; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_inflight(url: str, function: str, count: int, timeout: float = 10.0) -> None:
+    """Until ``url``'s /_fnserve/metrics shows ``count`` requests inside ``function``'s instances
+    (``function``: its id, e.g. "api/slow.py"); AssertionError with the metrics after ``timeout`` s."""
+    want = f'fnserve_function_inflight{{function="{function}"}} {count}'
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(url + "/_fnserve/metrics", timeout=5).text
+        if want in text:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"never saw {want!r}:\n{text}")
 
 
 class StartServer(DevServer):

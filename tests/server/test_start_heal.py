@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from startserver import StartServer
+from startserver import until as _until
 
 
 @pytest.fixture
@@ -30,15 +31,6 @@ def faults(tmp_path: Path):
     yield make
     for srv in servers:
         srv.stop()
-
-
-def _until(check, timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_failed_lifespan_startup_is_retried_and_heals(faults) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from startserver import StartServer
+from startserver import wait_inflight as _wait_inflight
 
 
 @pytest.fixture
@@ -31,24 +32,13 @@ def server(tmp_path: Path):
         srv.stop()
 
 
-def _wait_inflight(url: str, function: str, count: int, timeout: float = 10.0) -> None:
-    """Until /_fnserve/metrics shows ``count`` requests inside ``function``'s instances."""
-    want = f'fnserve_function_inflight{{function="{function}"}} {count}'
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = httpx.get(url + "/_fnserve/metrics", timeout=5).text
-        if want in text:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never saw {want!r}:\n{text}")
-
-
 def test_sigterm_finishes_20_inflight_requests_then_exits_0(server) -> None:
     srv = server()
     assert httpx.get(srv.url + "/api/asgi", timeout=30).status_code == 200  # instance up
-    with ThreadPoolExecutor(20) as pool:
-        futures = [pool.submit(httpx.get, srv.url + "/api/asgi?sleep=1", timeout=15) for _ in range(20)]
+    # one client for the 20: a client per request costs an SSL context each, and on a loaded machine the first
+    # requests were done before the last one was sent (never 20 in flight)
+    with ThreadPoolExecutor(20) as pool, httpx.Client(timeout=15, limits=httpx.Limits(max_connections=30)) as client:
+        futures = [pool.submit(client.get, srv.url + "/api/asgi?sleep=1") for _ in range(20)]
         _wait_inflight(srv.url, "api/asgi.py", 20)
         t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
