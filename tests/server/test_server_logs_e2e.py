@@ -5,6 +5,7 @@ cannot forge a log line; the message ``dev`` and ``start`` exit with is in the c
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -54,14 +55,16 @@ def test_dev_text_escapes_control_characters_of_paths(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["dev", "start"])
-def test_exit_error_is_in_the_chosen_format(command: str) -> None:
+def test_exit_error_is_in_the_chosen_format(command: str, tmp_path: Path) -> None:
+    project = tmp_path / "start_basic"
+    shutil.copytree(PROJECTS / "start_basic", project, ignore=shutil.ignore_patterns(".fnserve"))
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
     port = taken.getsockname()[1]
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "fnserve", command, str(PROJECTS / "start_basic"), "--port", str(port),
+            [sys.executable, "-m", "fnserve", command, str(project), "--port", str(port),
              "--no-install", "--log-format", "json"],
             capture_output=True, text=True, timeout=60,
         )
@@ -72,3 +75,4 @@ def test_exit_error_is_in_the_chosen_format(command: str) -> None:
     last = json.loads(out.stderr.splitlines()[-1])
     assert last["level"] == "error" and last["logger"] == f"fnserve.{command}"
     assert f"port {port} is in use" in last["msg"] and "--port" in last["msg"]
+    assert not list((project / ".fnserve" / "snapshots").glob("*")), "a start that exits 2 leaves no snapshot"

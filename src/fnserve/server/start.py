@@ -514,6 +514,7 @@ def run_start(project_dir: Path, overrides: Mapping[str, Any] | None = None, *,
         logs.exit_error(LOG, "fnserve start stopped on an internal error (please report it)", exc)
         return 1
     finally:
+        server.snapshots.close()  # also when serve() stopped before serving (port in use): no snapshot left behind
         if server.feed is not None:
             server.feed.detach_logging()
         logs.remove()
