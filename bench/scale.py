@@ -229,7 +229,7 @@ def quartiles(times: list[float]) -> tuple[float, float]:
 
 def measure(command: str, n: int, idle_window: float) -> dict[str, float | int | str]:
     root = make_project(n)
-    idle_timeout = max(8.0, 0.06 * n + 5.0)  # longer than the hits (≤ ~50 ms each) + the idle window
+    idle_timeout = max(10.0, 0.12 * n + 10.0)  # longer than the hits (≤ ~110 ms each on a busy machine) + the idle window
     server = None
     try:
         server = Server(command, root, idle_timeout)

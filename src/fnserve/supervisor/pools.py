@@ -416,6 +416,8 @@ class InstancePools:
                 if known.target != target:
                     changed.add(fid)
                 known.target = target  # limits are not compared: always take the new ones
+                if known.instances:
+                    self._schedule(known, 0.0)  # its idle_timeout may have changed: step it at the next tick
         if started and not self.closing:
             self.starter.launcher.retain(list(new.values()), self.starter.use_uvloop)
             self.warm(added)
