@@ -173,3 +173,25 @@ def test_a_cold_start_and_readiness_walk_no_other_function(tmp_path):
             assert walks == [1]  # only the scrape walked
 
     run(main())
+
+
+def test_a_shorter_idle_timeout_from_a_reload_applies_to_running_instances(tmp_path):
+    """The tick steps only pools with a step due; ``update`` with new limits makes the pool due
+    at once, so a shorter ``idle_timeout`` stops an idle instance without waiting for the old one."""
+    root = make_project(tmp_path, {A: SYNC_APP})
+
+    async def main() -> None:
+        sup = Supervisor([target(root, A, limits(idle_timeout=600.0))], policy="autoscale", tick=0.05)
+        async with sup, serving(sup, {A: function(root, A)}) as client:
+            assert (await client.get("/a/x")).status_code == 200
+            await asyncio.sleep(0.3)
+            pool = sup.pools.pools[A]
+            assert pool.instances and pool.due > asyncio.get_running_loop().time() + 500  # due in ~600 s
+            await sup.update([target(root, A, limits(idle_timeout=0.2))])
+            for _ in range(100):
+                if not pool.instances:
+                    break
+                await asyncio.sleep(0.05)
+            assert not pool.instances
+
+    run(main())
