@@ -126,6 +126,7 @@ def test_request_ids_and_admin_mount() -> None:
 
 class FakeInstance:
     pid = 4242
+    ready_ms = 12.5  # launch → READY, read by the metrics' O(1) cold start count
 
 
 class FakeLease:
@@ -182,6 +183,7 @@ def test_observed_supervisor_cold_then_warm_and_queue_depth() -> None:
         return out
 
     first, waiting, second, delegated = run(scenario())
+    assert metrics.cold_starts == {"api/a.py": 1}  # counted once, from the cold lease
     assert first == (True, 4242, 0) and waiting == 1
     assert second == (False, 4242, 0)
     assert sup.forwarded == ["conn", "conn"] and delegated == "delegated"

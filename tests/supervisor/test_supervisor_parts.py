@@ -129,7 +129,7 @@ def test_maintenance_step_kills_a_silent_instance_and_ticks_scaling():
     inst.__dict__.update(state="ready", pid=1, target=SimpleNamespace(id=A, limits=None), last_heartbeat=0.0,
                          kill=killed.append)
     pool = SimpleNamespace()
-    pools = SimpleNamespace(pools={A: pool}, live={inst}, step=steps.append)
+    pools = SimpleNamespace(pools={A: pool}, live={inst}, tick=lambda now: steps.append(pool))
     maintenance = Maintenance(pools, MemoryGuard("none"), memory_poll=0.1, tick=1.0,  # type: ignore[arg-type]
                               heartbeat_timeout=5.0)
     maintenance.step(3.0)

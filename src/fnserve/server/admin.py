@@ -38,14 +38,18 @@ class AdminApp:
     """The health and metrics endpoints.
 
     ``state``: a callable returning ``"starting"``, ``"ready"`` or ``"draining"``; ``metrics``: the
-    process's ``Metrics``; ``status``: a callable returning ``Supervisor.status()``.
+    process's ``Metrics``; ``status``: a callable returning ``Supervisor.status()`` (read by
+    ``metrics`` only); ``failed``: a callable returning ``Supervisor.failed_loads()`` for readiness
+    (default: ``failed_loads(status())``, which walks every function).
     """
 
     def __init__(self, state: Callable[[], str], metrics: Metrics,
-                 status: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
+                 status: Callable[[], Mapping[str, Mapping[str, Any]]],
+                 failed: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None) -> None:
         self.state = state
         self.metrics = metrics
         self.status = status
+        self.failed = failed or (lambda: failed_loads(self.status()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -64,7 +68,7 @@ class AdminApp:
             await _json(scope, send, 200, {"status": "alive"})
         elif path in (PREFIX + "ready", PREFIX + "health"):
             state = self.state()
-            failed = failed_loads(self.status()) if state == "ready" else {}
+            failed = self.failed() if state == "ready" else {}
             if failed:
                 await _json(scope, send, 503, {"status": "failed-load", "functions": failed}, [(b"retry-after", b"5")])
             elif state == "ready":

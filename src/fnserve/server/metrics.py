@@ -19,10 +19,11 @@ one ``bisect`` (about 1 µs). Exposed series (``function``: the function id such
     fnserve_ready                                          gauge     (1 when /_fnserve/ready answers 200)
     process_start_time_seconds                             gauge     (unix time)
 
-Instances and cold starts are read from ``Supervisor.status()`` (``{id: {"instances": [{pid,
-state, inflight, ready_ms}], "starting": int, "queued": int}}``) at scrape time and whenever a request meets an
-instance for the first time, so an instance that lives shorter than a scrape interval and serves
-no request is not counted (see the report in issue 6: a start event from the supervisor would fix it).
+Instances are read from ``Supervisor.status()`` (``{id: {"instances": [{pid, state, inflight,
+ready_ms}], "starting": int, "queued": int}}``) at scrape time only (it walks every function); a
+cold start is counted in O(1) when a request meets a fresh instance (``note_cold_start``) and at
+scrape time for instances that served none yet, so an instance that lives shorter than a scrape
+interval and serves no request is not counted (a start event from the supervisor would fix it).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class Metrics:
 
     ``record_request(function, status, seconds)`` per request; ``waiting``: function id →
     requests currently waiting in ``Supervisor.acquire`` (kept by ``observe.ObservedSupervisor``);
-    ``note_instances(status)`` counts cold starts of instances not seen before;
+    ``note_cold_start(function, pid, ready_ms)`` counts one (O(1)); ``note_instances(status)``
+    counts those of ``Supervisor.status()`` not seen before;
     ``render(status, ready)`` → the exposition text.
     """
 
@@ -109,6 +111,19 @@ class Metrics:
             hist = self.durations[function] = Histogram(REQUEST_BUCKETS)
         hist.observe(seconds)
 
+    def note_cold_start(self, function: str, pid: Any, ready_ms: float | None) -> None:
+        """Count the cold start of instance ``pid`` of ``function`` (``ready_ms``: launch → READY,
+        ms) unless counted already: O(1), called as a request meets a fresh instance."""
+        counted = self._counted.setdefault(function, set())
+        if pid in counted or ready_ms is None:
+            return
+        counted.add(pid)
+        self.cold_starts[function] = self.cold_starts.get(function, 0) + 1
+        hist = self.cold_durations.get(function)
+        if hist is None:
+            hist = self.cold_durations[function] = Histogram(COLD_START_BUCKETS)
+        hist.observe(float(ready_ms) / 1000.0)
+
     def note_instances(self, status: Mapping[str, Mapping[str, Any]]) -> None:
         """Count the cold start of every ready instance of ``Supervisor.status()`` not counted
         yet (its ``ready_ms`` goes to the histogram); forget pids that are gone."""
@@ -116,16 +131,9 @@ class Metrics:
             counted = self._counted.setdefault(fid, set())
             live = set()
             for inst in info.get("instances", ()):
-                pid, ready_ms = inst.get("pid"), inst.get("ready_ms")
+                pid = inst.get("pid")
                 live.add(pid)
-                if pid in counted or ready_ms is None:
-                    continue
-                counted.add(pid)
-                self.cold_starts[fid] = self.cold_starts.get(fid, 0) + 1
-                hist = self.cold_durations.get(fid)
-                if hist is None:
-                    hist = self.cold_durations[fid] = Histogram(COLD_START_BUCKETS)
-                hist.observe(float(ready_ms) / 1000.0)
+                self.note_cold_start(fid, pid, inst.get("ready_ms"))
             counted &= live
 
     def render(self, status: Mapping[str, Mapping[str, Any]], ready: bool) -> str:

@@ -260,8 +260,9 @@ class ObservedSupervisor:
             if queued[0]:
                 queued[0] = False
                 waiting[fid] -= 1
-            if lease.cold:  # a new instance: refresh the instance gauges
-                self.metrics.note_instances(self.supervisor.status())
+            if lease.cold:  # a new instance: its cold start counted now (O(1); gauges are read at scrape time)
+                inst = lease.instance
+                self.metrics.note_cold_start(fid, inst.pid, inst.ready_ms)
             info = CURRENT.get()
             if info is not None:
                 info.instance = lease.instance.pid

@@ -323,7 +323,8 @@ class StartServer:
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed), dev=False,
                             access_log=AccessLog(self.metrics, self.feed))
-        self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor))
+        self.admin = AdminApp(lambda: self.state, self.metrics, status_of(self.supervisor),
+                              failed=self.supervisor.failed_loads)
         self.front = Observed(self.app, None, public_errors=True)
         self._admin_port = config.admin_port  # fixed for the run (RESTART_ONLY)
         sockets = [bind(config.host, config.port)]

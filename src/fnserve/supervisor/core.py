@@ -15,9 +15,12 @@ connection: ``lease`` / ``acquire``).
 - ``Leasing`` (``leasing``): request slots, the bounded queue (``Overloaded`` when full) and
   ``serve``, the one place ``max_duration`` (504, instance SIGKILLed) and ``memory`` (502,
   instance replaced) are enforced, from the target's ``FunctionLimits``;
-- ``MemoryGuard`` (``memory``): the memory limiter (cgroup or RLIMIT_AS) and RSS measurement;
-- ``Maintenance`` (``maintenance``): one background loop (RSS polling, heartbeat watchdog,
-  scaling ticks).
+- ``MemoryGuard`` (``memory``): the memory limiter (cgroup or RLIMIT_AS) and, without a cgroup,
+  RSS polling over each instance's process group;
+- ``Maintenance`` (``maintenance``): the background loops (heartbeat watchdog, scaling ticks for
+  the functions with a step due, memory polling rounds).
+Nothing on a request's or a cold start's path walks every function or instance: ``status()``
+does, and only ``/_fnserve/metrics`` and the dashboard call it.
 All processes live in one event loop.
 """
 
@@ -56,10 +59,14 @@ class Supervisor:
     one instance; ``"autoscale"`` for production). ``start_timeout``: seconds a request waits for a
     worker to become ready. ``queue_timeout``: seconds a request waits in the queue (default
     ``start_timeout``). ``stop_timeout``: seconds an instance gets to finish in-flight requests when
-    stopped. ``heartbeat``: seconds between worker heartbeats; ``heartbeat_timeout``: SIGKILL an
-    instance silent for that long (None: never). ``memory_limiter``: a ``MemoryLimiter`` or
+    stopped. ``heartbeat``: seconds between worker heartbeats (default: ``heartbeat_timeout`` / 6,
+    at most 5 s; 5 s without a watchdog — each beat costs CPU in the worker and the front, so
+    1,000 idle instances beating every second took ~17 % of a core); ``heartbeat_timeout``:
+    SIGKILL an instance silent for that long (None: never). ``memory_limiter``: a ``MemoryLimiter`` or
     "auto" / "cgroup2" / "cgroup1" / "rlimit" / "none" (detected when a target first has a memory
-    limit). ``memory_poll``: seconds between RSS checks; ``tick``: seconds between scaling steps.
+    limit). ``memory_poll``: seconds between RSS polling rounds at least (only instances no cgroup
+    limits are polled; rounds are spaced out to stay under 2 % of a core, see ``memory``);
+    ``tick``: seconds between scaling passes (each steps only the functions with a step due).
     ``use_uvloop``: workers use uvloop when their environment has it. ``load_retry``: s, the
     longest backoff between retries of a failed load (None: a failed load waits for ``restart``,
     dev's behaviour; see ``pools``). ``max_requests`` (+ random 0..``max_requests_jitter``): an
@@ -83,10 +90,10 @@ class Supervisor:
         start_timeout: float = 30.0,
         queue_timeout: float | None = None,
         stop_timeout: float = 10.0,
-        heartbeat: float = 1.0,
+        heartbeat: float | None = None,
         heartbeat_timeout: float | None = None,
         memory_limiter: MemoryLimiter | str = "auto",
-        memory_poll: float = 0.1,
+        memory_poll: float = 0.25,
         tick: float = 0.25,
         use_uvloop: bool = True,
         load_retry: float | None = None,
@@ -99,6 +106,8 @@ class Supervisor:
         self.policy = POLICIES[policy]() if isinstance(policy, str) else policy
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        if heartbeat is None:  # each beat wakes the worker and the front: ~0.2 ms of CPU, × instances
+            heartbeat = min(5.0, max(0.05, heartbeat_timeout / 6)) if heartbeat_timeout else 5.0
         self.memory = MemoryGuard(memory_limiter)
         self.starter = InstanceStarter(self.launcher, self.memory, heartbeat=heartbeat, stop_timeout=stop_timeout,
                                        use_uvloop=use_uvloop, rlimits=rlimits)
@@ -108,6 +117,7 @@ class Supervisor:
                                    max_requests_jitter=max_requests_jitter, max_failures=max_failures)
         self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout,
                                heartbeat_timeout=heartbeat_timeout)
+        self.pools.recheck = tick
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)
         self._start_lock: asyncio.Lock | None = None
@@ -227,11 +237,22 @@ class Supervisor:
         pool = self.pools.pools.get(function_id)
         return pool.spawn_count if pool else 0
 
+    def failed_loads(self) -> dict[str, dict[str, Any]]:
+        """Functions in a failed-load state: id → ``{"failures": int (in a row), "retry_in": s
+        until the next retry or None}`` — O(failed functions), for ``/_fnserve/ready`` (no error
+        text: it may hold secrets; it is in the log)."""
+        now = asyncio.get_running_loop().time() if self.starter.is_open else 0.0
+        return {pool.target.id: {"failures": pool.load_failures,
+                                 "retry_in": max(0.0, pool.retry_at - now) if pool.retry_at is not None and now else None}
+                for pool in self.pools.failed if pool.load_error is not None}
+
     def status(self) -> dict[str, dict[str, Any]]:
         """Per function id: ``{"instances": [Instance.info()], "starting": int, "queued": int,
         "spawns": int, "cold_starts": int, "kind": str | None, "limits": FunctionLimits,
         "load_error": str | None, "replaced": {reason: int}, "load_failures": int (in a row), "load_failures_total": int,
-        "retry_in": float | None (s until the next load retry)}`` (for health and metrics)."""
+        "retry_in": float | None (s until the next load retry)}``. It walks every function and
+        instance: only for what asks for the whole picture (``/_fnserve/metrics``, the dashboard),
+        never per request or per cold start (``failed_loads`` is readiness's O(failed) view)."""
         now = asyncio.get_running_loop().time() if self.starter.is_open else 0.0
         return {
             fid: {

@@ -8,6 +8,7 @@ error) with the slot accounting every request goes through: ``free`` (a slot now
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from typing import Any
 
@@ -72,6 +73,7 @@ class FunctionPool:
         self.generation = 0
         self.kind: str | None = None
         self.cold_starts = 0
+        self.due = math.inf  # loop time (s) of its next maintenance scaling step (``InstancePools.tick``)
         self.replaced: dict[str, int] = {}  # reason ("max_requests", "failures", "heartbeat") → instances replaced
         self._limits: tuple[Any, str | None, FunctionLimits] | None = None
 

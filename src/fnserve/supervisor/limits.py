@@ -11,11 +11,14 @@
   not memory: thread stacks and malloc arenas reserve far more than they use), so it only stops a
   runaway; the limit proper is the RSS polling below.
 
-Whatever the backend, the supervisor also polls each instance's RSS (``rss_mb``: ``/proc/<pid>/statm``)
-and replaces an instance over its limit. The worker joins its cgroup itself, before it imports the
-function (worker options ``cgroup`` = the path of ``cgroup.procs`` to write its pid to, and
-``rlimit_as`` bytes), so forked and spawned instances are handled alike. With a cgroup the kernel
-kills the instance (SIGKILL) the moment it goes over; ``oom_killed`` / ``peak_mb`` then say why.
+The worker joins its cgroup itself, before it imports the function (worker options ``cgroup`` =
+the path of ``cgroup.procs`` to write its pid to, and ``rlimit_as`` bytes), so forked and spawned
+instances are handled alike. With a cgroup (``enforces(key, pid)``: the limit is written and the
+pid is in it) the kernel kills the instance (SIGKILL) the moment it goes over, and nothing is
+polled; ``oom_killed`` / ``peak_mb`` then say why (``memory.oom.group`` = 1 on v2: the whole
+instance, children included, is killed together; on v1 the kernel kills the largest process of
+the cgroup). Without one, the supervisor polls the RSS of each instance's process group
+(``memory.MemoryGuard``) and replaces an instance over its limit.
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ class MemoryLimiter:
     def oom_killed(self, key: str) -> bool:
         return False
 
+    def enforces(self, key: str, pid: int) -> bool:
+        """True when the kernel holds process ``pid`` of instance ``key`` to its limit (it runs
+        in the instance's limited cgroup): then it needs no polling."""
+        return False
+
     def peak_mb(self, key: str) -> float | None:
         return None
 
@@ -108,6 +116,7 @@ class _Cgroup(MemoryLimiter):
     swap_file = ""
     peak_file = ""
     events_file = ""
+    group_file = ""  # memory.oom.group (v2): an OOM kill takes every process of the cgroup
 
     def __init__(self, base: Path) -> None:
         self.base = base  # our own folder, created by probe()
@@ -115,6 +124,7 @@ class _Cgroup(MemoryLimiter):
         self._stale: list[Path] = []  # released but not removed yet
         self._spares: dict[str, Path] = {}  # cgroup.procs → folder, handed to zygotes for standbys
         self._spare_count = 0
+        self._unlimited: set[str] = set()  # keys whose limit could not be written (polled instead)
 
     def options(self, key: str, limit_mb: int) -> dict[str, Any]:
         if self._stale:
@@ -122,12 +132,7 @@ class _Cgroup(MemoryLimiter):
         path = self.base / key
         try:
             path.mkdir(exist_ok=True)
-            self._write(path / self.limit_file, limit_mb * MB)
-            if self.swap_file and (path / self.swap_file).exists():
-                try:
-                    self._write(path / self.swap_file, self._swap_value(limit_mb))
-                except OSError:
-                    pass
+            self._limit(path, limit_mb)
         except OSError as exc:
             log.warning("cannot create the memory cgroup %s (%s); this instance relies on RSS polling", path, exc)
             return {}
@@ -136,6 +141,26 @@ class _Cgroup(MemoryLimiter):
 
     def _swap_value(self, limit_mb: int) -> int | str:
         return limit_mb * MB
+
+    def _limit(self, path: Path, limit_mb: int) -> None:
+        """Write the limit (raises OSError), swap off and the group OOM kill (best effort)."""
+        self._write(path / self.limit_file, limit_mb * MB)
+        for name, value in ((self.swap_file, self._swap_value(limit_mb)), (self.group_file, 1)):
+            if name and (path / name).exists():
+                try:
+                    self._write(path / name, value)
+                except OSError:
+                    pass
+
+    def enforces(self, key: str, pid: int) -> bool:
+        path = self.paths.get(key)
+        if path is None or key in self._unlimited:
+            return False
+        try:
+            with open(path / "cgroup.procs", "rb") as f:
+                return str(pid).encode() in f.read().split()
+        except OSError:
+            return False
 
     def spare(self) -> str | None:
         self._spare_count += 1
@@ -153,14 +178,11 @@ class _Cgroup(MemoryLimiter):
         if path is None:
             return False
         try:
-            self._write(path / self.limit_file, limit_mb * MB)
-            if self.swap_file and (path / self.swap_file).exists():
-                try:
-                    self._write(path / self.swap_file, self._swap_value(limit_mb))
-                except OSError:
-                    pass
+            self._limit(path, limit_mb)
+            self._unlimited.discard(key)
         except OSError as exc:
             log.warning("cannot set the memory limit on %s (%s); this instance relies on RSS polling", path, exc)
+            self._unlimited.add(key)
         old = self.paths.get(key)
         self.paths[key] = path
         if old is not None:
@@ -201,6 +223,7 @@ class _Cgroup(MemoryLimiter):
         """Remove the instance's cgroup. Never blocks: one that is still busy (the kernel may
         need a moment after the last process exits) is retried on later calls and at close."""
         path = self.paths.pop(key, None)
+        self._unlimited.discard(key)
         if path is not None:
             self._stale.append(path)
         still = []
@@ -245,6 +268,7 @@ class CgroupV2Memory(_Cgroup):
     swap_file = "memory.swap.max"
     peak_file = "memory.peak"
     events_file = "memory.events"
+    group_file = "memory.oom.group"
 
     def _swap_value(self, limit_mb: int) -> int | str:
         return 0

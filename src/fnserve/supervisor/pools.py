@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -34,7 +35,7 @@ from ..runtime import protocol as p
 from .function_pool import FunctionPool
 from .instance import Instance, LoadFailure
 from .memory import MemoryGuard
-from .scaling import ScalingPolicy
+from .scaling import PoolView, ScaleDecision, ScalingPolicy
 from .starter import InstanceStarter
 from .target import WorkerTarget
 
@@ -76,6 +77,9 @@ class InstancePools:
         self.max_failures = max_failures
         self.pools: dict[str, FunctionPool] = {t.id: FunctionPool(t, policy) for t in targets}
         self.live: set[Instance] = set()
+        self.failed: set[FunctionPool] = set()  # pools whose last load failed (readiness reads only these)
+        self.ticking: set[FunctionPool] = set()  # pools with a scaling step due (``FunctionPool.due``)
+        self.recheck = 0.25  # s: a pool with a busy instance (or below min_instances) is stepped again after it
         self.closing = False
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -119,6 +123,7 @@ class InstancePools:
         new, one line when it repeats the previous one)."""
         previous = pool.load_error
         pool.load_error = load_error
+        self.failed.add(pool)
         pool.load_failures += 1
         pool.load_failures_total += 1
         message = getattr(load_error, "message", load_error)
@@ -126,6 +131,7 @@ class InstancePools:
         if self.load_retry:
             delay = min(self.load_retry, 2.0 ** min(pool.load_failures - 1, 30))
             pool.retry_at = asyncio.get_running_loop().time() + delay
+            self._schedule(pool, pool.retry_at)  # the maintenance tick retries it then, without traffic
             retry = f"; retrying in {delay:g} s"
         if previous is not None and getattr(previous, "traceback", None) == getattr(load_error, "traceback", None):
             log.error("%s failed to load again (%d in a row): %s%s", pool.target.id, pool.load_failures, message, retry)
@@ -138,12 +144,16 @@ class InstancePools:
         """Ask the policy what to do now and do it (start instances, retire idle ones); ``extra``:
         requests about to queue. A function whose load failed gets its load retry when due instead."""
         if self.closing or self.pools.get(pool.target.id) is not pool:
+            self.ticking.discard(pool)
             return
         if pool.load_error is not None:
             if self.retry_due(pool):  # failed loads heal on the maintenance tick, without traffic
                 self.retry(pool)
+            self._schedule(pool, math.inf if pool.retry_at is None else pool.retry_at)
             return
-        decision = pool.policy.step(pool.view(asyncio.get_running_loop().time(), extra))
+        now = asyncio.get_running_loop().time()
+        view = pool.view(now, extra)
+        decision = pool.policy.step(view)
         for _ in range(decision.start):
             self.spawn(pool)
         if decision.stop:
@@ -153,6 +163,41 @@ class InstancePools:
                 log.info("%s: stopping idle worker %s (idle for more than %g s)",
                          pool.target.id, inst.pid, pool.limits.idle_timeout)
                 self.retire(inst)
+        self._schedule(pool, self._next_step(view, decision, now))
+
+    def _next_step(self, view: PoolView, decision: ScaleDecision, now: float) -> float:
+        """Loop time (s) ``pool`` needs its next scaling step at if nothing happens meanwhile
+        (events — a request without a slot, an instance ready or gone — step it earlier): when its
+        first idle instance reaches ``idle_timeout``; ``recheck`` s from now while an instance is
+        busy (its idle time starts when its last request ends), a start is under way or wanted, or
+        ``min_instances`` is set; never (inf) for a pool with no instance and nothing to do."""
+        lim = view.limits
+        recheck = now + self.recheck
+        due = recheck if decision.start or view.starting or view.queued or lim.min_instances else math.inf
+        stopped = set(decision.stop)
+        for inst in view.ready:
+            if inst.key in stopped:
+                continue
+            if inst.idle_for is None:
+                due = min(due, recheck)
+            else:  # past its idle_timeout but kept (demand or min_instances): looked at again later
+                at = now + lim.idle_timeout - inst.idle_for
+                due = min(due, at if at > now else recheck)
+        return due
+
+    def _schedule(self, pool: FunctionPool, due: float) -> None:
+        """Keep ``pool`` in ``ticking`` (the maintenance tick steps it once ``due`` passed) or drop it."""
+        pool.due = due
+        if due == math.inf:
+            self.ticking.discard(pool)
+        else:
+            self.ticking.add(pool)
+
+    def tick(self, now: float) -> None:
+        """The maintenance tick: a scaling step for the pools whose ``due`` time passed — O(pools
+        with live instances or pending retries), nothing for idle functions."""
+        for pool in [due for due in self.ticking if due.due <= now]:
+            self.step(pool)
 
     def spawn(self, pool: FunctionPool) -> asyncio.Task[Instance | None]:
         """Start one instance of ``pool``'s function in a task (counted in ``pool.starting``)."""
@@ -202,6 +247,7 @@ class InstancePools:
                 return False
             pool.instances.append(inst)
             pool.cold_starts += 1
+            self.failed.discard(pool)
             if pool.load_error is not None:
                 log.warning("%s: loaded after %d failed attempt(s); serving again", pool.target.id, pool.load_failures)
             pool.load_error, pool.load_failures, pool.retry_at = None, 0, None
@@ -235,6 +281,8 @@ class InstancePools:
                 raise
         finally:
             starter.forget(inst)
+        if pool.limits.memory and self.memory.watch(inst):
+            log.debug("%s: worker %s: memory limit polled (no cgroup holds it)", target.id, inst.pid)
         log.info(
             "%s: worker %s ready in %.1f ms (cold start, %s; import + startup %.1f ms)",
             target.id, inst.pid, inst.ready_ms or 0.0,
@@ -325,6 +373,7 @@ class InstancePools:
             was_used = bool(pool.instances) or bool(pool.starting) or pool.load_error is not None
             pool.generation += 1
             pool.load_error, pool.load_failures, pool.retry_at = None, 0, None
+            self.failed.discard(pool)
             pool.kind = None
             old, pool.instances = pool.instances, []
             pool.starting = set()  # their instances are retired when they come up (generation moved on)
@@ -350,6 +399,8 @@ class InstancePools:
             if fid not in new:
                 pool = self.pools.pop(fid)
                 pool.generation += 1
+                self.failed.discard(pool)
+                self.ticking.discard(pool)
                 for task in list(pool.starting):
                     task.cancel()
                 pool.fail_waiters(WorkerError(f"function {fid!r} was removed while the request waited", "reload the page"))
@@ -365,6 +416,8 @@ class InstancePools:
                 if known.target != target:
                     changed.add(fid)
                 known.target = target  # limits are not compared: always take the new ones
+                if known.instances:
+                    self._schedule(known, 0.0)  # its idle_timeout may have changed: step it at the next tick
         if started and not self.closing:
             self.starter.launcher.retain(list(new.values()), self.starter.use_uvloop)
             self.warm(added)
