@@ -180,7 +180,7 @@ app in `api/index.py`, as Vercel expects it:
 `fnserve dev` reads `requirements.txt` (and the imports in the code), installs Flask into an
 environment of its own under `.fnserve/` on the first run, prints the route table and serves:
 """)
-    dev = Running([FNSERVE, "dev", "--port", str(port), "--no-dashboard"], project)
+    dev = Running([FNSERVE, "dev", "--port", str(port)], project)
     try:
         dev.wait_for(r"http://127\.0\.0\.1:\d+", timeout=600)
         t.block([f"~/hello$ fnserve dev --port {port}", *dev.new_output()])
@@ -270,7 +270,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stdout", action="store_true", help="print the transcript instead of writing docs/TUTORIAL.md")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="fnserve-tutorial-") as tmp:
+    # not under /tmp: functions may write there, so fnserve start would warn that the project is not read-only
+    with tempfile.TemporaryDirectory(prefix="fnserve-tutorial-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None) as tmp:
         text = session(Path(tmp))
     if args.stdout:
         sys.stdout.write(text)

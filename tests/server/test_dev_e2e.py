@@ -3,6 +3,7 @@ httpx (issue 4 acceptance). Functions run with the current interpreter (``--no-i
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -222,5 +223,20 @@ def test_dev_enforces_memory_and_max_duration_like_start(tmp_path_factory) -> No
             assert r.status_code == 504 and time.monotonic() - began < 3
             assert r.json()["error"]["message"] == DurationExceeded("api/hog.py", 1.0).message
             assert c.get("/api/hog").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_ctrl_c_stops_workers_and_says_so(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) to ``fnserve dev`` alone: its workers stop, it says "stopped", exit 0."""
+    server = DevServer("dev_vercel", tmp_path, "--no-install")
+    server.start()
+    try:
+        pid = httpx.get(server.url + "/api/pid", timeout=10).text
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(15) == 0
+        server.wait_for_line(r"fnserve dev: stopped")
+        assert not Path(f"/proc/{int(pid)}").exists() or "Z" in Path(f"/proc/{int(pid)}/stat").read_text().split()[2]
     finally:
         server.stop()

@@ -468,6 +468,7 @@ async def serve(dev: DevServer) -> None:
         await dev.stop_warming()
         await dev.supervisor.shutdown()
         sock.close()
+        dev.say("fnserve dev: stopped")
 
 
 async def _startup(dev: DevServer) -> None:
