@@ -35,6 +35,7 @@ def free_port(preferred: int = 3000) -> int:
     """``preferred`` when nothing listens on it, else a port the kernel picks."""
     for port in (preferred, 0):
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind (TIME_WAIT of a last run)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
