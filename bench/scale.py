@@ -14,11 +14,12 @@ start`` on 127.0.0.1 (port 0), each in its own process group, killed at the end.
   pages shared with a zygote counted once) right after the hits, with ``procs`` processes;
 - ``idle CPU %``: CPU time (user + system) of the tree over ``--idle-window`` s with every instance
   warm and no request (percent of one core);
-- ``tree MB idle``: the same memory after ``idle_timeout`` (``FNSERVE_IDLE_TIMEOUT``, set to a value
-  longer than the hits: instances scale to zero in ``start``), with ``procs left``.
+- ``tree MB idle``: the same memory after ``idle_timeout`` (``FNSERVE_IDLE_TIMEOUT`` and
+  ``FNSERVE_DEV_IDLE_TIMEOUT``, set to a value longer than the hits: instances scale to zero), with
+  ``procs left``.
 
-``dev`` spawns an interpreter per function (~20 MB each): it runs only for N ≤ ``--dev-max``
-(default 100). Usage: ``python bench/scale.py [--n 10,100,1000] [--commands dev,start]``
+``dev`` keeps one instance per function until ``dev_idle_timeout`` (forked from a zygote, ~6 MB
+each): it runs only for N ≤ ``--dev-max`` (default 1000). Usage: ``python bench/scale.py [--n 10,100,1000] [--commands dev,start]``
 (about 4 min with the defaults).
 """
 
@@ -65,7 +66,8 @@ class Server:
     """``fnserve <command> <root> --port 0`` in its own process group; ``port`` from its output."""
 
     def __init__(self, command: str, root: Path, idle_timeout: float) -> None:
-        env = {**os.environ, "NO_COLOR": "1", "FNSERVE_IDLE_TIMEOUT": str(idle_timeout)}
+        env = {**os.environ, "NO_COLOR": "1", "FNSERVE_IDLE_TIMEOUT": str(idle_timeout),
+               "FNSERVE_DEV_IDLE_TIMEOUT": str(idle_timeout)}
         self.began = time.perf_counter()
         self.proc = subprocess.Popen(
             [PY, "-m", "fnserve", command, str(root), "--host", "127.0.0.1", "--port", "0", "--no-install",
@@ -284,7 +286,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", default="10,100,1000", help="numbers of functions, comma-separated")
     parser.add_argument("--commands", default="dev,start", help="dev, start or both")
-    parser.add_argument("--dev-max", type=int, default=100, help="largest N run with dev (a process per function)")
+    parser.add_argument("--dev-max", type=int, default=1000, help="largest N run with dev (an instance per function)")
     parser.add_argument("--idle-window", type=float, default=3.0, help="s of idle CPU measurement")
     args = parser.parse_args()
     sizes = [int(x) for x in args.n.split(",") if x]
