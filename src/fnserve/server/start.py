@@ -66,7 +66,7 @@ from fnserve.server.rules import from_config
 from fnserve.server.snapshots import Snapshots
 from fnserve.server.static import StaticFiles
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
-from fnserve.supervisor.target import PYCACHE, compile_bytecode, confinement, resolve_user
+from fnserve.supervisor.target import PYCACHE, compile_bytecode, confinement, resolve_user, restart_reason
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
@@ -258,8 +258,6 @@ class StartServer:
             if started or failed:
                 parts.append(f"{len(started)} running function(s) restarted" + (f", {len(failed)} FAILED to load: "
                              + ", ".join(failed) if failed else ""))
-        from fnserve.server.reloader import restart_reason  # here: the module imports watchfiles (dev's)
-
         why = [restart_reason(before.get(fid), new[fid]) for fid in sorted(changed) if fid in new]
         for reason, text in (("code", "on the new version"), ("python", "on a new Python environment"),
                              ("environment", "for a changed environment"), ("settings", "for changed settings")):
