@@ -40,6 +40,7 @@ from packaging.utils import canonicalize_name
 
 from fnserve.config import Config
 from fnserve.deps import DepsOptions, DepsPlan, Environment, ensure_env, plan_deps
+from fnserve.deps.progress import LiveLine, live_console
 from fnserve.errors import EnvironmentUnavailable, FnserveError
 from fnserve.project.importscan import scan_imports
 from fnserve.project.types import Function
@@ -199,20 +200,13 @@ class DevDeps:
         (``deps.progress.LiveLine``; the log handler's stream goes through ``rich`` meanwhile, so
         log lines print above the spinner). One live line at a time."""
         logs = self.logs
-        stream = logs.handler.stream if logs is not None and logs.log_format == "text" else None
-        isatty = getattr(stream, "isatty", None)
-        if logs is None or stream is None or self._live or not (isatty and isatty()):
+        stream = logs.handler.stream if logs is not None and logs.log_format == "text" and not self._live else None
+        console = live_console(stream)
+        if logs is None or stream is None or console is None:
             yield self._progress
             return
-        from rich.console import Console
         from rich.file_proxy import FileProxy
 
-        from fnserve.deps.progress import LiveLine
-
-        console = Console(file=stream, soft_wrap=True)
-        if console.is_dumb_terminal:
-            yield self._progress
-            return
         live = LiveLine(console, "deps: ", echo=False)
 
         def progress(message: str) -> None:
