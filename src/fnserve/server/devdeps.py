@@ -48,6 +48,7 @@ from fnserve.runtime.asgitypes import Receive, Scope, Send
 from fnserve.server.app import Dispatcher, FrontApp
 from fnserve.server.errorpages import send_exception
 from fnserve.server.logs import LogOutput
+from fnserve.server.observe import CURRENT, ResponseObserver
 
 DEPS_SETTINGS = ("install", "python", "detect_imports", "import_map")
 
@@ -88,6 +89,8 @@ class HoldEverything:
     labelled ``installing``. Lifespan messages, and every request once the hold is lifted, go to
     ``app``. ``Observed`` stays in front, so the dashboard keeps answering."""
 
+    observes_responses = True  # like the FrontApp it stands in front of: ``Observed`` passes its raw ``send``
+
     def __init__(self, app: FrontApp, gate: DepsGate) -> None:
         self.app, self.gate = app, gate
 
@@ -98,7 +101,8 @@ class HoldEverything:
             return
         started = time.perf_counter()
         exc = hold.exception("the project")
-        await send_exception(scope, send, exc, dev=True)
+        # its own answer gets what FrontApp's get: the request id header (observe.ResponseObserver)
+        await send_exception(scope, ResponseObserver(send, CURRENT.get()), exc, dev=True)
         self.app.access_log(scope, exc.status_code or 503, started, "installing")
 
 
