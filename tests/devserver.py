@@ -1,6 +1,6 @@
 """Test helpers for the front server and ``fnserve dev`` (owned with issue 4's tests).
 
-* ``serve_app(app)``: run an ASGI app on uvicorn (port 0, 127.0.0.1) in a thread; yields the
+* ``serve_app(app, **options)``: run an ASGI app on uvicorn (port 0, 127.0.0.1) in a thread; yields the
   base URL; stops it on exit. For in-process tests of the pure parts.
 * ``DevServer``: werkzeug's ``DevServerClient`` idea — copy ``tests/projects/<case>/`` to a temp
   folder, start ``python -m fnserve dev <dir> --port 0`` in its own process group, parse the URL
@@ -30,12 +30,13 @@ URL_RE = re.compile(r"fnserve dev: (http://[0-9.]+:[0-9]+)")
 
 
 @contextlib.contextmanager
-def serve_app(app) -> Iterator[str]:
+def serve_app(app, **options) -> Iterator[str]:
+    """``options``: more ``uvicorn.Config`` arguments (``frontdoor.uvicorn_options(...)``: fnserve's protocol)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

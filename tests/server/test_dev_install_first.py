@@ -179,6 +179,7 @@ def test_a_request_during_the_install_names_what_is_installed(tmp_path, accept) 
             r = httpx.get(server.url + "/api/hello", headers={"accept": accept}, timeout=10)
             assert r.status_code == 503 and r.headers["retry-after"] and f"installing {PKG}" in r.text
             assert r.headers["content-type"].startswith(accept)
+            assert r.headers["x-fnserve-request-id"]  # as every answer of the dev server has
         finally:
             index.release()
             server.stop()

@@ -10,8 +10,6 @@ import io
 import json
 import logging
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from devserver import serve_app
 
 from fnserve.project.pathpattern import PathPattern
 from fnserve.project.types import Entry, EntryKind, Function, Layout, Route, RouteMatch, Segment
@@ -80,22 +78,8 @@ def front_server(tmp_path: Path) -> Iterator[tuple[str, FrontApp]]:
     app = FrontApp(site, dispatcher, dev=False,
                    access_log=lambda scope, status, started, label: lines.append((scope["path"], status, label)))
     app.lines = lines  # type: ignore[attr-defined]  # for the tests below
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(Observed(app, None, public_errors=True), log_level="warning", lifespan="off",
-                            access_log=False, **uvicorn_options(FrontLimits()))
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
+    with serve_app(Observed(app, None, public_errors=True), **uvicorn_options(FrontLimits())) as url:
+        yield url, app
 
 
 def test_one_observer_adds_rule_headers_and_request_id_and_rewrites_runtime_errors(tmp_path: Path) -> None:

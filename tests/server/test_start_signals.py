@@ -163,3 +163,7 @@ def test_sighup_cannot_move_the_socket_and_says_so(server) -> None:
     srv.wait_for_line(r"warning: reload: host, log_format changed; that takes a restart", timeout=20, start=mark)
     srv.wait_for_line(r"reload: done", timeout=20, start=mark)
     assert httpx.get(srv.url + "/_fnserve/health").status_code == 200  # same socket, endpoints still mounted
+    mark = len(srv.lines)  # the running values were kept: a second SIGHUP still says so (text, not JSON)
+    srv.signal(signal.SIGHUP)
+    srv.wait_for_line(r"warning: reload: host, log_format changed; that takes a restart", timeout=20, start=mark)
+    srv.wait_for_line(r"reload: done", timeout=20, start=mark)

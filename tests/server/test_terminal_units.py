@@ -21,10 +21,10 @@ from fnserve.project.types import Problem
 from fnserve.runtime.handler import HandlerAdapter
 from fnserve.runtime.pool import make_pool
 from fnserve.server.logs import ACCESS, JsonFormatter, TextFormatter, access_record, announce, install, speaker
-from fnserve.server.reloader import ReloadFacts, reload_line, restart_reason
+from fnserve.server.reloader import ReloadFacts, reload_line
 from fnserve.server.terminal import use_colour
 from fnserve.supervisor.output import LineSplitter
-from fnserve.supervisor.target import WorkerTarget
+from fnserve.supervisor.target import WorkerTarget, restart_reason
 
 ESC = "\x1b["
 

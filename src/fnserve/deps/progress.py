@@ -134,19 +134,25 @@ class LiveLine:
         self.live.stop()
 
 
-@contextmanager
-def command_progress(stream: TextIO, prefix: str = "") -> Iterator[Progress]:
-    """The ``Progress`` of a command printing on ``stream``: a ``LiveLine`` when ``stream`` is a
-    terminal (not ``TERM=dumb``), else ``PlainLines``. ``prefix``: put before each message
-    (``"deps: "``)."""
+def live_console(stream: Any) -> Any | None:
+    """A ``rich.console.Console`` on ``stream`` when it is a terminal a live line can be drawn
+    on (a TTY, not ``TERM=dumb``), else None (``rich`` is not even imported then)."""
     isatty = getattr(stream, "isatty", None)
     if not (isatty and isatty()):
-        yield PlainLines(stream, prefix)
-        return
+        return None
     from rich.console import Console
 
     console = Console(file=stream, soft_wrap=True)
-    if not console.is_terminal or console.is_dumb_terminal:
+    return console if console.is_terminal and not console.is_dumb_terminal else None
+
+
+@contextmanager
+def command_progress(stream: TextIO, prefix: str = "") -> Iterator[Progress]:
+    """The ``Progress`` of a command printing on ``stream``: a ``LiveLine`` when ``stream`` is a
+    terminal (``live_console``), else ``PlainLines``. ``prefix``: put before each message
+    (``"deps: "``)."""
+    console = live_console(stream)
+    if console is None:
         yield PlainLines(stream, prefix)
         return
     with LiveLine(console, prefix) as live:

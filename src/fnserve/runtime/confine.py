@@ -42,6 +42,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from .containment import log_line
+
 __all__ = ["confine", "hint", "landlock_abi", "set_dumpable", "HINT"]
 
 SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture (syscalls added after 5.x)
@@ -79,11 +81,6 @@ def _libc() -> Any:
     import ctypes  # imported only where something is confined (~5 ms): never in dev's workers
 
     return ctypes.CDLL(None, use_errno=True)
-
-
-def _log(message: str) -> None:
-    sys.stderr.write("[fnserve worker %d] %s\n" % (os.getpid(), message))
-    sys.stderr.flush()
 
 
 def landlock_abi() -> int:
@@ -224,7 +221,7 @@ def confine(options: Optional[Dict[str, Any]], joining: Any = None) -> bool:
             mount_read_only(str(options["project"]))
             mounted = True
         except OSError as exc:
-            _log("cannot mount %s read-only: %s" % (options["project"], exc))
+            log_line("cannot mount %s read-only: %s" % (options["project"], exc))
     user = options.get("user")
     if user:
         if joining is not None:
@@ -232,7 +229,7 @@ def confine(options: Optional[Dict[str, Any]], joining: Any = None) -> bool:
         try:
             drop_privileges(user)
         except (OSError, KeyError, ValueError) as exc:
-            _log("cannot run as user %s: %s" % (user.get("name", user.get("uid")), exc))
+            log_line("cannot run as user %s: %s" % (user.get("name", user.get("uid")), exc))
             raise SystemExit(EXIT_NO_USER) from exc
     if read_only and abi:
         writable = [str(p) for p in options.get("writable") or []] + ([str(tmpdir)] if tmpdir else [])
@@ -241,7 +238,7 @@ def confine(options: Optional[Dict[str, Any]], joining: Any = None) -> bool:
             sys.dont_write_bytecode = True
         except OSError as exc:
             abi = 0
-            _log("cannot make the file system read-only (Landlock): %s" % exc)
+            log_line("cannot make the file system read-only (Landlock): %s" % exc)
     set_dumpable(False)
     return bool(abi) or mounted
 

@@ -24,12 +24,14 @@ PR_SET_PDEATHSIG = 1
 RLIMITS = {"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC"}
 
 
-def _log(message: str) -> None:
+def log_line(message: str) -> None:
+    """Write ``[fnserve worker <pid>] message`` to stderr (the instance's log), flushed."""
     sys.stderr.write("[fnserve worker %d] %s\n" % (os.getpid(), message))
     sys.stderr.flush()
 
 
-def _prctl() -> Any:
+def libc_prctl() -> Any:
+    """libc's ``prctl`` (``ctypes``, errno kept), or None where there is none."""
     try:
         import ctypes
 
@@ -60,7 +62,7 @@ def apply_rlimits(rlimits: Optional[Dict[str, Any]]) -> Dict[str, int]:
             resource.setrlimit(which, (value, value))
             done[key] = value
         except (ValueError, OSError) as exc:
-            _log("cannot set %s to %s: %s" % (name, value, exc))
+            log_line("cannot set %s to %s: %s" % (name, value, exc))
     return done
 
 
@@ -73,7 +75,7 @@ class FrontDeath:
         self.supervisor = supervisor
         self.parent = os.getppid()
         self.armed = False
-        self.prctl = _prctl()
+        self.prctl = libc_prctl()
 
     def check(self) -> bool:
         if self.armed or self.prctl is None:
@@ -95,6 +97,6 @@ def contain(options: Dict[str, Any]) -> Optional[FrontDeath]:
         return None
     front = FrontDeath(supervisor)
     if not front.check():
-        _log("the supervisor (pid %d) is gone; exiting" % supervisor)
+        log_line("the supervisor (pid %d) is gone; exiting" % supervisor)
         os._exit(0)
     return front

@@ -50,17 +50,12 @@ from typing import Any, Dict, List, Optional, Set
 from . import protocol as p
 from .bytecode import keep_installed_bytecode_in_place
 from .confine import confine, hint
-from .containment import contain
+from .containment import contain, log_line
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_CONNECT = 3
 EXIT_LOAD_ERROR = 4
-
-
-def _log(message: str) -> None:
-    sys.stderr.write("[fnserve worker %d] %s\n" % (os.getpid(), message))
-    sys.stderr.flush()
 
 
 def _load(spec: Dict[str, Any]) -> Any:
@@ -149,7 +144,7 @@ class Worker:
             else:
                 _, conn = await loop.create_unix_connection(factory, self.socket_path)
         except OSError as exc:
-            _log("cannot connect to the supervisor at %s: %s" % (self.socket_path, exc))
+            log_line("cannot connect to the supervisor at %s: %s" % (self.socket_path, exc))
             return EXIT_CONNECT
         self.conn = conn
         conn.send_control(p.HELLO, {"token": self.token, "pid": os.getpid(), "python": sys.version.split()[0]})
@@ -223,7 +218,7 @@ class Worker:
         try:
             await asyncio.wait_for(loaded.shutdown(max(0.5, deadline - time.monotonic())), timeout=max(1.0, deadline - time.monotonic() + 1.0))
         except Exception as exc:
-            _log("lifespan shutdown failed: %s: %s" % (type(exc).__name__, exc))
+            log_line("lifespan shutdown failed: %s: %s" % (type(exc).__name__, exc))
         if self.conn is not None:
             self.conn.close()
             await self._wait_lost(1.0)
@@ -416,7 +411,7 @@ def apply_limits(options: Dict[str, Any]) -> Optional[Any]:
 
             resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
         except (ImportError, ValueError, OSError) as exc:
-            _log("cannot set RLIMIT_AS to %s bytes: %s" % (limit, exc))
+            log_line("cannot set RLIMIT_AS to %s bytes: %s" % (limit, exc))
     procs = options.get("cgroup")
     if not procs:
         return None
@@ -426,7 +421,7 @@ def apply_limits(options: Dict[str, Any]) -> Optional[Any]:
             with open(procs, "w") as f:
                 f.write(str(os.getpid()))
         except OSError as exc:
-            _log("cannot join memory cgroup %s: %s (the supervisor's RSS polling still applies)" % (procs, exc))
+            log_line("cannot join memory cgroup %s: %s (the supervisor's RSS polling still applies)" % (procs, exc))
 
     import threading
 
@@ -453,7 +448,7 @@ def main(argv: List[str], loop: Optional[asyncio.AbstractEventLoop] = None, sock
         spec = json.loads(argv[0])
         options = json.loads(argv[1])
     except (IndexError, ValueError) as exc:
-        _log("usage: worker <spec JSON> <options JSON> (%s)" % exc)
+        log_line("usage: worker <spec JSON> <options JSON> (%s)" % exc)
         return EXIT_USAGE
     keep_installed_bytecode_in_place()
     joining = apply_limits(options)

@@ -53,6 +53,7 @@ from typing import Any, Dict, List, Set, Union
 from . import worker
 from .bytecode import keep_installed_bytecode_in_place
 from .confine import set_dumpable
+from .containment import libc_prctl
 from .zygote_child import child_main, standby_main, warm_frameworks
 
 MAX_MESSAGE = 1 << 20
@@ -142,16 +143,6 @@ def _warm_tokenize() -> None:
         pass
 
 
-def _prctl_deathsig() -> Any:
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl
-    except (ImportError, OSError, AttributeError):
-        return None
-
-
 class Zygote:
     """The zygote's state: the control socket, the supervisor's socket path (for standbys), the
     pre-forked standby child (``standby``: (pid, socket) or None)."""
@@ -161,7 +152,7 @@ class Zygote:
         self.socket_path = socket_path
         self.use_uvloop = use_uvloop
         self.use_standby = standby
-        self.prctl = _prctl_deathsig()
+        self.prctl = libc_prctl()
         self.standby: Any = None  # (pid, socket, spare cgroup or "")
         self.standby_due: Any = None  # monotonic time to fork the next standby at
         self.next_cgroup = ""  # a spare memory cgroup (cgroup.procs) for the next standby

@@ -12,13 +12,11 @@ from typing import Any, Dict, List
 
 from . import protocol, worker
 from .asgitypes import Message
+from .containment import PR_SET_PDEATHSIG
 
 MAX_MESSAGE = 1 << 20
 EXIT_CHILD_ERROR = 70
 WARM_TIMEOUT = 2.0  # s: a framework warm-up that does not finish by then is abandoned
-
-
-PR_SET_PDEATHSIG = 1
 
 
 def _clean_child(zygote_pid: int, prctl: Any, standby: bool = False) -> None:

@@ -66,10 +66,10 @@ from fnserve.server.dispatch import SupervisorDispatcher
 from fnserve.server.listen import bind_first_free
 from fnserve.server.logs import LogOutput, announce, install, speaker
 from fnserve.server.observe import AccessLog, Observed, log_access, note_lease
-from fnserve.server.reloader import Plan, Reloader, ReloadFacts, reload_line, restart_reason
+from fnserve.server.reloader import Plan, Reloader, ReloadFacts, reload_line
 from fnserve.server.rules import from_config
 from fnserve.supervisor import SingleInstancePolicy, Supervisor, ZygoteLauncher
-from fnserve.supervisor.target import WorkerTarget, bytecode_dirs
+from fnserve.supervisor.target import WorkerTarget, bytecode_dirs, restart_reason
 
 LOG = logging.getLogger("fnserve.dev")
 

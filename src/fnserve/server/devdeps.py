@@ -40,6 +40,7 @@ from packaging.utils import canonicalize_name
 
 from fnserve.config import Config
 from fnserve.deps import DepsOptions, DepsPlan, Environment, ensure_env, plan_deps
+from fnserve.deps.progress import LiveLine, live_console
 from fnserve.errors import EnvironmentUnavailable, FnserveError
 from fnserve.project.importscan import scan_imports
 from fnserve.project.types import Function
@@ -47,6 +48,7 @@ from fnserve.runtime.asgitypes import Receive, Scope, Send
 from fnserve.server.app import Dispatcher, FrontApp
 from fnserve.server.errorpages import send_exception
 from fnserve.server.logs import LogOutput
+from fnserve.server.observe import CURRENT, ResponseObserver
 
 DEPS_SETTINGS = ("install", "python", "detect_imports", "import_map")
 
@@ -87,6 +89,8 @@ class HoldEverything:
     labelled ``installing``. Lifespan messages, and every request once the hold is lifted, go to
     ``app``. ``Observed`` stays in front, so the dashboard keeps answering."""
 
+    observes_responses = True  # like the FrontApp it stands in front of: ``Observed`` passes its raw ``send``
+
     def __init__(self, app: FrontApp, gate: DepsGate) -> None:
         self.app, self.gate = app, gate
 
@@ -97,7 +101,8 @@ class HoldEverything:
             return
         started = time.perf_counter()
         exc = hold.exception("the project")
-        await send_exception(scope, send, exc, dev=True)
+        # its own answer gets what FrontApp's get: the request id header (observe.ResponseObserver)
+        await send_exception(scope, ResponseObserver(send, CURRENT.get()), exc, dev=True)
         self.app.access_log(scope, exc.status_code or 503, started, "installing")
 
 
@@ -199,20 +204,13 @@ class DevDeps:
         (``deps.progress.LiveLine``; the log handler's stream goes through ``rich`` meanwhile, so
         log lines print above the spinner). One live line at a time."""
         logs = self.logs
-        stream = logs.handler.stream if logs is not None and logs.log_format == "text" else None
-        isatty = getattr(stream, "isatty", None)
-        if logs is None or stream is None or self._live or not (isatty and isatty()):
+        stream = logs.handler.stream if logs is not None and logs.log_format == "text" and not self._live else None
+        console = live_console(stream)
+        if logs is None or stream is None or console is None:
             yield self._progress
             return
-        from rich.console import Console
         from rich.file_proxy import FileProxy
 
-        from fnserve.deps.progress import LiveLine
-
-        console = Console(file=stream, soft_wrap=True)
-        if console.is_dumb_terminal:
-            yield self._progress
-            return
         live = LiveLine(console, "deps: ", echo=False)
 
         def progress(message: str) -> None:

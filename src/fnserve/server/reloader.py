@@ -63,7 +63,6 @@ from fnserve.deps.manifests import is_dependency_file
 from fnserve.project.layout import is_excluded_dir
 from fnserve.project.types import Problem
 from fnserve.server.logs import speaker
-from fnserve.supervisor.target import WorkerTarget
 
 LOG = logging.getLogger("fnserve.reload")
 
@@ -97,30 +96,12 @@ class Plan:
         return ", ".join(seen)
 
 
-# the keys of a function spec that are its code (the rest are settings: body_limit, handler_log...)
-_CODE_KEYS = ("path", "module", "attr", "kind", "layout", "import_roots", "project_root")
-
-
-def restart_reason(old: WorkerTarget | None, new: WorkerTarget) -> str:
-    """Why ``Supervisor.update`` restarted a function whose target went from ``old`` to ``new``:
-    ``"code"`` (its entry changed: kind, attribute, a file error appeared or went; or it is new),
-    ``"python"`` (another interpreter: the project env was rebuilt), ``"environment"`` (its
-    variables: ``.env``, ``vercel.json`` ``env``), else ``"settings"`` (body limit, handler log...)."""
-    if old is None or any(old.spec.get(k) != new.spec.get(k) for k in _CODE_KEYS):
-        return "code"
-    if old.python != new.python:
-        return "python"
-    if old.env != new.env:
-        return "environment"
-    return "settings"
-
-
 @dataclass
 class ReloadFacts:
     """What one reload of ``fnserve dev`` did, for its line (``reload_line``). Function ids
     throughout. ``what``: the files that changed (``Plan.describe``); ``results``: ``Supervisor.
     restart``'s per function (an object with ``ready_ms`` and ``error``; None: no result);
-    ``changed``: id → ``restart_reason`` of the functions ``Supervisor.update`` restarted;
+    ``changed``: id → ``supervisor.target.restart_reason`` of the functions ``Supervisor.update`` restarted;
     ``file_errors_before`` / ``file_errors_now``: id → the ``Problem`` of a function file that
     does not parse; ``load_errors_before`` / ``load_errors_now``: id → the remembered load error;
     ``added`` / ``removed``: ids; ``deps``: the dependency note or None; ``problem``: the

@@ -40,6 +40,7 @@ failure is fatal at start, keeps the previous version on SIGHUP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -65,12 +66,12 @@ from fnserve.server.rules import from_config
 from fnserve.server.snapshots import Snapshots
 from fnserve.server.static import StaticFiles
 from fnserve.supervisor import Supervisor, WorkerTarget, ZygoteLauncher
-from fnserve.supervisor.target import PYCACHE, compile_bytecode, confinement, resolve_user
+from fnserve.supervisor.target import PYCACHE, compile_bytecode, confinement, resolve_user, restart_reason
 
 LOG = logging.getLogger("fnserve.start")
 # settings a SIGHUP cannot change: the sockets are bound, the log handler and the supervisor made
-RESTART_ONLY = ("host", "port", "admin_port", "log_format", "log_level", "quiet", "access_log", "grace_period", "heartbeat_timeout", "load_retry",
-                "max_requests", "max_requests_jitter", "max_failures",
+RESTART_ONLY = ("host", "port", "admin_port", "dashboard", "log_format", "log_level", "quiet", "access_log",
+                "grace_period", "heartbeat_timeout", "load_retry", "max_requests", "max_requests_jitter", "max_failures",
                 "instance_max_open_files", "instance_max_processes",  # the supervisor's (issue 10 item 7)
                 "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections",  # uvicorn's protocol
                 "user")
@@ -257,8 +258,6 @@ class StartServer:
             if started or failed:
                 parts.append(f"{len(started)} running function(s) restarted" + (f", {len(failed)} FAILED to load: "
                              + ", ".join(failed) if failed else ""))
-        from fnserve.server.reloader import restart_reason  # here: the module imports watchfiles (dev's)
-
         why = [restart_reason(before.get(fid), new[fid]) for fid in sorted(changed) if fid in new]
         for reason, text in (("code", "on the new version"), ("python", "on a new Python environment"),
                              ("environment", "for a changed environment"), ("settings", "for changed settings")):
@@ -286,6 +285,11 @@ class StartServer:
         if fixed:
             LOG.warning("reload: %s changed; that takes a restart of fnserve start (kept: %s)", ", ".join(fixed),
                         ", ".join(f"{n}={getattr(self.config, n)}" for n in fixed))
+            # the running values stay in the installed config: the next SIGHUP warns again, and
+            # what reads self.config (the dashboard, the next comparison) sees what is in effect
+            kept = {n: getattr(self.config, n) for n in fixed}
+            config = dataclasses.replace(config, **kept, sources={**config.sources, **{
+                n: self.config.sources.get(n, "default") for n in fixed}})
         self.collected = collected
         summary = await self.install(config, project, python, restart_all=True)
         self.metrics.reloads["ok"] += 1

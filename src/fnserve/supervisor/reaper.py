@@ -42,6 +42,8 @@ import signal
 import time
 from collections.abc import Callable
 
+from ..runtime.containment import libc_prctl
+
 log = logging.getLogger("fnserve.supervisor.reaper")
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -57,13 +59,8 @@ UNKNOWN_STATUS = 255  # exit status of a process someone else reaped (asyncio's 
 
 def set_child_subreaper(on: bool) -> bool:
     """``prctl(PR_SET_CHILD_SUBREAPER, on)`` for this process; False where it is unavailable."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
+    prctl = libc_prctl()
+    return prctl is not None and int(prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0, 0, 0, 0)) == 0
 
 
 def proc_state(pid: int) -> tuple[str, int, int, int] | None:

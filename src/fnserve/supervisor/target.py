@@ -242,3 +242,22 @@ class WorkerTarget:
             pycache=Path(pycache) if pycache else Path(project_root) / PYCACHE,
             confine=confine,
         )
+
+
+# the keys of a function spec that are its code (the rest are settings: body_limit, handler_log...)
+_CODE_KEYS = ("path", "module", "attr", "kind", "layout", "import_roots", "project_root")
+
+
+def restart_reason(old: WorkerTarget | None, new: WorkerTarget) -> str:
+    """Why ``Supervisor.update`` restarted a function whose target went from ``old`` to ``new``
+    (the reload lines of ``fnserve dev`` and of ``fnserve start``'s SIGHUP):
+    ``"code"`` (its entry changed: kind, attribute, a file error appeared or went; or it is new),
+    ``"python"`` (another interpreter: the project env was rebuilt), ``"environment"`` (its
+    variables: ``.env``, ``vercel.json`` ``env``), else ``"settings"`` (body limit, handler log...)."""
+    if old is None or any(old.spec.get(k) != new.spec.get(k) for k in _CODE_KEYS):
+        return "code"
+    if old.python != new.python:
+        return "python"
+    if old.env != new.env:
+        return "environment"
+    return "settings"
