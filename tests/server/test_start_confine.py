@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -293,3 +294,18 @@ def test_unknown_user_is_a_clear_error(project: Path) -> None:
          "--user", "no-such-user-fnserve"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "user" in proc.stderr and ("no user 'no-such-user-fnserve'" in proc.stderr or "needs fnserve start to run as root" in proc.stderr)
+
+
+def test_a_reload_that_makes_the_project_writable_warns(project: Path, tmp_path: Path) -> None:
+    """A SIGHUP that changes writable_path is checked as the start was: one warning naming it."""
+    server = StartServer(project, tmp_path)
+    server.start()
+    try:
+        (server.project / "fnserve.toml").write_text('writable_path = ["."]\n')
+        mark = len(server.lines)
+        server.signal(signal.SIGHUP)
+        server.wait_for_line(r"reload: done", start=mark, timeout=30)
+        warned = [line for line in server.lines[mark:] if "read-only-code:" in line]
+        assert any(f"is inside {server.project}" in line for line in warned), server.lines[mark:]
+    finally:
+        server.stop()

@@ -290,6 +290,9 @@ class StartServer:
             kept = {n: getattr(self.config, n) for n in fixed}
             config = dataclasses.replace(config, **kept, sources={**config.sources, **{
                 n: self.config.sources.get(n, "default") for n in fixed}})
+        if (config.read_only_code, config.writable_path) != (self.config.read_only_code, self.config.writable_path):
+            for problem in confinement_problems(self.root, config, self.user):  # as at start, for the new values
+                LOG.warning("%s", problem)
         self.collected = collected
         summary = await self.install(config, project, python, restart_all=True)
         self.metrics.reloads["ok"] += 1

@@ -75,7 +75,7 @@ class MemoryGuard:
 
     def adopt(self, inst: Instance, process: Any, memory: int, spare: str | None) -> None:
         """A forked standby was already in a spare cgroup: make it the instance's (limit written
-        now, ~1 ms after the fork; RSS polling covers that window). Spares the zygote will not use,
+        now, ~1 ms after the fork: that window is not limited). Spares the zygote will not use,
         or that a spawn fallback ignored, are removed."""
         limiter = self.limiter
         if spare and not hasattr(process, "discarded"):

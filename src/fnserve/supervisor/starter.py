@@ -10,6 +10,8 @@ unknown token is closed). ``InstancePools`` decides when to start and what to do
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import shutil
@@ -137,7 +139,9 @@ class InstanceStarter:
             options["confine"] = confine = instance_confinement(target, self._dir)  # start: TMPDIR, read-only code
             if confine is not None:
                 tmpdir = str(confine["tmpdir"])
-                inst.exited.add_done_callback(lambda _f: shutil.rmtree(tmpdir, ignore_errors=True))
+                # in a thread: a function that filled its TMPDIR must not stall the event loop
+                inst.exited.add_done_callback(lambda _f: asyncio.get_running_loop().run_in_executor(
+                    None, functools.partial(shutil.rmtree, tmpdir, ignore_errors=True)))
             process = await self.launcher.launch(target, options)
         except OSError as exc:
             self.memory.release(inst)
