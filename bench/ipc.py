@@ -1,7 +1,7 @@
 """Front → worker designs: today's frames hop against direct paths (issue 14 item 2), and the hop alone.
 
 ``--part designs`` (default, with ``parsers``): one HTTP client (``--loadgen``: throughput.py's
-keep-alive client, uvloop) against four server sides serving the same tiny raw ASGI app on
+keep-alive client, uvloop) against five server sides serving the same tiny raw ASGI app on
 127.0.0.1, each started on an inherited listening socket:
 
 (a) frames hop: uvicorn (uvloop + httptools) + a front ASGI app routing by a dict, forwarding over
@@ -18,7 +18,8 @@ keep-alive client, uvloop) against four server sides serving the same tiny raw A
 ``bytes.find`` head split, keep-alive, Content-Length bodies only), stdlib only, run with
 ``python -I``: what the runtime could ship. Load profiles: 1 and 32 keep-alive connections, and 32
 connections each closed after one request (``Connection: close``: the per-connection cost, e.g.
-(b)'s handoff). The server side is pinned to one CPU, the client to the other; rounds interleave
+(b)'s handoff); 32 keep-alive connections whose requests alternate between two functions (each
+one a hand-back in (b); (c), (d), (n) send both paths to one worker). The server side is pinned to one CPU, the client to the other; rounds interleave
 the designs (A B C D / D C B A). Printed per design and profile: req/s, p50, CPU µs/request of the
 front (the process on the listening socket) and the worker (its descendants; for (c) the worker is
 the front), and ratios against (a). ``--part parsers``: µs per request head, the worker's
@@ -28,7 +29,7 @@ client ((a) frames, (b2) HTTP/1.1 to a stdlib server, (b1) to uvicorn).
     .venv/bin/python bench/ipc.py [--part designs,parsers,hop] [--designs abcd] [--rounds 3]
         [--seconds 1.5] [--no-uvloop | --worker-asyncio] [--requests N --inflight 16 --repeat 3 --pin]
 
-Bounded: a default run takes about 1.5 minutes; every process started is stopped at the end.
+Bounded: a default run takes about 2.5 minutes; every process started is stopped at the end.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dev as bench  # wait_http, stop
@@ -482,7 +483,7 @@ def _worker(root: Path, mode: str, arg: str, keep: tuple[int, ...] = (), route: 
                              "1" if WORKER_UVLOOP["on"] else "0", route], cwd=root, pass_fds=keep)
 
 
-def _uvicorn_on_fd(app: Any, fd: int, lifespan: str = "on") -> None:
+def _uvicorn_on_fd(app: Any, fd: int, lifespan: Literal["on", "off"] = "on") -> None:
     import uvicorn
 
     config = uvicorn.Config(app, loop="uvloop" if FRONT_UVLOOP["on"] else "asyncio", http="httptools",
@@ -591,11 +592,11 @@ def front_fdpass(fd: int, root: Path) -> None:
     over a SOCK_SEQPACKET pair), closes its copy; the worker serves the connection from then on."""
     routes: dict[bytes, socket.socket] = {}  # path → the channel of the function's worker
     procs = []
-    for route in (ROUTE, OTHER):
+    for path in (ROUTE, OTHER):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        procs.append(_worker(root, "fdpass", str(theirs.fileno()), keep=(theirs.fileno(),), route=route))
+        procs.append(_worker(root, "fdpass", str(theirs.fileno()), keep=(theirs.fileno(),), route=path))
         theirs.close()
-        routes[route.encode()] = ours
+        routes[path.encode()] = ours
 
     def route(buf: bytes, fd: int) -> bool:
         """Pass ``fd`` with ``buf`` (holding a complete request head) to its function's worker;
@@ -751,7 +752,7 @@ def _slice(gen: subprocess.Popen[str], root_pid: int, port: int, conns: int, kin
     before = throughput.ticks(pids)
     time.sleep(max(0.0, until - time.monotonic()))
     after = throughput.ticks(pids)
-    result = json.loads(gen.stdout.readline())
+    result: dict[str, Any] = json.loads(gen.stdout.readline())
     count = result["count"] or 1
     used = {pid: after.get(pid, t) - t for pid, t in before.items()}
     front = used.pop(root_pid, 0)
@@ -820,8 +821,8 @@ def designs_main(args: argparse.Namespace) -> None:
             "worker_us": sum(r["worker_ticks"] for r in rs) / throughput.TICK * 1e6 / count,
             "errors": {},
         }
-        for r in rs:
-            for k, v in r["errors"].items():
+        for run in rs:
+            for k, v in run["errors"].items():
                 merged[key]["errors"][k] = merged[key]["errors"].get(k, 0) + v
     base_name = names[0]
     for i, (kind, conns) in enumerate(PROFILES):
@@ -875,7 +876,7 @@ def parsers_main(n: int) -> None:
     try:
         import httptools
     except ImportError:
-        httptools = None
+        httptools = None  # type: ignore[assignment]  # the row says "not importable"
 
     class Sink:
         def __init__(self) -> None:
