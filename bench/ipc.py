@@ -1,7 +1,7 @@
 """Front → worker designs: today's frames hop against direct paths (issue 14 item 2), and the hop alone.
 
 ``--part designs`` (default, with ``parsers``): one HTTP client (``--loadgen``: throughput.py's
-keep-alive client, uvloop) against five server sides serving the same tiny raw ASGI app on
+keep-alive client, uvloop) against six server sides serving the same tiny raw ASGI app on
 127.0.0.1, each started on an inherited listening socket:
 
 (a) frames hop: uvicorn (uvloop + httptools) + a front ASGI app routing by a dict, forwarding over
@@ -10,6 +10,8 @@ keep-alive client, uvloop) against five server sides serving the same tiny raw A
 (b) fd passing: an asyncio front reads the first request head, routes it (dict), hands the client
     socket and the bytes read to the worker (``socket.send_fds`` over a SOCK_SEQPACKET pair) and
     closes its copy; the worker serves every later request of that connection itself.
+(e) (b) with the front keeping a dup of every passed socket and a shared slot table (mmap) the
+    worker writes per request: what would let the front still answer 504 (``front_fdpass``).
 (c) worker accepts: the worker accepts on the listening socket; no front process at all.
 (d) HTTP/1.1 hop: uvicorn front proxying over keep-alive HTTP/1.1 on a Unix socket.
 (n) native uvicorn (uvloop + httptools) serving the app itself: the reference, not a design.
@@ -37,9 +39,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import mmap
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -346,7 +350,7 @@ def hop_main(args: argparse.Namespace) -> None:
 #               Unix socket (socket.recv_fds), then serve them (b)
 #   uds PATH    listen on a Unix socket for a proxying front (d)
 H1_WORKER = r'''
-import asyncio, socket, sys
+import asyncio, mmap, socket, struct, sys, time
 sys.path.insert(0, sys.argv[3])
 from api.bench import app
 REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}
@@ -354,11 +358,27 @@ REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}
 
 MINE = None  # fdpass: the paths this worker serves; a request for another goes back to the front
 CHAN = None  # fdpass: the SOCK_SEQPACKET socket to the front
+BOARD = None  # fdpass with the 504 guard: the slot table shared with the front (mmap, 8 bytes a slot:
+#               monotonic ns a request started, 0 no request or its response started, -1 closed)
 
 
 class H1(asyncio.Protocol):
-    def __init__(self, initial=b""):
-        self.initial = initial
+    def __init__(self, initial=b"", slot=-1):
+        self.initial, self.slot = initial, slot
+
+    def mark(self, value):
+        if self.slot >= 0:
+            struct.pack_into("<q", BOARD, self.slot * 8, value)
+            if value == -1:
+                self.slot = -1  # the front may reuse the slot from now on
+
+    def end(self):
+        if self.slot >= 0:
+            self.transport.write_eof()  # the front holds a dup: only shutdown() ends the connection
+        self.transport.close()
+
+    def connection_lost(self, exc):
+        self.mark(-1)
 
     def connection_made(self, transport):
         self.transport, self.buf, self.busy, self.closing = transport, b"", False, False
@@ -379,7 +399,7 @@ class H1(asyncio.Protocol):
             method, target, version = lines[0].split(b" ", 2)
         except ValueError:
             self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            self.transport.close()
+            self.end()
             return
         headers, length, close = [], 0, version != b"HTTP/1.1"
         for line in lines[1:]:
@@ -395,6 +415,7 @@ class H1(asyncio.Protocol):
         path, _, query = target.partition(b"?")
         if MINE is not None and path not in MINE:  # routes elsewhere: hand the connection back
             self.transport.pause_reading()
+            self.mark(-1)
             socket.send_fds(CHAN, [self.buf], [self.transport.get_extra_info("socket").fileno()])
             self.transport.abort()
             return
@@ -405,6 +426,7 @@ class H1(asyncio.Protocol):
                  "client": self.transport.get_extra_info("peername"),
                  "server": self.transport.get_extra_info("sockname")}
         self.busy, self.closing = True, close
+        self.mark(time.monotonic_ns())
         asyncio.get_running_loop().create_task(self.run(scope, body))
 
     async def run(self, scope, body):
@@ -420,9 +442,10 @@ class H1(asyncio.Protocol):
                 out.append(message.get("body", b""))
                 if not message.get("more_body"):
                     self.transport.write(b"".join(out))
+                    self.mark(0)
         await app(scope, receive, send)
         if self.closing:
-            self.transport.close()
+            self.end()
             return
         self.busy = False
         self.next_request()
@@ -442,10 +465,13 @@ def main():
     elif mode == "uds":
         loop.run_until_complete(loop.create_unix_server(H1, arg))
     else:  # fdpass
-        global MINE, CHAN
+        global MINE, CHAN, BOARD
         MINE = {sys.argv[5].encode()}
         chan = CHAN = socket.socket(fileno=int(arg))
         chan.setblocking(False)
+        if sys.argv[6]:
+            with open(sys.argv[6], "r+b") as f:
+                BOARD = mmap.mmap(f.fileno(), 0)
 
         def handed():
             while True:
@@ -458,7 +484,10 @@ def main():
                     return
                 client = socket.socket(fileno=fds[0])
                 client.setblocking(False)
-                loop.create_task(loop.connect_accepted_socket(lambda data=data: H1(data), client))
+                slot = -1
+                if BOARD is not None:
+                    slot, data = int.from_bytes(data[:4], "little"), data[4:]
+                loop.create_task(loop.connect_accepted_socket(lambda data=data, slot=slot: H1(data, slot), client))
 
         loop.add_reader(chan.fileno(), handed)
     loop.run_forever()
@@ -473,14 +502,15 @@ FRONT_UVLOOP = {"on": True}  # --no-uvloop turns it off for fronts and workers a
 WORKER_UVLOOP = {"on": True}  # --worker-asyncio: workers on asyncio's loop (a function env without uvloop)
 
 
-def _worker(root: Path, mode: str, arg: str, keep: tuple[int, ...] = (), route: str = "") -> subprocess.Popen[bytes]:
+def _worker(root: Path, mode: str, arg: str, keep: tuple[int, ...] = (), route: str = "",
+            board: str = "") -> subprocess.Popen[bytes]:
     """The pure-Python HTTP/1.1 worker as a child of this (front) process, isolated (``-I``);
-    ``route``: fdpass, the path it serves (others are handed back)."""
+    fdpass: ``route`` the path it serves (others are handed back), ``board`` the slot table file."""
     script = root / "h1worker.py"
     if not script.exists():
         script.write_text(H1_WORKER)
     return subprocess.Popen([sys.executable, "-I", str(script), mode, arg, str(root),
-                             "1" if WORKER_UVLOOP["on"] else "0", route], cwd=root, pass_fds=keep)
+                             "1" if WORKER_UVLOOP["on"] else "0", route, board], cwd=root, pass_fds=keep)
 
 
 def _uvicorn_on_fd(app: Any, fd: int, lifespan: Literal["on", "off"] = "on") -> None:
@@ -586,28 +616,69 @@ def front_h1proxy(fd: int, root: Path) -> None:
     _uvicorn_on_fd(app, fd)
 
 
-def front_fdpass(fd: int, root: Path) -> None:
+SLOTS = 1 << 16  # (e): connections the front can hold a dup of at once
+MAX_DURATION_NS = 10 * 10**9  # (e): a request older than this would be answered 504 by the front
+
+
+def front_fdpass(fd: int, root: Path, guard: bool = False) -> None:
     """(b) fd passing: an asyncio front reads the first request head, routes it (a dict lookup),
     passes the client socket and the bytes read to the function's worker (``socket.send_fds``
-    over a SOCK_SEQPACKET pair), closes its copy; the worker serves the connection from then on."""
+    over a SOCK_SEQPACKET pair), closes its copy; the worker serves the connection from then on.
+
+    ``guard`` (e): the front keeps a dup of every passed socket and gives the worker a slot in a
+    shared table (mmap) where the worker writes when a request starts, when its response starts
+    and when the connection ends (no system call, no message); one sweep every 0.25 s closes the
+    dups of ended connections and finds requests past ``MAX_DURATION_NS``, which the front could
+    answer 504 on its dup after killing the instance (counted, not acted on: nothing here is slow)."""
     routes: dict[bytes, socket.socket] = {}  # path → the channel of the function's worker
     procs = []
+    board_path = ""
+    board: Any = None
+    if guard:
+        board_path = str(root / "board")
+        with open(board_path, "wb") as f:
+            f.truncate(SLOTS * 8)
+        with open(board_path, "r+b") as f:
+            board = mmap.mmap(f.fileno(), 0)
+    held: dict[int, int] = {}  # slot → the front's dup of the client socket
+    free = list(range(SLOTS - 1, -1, -1))
+    overdue = [0]
     for path in (ROUTE, OTHER):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        procs.append(_worker(root, "fdpass", str(theirs.fileno()), keep=(theirs.fileno(),), route=path))
+        procs.append(_worker(root, "fdpass", str(theirs.fileno()), keep=(theirs.fileno(),), route=path,
+                             board=board_path))
         theirs.close()
         routes[path.encode()] = ours
 
-    def route(buf: bytes, fd: int) -> bool:
+    def route(buf: bytes, fd: int, keep: Callable[[], int] | None = None) -> bool:
         """Pass ``fd`` with ``buf`` (holding a complete request head) to its function's worker;
-        False if no function has that path."""
+        False if no function has that path. ``keep`` (guard): returns the descriptor the front
+        holds for the connection."""
         target = buf[:buf.find(b"\r\n")].split(b" ")[1]
         chan = routes.get(target.partition(b"?")[0])
         if chan is None:
             return False
-        # blocking send on a local SEQPACKET socket: one small message, the buffer never fills here
+        if guard and keep is not None:
+            slot = free.pop()
+            struct.pack_into("<q", board, slot * 8, 0)
+            held[slot] = keep()
+            buf = slot.to_bytes(4, "little") + buf
+        # a non-blocking send on a local SEQPACKET socket: one small message; a full buffer would
+        # raise (the prototype does not queue)
         socket.send_fds(chan, [buf], [fd])
         return True
+
+    def sweep() -> None:
+        now = time.monotonic_ns()
+        for slot, dup in list(held.items()):
+            started = struct.unpack_from("<q", board, slot * 8)[0]
+            if started == -1:
+                os.close(dup)
+                del held[slot]
+                free.append(slot)
+            elif started > 0 and now - started > MAX_DURATION_NS:
+                overdue[0] += 1
+        loop.call_later(0.25, sweep)
 
     class Front(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -619,7 +690,8 @@ def front_fdpass(fd: int, root: Path) -> None:
             if self.buf.find(b"\r\n\r\n") < 0:
                 return
             self.transport.pause_reading()
-            if route(self.buf, self.transport.get_extra_info("socket").fileno()):
+            fd = self.transport.get_extra_info("socket").fileno()
+            if route(self.buf, fd, lambda: os.dup(fd)):
                 self.transport.abort()  # closes this process's copy only (no shutdown(): the worker holds one)
             else:
                 self.transport.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
@@ -635,9 +707,12 @@ def front_fdpass(fd: int, root: Path) -> None:
                 return
             if not fds:
                 return
-            if not route(data, fds[0]):
+            if route(data, fds[0], lambda fd=fds[0]: fd):
+                if not guard:
+                    os.close(fds[0])
+            else:
                 os.write(fds[0], b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            os.close(fds[0])
+                os.close(fds[0])
 
     loop = asyncio.new_event_loop()
     if FRONT_UVLOOP["on"]:
@@ -647,6 +722,8 @@ def front_fdpass(fd: int, root: Path) -> None:
     for chan in routes.values():
         chan.setblocking(False)  # sends stay small; a full buffer would raise rather than block
         loop.add_reader(chan.fileno(), handed_back, chan)
+    if guard:
+        loop.call_later(0.25, sweep)
     server = loop.run_until_complete(loop.create_server(Front, sock=socket.socket(fileno=fd), backlog=1024))
     try:
         loop.run_forever()
@@ -676,6 +753,7 @@ def front_native(fd: int, root: Path) -> None:
 DESIGNS: dict[str, Callable[[int, Path], None]] = {
     "(a) frames hop": front_frames,
     "(b) fd passing": front_fdpass,
+    "(e) fd pass + dup": lambda fd, root: front_fdpass(fd, root, guard=True),
     "(c) worker accepts": front_listen,
     "(d) HTTP/1.1 hop": front_h1proxy,
     "(n) native uvicorn": front_native,
@@ -912,7 +990,7 @@ def _timed(fn: Callable[[], object], n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", default="designs,parsers", help="comma-separated: designs, parsers, hop")
-    ap.add_argument("--designs", default="abcdn", help="designs: letters of a, b, c, d, n ((a) first: the baseline)")
+    ap.add_argument("--designs", default="abecdn", help="designs: letters of a, b, c, d, e, n ((a) first: the baseline)")
     ap.add_argument("--rounds", type=int, default=3, help="designs: interleaved rounds")
     ap.add_argument("--seconds", type=float, default=1.5, help="designs: measured seconds per slice")
     ap.add_argument("--parse-iterations", type=int, default=20000, help="parsers: iterations per timing")
