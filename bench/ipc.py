@@ -777,13 +777,7 @@ class _AlternatingClient(throughput._Client):
 
 
 class _Alternating(throughput._Load):
-    async def connect(self) -> None:
-        try:
-            await asyncio.get_running_loop().create_connection(lambda: _AlternatingClient(self), "127.0.0.1", self.port)
-        except OSError:
-            self.errors.append(b"connect")
-            await asyncio.sleep(0.01)
-            self.reconnect()
+    client = _AlternatingClient  # throughput._Load.connect makes one per connection
 
 
 async def _loadgen_slice(port: int, conns: int, warm_at: float, until: float, kind: str) -> dict[str, Any]:

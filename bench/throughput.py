@@ -207,6 +207,8 @@ class _Client(asyncio.Protocol):
 
 
 class _Load:
+
+    client: type[_Client] = _Client  # the protocol of each connection (bench/ipc.py alternates paths with its own)
     def __init__(self, port: int, path: str, conns: int, warm_at: float, until: float) -> None:
         self.port, self.warm_at, self.until = port, warm_at, until
         self.request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
@@ -235,7 +237,7 @@ class _Load:
 
     async def connect(self) -> None:
         try:
-            await asyncio.get_running_loop().create_connection(lambda: _Client(self), "127.0.0.1", self.port)
+            await asyncio.get_running_loop().create_connection(lambda: self.client(self), "127.0.0.1", self.port)
         except OSError:
             self.errors.append(b"connect")
             await asyncio.sleep(0.01)
