@@ -33,13 +33,17 @@ import asyncio
 import logging
 import resource
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from fnserve.config import Config
 from fnserve.server.coalesce import CoalescedWrites
+
+if TYPE_CHECKING:
+    from fnserve.server.direct import DirectRouter
 
 LOG = logging.getLogger("fnserve.error")
 
@@ -85,17 +89,18 @@ def open_file_budget() -> int:
     return max(1, limit - max(FD_RESERVE_MIN, int(limit * FD_RESERVE_SHARE)))
 
 
-def uvicorn_options(limits: FrontLimits) -> dict[str, Any]:
+def uvicorn_options(limits: FrontLimits, router: DirectRouter | None = None) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.Config`` that apply ``limits`` (the HTTP protocol class
-    and the keep-alive timeout); the caller keeps ``ws``, ``lifespan`` and the rest."""
-    return {"http": protocol_for(limits), "timeout_keep_alive": KEEP_ALIVE,
+    and the keep-alive timeout); the caller keeps ``ws``, ``lifespan`` and the rest. ``router``:
+    the direct path's (``server.direct``; ``fnserve start``), which may take new connections."""
+    return {"http": protocol_for(limits, router), "timeout_keep_alive": KEEP_ALIVE,
             "h11_max_incomplete_event_size": limits.header_limit}
 
 
-def protocol_for(limits: FrontLimits) -> type[FrontHttpProtocol]:
-    """A ``FrontHttpProtocol`` subclass bound to ``limits`` (uvicorn builds one instance per
-    connection from a class it is given)."""
-    return type("FrontHttpProtocolBound", (FrontHttpProtocol,), {"limits": limits})
+def protocol_for(limits: FrontLimits, router: DirectRouter | None = None) -> type[FrontHttpProtocol]:
+    """A ``FrontHttpProtocol`` subclass bound to ``limits`` and ``router`` (uvicorn builds one
+    instance per connection from a class it is given)."""
+    return type("FrontHttpProtocolBound", (FrontHttpProtocol,), {"limits": limits, "router": router})
 
 
 class FrontHttpProtocol(HttpToolsProtocol):
@@ -103,9 +108,15 @@ class FrontHttpProtocol(HttpToolsProtocol):
     ``protocol_for(limits)``; this base class carries the defaults."""
 
     limits = FrontLimits()
+    router: DirectRouter | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # the direct path (server.direct): a new connection's first head is held back from the
+        # parser until the router has decided whether an instance serves the connection
+        self._first = self.router is not None and self.router.enabled
+        self._held = b""
+        self._replay = b""  # a handed-back connection: bytes the instance read and did not serve
         self._in_head = True  # between a request's first byte (or the connection's start) and its headers' end
         self._head_seen = 0  # bytes received while in the head
         self._head_size = 0  # request line + header bytes reported by the parser
@@ -123,6 +134,22 @@ class FrontHttpProtocol(HttpToolsProtocol):
             self._refuse(503, "Too many open connections; retry later.")
             return
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        if self._replay:
+            replay, self._replay = self._replay, b""
+            self.data_received(replay)
+
+    def handed_back_factory(self) -> Callable[[bytes], FrontHttpProtocol]:
+        """What builds the protocol of a connection an instance hands back (``DirectRouter``):
+        one of this class, never passed again, that first parses the bytes given."""
+        cls, config, server_state, app_state = type(self), self.config, self.server_state, self.app_state
+
+        def make(data: bytes) -> FrontHttpProtocol:
+            proto = cls(config=config, server_state=server_state, app_state=app_state)
+            proto._first = False
+            proto._replay = data
+            return proto
+
+        return make
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -131,6 +158,20 @@ class FrontHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused is not None:
             return
+        if self._first:
+            data = self._held + data if self._held else data
+            end = data.find(b"\r\n\r\n")
+            if end < 0 and len(data) <= self.limits.header_limit:
+                self._held = data  # the first head is not complete yet
+                self._head_seen = len(data)
+                return
+            self._first = False
+            self._held = b""
+            self._head_seen = 0
+            assert self.router is not None
+            if end >= 0 and self.router.try_pass(self, data, end):
+                self._cancel_timers()
+                return  # an instance serves this connection now
         if self._in_head:
             self._head_seen += len(data)
         super().data_received(data)

@@ -74,7 +74,7 @@ RESTART_ONLY = ("host", "port", "admin_port", "dashboard", "log_format", "log_le
                 "grace_period", "heartbeat_timeout", "load_retry", "max_requests", "max_requests_jitter", "max_failures",
                 "instance_max_open_files", "instance_max_processes",  # the supervisor's (issue 10 item 7)
                 "header_limit", "header_count", "header_timeout", "body_timeout", "max_connections",  # uvicorn's protocol
-                "user")
+                "user", "direct_path")
 
 
 class _QuietUvicornServer:
@@ -126,6 +126,8 @@ class StartServer:
         self._admin_port: int | None = None
         self.snapshots = Snapshots(self.root)
         self.collected: CollectedStatic | None = None
+        self.router: Any = None  # server.direct.DirectRouter with direct_path (issue 14 item 2)
+        self._limits: Any = None  # frontdoor.FrontLimits, computed once (it raises the open-file limit)
 
     # ------------------------------------------------------------------ loading (raise FnserveError)
     def load(self) -> tuple[Config, Any]:
@@ -242,7 +244,10 @@ class StartServer:
         union = {**self._installed, **new}
         changed = set(await self.supervisor.update(list(union.values())))
         assert self.app is not None
-        self.app.swap(self.site())
+        site = self.site()
+        self.app.swap(site)
+        if self.router is not None:
+            self.router.swap(site)
         removed = set(union) - set(new)
         if removed:
             await self.supervisor.update(list(new.values()))
@@ -325,7 +330,15 @@ class StartServer:
                                      max_failures=config.max_failures,
                                      rlimits={"nofile": config.instance_max_open_files,
                                               "nproc": config.instance_max_processes},
-                                     start_timeout=30.0, stop_timeout=max(grace, 1.0))
+                                     start_timeout=30.0, stop_timeout=max(grace, 1.0), direct=config.direct_path)
+        from fnserve.server.frontdoor import KEEP_ALIVE, FrontLimits  # imports uvicorn: only when serving
+
+        self._limits = FrontLimits.from_config(config)
+        if config.direct_path:
+            from fnserve.server.direct import DirectRouter
+
+            self.router = DirectRouter(self.supervisor, self._limits, metrics=self.metrics,
+                                       max_duration=self._max_duration, keep_alive=KEEP_ALIVE)
         observed = ObservedSupervisor(self.supervisor, self.metrics)
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits
         self.app = FrontApp(Site(routes=None), SupervisorDispatcher(observed), dev=False,
@@ -341,7 +354,7 @@ class StartServer:
             self.say(render_text(project, config.vercel).rstrip("\n"))
             await self.install(config, project, python, restart_all=False)
             await self.supervisor.start()  # zygotes and min_instances warm now, not at the first request
-            servers = [self._uvicorn(uvicorn, self.front, grace)]
+            servers = [self._uvicorn(uvicorn, self.front, grace, self.router)]
             if len(sockets) > 1:
                 servers.append(self._uvicorn(uvicorn, self._admin_app(), 1.0))
             tasks = [loop.create_task(s.serve(sockets=[sock])) for s, sock in zip(servers, sockets)]
@@ -384,13 +397,18 @@ class StartServer:
                              load_error=self.supervisor.load_error, command="start")
         return DashboardApp(self.feed, source, admin=self.admin, stopping=lambda: self.state == "draining")
 
-    def _uvicorn(self, uvicorn: Any, app: Any, grace: float) -> Any:
-        from fnserve.server.frontdoor import FrontLimits, uvicorn_options  # imports uvicorn: only when serving
+    def _max_duration(self, function_id: str) -> float | None:
+        """The function's ``maxDuration`` in s (None: none), as its pool enforces it."""
+        pool = self.supervisor.pools.pools.get(function_id)
+        return pool.limits.max_duration if pool is not None else None  # type: ignore[no-any-return]
+
+    def _uvicorn(self, uvicorn: Any, app: Any, grace: float, router: Any = None) -> Any:
+        from fnserve.server.frontdoor import uvicorn_options  # imports uvicorn: only when serving
 
         config = uvicorn.Config(
             app, ws="websockets-sansio", lifespan="off", access_log=False, log_config=None,
             timeout_graceful_shutdown=grace, server_header=False, proxy_headers=False,
-            **uvicorn_options(FrontLimits.from_config(self.config)),  # httptools + front-door limits (issue 10)
+            **uvicorn_options(self._limits, router),  # httptools + front-door limits (issue 10), direct path
         )
         return _QuietUvicornServer.make(config)
 
@@ -431,6 +449,9 @@ class StartServer:
                 self.state = "draining"
                 if self.front is not None:
                     self.front.draining = True
+                if self.router is not None:
+                    self.router.enabled = False  # no new connection goes to an instance
+                    self.router.closing = True
                 self._drain_started = time.monotonic()
                 self.say(f"fnserve start: {signal.Signals(signum).name} received, finishing in-flight "
                          f"requests (up to {grace:g} s; send it again to stop at once)")

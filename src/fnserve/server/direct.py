@@ -1,0 +1,297 @@
+"""The front's half of the direct path (issue 14 item 2; docs/ARCHITECTURE.md "direct path").
+
+In ``fnserve start`` the front still accepts every client connection. ``FrontHttpProtocol``
+(``server.frontdoor``) holds the bytes of a connection's FIRST request head back from uvicorn's
+parser and asks ``DirectRouter.try_pass``: when that request is plain (HTTP/1.1, no ``Upgrade``,
+``Expect`` or ``Transfer-Encoding``, a body within ``body_limit``) and goes straight to a function
+(``SitePlan``: no vercel.json rule in the project, no static file under that path, a function that
+loaded), and a ready instance of that function has a free slot, the client socket and the bytes
+read are passed to that instance (``Supervisor.pass_connection``: ``socket.send_fds`` over the
+instance's SEQPACKET channel); the instance serves the connection itself from then on
+(``runtime.direct``) and the front never sees its requests: 11 µs of CPU per request instead of
+58 on keep-alive traffic (bench/ipc.py). Anything else — and every connection while the router is
+off — goes through uvicorn and ``FrontApp`` as before, so behaviour does not depend on the path.
+
+A later request on a passed connection that the instance should not serve (another function's
+route, a static path, anything unusual) is **handed back**: ``hand_back(sock, data)`` serves the
+connection through uvicorn from the request's first byte (``data``) for the rest of its life.
+The instance reports what it served (``report``: the access log lines and metrics the front would
+have written); one passed connection holds one lease of its instance until it closes or comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from fnserve.project.types import Function, Layout
+from fnserve.server.admin import PREFIX
+from fnserve.server.app import Site, vercel_query_keys
+from fnserve.server.errorpages import render
+from fnserve.server.logs import ACCESS, access_record
+from fnserve.server.metrics import Metrics
+
+LOG = logging.getLogger("fnserve.start")
+
+__all__ = ["DirectRouter", "SitePlan", "static_exclusions"]
+
+# request headers that make a request not plain: the front serves it (uvicorn + FrontApp)
+_NOT_PLAIN = frozenset({b"upgrade", b"expect", b"transfer-encoding"})
+MAX_PASSED_BYTES = 60 * 1024  # bytes read from a connection that may travel with it (one SEQPACKET message)
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """What the direct path may serve on one ``Site`` (swapped with it). ``eligible``: False when
+    the project has vercel.json rules (redirects, rewrites, headers, routes, trailingSlash), a
+    project-wide problem or no route table: then nothing is passed. ``routes``: every route of
+    the project as the worker's trie takes them (docs: the plan's ``"routes"``); ``exclude``:
+    paths equal to an entry, or under an entry ending with ``/`` (other than ``/`` itself), that a static file (or the
+    admin endpoints) may answer; ``functions``: ids of the functions that may be passed
+    connections (loaded without error)."""
+
+    site: Site
+    eligible: bool = False
+    routes: tuple[dict[str, Any], ...] = ()
+    exclude: tuple[str, ...] = ()
+    functions: frozenset[str] = frozenset()
+    _exact: frozenset[str] = field(default=frozenset(), repr=False)
+    _prefixes: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def of(cls, site: Site) -> SitePlan:
+        rules = site.rules
+        if (site.problem is not None or site.routes is None or rules.redirects or rules.rewrites or rules.headers
+                or rules.routes or rules.trailing_slash is not None):
+            return cls(site)
+        exclude = (PREFIX.rstrip("/") + "/", *static_exclusions(site.static))
+        routes = tuple(_route_json(route) for route in site.routes.routes)
+        functions = frozenset(r.function.id for r in site.routes.routes
+                              if r.function.error is None and r.function.entry is not None)
+        prefixes = tuple(e for e in exclude if len(e) > 1 and e.endswith("/"))
+        return cls(site, True, routes, exclude, functions, frozenset(e for e in exclude if e not in prefixes), prefixes)
+
+    def excluded(self, path: str) -> bool:
+        """True when ``path`` (decoded) is one of ``exclude``, or below one that ends with ``/``
+        (``/`` itself excludes only ``/``)."""
+        return path in self._exact or path.startswith(self._prefixes) or (path + "/") in self._prefixes
+
+    def function_for(self, path: str) -> Function | None:
+        """The function a plain request for ``path`` (decoded, without the query) goes to when no
+        static file or rule can apply, else None."""
+        if not self.eligible or self.excluded(path):
+            return None
+        match = self.site.routes.match(path)
+        if match is None or match.function.id not in self.functions:
+            return None
+        return match.function  # type: ignore[no-any-return]  # Site.routes is typed Any
+
+
+def static_exclusions(static: Any) -> list[str]:
+    """The paths a ``StaticFiles`` (and its ``also`` folders) may answer, coarsely: for each
+    top-level entry of the folder, ``/name`` (and ``/stem`` for ``stem.html``: cleanUrls) and, for
+    a folder, ``/name/``; ``/`` when there is a top-level ``index.html``. Coarse is safe: an
+    excluded path only means the front serves it (a static file, or the function after all)."""
+    out: list[str] = []
+    folders = [static] if static is not None else []
+    while folders:
+        files = folders.pop()
+        folders.extend(getattr(files, "also", ()))
+        root = getattr(files, "directory", None)
+        try:
+            entries = list(root.iterdir()) if root is not None and root.is_dir() else []
+        except OSError:
+            entries = []
+        for entry in entries:
+            name = entry.name
+            if entry.is_dir():
+                out.append(f"/{name}/")
+            out.append(f"/{name}")
+            if name.endswith(".html"):
+                stem = name[:-5]
+                out.append(f"/{stem}" if stem != "index" else "/")
+    return sorted(set(out))
+
+
+def _route_json(route: Any) -> dict[str, Any]:
+    function = route.function
+    framework = function.entry is not None and function.entry.kind.is_framework
+    return {
+        "pattern": route.pattern,
+        "segments": [[seg.kind, seg.value] for seg in route.segments],
+        "mount": bool(route.mount),
+        "function": function.id,
+        "root_path": route.static_prefix if framework and function.layout is Layout.EDGEONE else "",
+        "layout": function.layout.value,
+        "query_keys": vercel_query_keys(route) if function.layout is Layout.VERCEL else {},
+    }
+
+
+@dataclass(frozen=True)
+class FirstHead:
+    """The parts of a request head the pass decision needs (``parse_first_head``)."""
+
+    method: bytes
+    path: str
+    version: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+def parse_first_head(head: bytes) -> FirstHead | None:
+    """Split ``head`` (request line and header lines, without the blank line) into a
+    ``FirstHead``; None when anything is unusual (the front's parser then deals with it: a 400,
+    431...). Header names are lower-cased."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[1].startswith(b"/"):
+        return None
+    method, target, version = parts
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip() or b"\r" in line or b"\n" in line or b"\0" in line:
+            return None
+        headers.append((name.lower(), value.strip(b" \t")))
+    raw_path = target.partition(b"?")[0]
+    try:
+        path = unquote(raw_path.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    return FirstHead(method, path, version, tuple(headers))
+
+
+class DirectRouter:
+    """The front's side of the direct path (module docstring). ``supervisor``: the ``Supervisor``
+    (``pass_connection``, ``set_direct_plan``, ``refresh_direct_plans``, hooks ``on_hand_back`` and
+    ``on_direct_report``); ``limits``: the ``FrontLimits`` (header limits and timeouts the
+    instance applies too); ``metrics``: counted per reported request; ``max_duration``:
+    function id → seconds or None. ``enabled``: False turns passing off (the hand-back side
+    keeps working for connections already passed)."""
+
+    def __init__(self, supervisor: Any, limits: Any, *, metrics: Metrics | None = None,
+                 max_duration: Callable[[str], float | None] = lambda fid: None, keep_alive: float = 5.0,
+                 enabled: bool = True) -> None:
+        self.supervisor = supervisor
+        self.limits = limits
+        self.metrics = metrics
+        self.max_duration = max_duration
+        self.keep_alive = keep_alive
+        self.enabled = enabled
+        self.closing = False  # the server is stopping: handed-back connections are closed
+        self.plan = SitePlan(Site(routes=None))
+        self.factory: Callable[[bytes], Any] | None = None  # a FrontHttpProtocol for a handed-back connection
+        self.passed = 0
+        self.handed_back = 0
+        supervisor.on_hand_back = self.hand_back
+        supervisor.on_direct_report = self.report
+        supervisor.set_direct_plan(self.plan_for)
+
+    def swap(self, site: Site) -> None:
+        """A new ``Site`` (start, SIGHUP): new plan; instances get theirs again (connections they
+        hold follow it from their next request)."""
+        self.plan = SitePlan.of(site)
+        self.supervisor.refresh_direct_plans()
+
+    def plan_for(self, function_id: str) -> dict[str, Any] | None:
+        """The plan an instance of ``function_id`` serves passed connections with (the
+        ``DIRECT_PLAN`` frame's JSON; see ``runtime.direct``), or None: it gets no connection."""
+        plan = self.plan
+        if not self.enabled or not plan.eligible or function_id not in plan.functions:
+            return None
+        limits = self.limits
+        return {
+            "version": 1, "function": function_id, "routes": list(plan.routes), "exclude": list(plan.exclude),
+            "body_limit": plan.site.body_limit, "header_limit": limits.header_limit, "header_count": limits.header_count,
+            "header_timeout": limits.header_timeout, "body_timeout": limits.body_timeout, "keep_alive": self.keep_alive,
+            "max_duration": self.max_duration(function_id), "public_errors": True,
+        }
+
+    def try_pass(self, protocol: Any, data: bytes, end: int) -> bool:
+        """``data``: what a new connection sent so far, its first head ending at ``end`` (the
+        index of its blank line). True when the connection went to an instance (the caller's
+        transport is closed: nothing more to do), False when the front serves it."""
+        if not self.enabled or len(data) > MAX_PASSED_BYTES:
+            return False
+        head = parse_first_head(data[:end])
+        if head is None or head.version != b"HTTP/1.1" or not _plain(head.headers, self.plan.site.body_limit):
+            return False
+        function = self.plan.function_for(head.path)
+        if function is None:
+            return False
+        transport = protocol.transport
+        sock = transport.get_extra_info("socket")
+        if sock is None or not self.supervisor.pass_connection(function, sock, data):
+            return False
+        if self.factory is None:
+            self.factory = protocol.handed_back_factory()
+        self.passed += 1
+        transport.close()  # our descriptor only: the instance holds the connection now
+        return True
+
+    def hand_back(self, sock: socket.socket, data: bytes) -> None:
+        """An instance gave a passed connection back (``Supervisor.on_hand_back``): serve it
+        through uvicorn from ``data`` (a request's first byte onward) for the rest of its life;
+        when the server is stopping, answer a request already sent with 503 and close."""
+        self.handed_back += 1
+        if self.closing or self.factory is None:
+            _refuse(sock, data)
+            return
+        loop = asyncio.get_running_loop()
+        factory = self.factory
+        task = loop.create_task(loop.connect_accepted_socket(lambda: factory(data), sock))
+        task.add_done_callback(lambda t: _adopt_failed(t, sock, data))
+
+    def report(self, function_id: str, pid: int, requests: Iterable[Any]) -> None:
+        """The requests an instance served on passed connections (``[request_id, method,
+        path_with_query, status, duration_ms]`` each): metrics and access lines as ``FrontApp``
+        would have made them."""
+        metrics = self.metrics
+        logging_on = ACCESS.isEnabledFor(logging.INFO)
+        for request_id, method, path, status, duration_ms in requests:
+            if metrics is not None:
+                metrics.record_request(function_id, int(status), float(duration_ms) / 1000.0)
+            if logging_on:
+                ACCESS.handle(access_record(str(request_id), str(method), str(path), int(status), float(duration_ms),
+                                            function_id, pid, False))
+
+
+def _plain(headers: Iterable[tuple[bytes, bytes]], body_limit: int | None) -> bool:
+    lengths = 0
+    for name, value in headers:
+        if name in _NOT_PLAIN:
+            return False
+        if name == b"content-length":
+            lengths += 1
+            if lengths > 1 or not value.isdigit() or (body_limit is not None and int(value) > body_limit):
+                return False
+    return True
+
+
+def _shutting_down() -> bytes:
+    headers, body = render(503, "the server is shutting down; retry the request", code="SHUTTING_DOWN")
+    head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, (b"retry-after", b"1"), (b"connection", b"close")])
+    return b"HTTP/1.1 503 Service Unavailable\r\n" + head + b"\r\n" + body
+
+
+def _refuse(sock: socket.socket, data: bytes) -> None:
+    """Close a handed-back connection; a request already sent on it gets a 503 first."""
+    try:
+        if data:
+            sock.setblocking(False)
+            sock.send(_shutting_down())
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _adopt_failed(task: asyncio.Task[Any], sock: socket.socket, data: bytes) -> None:
+    if task.cancelled() or task.exception() is None:
+        return
+    LOG.warning("could not serve a connection handed back by an instance: %s", task.exception())
+    _refuse(sock, data)
