@@ -32,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httptools

@@ -400,7 +400,7 @@ class StartServer:
     def _max_duration(self, function_id: str) -> float | None:
         """The function's ``maxDuration`` in s (None: none), as its pool enforces it."""
         pool = self.supervisor.pools.pools.get(function_id)
-        return pool.limits.max_duration if pool is not None else None  # type: ignore[no-any-return]
+        return pool.limits.max_duration if pool is not None else None
 
     def _uvicorn(self, uvicorn: Any, app: Any, grace: float, router: Any = None) -> Any:
         from fnserve.server.frontdoor import uvicorn_options  # imports uvicorn: only when serving
