@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from fnserve.errors import FnserveError
 from fnserve.project.types import Function, Layout
 from fnserve.server.admin import PREFIX
 from fnserve.server.app import Site, vercel_query_keys
@@ -189,6 +190,7 @@ class DirectRouter:
         self.handed_back = 0
         supervisor.on_hand_back = self.hand_back
         supervisor.on_direct_report = self.report
+        supervisor.on_direct_lost = self.lost
         supervisor.set_direct_plan(self.plan_for)
 
     def swap(self, site: Site) -> None:
@@ -246,6 +248,27 @@ class DirectRouter:
         task = loop.create_task(loop.connect_accepted_socket(lambda: factory(data), sock))
         task.add_done_callback(lambda t: _adopt_failed(t, sock, data))
 
+    def lost(self, sock: socket.socket, function_id: str, exc: FnserveError) -> None:
+        """The instance holding a passed connection died while a request on it had not started
+        its response (``Supervisor.on_direct_lost``; ``sock``: the front's duplicate of the
+        client socket): answer what ``FrontApp`` answers for ``exc`` (a ``WorkerCrashed``, 502,
+        or a ``DurationExceeded``, 504: production text, no traceback) and close."""
+        status = exc.status_code or 502
+        headers, body = render(status, exc.public_message)
+        head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, (b"connection", b"close")])
+        try:
+            sock.setblocking(False)
+            sock.send(b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, _REASONS.get(status, b"Error"), head, body))
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        if self.metrics is not None:
+            self.metrics.record_request(function_id, status, 0.0)
+        if ACCESS.isEnabledFor(logging.INFO):
+            ACCESS.handle(access_record("-", "-", "-", status, 0.0, function_id, None, None))
+
     def report(self, function_id: str, pid: int, requests: Iterable[Any]) -> None:
         """The requests an instance served on passed connections (``[request_id, method,
         path_with_query, status, duration_ms]`` each): metrics and access lines as ``FrontApp``
@@ -258,6 +281,9 @@ class DirectRouter:
             if logging_on:
                 ACCESS.handle(access_record(str(request_id), str(method), str(path), int(status), float(duration_ms),
                                             function_id, pid, False))
+
+
+_REASONS = {502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout"}
 
 
 def _plain(headers: Iterable[tuple[bytes, bytes]], body_limit: int | None) -> bool:
