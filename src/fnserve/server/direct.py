@@ -186,8 +186,7 @@ class DirectRouter:
         self.closing = False  # the server is stopping: handed-back connections are closed
         self.plan = SitePlan(Site(routes=None))
         self.factory: Callable[[bytes], Any] | None = None  # a FrontHttpProtocol for a handed-back connection
-        self.passed = 0
-        self.handed_back = 0
+        self.counts = metrics.direct if metrics is not None else {"passed": 0, "handed_back": 0, "lost": 0}
         supervisor.on_hand_back = self.hand_back
         supervisor.on_direct_report = self.report
         supervisor.on_direct_lost = self.lost
@@ -231,7 +230,7 @@ class DirectRouter:
             return False
         if self.factory is None:
             self.factory = protocol.handed_back_factory()
-        self.passed += 1
+        self.counts["passed"] += 1
         transport.close()  # our descriptor only: the instance holds the connection now
         return True
 
@@ -239,7 +238,7 @@ class DirectRouter:
         """An instance gave a passed connection back (``Supervisor.on_hand_back``): serve it
         through uvicorn from ``data`` (a request's first byte onward) for the rest of its life;
         when the server is stopping, answer a request already sent with 503 and close."""
-        self.handed_back += 1
+        self.counts["handed_back"] += 1
         if self.closing or self.factory is None:
             _refuse(sock, data)
             return
@@ -253,6 +252,7 @@ class DirectRouter:
         its response (``Supervisor.on_direct_lost``; ``sock``: the front's duplicate of the
         client socket): answer what ``FrontApp`` answers for ``exc`` (a ``WorkerCrashed``, 502,
         or a ``DurationExceeded``, 504: production text, no traceback) and close."""
+        self.counts["lost"] += 1
         status = exc.status_code or 502
         headers, body = render(status, exc.public_message)
         head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, (b"connection", b"close")])

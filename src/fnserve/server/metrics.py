@@ -17,6 +17,7 @@ one ``bisect`` (about 1 µs). Exposed series (``function``: the function id such
     fnserve_instance_replacements_total{function,reason}   counter   (max_requests, failures, heartbeat, memory, duration)
     fnserve_reloads_total{result}                          counter   (SIGHUP reloads: ok / failed)
     fnserve_ready                                          gauge     (1 when /_fnserve/ready answers 200)
+    fnserve_direct_connections_total{event}                counter   (direct path: passed, handed_back, lost)
     process_start_time_seconds                             gauge     (unix time)
 
 Instances are read from ``Supervisor.status()`` (``{id: {"instances": [{pid, state, inflight,
@@ -98,6 +99,9 @@ class Metrics:
         self.cold_durations: dict[str, Histogram] = {}
         self.waiting: dict[str, int] = {}
         self.reloads: dict[str, int] = {"ok": 0, "failed": 0}
+        # the direct path (server.direct): client connections passed to instances, handed back, lost
+        # with a request in progress (answered 502/504 by the front)
+        self.direct: dict[str, int] = {"passed": 0, "handed_back": 0, "lost": 0}
         self.started_at = time.time()
         self._counted: dict[str, set[Any]] = {}  # function id → pids whose cold start is counted
 
@@ -195,6 +199,10 @@ class Metrics:
         family("fnserve_reloads_total", "counter", "Project reloads (SIGHUP) by result.")
         for result, n in sorted(self.reloads.items()):
             out.append(f'fnserve_reloads_total{{result="{result}"}} {n}')
+        family("fnserve_direct_connections_total", "counter",
+               "Client connections passed to instances (direct path), handed back to the front, lost with a request.")
+        for event, n in sorted(self.direct.items()):
+            out.append(f'fnserve_direct_connections_total{{event="{event}"}} {n}')
         family("fnserve_ready", "gauge", "1 when the server is ready for traffic (project loaded, not draining).")
         out.append(f"fnserve_ready {1 if ready else 0}")
         family("process_start_time_seconds", "gauge", "Start time of the process since the unix epoch in seconds.")
