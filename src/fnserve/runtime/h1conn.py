@@ -1,0 +1,761 @@
+"""One client connection of the worker's direct server (``runtime.direct``): HTTP/1.1 head parse,
+the plain-request check, the ASGI ``receive``/``send`` of each request and the response writer.
+
+Pure Python, stdlib only, Python 3.9+. The socket is read with ``loop.add_reader`` into a buffer
+that stays under ``READ_SIZE`` unserved bytes (at most ``2 * READ_SIZE`` after one read), so a
+hand-back always fits one ``DIRECT_MAX_PACKET`` packet. Requests are served one after the other
+(pipelining: the next head is parsed once the response before it is complete); the app call of a
+request may still run after its response completed (as uvicorn). Error answers and their strings
+are the front's (``server.errorpages.render``, ``server.observe.runtime_error``,
+``errors.FunctionFailed.PUBLIC_MESSAGE``, ``errors.DurationExceeded``, ``server.frontdoor``): a
+client cannot tell the two paths apart (tests/runtime/test_direct.py compares them).
+"""
+
+import asyncio
+import json
+import os
+import random
+import re
+import socket
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import quote, unquote
+
+from .asgitypes import Message
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .direct import DirectServer
+
+DIRECT_MAX_PACKET = 256 * 1024  # bytes of one SEQPACKET message, both directions
+READ_SIZE = 65536  # bytes per recv; reading pauses while this much is buffered and unserved
+HIGH_WATER = 256 * 1024  # bytes of unsent response: send() waits until they are written
+DISCARD_MAX = 4 * READ_SIZE  # request body bytes the app left unread that are skipped, not a close
+
+# The front's strings, copied (the runtime imports nothing outside itself); test_direct.py checks them.
+ERROR_STRINGS = {
+    "public_500": "the function failed while handling the request; the server log has the details",
+    "raised_500": "%s raised %s",  # FunctionFailed.message: function id, "Type: text"
+    "timeout_504": "%s did not answer within its maxDuration of %s s",  # DurationExceeded.message (%g)
+    "body_408": "Request body stalled for %s s.",  # server.frontdoor body timeout (%g)
+    "uvicorn_500": "Internal Server Error",  # uvicorn: the app returned without starting a response
+}
+RUNTIME_CODES = {"function_error": "FUNCTION_INVOCATION_FAILED", "body_too_large": "FUNCTION_PAYLOAD_TOO_LARGE",
+                 "method_not_allowed": "METHOD_NOT_ALLOWED"}  # = server.observe.RUNTIME_CODES
+ERROR_CODES = {405: "METHOD_NOT_ALLOWED", 413: "FUNCTION_PAYLOAD_TOO_LARGE", 500: "FUNCTION_INVOCATION_FAILED",
+               504: "FUNCTION_INVOCATION_TIMEOUT"}  # ⊂ server.errorpages.CODES
+RUNTIME_STATUSES = (405, 413, 500)  # = server.observe._RUNTIME_STATUSES
+HELD_LIMIT = 65536  # = server.observe._HELD_LIMIT
+
+_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# origin-form target: visible ASCII without '"' and '#'; only HTTP/1.1
+_REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb") (/[!\x24-\x7e]*) HTTP/1\.1\r\n")
+# header fields: token ":" value of HTAB / SP / VCHAR / obs-text; no obs-fold, bare CR/LF or NUL
+_FIELDS = re.compile(rb"(?:" + _TCHAR + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")  # = server.observe._VALID_ID
+_SPECIAL = frozenset((b"content-length", b"connection", b"transfer-encoding", b"upgrade", b"expect", b"x-request-id"))
+_ids = random.Random(os.urandom(32))  # request ids: labels, not secrets (as server.observe)
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
+
+
+def render_error(status: int, message: str, request_id: Optional[str], code: Optional[str] = None) -> Tuple[List[Tuple[bytes, bytes]], bytes]:
+    """``server.errorpages.render`` (its JSON form): ``(headers, body)`` of an fnserve error answer."""
+    code = code or ERROR_CODES.get(status, "ERROR")
+    error = {"code": code, "message": message}
+    if request_id:
+        error["request_id"] = request_id
+    body = json.dumps({"error": error}).encode()
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"), (b"x-fnserve-error", code.encode())], body
+
+
+def runtime_error(status: int, headers: Any, body: bytes, request_id: str, public: bool) -> Optional[Tuple[List[Any], bytes]]:
+    """``server.observe.runtime_error``: an error answer made by the function runtime
+    (``{"error": {"code": "function_error", "message"}}``) in fnserve's vocabulary, or None."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) and len(data) == 1 else None
+    code = RUNTIME_CODES.get(str(error.get("code"))) if isinstance(error, dict) else None
+    if error is None or code is None:
+        return None
+    message = str(error.get("message", ""))
+    if public and status >= 500:
+        message = ERROR_STRINGS["public_500"]
+    extra, new_body = render_error(status, message, request_id if status >= 500 else None, code)
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-length")]
+    return kept + extra, new_body
+
+
+def _small_json(headers: Any) -> bool:
+    """``server.observe._small_json``: JSON with a ``Content-Length`` up to ``HELD_LIMIT``."""
+    json_type = small = False
+    for name, value in headers:
+        if name == b"content-type":
+            json_type = value == b"application/json"
+        elif name == b"content-length":
+            small = value.isdigit() and int(value) <= HELD_LIMIT
+    return json_type and small
+
+
+class H1Conn:
+    """A passed client connection (see the module docstring). ``start()`` begins serving the
+    buffered ``data``; ``hand_back()`` / ``close()`` end it (an H or X packet to the front);
+    ``check(now)`` applies the timeouts (called by the server's sweep)."""
+
+    __slots__ = ("server", "loop", "conn_id", "tag", "sock", "fd", "buf", "reading", "writing", "frozen",
+                 "out", "out_size", "closed", "eof", "exchange", "after_write", "drainers", "deadline",
+                 "deadline_kind", "client", "local", "discard")
+
+    def __init__(self, server: "DirectServer", conn_id: int, sock: socket.socket, data: bytes) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.conn_id = conn_id
+        self.tag = conn_id.to_bytes(8, "big")
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = bytearray(data)
+        self.reading = self.writing = self.frozen = self.closed = self.eof = False
+        self.out: List[bytes] = []
+        self.out_size = 0
+        self.exchange: Optional[Exchange] = None
+        self.after_write: Optional[Callable[[], None]] = None
+        self.drainers: List["asyncio.Future[None]"] = []
+        self.deadline = 0.0
+        self.deadline_kind = 0  # 1: idle (keep_alive → close), 2: partial head (header_timeout → hand back)
+        self.client: Optional[Tuple[str, int]] = None
+        self.local: Optional[Tuple[str, int]] = None
+        self.discard = 0  # body bytes of the last request its app left unread, to skip
+
+    def start(self) -> None:
+        try:
+            self.sock.setblocking(False)
+            peer, local = self.sock.getpeername(), self.sock.getsockname()
+        except OSError:
+            self.close()
+            return
+        if isinstance(peer, tuple):
+            self.client = (str(peer[0]), int(peer[1]))
+        if isinstance(local, tuple):
+            self.local = (str(local[0]), int(local[1]))
+        self.next()
+
+    # -- reading
+    def update_reading(self) -> None:
+        want = not (self.closed or self.eof or self.frozen) and len(self.buf) < READ_SIZE
+        if want != self.reading:
+            self.reading = want
+            if want:
+                self.loop.add_reader(self.fd, self._readable)
+            else:
+                self.loop.remove_reader(self.fd)
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._client_gone()
+            return
+        self.buf += data
+        if len(self.buf) >= READ_SIZE:
+            self.update_reading()
+        exchange = self.exchange
+        if exchange is not None:
+            waiter = exchange.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif self.discard:
+            self._skip()
+        else:
+            self.next()
+
+    def _client_gone(self) -> None:
+        self.eof = True
+        self.update_reading()
+        exchange = self.exchange
+        if exchange is None:
+            self.close()
+        else:
+            exchange.client_left()
+
+    # -- the next request
+    def next(self) -> None:
+        """Parse the next request head in the buffer: serve it, hand the connection back, or
+        wait for more bytes."""
+        if self.closed or self.exchange is not None or self.frozen:
+            return
+        server = self.server
+        plan = server.plan
+        if server.stopping or plan is None:
+            self.hand_back()
+            return
+        buf = self.buf
+        if not buf:
+            if self.eof:
+                self.close()
+                return
+            self.deadline_kind, self.deadline = 1, time.monotonic() + plan.keep_alive
+            self.update_reading()
+            return
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if self.eof or len(buf) >= min(plan.header_limit, READ_SIZE):
+                self.hand_back()
+                return
+            if self.deadline_kind != 2:
+                self.deadline_kind, self.deadline = 2, time.monotonic() + plan.header_timeout
+            self.update_reading()
+            return
+        if end + 4 > plan.header_limit:
+            self.hand_back()
+            return
+        head = bytes(buf[:end + 2])
+        line = _REQUEST_LINE.match(head)
+        if line is None:
+            self.hand_back()
+            return
+        start = line.end()
+        if _FIELDS.fullmatch(head, start) is None:
+            self.hand_back()
+            return
+        lines = head[start:].split(b"\r\n")
+        lines.pop()
+        if len(lines) > plan.header_count:
+            self.hand_back()
+            return
+        headers = []
+        length = -1
+        close = False
+        request_id = None
+        for field in lines:
+            name, _, value = field.partition(b":")
+            name = name.lower()
+            value = value.strip(b" \t")
+            if name in _SPECIAL:
+                if name == b"content-length":
+                    if length >= 0 or not value.isdigit():
+                        self.hand_back()
+                        return
+                    length = int(value)
+                elif name == b"connection":
+                    close = close or b"close" in [t.strip() for t in value.lower().split(b",")]
+                elif name == b"x-request-id":
+                    if request_id is None:
+                        request_id = value
+                else:  # transfer-encoding, upgrade, expect
+                    self.hand_back()
+                    return
+            headers.append((name, value))
+        if length < 0:
+            length = 0
+        elif plan.body_limit is not None and length > plan.body_limit:
+            self.hand_back()
+            return
+        target = line.group(2)
+        raw_path, _, query = target.partition(b"?")
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        found = plan.route(path)
+        if found is None:
+            self.hand_back()
+            return
+        route, params, root = found
+        # plain and ours: from here on the bytes are consumed
+        del buf[:end + 4]
+        self.deadline_kind = 0
+        if request_id is None or VALID_REQUEST_ID.fullmatch(request_id) is None:
+            if request_id is not None:
+                headers = [(k, v) for k, v in headers if k != b"x-request-id"]
+            request_id = b"%016x" % _ids.getrandbits(64)
+            headers.append((b"x-request-id", request_id))
+        layout = route.get("layout")
+        query_string = query
+        if params and layout == "vercel":
+            keys = route.get("query_keys") or {}
+            parts = [query] if query else []
+            parts.extend(("%s=%s" % (quote(keys.get(k, k), safe="[]"), quote(v, safe=""))).encode("ascii")
+                         for k, v in params.items())
+            query_string = b"&".join(parts)
+        method = line.group(1).decode("ascii")
+        scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+            "server": self.local, "client": self.client, "scheme": "http",
+            "root_path": root if layout == "edgeone" else "", "headers": headers, "method": method,
+            "path": path, "raw_path": raw_path, "query_string": query_string, "fnserve.route_params": params,
+        }
+        self.exchange = Exchange(self, scope, request_id.decode("ascii"), target, length, close)
+
+    def _skip(self) -> None:
+        """Drop the body bytes the last request's app did not read, then go on."""
+        buf = self.buf
+        n = min(len(buf), self.discard)
+        del buf[:n]
+        self.discard -= n
+        if self.discard:
+            if self.eof:
+                self.close()
+            else:
+                self.update_reading()
+            return
+        self.next()
+
+    def response_done(self, exchange: "Exchange") -> None:
+        """The response of ``exchange`` is complete: the next request (or close / hand back)."""
+        if self.exchange is exchange:
+            self.exchange = None
+        if self.closed:
+            return
+        if not exchange.keep_alive or self.eof or exchange.body_left > DISCARD_MAX:
+            self.close_after_write()
+            return
+        self.discard = exchange.body_left
+        if self.discard:
+            self._skip()
+        else:
+            self.next()
+
+    # -- timers
+    def check(self, now: float) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            if exchange.expires and now >= exchange.expires:
+                exchange.expire()
+            elif exchange.waiter is not None and exchange.body_deadline and now >= exchange.body_deadline:
+                exchange.body_timed_out()
+        elif self.deadline_kind and now >= self.deadline and not self.frozen:
+            if self.deadline_kind == 2:
+                self.hand_back()  # the front answers 408
+            else:
+                self.close()
+
+    # -- writing
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.out:
+            self.out.append(data)
+            self.out_size += len(data)
+            return
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.close()
+            return
+        if n < len(data):
+            rest = data[n:] if n else data
+            self.out.append(rest)
+            self.out_size += len(rest)
+            if not self.writing:
+                self.writing = True
+                self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+        try:
+            n = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if n < len(data):
+            self.out = [data[n:]]
+            self.out_size = len(data) - n
+            return
+        self.out = []
+        self.out_size = 0
+        self.writing = False
+        self.loop.remove_writer(self.fd)
+        self._wake_drainers()
+        after, self.after_write = self.after_write, None
+        if after is not None:
+            after()
+
+    def _wake_drainers(self) -> None:
+        drainers, self.drainers = self.drainers, []
+        for waiter in drainers:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the unsent response bytes are written (or the connection closed)."""
+        if self.out and not self.closed:
+            waiter = self.loop.create_future()
+            self.drainers.append(waiter)
+            await waiter
+
+    # -- the end
+    def _detach(self) -> None:
+        self.closed = self.frozen = True
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+        if self.writing:
+            self.writing = False
+            self.loop.remove_writer(self.fd)
+        self._wake_drainers()
+        self.server.forget(self)
+
+    def hand_back(self) -> None:
+        """Give the connection back to the front (packet H) with the bytes read and not served,
+        once the previous response is fully written."""
+        if self.closed:
+            return
+        self.frozen = True
+        self.update_reading()
+        if self.out:
+            self.after_write = self.hand_back
+            return
+        packet = b"H" + self.tag + bytes(self.buf)
+        if len(packet) > DIRECT_MAX_PACKET:  # cannot happen with READ_SIZE reads; never send a cut request
+            self.close()
+            return
+        self._detach()
+        self.server.send_packet(packet, self.sock)
+
+    def close_after_write(self) -> None:
+        self.frozen = True
+        self.update_reading()
+        if self.out and not self.closed:
+            self.after_write = self.close
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection now (packet X); a request in progress sees ``http.disconnect``."""
+        if self.closed:
+            return
+        self._detach()
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+        self.server.send_packet(b"X" + self.tag)
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.client_left()
+
+
+class Exchange:
+    """One request on an ``H1Conn``: the app task, its ASGI ``receive``/``send``, the response
+    writer and the request's report line."""
+
+    __slots__ = ("conn", "scope", "request_id", "target", "body_left", "body_done", "keep_alive", "started",
+                 "complete", "gone", "status", "headers", "held", "held_chunks", "head_pending", "on_wire",
+                 "bodiless", "chunked", "length_left", "waiter", "body_deadline", "expires", "t0", "reported",
+                 "task")
+
+    def __init__(self, conn: H1Conn, scope: Dict[str, Any], request_id: str, target: bytes, length: int,
+                 close: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.request_id = request_id
+        self.target = target
+        self.body_left = length
+        self.body_done = False
+        self.keep_alive = not close
+        self.started = self.complete = self.gone = self.head_pending = self.on_wire = False
+        self.bodiless = self.chunked = self.reported = False
+        self.status = 0
+        self.headers: Any = ()
+        self.held: Optional[List[bytes]] = None  # body chunks of a possible runtime error answer
+        self.held_chunks = 0
+        self.length_left = -1  # response bytes still owed (Content-Length), -1: no length
+        self.waiter: Optional["asyncio.Future[None]"] = None
+        self.body_deadline = 0.0
+        self.t0 = time.monotonic()
+        plan = conn.server.plan
+        assert plan is not None
+        self.expires = self.t0 + plan.max_duration if plan.max_duration else 0.0
+        server = conn.server
+        server.inflight += 1
+        self.task = conn.loop.create_task(self.run())
+
+    # -- the app
+    async def run(self) -> None:
+        server = self.conn.server
+        try:
+            await server.app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            self._ended(False)
+        except BaseException as exc:  # noqa: B902 - report everything the app raises, then go on
+            server.on_error(exc)
+            if not self.on_wire and not self.gone and not self.complete:
+                plan = server.plan
+                public = plan is None or plan.public_errors
+                message = ERROR_STRINGS["public_500"] if public else ERROR_STRINGS["raised_500"] % (
+                    plan.function if plan is not None else "the function", "%s: %s" % (type(exc).__name__, exc))
+                if self.started:  # started, nothing written yet: the frames path closes the connection
+                    self._ended(False)
+                else:
+                    self.error_answer(500, message)
+            else:
+                self._ended(False)
+        else:
+            if not self.started and not self.gone:
+                # as uvicorn does behind the front: a plain 500 and the connection closed
+                self.keep_alive = False
+                body = ERROR_STRINGS["uvicorn_500"].encode()
+                self.started = True
+                self.status = 500
+                self.headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", b"%d" % len(body)), (b"connection", b"close")]
+                self.head_pending = True
+                self.write_body(body, False)
+            elif not self.complete:
+                self._ended(False)
+        finally:
+            server.inflight -= 1
+            if self.conn.exchange is not self:
+                server.check_idle()
+
+    def _ended(self, complete: bool) -> None:
+        """The app is done or gone without completing its response: cut the connection."""
+        if not self.complete:
+            self.finish_report()
+            conn = self.conn
+            if conn.exchange is self:
+                conn.exchange = None
+            conn.close()
+
+    def finish_report(self) -> None:
+        if not self.reported:
+            self.reported = True
+            status = self.status if self.complete else 0
+            self.conn.server.report([self.request_id, self.scope["method"], self.target.decode("latin-1"), status,
+                                     round((time.monotonic() - self.t0) * 1000, 3)])
+
+    # -- ASGI receive
+    async def receive(self) -> Message:
+        while True:
+            if self.gone or self.complete:
+                return _DISCONNECT
+            conn = self.conn
+            if not self.body_done:
+                left = self.body_left
+                if not left:
+                    self.body_done = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                buf = conn.buf
+                if buf:
+                    if len(buf) <= left:
+                        chunk = bytes(buf)
+                        buf.clear()
+                    else:
+                        chunk = bytes(buf[:left])
+                        del buf[:left]
+                    left -= len(chunk)
+                    self.body_left = left
+                    self.body_done = not left
+                    self.body_deadline = 0.0
+                    conn.update_reading()
+                    return {"type": "http.request", "body": chunk, "more_body": left > 0}
+                plan = conn.server.plan
+                self.body_deadline = time.monotonic() + (plan.body_timeout if plan is not None else 30.0)
+            waiter = self.waiter = conn.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+
+    def client_left(self) -> None:
+        self.gone = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if not self.complete:
+            self.finish_report()
+
+    # -- ASGI send
+    async def send(self, message: Message) -> None:
+        mtype = message["type"]
+        if mtype == "http.response.body":
+            if self.gone:
+                return
+            if not self.started or self.complete:
+                raise RuntimeError("Unexpected ASGI message 'http.response.body' sent, %s." % (
+                    "after response already completed" if self.complete else "before 'http.response.start'"))
+            self.write_body(message.get("body", b""), message.get("more_body", False))
+            conn = self.conn
+            if conn.out_size > HIGH_WATER:
+                await conn.drain()
+        elif mtype == "http.response.start":
+            if self.gone:
+                return
+            if self.started:
+                raise RuntimeError("Unexpected ASGI message 'http.response.start' sent, after response already started.")
+            self.started = True
+            self.status = int(message["status"])
+            headers = message.get("headers", ())
+            if type(headers) is not list and type(headers) is not tuple:
+                headers = list(headers)  # any iterable of pairs, read once (SPEC §4)
+            self.headers = headers
+            if self.status in RUNTIME_STATUSES and _small_json(headers):
+                self.held = []
+                return
+            self.head_pending = True
+            self.conn.loop.call_soon(self._flush_head)  # unless the body comes in this same step
+        else:
+            if self.gone:
+                return
+            raise RuntimeError("Unexpected ASGI message '%s' sent on an HTTP connection." % mtype)
+
+    def _flush_head(self) -> None:
+        if self.head_pending and not self.gone:
+            self.conn.write(self._head())
+
+    def _head(self) -> bytes:
+        """The status line and headers (as uvicorn writes them behind the front's observer)."""
+        self.head_pending = False
+        self.on_wire = True
+        status = self.status
+        conn = self.conn
+        parts = [STATUS_LINES.get(status) or _status_line(status), conn.server.date()]
+        length = -1
+        has_close = chunked = False
+        for name, value in self.headers:
+            if type(name) is not bytes:
+                name = bytes(name)
+            if type(value) is not bytes:
+                value = bytes(value)
+            name = name.lower()
+            if name == b"content-length":
+                if length < 0 and not chunked:
+                    length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = chunked or value.lower() == b"chunked"
+            elif name == b"connection":
+                if b"close" in [t.strip() for t in value.lower().split(b",")]:
+                    has_close = True
+                    self.keep_alive = False
+            parts.append(b"%s: %s\r\n" % (name, value))
+        lines = len(parts) + 2
+        parts.append(b"x-fnserve-request-id: %s\r\n" % self.request_id.encode("ascii"))
+        if not self.keep_alive and not has_close:
+            parts.append(b"connection: close\r\n")
+            lines += 1
+        self.bodiless = self.scope["method"] == "HEAD" or status in (204, 304) or status < 200
+        if chunked:
+            self.chunked = True
+        elif length < 0 and not self.bodiless:
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        else:
+            self.length_left = length
+        parts.append(b"\r\n")
+        block = b"".join(parts)
+        if block.count(b"\n") != lines or block.count(b"\r") != lines:  # CR/LF inside a name or value
+            self.on_wire = False
+            raise RuntimeError("Invalid HTTP header name or value (CR or LF) in the response headers.")
+        return block
+
+    def write_body(self, body: Any, more: bool) -> None:
+        if self.held is not None:
+            self.held.append(bytes(body))
+            self.held_chunks += len(body)
+            if more and self.held_chunks <= HELD_LIMIT:
+                return
+            body = b"".join(self.held)
+            self.held = None
+            plan = self.conn.server.plan
+            answer = None if more else runtime_error(self.status, self.headers, body, self.request_id,
+                                                     plan is None or plan.public_errors)
+            if answer is not None:
+                self.headers, body = answer
+            self.head_pending = True
+        elif type(body) is not bytes:
+            body = bytes(body)
+        out = [self._head()] if self.head_pending else []
+        if not self.bodiless:
+            if self.chunked:
+                if body:
+                    out.append(b"%x\r\n" % len(body))
+                    out.append(body)
+                    out.append(b"\r\n")
+                if not more:
+                    out.append(b"0\r\n\r\n")
+            elif body:
+                if self.length_left >= 0:
+                    self.length_left -= len(body)
+                    if self.length_left < 0:
+                        raise RuntimeError("Response content longer than Content-Length")
+                out.append(body)
+        if out:
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+        if not more:
+            if self.length_left > 0 and not self.bodiless:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.complete = True
+            self.finish_report()
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            self.conn.response_done(self)
+
+    def error_answer(self, status: int, message: str, close: bool = False) -> None:
+        """An fnserve error answer (JSON, ``render_error``) instead of the app's response."""
+        headers, body = render_error(status, message, self.request_id if status >= 500 else None)
+        if close:
+            self.keep_alive = False
+        self.started = True
+        self.held = None
+        self.status = status
+        self.headers = headers
+        self.length_left = -1
+        self.head_pending = True
+        self.write_body(body, False)
+
+    # -- timers
+    def expire(self) -> None:
+        """maxDuration is over: 504 (when nothing of the response was written) and close; the
+        front is told (``EXPIRED``) and replaces this instance."""
+        self.expires = 0.0
+        server = self.conn.server
+        plan = server.plan
+        limit = plan.max_duration if plan is not None and plan.max_duration else 0.0
+        if not self.on_wire and not self.gone:
+            self.error_answer(504, ERROR_STRINGS["timeout_504"] % (plan.function if plan else "", "%g" % limit),
+                              close=True)
+        else:
+            self._ended(False)
+        self.gone = True
+        server.expired(limit)
+        self.task.cancel()
+
+    def body_timed_out(self) -> None:
+        """No body bytes for ``body_timeout``: the front's 408 (text) and close."""
+        plan = self.conn.server.plan
+        conn = self.conn
+        if not self.on_wire and not self.gone:
+            body = (ERROR_STRINGS["body_408"] % ("%g" % (plan.body_timeout if plan else 30.0))).encode("ascii")
+            conn.write(b"".join([STATUS_LINES[408], b"content-type: text/plain; charset=utf-8\r\n",
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
+            self.status = 408
+            self.complete = True
+            self.finish_report()
+            if conn.exchange is self:
+                conn.exchange = None
+            self.client_left()
+            conn.close_after_write()
+        else:
+            self._ended(False)
