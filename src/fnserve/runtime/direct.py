@@ -36,7 +36,6 @@ import sys
 import time
 import traceback
 from collections import deque
-from email.utils import formatdate
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .asgitypes import ASGIApp
@@ -112,6 +111,7 @@ class DirectServer:
         self.plan: Optional[DirectPlan] = None
         self.conns: Dict[int, H1Conn] = {}
         self.inflight = 0
+        self.served = 0  # requests finished (reported)
         self.stopping = False
         self._out: Deque[Tuple[bytes, Optional[socket.socket]]] = deque()
         self._writer = False
@@ -220,10 +220,12 @@ class DirectServer:
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
-            self._date = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+            self._date = b"date: " + http_date(now) + b"\r\n"
         return self._date
 
     def report(self, entry: List[Any]) -> None:
+        """Queue one finished request ``[request_id, method, path_with_query, status, duration_ms]``."""
+        self.served += 1
         self._reports.append(entry)
         if len(self._reports) >= REPORT_BATCH:
             self.flush_reports()
@@ -284,6 +286,18 @@ class DirectServer:
                 self.loop.remove_reader(self.channel.fileno())
             except (ValueError, OSError):
                 pass
+
+
+_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+
+
+def http_date(seconds: float) -> bytes:
+    """An IMF-fixdate (RFC 9110 §5.6.7), as ``email.utils.formatdate(usegmt=True)`` writes it,
+    without importing ``email`` (locale-independent)."""
+    t = time.gmtime(seconds)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (_DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
+                                                    t.tm_hour, t.tm_min, t.tm_sec)
 
 
 def _log(text: str) -> None:
