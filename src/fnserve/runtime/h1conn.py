@@ -301,6 +301,7 @@ class H1Conn:
             "path": path, "raw_path": raw_path, "query_string": query_string, "fnserve.route_params": params,
         }
         self.exchange = Exchange(self, scope, request_id.decode("ascii"), target, length, close)
+        self.update_reading()  # to see the client leave while the app runs
 
     def _skip(self) -> None:
         """Drop the body bytes the last request's app did not read, then go on."""
