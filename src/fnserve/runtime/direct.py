@@ -40,7 +40,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .asgitypes import ASGIApp
 from .frames import EXPIRED, REPORT
-from .h1conn import DIRECT_MAX_PACKET, ERROR_STRINGS, H1Conn, render_error, runtime_error
+from .h1conn import DIRECT_MAX_PACKET, ERROR_STRINGS, Exchange, H1Conn, render_error, runtime_error
 from .routetrie import RouteTrie
 
 __all__ = ["DIRECT_MAX_PACKET", "ERROR_STRINGS", "DirectPlan", "DirectServer", "render_error", "runtime_error"]
@@ -48,6 +48,7 @@ __all__ = ["DIRECT_MAX_PACKET", "ERROR_STRINGS", "DirectPlan", "DirectServer", "
 TICK = 0.1  # s between timer sweeps
 REPORT_EVERY = 0.1  # s
 REPORT_BATCH = 64  # requests
+ROUTE_CACHE = 1024  # paths whose route decision is kept (per plan)
 
 class DirectPlan:
     """The plan (docs/ARCHITECTURE.md "direct path" §3) as the server uses it: ``function`` id,
@@ -56,7 +57,7 @@ class DirectPlan:
     for a malformed plan."""
 
     __slots__ = ("function", "trie", "exact", "prefixes", "body_limit", "header_limit", "header_count",
-                 "header_timeout", "keep_alive", "body_timeout", "max_duration", "public_errors")
+                 "header_timeout", "keep_alive", "body_timeout", "max_duration", "public_errors", "_cache", "lines")
 
     def __init__(self, data: Dict[str, Any]) -> None:
         self.function = str(data["function"])
@@ -77,9 +78,24 @@ class DirectPlan:
         duration = data.get("max_duration")
         self.max_duration: Optional[float] = None if duration is None else float(duration)
         self.public_errors = bool(data.get("public_errors", True))
+        self._cache: Dict[str, Optional[Tuple[Dict[str, Any], Dict[str, str], str]]] = {}
+        self.lines: Dict[bytes, Any] = {}  # request line → its parse (h1conn.LINE_CACHE entries at most)
 
     def route(self, path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, str], str]]:
-        """``(route, params, root_path)`` when ``path`` is this function's, else None."""
+        """``(route, params, root_path)`` when ``path`` is this function's, else None. The
+        answers for the last ``ROUTE_CACHE`` distinct paths are kept (``params``: copy it before
+        changing it)."""
+        try:
+            return self._cache[path]
+        except KeyError:
+            pass
+        found = self._route(path)
+        if len(self._cache) >= ROUTE_CACHE:
+            self._cache.clear()
+        self._cache[path] = found
+        return found
+
+    def _route(self, path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, str], str]]:
         if path in self.exact or (self.prefixes and path.startswith(self.prefixes)):
             return None
         found = self.trie.lookup(path)
@@ -118,9 +134,12 @@ class DirectServer:
         self._reports: List[List[Any]] = []
         self._report_timer: Optional[asyncio.TimerHandle] = None
         self._sweeper: Optional[asyncio.TimerHandle] = None
+        self.clock = time.monotonic()  # coarse: updated by the sweep (deadlines are ± TICK)
         self._date_second = 0
-        self._date = b""
-        self._idle: Set["asyncio.Future[None]"] = set()
+        self.date = b""  # the date header line, updated by the sweep once a second (as uvicorn)
+        self._tick_date()
+        self.idle_waiters: Set["asyncio.Future[None]"] = set()
+        self._heads: List[Exchange] = []  # responses started in this loop step, head not written yet
         if channel is not None:
             channel.setblocking(False)
             self.loop.add_reader(channel.fileno(), self._channel_readable)
@@ -206,22 +225,36 @@ class DirectServer:
         conn = H1Conn(self, conn_id, sock, data)
         self.conns[conn_id] = conn
         if self._sweeper is None:
+            self.clock = time.monotonic()
+            self._tick_date()
             self._sweeper = self.loop.call_later(TICK, self._sweep)
         conn.start()
 
     def _sweep(self) -> None:
-        now = time.monotonic()
+        now = self.clock = time.monotonic()
+        self._tick_date()
         for conn in list(self.conns.values()):
             conn.check(now)
         self._sweeper = self.loop.call_later(TICK, self._sweep) if self.conns else None
 
-    def date(self) -> bytes:
-        """The ``date`` header line, formatted once per second (as uvicorn)."""
+    def _tick_date(self) -> None:
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
-            self._date = b"date: " + http_date(now) + b"\r\n"
-        return self._date
+            self.date = b"date: " + http_date(now) + b"\r\n"
+
+    def head_pending(self, exchange: Exchange) -> None:
+        """``exchange``'s response started: its head is written at the end of this loop step,
+        unless its body came in the same step (then both leave in one write)."""
+        self._heads.append(exchange)
+        if len(self._heads) == 1:
+            self.loop.call_soon(self._flush_heads)
+
+    def _flush_heads(self) -> None:
+        heads, self._heads = self._heads, []
+        for exchange in heads:
+            if exchange.head_pending:
+                exchange.flush_head()
 
     def report(self, entry: List[Any]) -> None:
         """Queue one finished request ``[request_id, method, path_with_query, status, duration_ms]``."""
@@ -250,7 +283,7 @@ class DirectServer:
 
     def check_idle(self) -> None:
         if not self.conns and not self.inflight:
-            for waiter in self._idle:
+            for waiter in self.idle_waiters:
                 if not waiter.done():
                     waiter.set_result(None)
 
@@ -268,13 +301,13 @@ class DirectServer:
         if not self.conns and not self.inflight:
             return
         waiter = self.loop.create_future()
-        self._idle.add(waiter)
+        self.idle_waiters.add(waiter)
         try:
             await asyncio.wait_for(waiter, timeout)
         except asyncio.TimeoutError:
             pass
         finally:
-            self._idle.discard(waiter)
+            self.idle_waiters.discard(waiter)
 
     def close(self) -> None:
         """Close every connection left (X packets), send the last reports, stop reading the channel."""

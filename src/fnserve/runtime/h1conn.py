@@ -19,13 +19,13 @@ import re
 import socket
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import quote, unquote
 
 from .asgitypes import Message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .direct import DirectServer
+    from .direct import DirectPlan, DirectServer
 
 DIRECT_MAX_PACKET = 256 * 1024  # bytes of one SEQPACKET message, both directions
 READ_SIZE = 65536  # bytes per recv; reading pauses while this much is buffered and unserved
@@ -52,6 +52,11 @@ _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb") (/[!\x24-\x7e]*) HTTP/1\.1\r\n")
 # header fields: token ":" value of HTAB / SP / VCHAR / obs-text; no obs-fold, bare CR/LF or NUL
 _FIELDS = re.compile(rb"(?:" + _TCHAR + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# response headers (lower-cased names, after a "\n"): the first framing header, Connection values
+_FRAMING = re.compile(rb"\n(content-length|transfer-encoding): *([^\r]*?) *\r")
+_CONNECTION = re.compile(rb"\nconnection: *([^\r]*)\r")
+# one field: name, value without its leading and trailing whitespace (as llhttp + uvicorn give it)
+_FIELD = re.compile(rb"(" + _TCHAR + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*\r\n")
 VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")  # = server.observe._VALID_ID
 _SPECIAL = frozenset((b"content-length", b"connection", b"transfer-encoding", b"upgrade", b"expect", b"x-request-id"))
 _ids = random.Random(os.urandom(32))  # request ids: labels, not secrets (as server.observe)
@@ -97,6 +102,37 @@ def runtime_error(status: int, headers: Any, body: bytes, request_id: str, publi
     extra, new_body = render_error(status, message, request_id if status >= 500 else None, code)
     kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-length")]
     return kept + extra, new_body
+
+
+LINE_CACHE = 1024  # request lines whose parse and route decision are kept (per plan)
+Request = Tuple[str, bytes, bytes, str, bytes, str, Dict[str, str]]
+
+
+def _request_line(plan: "DirectPlan", line: bytes) -> Union[Request, Tuple[()]]:
+    """A request line (with its CRLF) → ``(method, target, raw_path, path, query_string,
+    root_path, route_params)`` of the scope when it is plain (module docstring) and routes to this
+    function, else ``()`` (hand back). ``query_string``: the original, then the Vercel-layout
+    route params as ``server.app.function_scope`` adds them."""
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        return ()
+    method, target = match.groups()
+    raw_path, _, query = target.partition(b"?")
+    path = raw_path.decode("ascii")
+    if "%" in path:
+        path = unquote(path)
+    found = plan.route(path)
+    if found is None:
+        return ()
+    route, params, root = found
+    layout = route.get("layout")
+    if params and layout == "vercel":
+        keys = route.get("query_keys") or {}
+        parts = [query] if query else []
+        parts.extend(("%s=%s" % (quote(keys.get(k, k), safe="[]"), quote(v, safe=""))).encode("ascii")
+                     for k, v in params.items())
+        query = b"&".join(parts)
+    return method.decode("ascii"), target, raw_path, path, query, root if layout == "edgeone" else "", params
 
 
 def _small_json(headers: Any) -> bool:
@@ -148,6 +184,10 @@ class H1Conn:
             return
         if isinstance(peer, tuple):
             self.client = (str(peer[0]), int(peer[1]))
+            try:  # as uvicorn / uvloop: small responses leave at once
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover
+                pass
         if isinstance(local, tuple):
             self.local = (str(local[0]), int(local[1]))
         self.next()
@@ -210,8 +250,9 @@ class H1Conn:
             if self.eof:
                 self.close()
                 return
-            self.deadline_kind, self.deadline = 1, time.monotonic() + plan.keep_alive
-            self.update_reading()
+            self.deadline_kind, self.deadline = 1, server.clock + plan.keep_alive
+            if not self.reading:
+                self.update_reading()
             return
         end = buf.find(b"\r\n\r\n")
         if end < 0:
@@ -219,34 +260,32 @@ class H1Conn:
                 self.hand_back()
                 return
             if self.deadline_kind != 2:
-                self.deadline_kind, self.deadline = 2, time.monotonic() + plan.header_timeout
+                self.deadline_kind, self.deadline = 2, server.clock + plan.header_timeout
             self.update_reading()
             return
         if end + 4 > plan.header_limit:
             self.hand_back()
             return
         head = bytes(buf[:end + 2])
-        line = _REQUEST_LINE.match(head)
-        if line is None:
+        start = head.find(b"\r\n") + 2
+        lines = plan.lines
+        request = lines.get(head[:start])
+        if request is None:
+            request = _request_line(plan, head[:start])
+            if len(lines) >= LINE_CACHE:
+                lines.clear()
+            lines[head[:start]] = request
+        if not request or _FIELDS.fullmatch(head, start) is None:
             self.hand_back()
             return
-        start = line.end()
-        if _FIELDS.fullmatch(head, start) is None:
+        headers = [(name.lower(), value) for name, value in _FIELD.findall(head, start)]
+        if len(headers) > plan.header_count:
             self.hand_back()
             return
-        lines = head[start:].split(b"\r\n")
-        lines.pop()
-        if len(lines) > plan.header_count:
-            self.hand_back()
-            return
-        headers = []
         length = -1
         close = False
         request_id = None
-        for field in lines:
-            name, _, value = field.partition(b":")
-            name = name.lower()
-            value = value.strip(b" \t")
+        for name, value in headers:
             if name in _SPECIAL:
                 if name == b"content-length":
                     if length >= 0 or not value.isdigit():
@@ -261,22 +300,11 @@ class H1Conn:
                 else:  # transfer-encoding, upgrade, expect
                     self.hand_back()
                     return
-            headers.append((name, value))
         if length < 0:
             length = 0
         elif plan.body_limit is not None and length > plan.body_limit:
             self.hand_back()
             return
-        target = line.group(2)
-        raw_path, _, query = target.partition(b"?")
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = unquote(path)
-        found = plan.route(path)
-        if found is None:
-            self.hand_back()
-            return
-        route, params, root = found
         # plain and ours: from here on the bytes are consumed
         del buf[:end + 4]
         self.deadline_kind = 0
@@ -285,23 +313,17 @@ class H1Conn:
                 headers = [(k, v) for k, v in headers if k != b"x-request-id"]
             request_id = b"%016x" % _ids.getrandbits(64)
             headers.append((b"x-request-id", request_id))
-        layout = route.get("layout")
-        query_string = query
-        if params and layout == "vercel":
-            keys = route.get("query_keys") or {}
-            parts = [query] if query else []
-            parts.extend(("%s=%s" % (quote(keys.get(k, k), safe="[]"), quote(v, safe=""))).encode("ascii")
-                         for k, v in params.items())
-            query_string = b"&".join(parts)
-        method = line.group(1).decode("ascii")
+        method, target, raw_path, path, query_string, root_path, params = request
         scope = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
             "server": self.local, "client": self.client, "scheme": "http",
-            "root_path": root if layout == "edgeone" else "", "headers": headers, "method": method,
-            "path": path, "raw_path": raw_path, "query_string": query_string, "fnserve.route_params": params,
+            "root_path": root_path, "headers": headers, "method": method,
+            "path": path, "raw_path": raw_path, "query_string": query_string,
+            "fnserve.route_params": dict(params) if params else {},
         }
-        self.exchange = Exchange(self, scope, request_id.decode("ascii"), target, length, close)
-        self.update_reading()  # to see the client leave while the app runs
+        self.exchange = Exchange(self, scope, request_id, target, length, close, plan.max_duration)
+        if not self.reading:
+            self.update_reading()  # to see the client leave while the app runs
 
     def _skip(self) -> None:
         """Drop the body bytes the last request's app did not read, then go on."""
@@ -460,33 +482,31 @@ class Exchange:
     """One request on an ``H1Conn``: the app task, its ASGI ``receive``/``send``, the response
     writer and the request's report line."""
 
-    __slots__ = ("conn", "scope", "request_id", "target", "body_left", "body_done", "keep_alive", "started",
-                 "complete", "gone", "status", "headers", "held", "held_chunks", "head_pending", "on_wire",
-                 "bodiless", "chunked", "length_left", "waiter", "body_deadline", "expires", "t0", "reported",
-                 "task")
+    # no __slots__: the class attributes below are the defaults, __init__ sets only the rest (faster)
+    body_done = keep_alive = started = complete = gone = head_pending = on_wire = False
+    bodiless = chunked = reported = False
+    status = 0
+    headers: Any = ()
+    held: Optional[List[bytes]] = None  # body chunks of a possible runtime error answer
+    held_chunks = 0
+    length_left = -1  # response bytes still owed (Content-Length), -1: no length
+    waiter: Optional["asyncio.Future[None]"] = None
+    body_deadline = 0.0  # monotonic s by which body bytes must come (while receive() waits)
+    expires = 0.0  # monotonic s: max_duration is over
 
-    def __init__(self, conn: H1Conn, scope: Dict[str, Any], request_id: str, target: bytes, length: int,
-                 close: bool) -> None:
+    def __init__(self, conn: H1Conn, scope: Dict[str, Any], request_id: bytes, target: bytes, length: int,
+                 close: bool, max_duration: Optional[float]) -> None:
         self.conn = conn
         self.scope = scope
-        self.request_id = request_id
+        self.request_id = request_id.decode("ascii")
+        self.rid_line = b"x-fnserve-request-id: " + request_id + b"\r\n"
         self.target = target
         self.body_left = length
-        self.body_done = False
-        self.keep_alive = not close
-        self.started = self.complete = self.gone = self.head_pending = self.on_wire = False
-        self.bodiless = self.chunked = self.reported = False
-        self.status = 0
-        self.headers: Any = ()
-        self.held: Optional[List[bytes]] = None  # body chunks of a possible runtime error answer
-        self.held_chunks = 0
-        self.length_left = -1  # response bytes still owed (Content-Length), -1: no length
-        self.waiter: Optional["asyncio.Future[None]"] = None
-        self.body_deadline = 0.0
+        if not close:
+            self.keep_alive = True
         self.t0 = time.monotonic()
-        plan = conn.server.plan
-        assert plan is not None
-        self.expires = self.t0 + plan.max_duration if plan.max_duration else 0.0
+        if max_duration:
+            self.expires = self.t0 + max_duration
         server = conn.server
         server.inflight += 1
         self.task = conn.loop.create_task(self.run())
@@ -526,7 +546,7 @@ class Exchange:
                 self._ended(False)
         finally:
             server.inflight -= 1
-            if self.conn.exchange is not self:
+            if server.idle_waiters:
                 server.check_idle()
 
     def _ended(self, complete: bool) -> None:
@@ -541,9 +561,8 @@ class Exchange:
     def finish_report(self) -> None:
         if not self.reported:
             self.reported = True
-            status = self.status if self.complete else 0
-            self.conn.server.report([self.request_id, self.scope["method"], self.target.decode("latin-1"), status,
-                                     round((time.monotonic() - self.t0) * 1000, 3)])
+            self.conn.server.report([self.request_id, self.scope["method"], self.target.decode("latin-1"),
+                                     self.status if self.complete else 0, round((time.monotonic() - self.t0) * 1000, 3)])
 
     # -- ASGI receive
     async def receive(self) -> Message:
@@ -614,61 +633,71 @@ class Exchange:
                 self.held = []
                 return
             self.head_pending = True
-            self.conn.loop.call_soon(self._flush_head)  # unless the body comes in this same step
+            self.conn.server.head_pending(self)  # written at the end of this step unless the body comes in it
         else:
             if self.gone:
                 return
             raise RuntimeError("Unexpected ASGI message '%s' sent on an HTTP connection." % mtype)
 
-    def _flush_head(self) -> None:
+    def flush_head(self) -> None:
         if self.head_pending and not self.gone:
             self.conn.write(self._head())
 
     def _head(self) -> bytes:
-        """The status line and headers (as uvicorn writes them behind the front's observer)."""
+        """The status line and headers (as uvicorn writes them behind the front's observer:
+        ``date`` first, names lower-cased, then ``x-fnserve-request-id``, ``connection: close``
+        and ``transfer-encoding: chunked`` when due). Raises ``RuntimeError`` for a name or value
+        with CR or LF (response splitting), or a bad ``Content-Length``."""
         self.head_pending = False
         self.on_wire = True
         status = self.status
-        conn = self.conn
-        parts = [STATUS_LINES.get(status) or _status_line(status), conn.server.date()]
+        headers = self.headers
+        try:
+            fields = b"".join([b"%s: %s\r\n" % (name.lower(), value) for name, value in headers])
+        except (TypeError, AttributeError):
+            self.on_wire = False
+            raise RuntimeError("response header names and values must be bytes") from None
+        n = len(headers)
+        if fields.count(b"\n") != n or fields.count(b"\r") != n:  # CR/LF inside a name or value
+            self.on_wire = False
+            raise RuntimeError("Invalid HTTP header name or value (CR or LF) in the response headers.")
         length = -1
-        has_close = chunked = False
-        for name, value in self.headers:
-            if type(name) is not bytes:
-                name = bytes(name)
-            if type(value) is not bytes:
-                value = bytes(value)
-            name = name.lower()
-            if name == b"content-length":
-                if length < 0 and not chunked:
-                    length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = chunked or value.lower() == b"chunked"
-            elif name == b"connection":
-                if b"close" in [t.strip() for t in value.lower().split(b",")]:
-                    has_close = True
-                    self.keep_alive = False
-            parts.append(b"%s: %s\r\n" % (name, value))
-        lines = len(parts) + 2
-        parts.append(b"x-fnserve-request-id: %s\r\n" % self.request_id.encode("ascii"))
-        if not self.keep_alive and not has_close:
+        chunked = False
+        if fields:
+            probe = b"\n" + fields
+            if b"\ncontent-length:" in probe or b"\ntransfer-encoding:" in probe:
+                first = _FRAMING.search(probe)  # the first of them decides, as in uvicorn
+                if first is not None:
+                    if first.group(1) == b"content-length":
+                        try:
+                            length = int(first.group(2))
+                        except ValueError:
+                            self.on_wire = False
+                            raise RuntimeError("invalid Content-Length %r in the response" % first.group(2)) from None
+                    else:
+                        chunked = first.group(2).lower() == b"chunked"
+            if b"\nconnection:" in probe:
+                for value in _CONNECTION.findall(probe):
+                    if b"close" in [t.strip() for t in value.lower().split(b",")]:
+                        self.keep_alive = False
+                        break
+                else:
+                    probe = b""
+            else:
+                probe = b""
+        parts = [STATUS_LINES.get(status) or _status_line(status), self.conn.server.date, fields, self.rid_line]
+        if not self.keep_alive and not probe:  # no connection: close from the app
             parts.append(b"connection: close\r\n")
-            lines += 1
-        self.bodiless = self.scope["method"] == "HEAD" or status in (204, 304) or status < 200
+        self.bodiless = status in (204, 304) or status < 200 or self.scope["method"] == "HEAD"
         if chunked:
             self.chunked = True
         elif length < 0 and not self.bodiless:
             self.chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
-            lines += 1
         else:
             self.length_left = length
         parts.append(b"\r\n")
-        block = b"".join(parts)
-        if block.count(b"\n") != lines or block.count(b"\r") != lines:  # CR/LF inside a name or value
-            self.on_wire = False
-            raise RuntimeError("Invalid HTTP header name or value (CR or LF) in the response headers.")
-        return block
+        return b"".join(parts)
 
     def write_body(self, body: Any, more: bool) -> None:
         if self.held is not None:
