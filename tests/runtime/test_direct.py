@@ -25,7 +25,8 @@ from ipc_support import make_project
 from fnserve.project.matcher import RouteTable
 from fnserve.project.types import Entry, EntryKind, Function, Layout, Route, Segment
 from fnserve.runtime import frames
-from fnserve.runtime import h1conn as direct_http
+from fnserve.runtime import h1conn
+from fnserve.runtime import h1exchange as direct_http
 from fnserve.runtime.protocol import Connection
 from fnserve.supervisor.launch import BOOTSTRAP, RUNTIME_DIR
 from fnserve.supervisor.target import WorkerTarget
@@ -739,7 +740,7 @@ def test_error_strings_are_the_fronts():
     assert direct_http.RUNTIME_CODES == observe.RUNTIME_CODES
     assert direct_http.RUNTIME_STATUSES == observe._RUNTIME_STATUSES
     assert direct_http.HELD_LIMIT == observe._HELD_LIMIT
-    assert direct_http.VALID_REQUEST_ID.pattern == observe._VALID_ID.pattern
+    assert h1conn.VALID_REQUEST_ID.pattern == observe._VALID_ID.pattern
     for status, code in direct_http.ERROR_CODES.items():
         assert errorpages.CODES[status][0] == code
     for status, message, rid in [(500, "m", "id1"), (504, "t", "id2"), (413, "x", None)]:

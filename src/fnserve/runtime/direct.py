@@ -40,7 +40,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .asgitypes import ASGIApp
 from .frames import EXPIRED, REPORT
-from .h1conn import DIRECT_MAX_PACKET, ERROR_STRINGS, Exchange, H1Conn, render_error, runtime_error
+from .h1conn import DIRECT_MAX_PACKET, H1Conn
+from .h1exchange import ERROR_STRINGS, Exchange, render_error, runtime_error
 from .routetrie import RouteTrie
 
 __all__ = ["DIRECT_MAX_PACKET", "ERROR_STRINGS", "DirectPlan", "DirectServer", "render_error", "runtime_error"]
@@ -126,7 +127,7 @@ class DirectServer:
         self.on_error = on_error or _print_traceback
         self.plan: Optional[DirectPlan] = None
         self.conns: Dict[int, H1Conn] = {}
-        self.inflight = 0
+        self.tasks: Set["asyncio.Task[None]"] = set()  # app calls in progress
         self.served = 0  # requests finished (reported)
         self.stopping = False
         self._out: Deque[Tuple[bytes, Optional[socket.socket]]] = deque()
@@ -143,6 +144,11 @@ class DirectServer:
         if channel is not None:
             channel.setblocking(False)
             self.loop.add_reader(channel.fileno(), self._channel_readable)
+
+    @property
+    def inflight(self) -> int:
+        """App calls in progress (the worker's heartbeat adds them to its own)."""
+        return len(self.tasks)
 
     # -- plan, channel
     def set_plan(self, data: Dict[str, Any]) -> None:
@@ -282,7 +288,7 @@ class DirectServer:
         self.check_idle()
 
     def check_idle(self) -> None:
-        if not self.conns and not self.inflight:
+        if not self.conns and not self.tasks:
             for waiter in self.idle_waiters:
                 if not waiter.done():
                     waiter.set_result(None)
@@ -298,7 +304,7 @@ class DirectServer:
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait up to ``timeout`` s until no connection and no app call is left."""
-        if not self.conns and not self.inflight:
+        if not self.conns and not self.tasks:
             return
         waiter = self.loop.create_future()
         self.idle_waiters.add(waiter)
@@ -310,9 +316,12 @@ class DirectServer:
             self.idle_waiters.discard(waiter)
 
     def close(self) -> None:
-        """Close every connection left (X packets), send the last reports, stop reading the channel."""
+        """Close every connection left (X packets), cancel the app calls still running, send the
+        last reports, stop reading the channel."""
         for conn in list(self.conns.values()):
             conn.close()
+        for task in list(self.tasks):
+            task.cancel()
         self.flush_reports()
         if self.channel is not None:
             try:
