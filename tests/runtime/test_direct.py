@@ -24,8 +24,7 @@ from ipc_support import make_project
 
 from fnserve.project.matcher import RouteTable
 from fnserve.project.types import Entry, EntryKind, Function, Layout, Route, Segment
-from fnserve.runtime import frames
-from fnserve.runtime import h1conn
+from fnserve.runtime import frames, h1conn
 from fnserve.runtime import h1exchange as direct_http
 from fnserve.runtime.protocol import Connection
 from fnserve.supervisor.launch import BOOTSTRAP, RUNTIME_DIR
