@@ -180,11 +180,12 @@ class Front:
 
     def __init__(self, root: Path, tmp: Path, function_id: str, kind: EntryKind = EntryKind.APP,
                  attr: str = "app", plan: dict[str, Any] | None = None, pass_connections: bool = True,
-                 send_plan: bool = True, answer_hand_backs: bool = False) -> None:
+                 send_plan: bool = True, answer_hand_backs: bool = False, python: str = sys.executable) -> None:
         self.root, self.tmp, self.function_id = root, tmp, function_id
         self.spec = dict(WorkerTarget.from_function(_function(root, function_id, kind, attr), root).spec)
         self.plan = (plan if plan is not None else make_plan(root, function_id)) if send_plan else None
         self.pass_connections = pass_connections
+        self.python = python
         self.answer_hand_backs = answer_hand_backs  # serve a handed-back connection: 299 and close
         self.packets: queue.Queue[tuple[str, int, bytes, socket.socket | None]] = queue.Queue()
         self.controls: list[tuple[int, Any]] = []
@@ -232,7 +233,7 @@ class Front:
                    "direct": direct_path}
         log = open(self.tmp / "worker.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-u", "-c", BOOTSTRAP, str(RUNTIME_DIR), json.dumps(self.spec), json.dumps(options)],
+            [self.python, "-I", "-u", "-c", BOOTSTRAP, str(RUNTIME_DIR), json.dumps(self.spec), json.dumps(options)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=str(self.root))
         log.close()
 
@@ -673,6 +674,28 @@ def test_handler_class_function(project, tmp_path):
         for _ in range(3):
             assert client.get("/api/h?x=1").text == "handler:/api/h?x=1"
         assert len(front.passed) == 1
+
+
+PYTHONS = [f"/root/.pyenv/versions/{v}/bin/python" for v in ("3.9.18", "3.13.0")]
+
+
+@pytest.mark.parametrize("python", PYTHONS, ids=lambda p: p.split("/")[-3])
+def test_direct_path_on_other_pythons(project, tmp_path, python):
+    if not Path(python).exists():
+        pytest.skip(f"{python} is not installed here")
+    with Front(project, tmp_path, A, python=python) as front:
+        out = raw(front.port, get("/api/a/x") + b"POST /api/a/echo HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"
+                  + get("/api/a/stream") + get("/api/a/raise-before") + get("/api/a/other"), until_close=False,
+                  timeout=1.0)
+        got = responses(out)
+        assert [(s, b) for s, _, b in got[:3]] == [(200, b"ok:/api/a/x?"), (200, b"3:abcabc"),
+                                                   (200, b"chunk0;chunk1;chunk2;")]
+        assert got[3][0] == 500
+        kind, _, unread, sock = front.packet()
+        assert (kind, unread) == ("H", get("/api/a/other"))
+        assert sock is not None
+        sock.close()
+        assert front.reports(4)
 
 
 # -- the same scope and the same strings as the frames path
