@@ -624,6 +624,16 @@ def test_stop_hands_back_idle_connections_and_busy_ones_after_their_response(fro
         busy.close()
 
 
+def test_heartbeat_inflight_counts_direct_requests(front):
+    with socket.create_connection(("127.0.0.1", front.port)) as c:
+        c.sendall(get("/api/a/slow").replace(b"slow ", b"slow?0.8 "))
+        time.sleep(0.5)  # heartbeats every 0.2 s
+        beats = [obj["inflight"] for t, obj in list(front.controls) if t == frames.HEARTBEAT]
+        assert beats and beats[-1] == 1
+        c.settimeout(3)
+        assert c.recv(65536).endswith(b"slow done")
+
+
 def test_client_leaving_mid_request_reports_status_0(front):
     c = socket.create_connection(("127.0.0.1", front.port))
     c.sendall(get("/api/a/slow").replace(b"slow ", b"slow?0.3 "))
