@@ -95,6 +95,12 @@ async def app(scope, receive, send):
         await answer(send, 200, b"slow done")
     elif last == "close":
         await answer(send, 200, b"bye", [(b"connection", b"close")])
+    elif last == "inject":
+        await answer(send, 200, b"x", [(b"x-a", b"1\\r\\nx-injected: yes")])
+    elif last == "own-chunked":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"Transfer-Encoding", b"chunked")]})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b"c"})
     elif last == "empty":
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -443,6 +449,18 @@ def test_head_204_and_streaming_response(front):
     assert b"transfer-encoding" not in rest[:second]
     got = responses(rest[second:])
     assert got[0][1][b"transfer-encoding"] == b"chunked" and got[0][2] == b"chunk0;chunk1;chunk2;"
+    assert got[1][2] == b"bye"
+
+
+def test_response_header_injection_never_reaches_the_client(front):
+    out = raw(front.port, get("/api/a/inject"))
+    assert b"x-injected" not in out and b"HTTP/1.1 200" not in out
+    assert "Invalid HTTP header" in front.log()
+
+
+def test_app_chunked_header_is_framed_once(front):
+    got = responses(raw(front.port, get("/api/a/own-chunked") + get("/api/a/close")))
+    assert got[0][1][b"transfer-encoding"] == b"chunked" and got[0][2] == b"abc"
     assert got[1][2] == b"bye"
 
 

@@ -41,14 +41,13 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 from .asgitypes import ASGIApp
 from .frames import EXPIRED, REPORT
 from .h1conn import DIRECT_MAX_PACKET, H1Conn
-from .h1exchange import ERROR_STRINGS, Exchange, render_error, runtime_error
+from .h1exchange import ERROR_STRINGS, REPORT_BATCH, Exchange, render_error, runtime_error
 from .routetrie import RouteTrie
 
 __all__ = ["DIRECT_MAX_PACKET", "ERROR_STRINGS", "DirectPlan", "DirectServer", "render_error", "runtime_error"]
 
 TICK = 0.1  # s between timer sweeps
 REPORT_EVERY = 0.1  # s
-REPORT_BATCH = 64  # requests
 ROUTE_CACHE = 1024  # paths whose route decision is kept (per plan)
 
 class DirectPlan:
@@ -132,8 +131,8 @@ class DirectServer:
         self.stopping = False
         self._out: Deque[Tuple[bytes, Optional[socket.socket]]] = deque()
         self._writer = False
-        self._reports: List[List[Any]] = []
-        self._report_timer: Optional[asyncio.TimerHandle] = None
+        self.reports: List[Tuple[str, str, bytes, int, float]] = []  # finished requests not sent yet
+        self.report_timer: Optional[asyncio.TimerHandle] = None
         self._sweeper: Optional[asyncio.TimerHandle] = None
         self.clock = time.monotonic()  # coarse: updated by the sweep (deadlines are ± TICK)
         self._date_second = 0
@@ -262,23 +261,25 @@ class DirectServer:
             if exchange.head_pending:
                 exchange.flush_head()
 
-    def report(self, entry: List[Any]) -> None:
-        """Queue one finished request ``[request_id, method, path_with_query, status, duration_ms]``."""
-        self.served += 1
-        self._reports.append(entry)
-        if len(self._reports) >= REPORT_BATCH:
+    def reported(self) -> None:
+        """``reports`` got a row (``Exchange.finish_report``: ``(request_id, method, target bytes,
+        status, duration s)``): send the batch when full, else make sure a timer sends it."""
+        if len(self.reports) >= REPORT_BATCH:
             self.flush_reports()
-        elif self._report_timer is None:
-            self._report_timer = self.loop.call_later(REPORT_EVERY, self.flush_reports)
+        elif self.report_timer is None:
+            self.report_timer = self.loop.call_later(REPORT_EVERY, self.flush_reports)
 
     def flush_reports(self) -> None:
-        """Send the pending ``REPORT`` batch now (also called when stopping)."""
-        if self._report_timer is not None:
-            self._report_timer.cancel()
-            self._report_timer = None
-        if self._reports:
-            batch, self._reports = self._reports, []
-            self.control(REPORT, {"requests": batch})
+        """Send the pending ``REPORT`` batch now (also called when stopping): rows
+        ``[request_id, method, path_with_query, status, duration_ms]``, status 0: no response."""
+        if self.report_timer is not None:
+            self.report_timer.cancel()
+            self.report_timer = None
+        if self.reports:
+            rows, self.reports = self.reports, []
+            self.served += len(rows)
+            self.control(REPORT, {"requests": [[rid, method, target.decode("latin-1"), status, round(took * 1000, 3)]
+                                               for rid, method, target, status, took in rows]})
 
     def expired(self, limit: float) -> None:
         self.control(EXPIRED, {"limit": limit})

@@ -20,6 +20,7 @@ from .asgitypes import Message
 if TYPE_CHECKING:  # pragma: no cover
     from .h1conn import H1Conn
 
+REPORT_BATCH = 64  # requests per REPORT frame at most
 HIGH_WATER = 256 * 1024  # bytes of unsent response: send() waits until they are written
 # The front's strings, copied (the runtime imports nothing outside itself); test_direct.py checks them.
 ERROR_STRINGS = {
@@ -36,8 +37,7 @@ ERROR_CODES = {405: "METHOD_NOT_ALLOWED", 413: "FUNCTION_PAYLOAD_TOO_LARGE", 500
 RUNTIME_STATUSES = (405, 413, 500)  # = server.observe._RUNTIME_STATUSES
 HELD_LIMIT = 65536  # = server.observe._HELD_LIMIT
 
-# response headers (lower-cased names, after a "\n"): the first framing header, Connection values
-_FRAMING = re.compile(rb"\n(content-length|transfer-encoding): *([^\r]*?) *\r")
+# response headers (lower-cased names, after a "\n"): Connection values
 _CONNECTION = re.compile(rb"\nconnection: *([^\r]*)\r")
 def _status_line(status: int) -> bytes:
     try:
@@ -173,8 +173,11 @@ class Exchange:
     def finish_report(self) -> None:
         if not self.reported:
             self.reported = True
-            self.conn.server.report([self.request_id, self.scope["method"], self.target.decode("latin-1"),
-                                     self.status if self.complete else 0, round((time.monotonic() - self.t0) * 1000, 3)])
+            server = self.conn.server
+            server.reports.append((self.request_id, self.scope["method"], self.target,
+                                   self.status if self.complete else 0, time.monotonic() - self.t0))
+            if server.report_timer is None or len(server.reports) >= REPORT_BATCH:
+                server.reported()
 
     # -- ASGI receive
     async def receive(self) -> Message:
@@ -284,17 +287,17 @@ class Exchange:
         chunked = False
         if fields:
             probe = b"\n" + fields
-            if b"\ncontent-length:" in probe or b"\ntransfer-encoding:" in probe:
-                first = _FRAMING.search(probe)  # the first of them decides, as in uvicorn
-                if first is not None:
-                    if first.group(1) == b"content-length":
-                        try:
-                            length = int(first.group(2))
-                        except ValueError:
-                            self.on_wire = False
-                            raise RuntimeError("invalid Content-Length %r in the response" % first.group(2)) from None
-                    else:
-                        chunked = first.group(2).lower() == b"chunked"
+            at = probe.find(b"\ncontent-length:")
+            te = probe.find(b"\ntransfer-encoding:")
+            if te >= 0 and (at < 0 or te < at):  # the first of them decides, as in uvicorn
+                chunked = probe[te + 19:probe.index(b"\r", te)].strip().lower() == b"chunked"
+            elif at >= 0:
+                value = probe[at + 16:probe.index(b"\r", at)]
+                try:
+                    length = int(value)  # int() ignores surrounding whitespace
+                except ValueError:
+                    self.on_wire = False
+                    raise RuntimeError("invalid Content-Length %r in the response" % value) from None
             if b"\nconnection:" in probe:
                 for value in _CONNECTION.findall(probe):
                     if b"close" in [t.strip() for t in value.lower().split(b",")]:
