@@ -198,10 +198,13 @@ class DirectServer:
                     socket.send_fds(channel, [packet], [sock.fileno()])
                 else:
                     channel.send(packet)
-            except (BlockingIOError, InterruptedError):
-                if not self._writer:
-                    self._writer = True
-                    self.loop.add_writer(channel.fileno(), self._flush_packets)
+            except (BlockingIOError, InterruptedError, socket.timeout):
+                if channel.gettimeout() is None or channel.gettimeout() == 0.0:
+                    if not self._writer:
+                        self._writer = True
+                        self.loop.add_writer(channel.fileno(), self._flush_packets)
+                else:
+                    _log("the front did not take %d direct packet(s) at exit; those connections are dropped" % len(out))
                 return
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
@@ -324,11 +327,21 @@ class DirectServer:
         for task in list(self.tasks):
             task.cancel()
         self.flush_reports()
-        if self.channel is not None:
+        channel = self.channel
+        if channel is not None:
             try:
-                self.loop.remove_reader(self.channel.fileno())
+                self.loop.remove_reader(channel.fileno())
             except (ValueError, OSError):
                 pass
+            if self._out:  # packets the front did not take yet: give it a second, blocking
+                if self._writer:
+                    self._writer = False
+                    self.loop.remove_writer(channel.fileno())
+                channel.settimeout(1.0)
+                try:
+                    self._flush_packets()
+                finally:
+                    channel.setblocking(False)
 
 
 _DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
