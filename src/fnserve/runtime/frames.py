@@ -69,6 +69,9 @@ LOAD_ERROR = 18
 HEARTBEAT = 19
 STOP = 20
 WINDOW = 21  # both directions, per stream: meta = ASCII digits, bytes of data the peer consumed
+REPORT = 22  # W, stream 0: direct-path requests served: {requests: [[id, method, path, status, ms], ...]}
+EXPIRED = 23  # W, stream 0: a direct request ran past maxDuration ({limit}): kill me
+DIRECT_PLAN = 24  # F, stream 0: the direct path's plan (routes, limits) for this instance
 
 # flags
 MORE = 1
