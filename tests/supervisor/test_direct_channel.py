@@ -292,6 +292,25 @@ def test_pass_holds_a_lease_until_x_and_counts_requests_from_reports(tmp_path):
     run(main(), 30)
 
 
+def test_reports_recycle_the_instance_as_the_frames_path_does(tmp_path, caplog):
+    target, launcher, log = setup(tmp_path)
+
+    async def main():
+        async with supervisor(target, launcher, max_failures=2) as sup:
+            inst = await ready(sup)
+            ok, client = pass_new(sup, b'report [["a", "GET", "/", 500, 1], ["b", "GET", "/", 503, 1]]\n')
+            assert ok
+            status = await asyncio.wait_for(asyncio.shield(inst.exited), 5)  # retired: STOP, the worker exits 0
+            assert status == 0 and sup.pools.get(FID).replaced == {"failures": 1}
+            assert inst.leases == 0 and sup.direct_stats()["lost"] == 1
+            client.close()
+
+    with caplog.at_level(logging.WARNING, logger="fnserve.supervisor"):
+        run(main(), 30)
+    assert any("replacing worker" in r.getMessage() and "its last 2 requests failed" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_hand_back_calls_the_front_hook_with_a_working_socket(tmp_path):
     target, launcher, _log = setup(tmp_path)
     got: list[tuple[socket.socket, bytes]] = []
