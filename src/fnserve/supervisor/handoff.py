@@ -144,7 +144,7 @@ class DirectChannels:
             self._refuse(chan, None)
         for inst in list(self._tokens.values()):
             self._close_channel(inst)
-        self._loop = None
+        self._loop, self.path = None, ""
 
     def _accept(self) -> None:
         assert self._listener is not None and self._loop is not None
