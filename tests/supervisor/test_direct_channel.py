@@ -210,6 +210,13 @@ def pass_new(sup: Supervisor, data: bytes) -> tuple[bool, socket.socket]:
         server.close()
 
 
+def passes(sup: Supervisor, data: bytes) -> bool:
+    """``pass_new`` for a pass expected to fail: the client end is closed at once."""
+    ok, client = pass_new(sup, data)
+    client.close()
+    return ok
+
+
 def recv(sock: socket.socket, n: int) -> bytes:
     sock.settimeout(5)
     return sock.recv(n)
@@ -249,8 +256,7 @@ def test_unknown_token_is_refused_with_a_warning(tmp_path, caplog):
             await until(lambda: any("direct-path socket without a valid token" in r.getMessage()
                                     for r in caplog.records))
             assert inst.direct_channel is None
-            ok, _client = pass_new(sup, b"keep\n")
-            assert not ok  # no channel: the front serves it through the frames path
+            assert not passes(sup, b"keep\n")  # no channel: the front serves it through the frames path
 
     with caplog.at_level(logging.WARNING, logger="fnserve.supervisor"):
         run(main(), 30)
@@ -426,19 +432,17 @@ def test_pass_connection_false_when_not_possible(tmp_path):
 
     async def main():
         async with supervisor(target, launcher) as sup:
-            ok, _c = pass_new(sup, b"keep\n")
-            assert not ok and sup.spawn_count(FID) == 0  # no ready instance; none started for it
-            assert not sup.pass_connection("api/unknown.py", socket.socket(), b"")  # unknown function
+            assert not passes(sup, b"keep\n") and sup.spawn_count(FID) == 0  # no ready instance; none started for it
+            with socket.socket() as any_socket:
+                assert not sup.pass_connection("api/unknown.py", any_socket, b"")  # unknown function
             inst = await ready(sup)
             sup.set_direct_plan(lambda fid: None)  # no plan
-            ok, _c = pass_new(sup, b"keep\n")
-            assert not ok and inst.leases == 0
+            assert not passes(sup, b"keep\n") and inst.leases == 0
             sup.set_direct_plan(plan_for)
             ok, client = pass_new(sup, b"keep\n")
             assert ok
-            ok, _c = pass_new(sup, b"keep\n")  # concurrency 1: no free slot
-            assert not ok and inst.leases == 1
-            assert not pass_new(sup, b"x" * (256 * 1024))[0]  # over the packet size
+            assert not passes(sup, b"keep\n") and inst.leases == 1  # concurrency 1: no free slot
+            assert not passes(sup, b"x" * (256 * 1024))  # over the packet size
             closed = socket.socket()
             closed.close()
             client.sendall(b"close\n")
@@ -458,12 +462,12 @@ def test_pass_connection_false_without_a_channel_or_the_direct_path(tmp_path):
         async with supervisor(target, launcher) as sup:
             inst = await ready(sup, channel=False)
             await asyncio.sleep(0.2)
-            assert inst.direct_channel is None and not pass_new(sup, b"keep\n")[0]
+            assert inst.direct_channel is None and not passes(sup, b"keep\n")
         target2, launcher2, log2 = setup(tmp_path / "off")
         async with supervisor(target2, launcher2, direct=False) as sup:
             await ready(sup, channel=False)
             assert "direct" not in events(log2, "options")[0]["options"] and sup.direct.path == ""
-            assert not pass_new(sup, b"keep\n")[0]
+            assert not passes(sup, b"keep\n")
 
     (tmp_path / "off").mkdir()
     run(main(), 30)
