@@ -164,6 +164,9 @@ class Worker:
         conn.send_control(p.HELLO, {"token": self.token, "pid": os.getpid(), "python": sys.version.split()[0]})
         conn.flush()
         if self.direct_path:
+            # imported now, before confinement: with --user the interpreter's own modules (mmap...)
+            # may not be readable after the uid changed (a zygote has imported it already)
+            from . import direct  # noqa: F401
             self.direct_channel = _connect_direct(self.direct_path, self.token)
         self._signals(loop)
         return EXIT_OK

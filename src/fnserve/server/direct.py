@@ -36,6 +36,7 @@ from fnserve.server.app import Site, vercel_query_keys
 from fnserve.server.errorpages import render
 from fnserve.server.logs import ACCESS, access_record
 from fnserve.server.metrics import Metrics
+from fnserve.server.observe import CUT_OFF_MESSAGE
 
 LOG = logging.getLogger("fnserve.start")
 
@@ -253,9 +254,13 @@ class DirectRouter:
         client socket): answer what ``FrontApp`` answers for ``exc`` (a ``WorkerCrashed``, 502,
         or a ``DurationExceeded``, 504: production text, no traceback) and close."""
         self.counts["lost"] += 1
-        status = exc.status_code or 502
-        headers, body = render(status, exc.public_message)
-        head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, (b"connection", b"close")])
+        if self.closing:  # killed at the end of the stop's grace period: what Observed answers then
+            status, extra = 503, [(b"retry-after", b"1")]
+            headers, body = render(503, CUT_OFF_MESSAGE, code="SHUTTING_DOWN")
+        else:
+            status, extra = exc.status_code or 502, []
+            headers, body = render(status, exc.public_message)
+        head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, *extra, (b"connection", b"close")])
         try:
             sock.setblocking(False)
             sock.send(b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, _REASONS.get(status, b"Error"), head, body))
