@@ -133,8 +133,9 @@ class DirectServer:
         self.on_error = on_error or _print_traceback
         self.plan: Optional[DirectPlan] = None
         self.exhausted = False  # served its max_requests / max_failures: it hands every connection back
-        self.budget: Optional[int] = None  # requests left before max_requests (from the plan)
         self.failures = 0  # consecutive failed requests (status >= 500 or none)
+        self.served_elsewhere: Callable[[], int] = lambda: 0  # requests the instance served over frames
+        self.urgent: Callable[[], None] = lambda: None  # writes the queued control frames now
         self.slots: Optional[SlotWriter] = None  # the front's slot table (packet M), before any connection
         self.conns: Dict[int, H1Conn] = {}
         self.tasks: Set["asyncio.Task[None]"] = set()  # app calls in progress
@@ -165,26 +166,28 @@ class DirectServer:
         """Install or replace the plan; connections in progress use it from their next request.
         Raises ``KeyError``/``ValueError``/``TypeError`` for a malformed plan (the old one stays)."""
         plan = self.plan = DirectPlan(data)
-        self.budget = plan.max_requests
-        if self.budget is not None and self.budget <= 0:
+        if self._spent(plan):
             self.exhausted = True
 
     def count(self, status: int) -> bool:
         """A request finished with ``status`` (0: none; failures are statuses >= 500 in a row, as the
-        supervisor counts them): True when it was the last one this
-        instance serves (its plan's ``max_requests`` / ``max_failures``): the reports are sent
-        now, so the supervisor replaces it before the next request, and every connection is
-        handed back at its next request."""
+        supervisor counts them; its row is in ``reports``): True when it was the last one this
+        instance serves (its plan's ``max_requests``, counted over both paths, or
+        ``max_failures``): the reports leave now, so the supervisor replaces it before the next
+        request, and every connection is handed back at its next request."""
         self.failures = self.failures + 1 if status >= 500 else 0
-        if self.budget is not None:
-            self.budget -= 1
         plan = self.plan
-        if self.exhausted or not ((self.budget is not None and self.budget <= 0) or (
-                plan is not None and plan.max_failures and self.failures >= plan.max_failures)):
+        if self.exhausted or plan is None or not (self._spent(plan) or (
+                plan.max_failures and self.failures >= plan.max_failures)):
             return False
         self.exhausted = True
         self.flush_reports()
+        self.urgent()
         return True
+
+    def _spent(self, plan: DirectPlan) -> bool:
+        limit = plan.max_requests
+        return limit is not None and self.served + len(self.reports) + self.served_elsewhere() >= limit
 
     def _channel_readable(self) -> None:
         channel = self.channel
@@ -369,6 +372,8 @@ class DirectServer:
         """Close every connection left (X packets), cancel the app calls still running, send the
         last reports, stop reading the channel."""
         for conn in list(self.conns.values()):
+            if conn.exchange is not None:
+                conn.exchange.cut_off()
             conn.close()
         for task in list(self.tasks):
             task.cancel()

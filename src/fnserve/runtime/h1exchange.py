@@ -132,9 +132,7 @@ class Exchange:
             await server.app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
             if server.stopping and not self.started and not self.gone and not self.complete:
-                # the stop's grace period is over: what the front answers then (server.observe)
-                self.error_answer(503, ERROR_STRINGS["cut_off_503"], close=True, code="SHUTTING_DOWN",
-                                  with_id=False, extra=[(b"retry-after", b"1")])
+                self.cut_off()
             else:
                 self._ended(False)
         except BaseException as exc:  # noqa: B902 - report everything the app raises, then go on
@@ -362,13 +360,16 @@ class Exchange:
                     if self.length_left < 0:
                         raise RuntimeError("Response content longer than Content-Length")
                 out.append(body)
-        if out:
-            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
         if not more:
             if self.length_left > 0 and not self.bodiless:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.complete = True
+            # reported before the last bytes leave: when it ends this instance's max_requests, the
+            # front knows before the client can send its next request
             self.finish_report()
+        if out:
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+        if not more:
             waiter = self.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -390,6 +391,13 @@ class Exchange:
         self.length_left = -1
         self.head_pending = True
         self.write_body(body, False)
+
+    def cut_off(self) -> None:
+        """The stop's grace period is over before the response started: what the front answers
+        then (``server.observe``: 503 ``SHUTTING_DOWN``, ``Retry-After: 1``), and close."""
+        if not self.started and not self.gone and not self.complete:
+            self.error_answer(503, ERROR_STRINGS["cut_off_503"], close=True, code="SHUTTING_DOWN",
+                              with_id=False, extra=[(b"retry-after", b"1")])
 
     # -- timers
     def expire(self) -> None:

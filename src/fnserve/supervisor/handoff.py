@@ -510,8 +510,8 @@ class DirectChannels:
                               inst.target.id)
         conn = inst.conn
         if plan is not None:  # what is left of this instance's own limits (pools.recycle_if_due)
-            plan = {**plan, "max_requests": inst.recycle_at - inst.served if inst.recycle_at is not None else None,
-                    "max_failures": self.max_failures - inst.failures if self.max_failures else None}
+            plan = {**plan, "max_requests": inst.recycle_at,  # in all: the worker counts both paths
+                    "max_failures": self.max_failures or None}  # in a row, over both paths: the worker counts
         if plan is None or conn is None or conn.closed:
             inst.direct_planned = False
             return False
