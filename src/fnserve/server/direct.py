@@ -175,12 +175,13 @@ class DirectRouter:
     function id → seconds or None. ``enabled``: False turns passing off (the hand-back side
     keeps working for connections already passed)."""
 
-    def __init__(self, supervisor: Any, limits: Any, *, metrics: Metrics | None = None,
+    def __init__(self, supervisor: Any, limits: Any, *, metrics: Metrics | None = None, feed: Any = None,
                  max_duration: Callable[[str], float | None] = lambda fid: None, keep_alive: float = 5.0,
                  enabled: bool = True) -> None:
         self.supervisor = supervisor
         self.limits = limits
         self.metrics = metrics
+        self.feed = feed  # the dashboard's DashboardFeed (start --dashboard), fed while a page is open
         self.max_duration = max_duration
         self.keep_alive = keep_alive
         self.enabled = enabled
@@ -280,9 +281,13 @@ class DirectRouter:
         would have made them."""
         metrics = self.metrics
         logging_on = ACCESS.isEnabledFor(logging.INFO)
+        feed = self.feed if self.feed is not None and self.feed.listening else None
         for request_id, method, path, status, duration_ms in requests:
             if metrics is not None:
                 metrics.record_request(function_id, int(status), float(duration_ms) / 1000.0)
+            if feed is not None:
+                scope = {"method": str(method), "path": str(path)}  # the path carries its query already
+                feed.request(scope, int(status), float(duration_ms) / 1000.0, function_id, str(request_id), pid, False)
             if logging_on:
                 ACCESS.handle(access_record(str(request_id), str(method), str(path), int(status), float(duration_ms),
                                             function_id, pid, False))
