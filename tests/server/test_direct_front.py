@@ -142,3 +142,25 @@ def test_a_content_length_python_cannot_parse_is_not_plain() -> None:
     assert not _plain([(b"content-length", b"1" * 5000)], None)  # int() refuses 4300+ digits
     assert not _plain([(b"content-length", b"1"), (b"content-length", b"1")], None)
     assert not _plain([(b"transfer-encoding", b"chunked")], None)
+
+
+def test_an_instance_gets_only_the_routes_that_decide_its_paths(tmp_path: Path) -> None:
+    from fnserve.runtime.direct import DirectPlan
+
+    files = {f"api/f{i}.py": HANDLER for i in range(50)}
+    files.update({"api/users/[id].py": HANDLER, "api/users/me.py": HANDLER})
+    site = _site(tmp_path, files)
+    plan = SitePlan.of(site)
+    literal = {r["pattern"] for r in plan.routes_for("api/f7.py")}
+    assert literal == {"/api/f7", "/api/f7.py"}  # its route and its alias: not the 51 others
+    me = {r["pattern"] for r in plan.routes_for("api/users/me.py")}
+    assert "/api/users/[id]" in me and "/api/f7" not in me
+    dynamic = {r["pattern"] for r in plan.routes_for("api/users/[id].py")}
+    assert "/api/users/me" in dynamic and "/api/f7" not in dynamic
+    # the worker, given only those routes, decides every path as the whole table does
+    table = site.routes
+    for fid in ("api/f7.py", "api/users/me.py", "api/users/[id].py"):
+        worker = DirectPlan({"function": fid, "routes": plan.routes_for(fid)})
+        for path in ("/api/f7", "/api/f7.py", "/api/f8", "/api/users/me", "/api/users/9", "/api/users", "/x"):
+            whole = table.match(path)
+            assert (worker.route(path) is not None) == (whole is not None and whole.function.id == fid), (fid, path)

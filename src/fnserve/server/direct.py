@@ -67,6 +67,9 @@ class SitePlan:
     functions: frozenset[str] = frozenset()
     _exact: frozenset[str] = field(default=frozenset(), repr=False)
     _prefixes: tuple[str, ...] = field(default=(), repr=False)
+    _pure: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # literal exact routes by path
+    _dynamic: tuple[dict[str, Any], ...] = field(default=(), repr=False)  # the other routes
+    _needed: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # routes_for's answers
 
     @classmethod
     def of(cls, site: Site) -> SitePlan:
@@ -84,8 +87,34 @@ class SitePlan:
         functions = frozenset(r.function.id for r in site.routes.routes
                               if r.function.error is None and r.function.entry is not None)
         prefixes = tuple(e for e in exclude if len(e) > 1 and e.endswith("/"))
+        pure: dict[str, list[dict[str, Any]]] = {}
+        for route in routes:
+            if _literal(route):
+                pure.setdefault(_path(route), []).append(route)
         return cls(site, True, routes, exclude, patterns, functions, frozenset(e for e in exclude if e not in prefixes),
-                   prefixes)
+                   prefixes, pure, tuple(r for r in routes if not _literal(r)))
+
+    def routes_for(self, function_id: str) -> list[dict[str, Any]]:
+        """The routes an instance of ``function_id`` needs to tell its own paths (the plan's
+        ``"routes"``): its routes and every route that can match a path one of them matches (a
+        path is the function's when the most specific route matching it is one of its routes, and
+        that route matches the path too, so the rest never decide). Not every route of the
+        project: a cold start stays O(1) in the number of functions when routes are literal paths
+        (issue 14 item 3); computed once per function and site."""
+        cached = self._needed.get(function_id)
+        if cached is not None:
+            return cached
+        own = [r for r in self.routes if r["function"] == function_id]
+        needed = {id(r): r for r in own}
+        for mine in own:
+            candidates = self._dynamic if _literal(mine) else self.routes
+            for other in candidates:
+                if id(other) not in needed and _overlap(mine, other):
+                    needed[id(other)] = other
+            for pure in (self._pure.get(_path(mine), ()) if _literal(mine) else ()):
+                needed[id(pure)] = pure
+        out = self._needed[function_id] = list(needed.values())
+        return out
 
     def excluded(self, path: str) -> bool:
         """True when ``path`` (decoded) is one of ``exclude``, or below one that ends with ``/``
@@ -131,6 +160,31 @@ def static_exclusions(static: Any) -> list[str]:
                 stem = name[:-5]
                 out.append(f"/{stem}" if stem != "index" else "/")
     return sorted(set(out))
+
+
+def _literal(route: dict[str, Any]) -> bool:
+    """Every segment literal and not a mount: the route matches exactly one path."""
+    return not route["mount"] and all(kind == "literal" for kind, _ in route["segments"])
+
+
+def _path(route: dict[str, Any]) -> str:
+    return "/" + "/".join(value for _, value in route["segments"])
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Can one path match both routes? (Conservative: True when unsure — a catch-all, a mount.)"""
+    sa, sb = a["segments"], b["segments"]
+    for i in range(max(len(sa), len(sb))):
+        if i >= len(sa):
+            return bool(a["mount"]) or sb[i][0] == "optional"
+        if i >= len(sb):
+            return bool(b["mount"]) or sa[i][0] == "optional"
+        (ka, va), (kb, vb) = sa[i], sb[i]
+        if ka in ("catchall", "optional") or kb in ("catchall", "optional"):
+            return True
+        if ka == "literal" and kb == "literal" and va != vb:
+            return False
+    return True
 
 
 def _route_json(route: Any) -> dict[str, Any]:
@@ -221,7 +275,8 @@ class DirectRouter:
             return None
         limits = self.limits
         return {
-            "version": 1, "function": function_id, "routes": list(plan.routes), "exclude": list(plan.exclude),
+            "version": 1, "function": function_id, "routes": plan.routes_for(function_id),
+            "exclude": list(plan.exclude),
             "exclude_patterns": [p.pattern for p in plan.patterns],
             "body_limit": plan.site.body_limit, "header_limit": limits.header_limit, "header_count": limits.header_count,
             "header_timeout": limits.header_timeout, "body_timeout": limits.body_timeout, "keep_alive": self.keep_alive,
