@@ -830,3 +830,17 @@ def test_plan_exclusions_see_paths_as_static_lookups_do():
     assert plan.route("/items/1") is not None
     for front in ("//static/app.js", "/static//app.js", "/favicon.ico/", "/static"):
         assert plan.route(front) is None, front
+
+
+def test_a_slow_body_is_buffered_before_the_app_runs(project, tmp_path):
+    """As the front does (issue 10 item 4): the app (here one that answers without reading) runs
+    only once the body came, so a client trickling its body holds no function slot meanwhile."""
+    with Front(project, tmp_path, A) as front:
+        with socket.create_connection(("127.0.0.1", front.port), timeout=5) as s:
+            s.sendall(b"POST /api/a/ignore-body HTTP/1.1\r\nhost: t\r\ncontent-length: 6\r\n\r\nab")
+            s.settimeout(0.4)
+            with pytest.raises(socket.timeout):
+                s.recv(100)  # the app has not run: nothing answered yet
+            s.settimeout(5)
+            s.sendall(b"cdef")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .h1conn import H1Conn
 
 REPORT_BATCH = 64  # requests per REPORT frame at most
+PREREAD = 65536  # body bytes buffered before the app runs (at most what h1conn buffers: its READ_SIZE)
 HIGH_WATER = 256 * 1024  # bytes of unsent response: send() waits until they are written
 # The front's strings, copied (the runtime imports nothing outside itself); test_direct.py checks them.
 ERROR_STRINGS = {
@@ -126,9 +127,40 @@ class Exchange:
         conn.server.tasks.add(self.task)
 
     # -- the app
+    async def _preread(self) -> bool:
+        """Wait until the body is buffered (up to ``PREREAD`` bytes) before the app runs, as the
+        front does (issue 10 item 4: a slow client must not hold a function slot while it
+        trickles its body in); ``body_timeout`` per pause. False: the client left or timed out."""
+        conn = self.conn
+        want = min(self.body_left, PREREAD)
+        while len(conn.buf) < want:
+            if self.gone or conn.eof or conn.closed:
+                return False
+            plan = conn.server.plan
+            self.body_deadline = time.monotonic() + (plan.body_timeout if plan is not None else 30.0)
+            waiter = self.waiter = conn.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+        self.body_deadline = 0.0
+        if self.gone:
+            return False
+        if self.expires:  # maxDuration counts from the dispatch, as on the frames path
+            plan = conn.server.plan
+            self.expires = time.monotonic() + (plan.max_duration or 0.0) if plan is not None else self.expires
+        slots = conn.server.slots
+        if slots is not None and conn.state == 1:
+            slots.start(conn.slot)
+        return True
+
     async def run(self) -> None:
         server = self.conn.server
         try:
+            if self.body_left and len(self.conn.buf) < min(self.body_left, PREREAD) and not await self._preread():
+                if not self.complete:
+                    self._ended(False)
+                return
             await server.app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
             if server.stopping and not self.started and not self.gone and not self.complete:
