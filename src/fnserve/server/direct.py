@@ -45,6 +45,10 @@ __all__ = ["DirectRouter", "SitePlan", "static_exclusions"]
 
 # request headers that make a request not plain: the front serves it (uvicorn + FrontApp)
 _NOT_PLAIN = frozenset({b"upgrade", b"expect", b"transfer-encoding"})
+# the methods the front's parser (llhttp) takes with an origin-form target; any other gets its 400
+_METHODS = frozenset(b"DELETE GET HEAD POST PUT OPTIONS TRACE COPY LOCK MKCOL MOVE PROPFIND PROPPATCH SEARCH UNLOCK "
+                     b"BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE "
+                     b"PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split())
 MAX_PASSED_BYTES = 60 * 1024  # bytes read from a connection that may travel with it (one SEQPACKET message)
 
 
@@ -70,6 +74,7 @@ class SitePlan:
     _pure: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # literal exact routes by path
     _dynamic: tuple[dict[str, Any], ...] = field(default=(), repr=False)  # the other routes
     _needed: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # routes_for's answers
+    _own: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # routes by function id
 
     @classmethod
     def of(cls, site: Site) -> SitePlan:
@@ -88,11 +93,13 @@ class SitePlan:
                               if r.function.error is None and r.function.entry is not None)
         prefixes = tuple(e for e in exclude if len(e) > 1 and e.endswith("/"))
         pure: dict[str, list[dict[str, Any]]] = {}
+        own: dict[str, list[dict[str, Any]]] = {}
         for route in routes:
+            own.setdefault(route["function"], []).append(route)
             if _literal(route):
                 pure.setdefault(_path(route), []).append(route)
         return cls(site, True, routes, exclude, patterns, functions, frozenset(e for e in exclude if e not in prefixes),
-                   prefixes, pure, tuple(r for r in routes if not _literal(r)))
+                   prefixes, pure, tuple(r for r in routes if not _literal(r)), _own=own)
 
     def routes_for(self, function_id: str) -> list[dict[str, Any]]:
         """The routes an instance of ``function_id`` needs to tell its own paths (the plan's
@@ -104,7 +111,7 @@ class SitePlan:
         cached = self._needed.get(function_id)
         if cached is not None:
             return cached
-        own = [r for r in self.routes if r["function"] == function_id]
+        own = self._own.get(function_id, [])
         needed = {id(r): r for r in own}
         for mine in own:
             candidates = self._dynamic if _literal(mine) else self.routes
@@ -290,7 +297,8 @@ class DirectRouter:
         if not self.enabled or len(data) > MAX_PASSED_BYTES:
             return False
         head = parse_first_head(data[:end])
-        if head is None or head.version != b"HTTP/1.1" or not _plain(head.headers, self.plan.site.body_limit):
+        if (head is None or head.version != b"HTTP/1.1" or head.method not in _METHODS
+                or not _plain(head.headers, self.plan.site.body_limit)):
             return False
         function = self.plan.function_for(head.path)
         if function is None:
