@@ -1,0 +1,649 @@
+"""The direct path end to end (issue 14 item 2; docs/ARCHITECTURE.md "direct path"): a real
+``fnserve start`` on ``tests/projects/direct_basic``, httpx keep-alive clients and raw sockets
+where the exact bytes matter.
+
+The front passes a connection whose first request goes straight to a function to an instance of
+that function, which serves it itself (``runtime.direct``) and hands it back to the front when a
+later request is not its own. What these tests hold it to: clients and functions cannot tell the
+direct path from the frames path (``--no-direct-path``, a second server on the same project:
+the same status, body and header names; the functions' echoes of what they saw are equal), the
+requests are counted and logged as before, and faults (maxDuration, a crashing instance, SIGTERM,
+SIGHUP) end as on the frames path. The counters ``fnserve_direct_connections_total{event}``
+show which path served.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from startserver import StartServer, until, wait_inflight
+from test_fault_injection import HealthyLoad
+
+CASE = "direct_basic"
+PASSED = 'fnserve_direct_connections_total{event="passed"}'
+HANDED_BACK = 'fnserve_direct_connections_total{event="handed_back"}'
+LOST = 'fnserve_direct_connections_total{event="lost"}'
+VARYING = frozenset({"date", "x-fnserve-request-id"})  # header values that differ between two answers
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers: metrics, a byte-exact HTTP/1.1 client connection
+
+
+def metrics(url: str) -> dict[str, float]:
+    """``url``'s /_fnserve/metrics as ``{'name{labels}': value}``."""
+    out: dict[str, float] = {}
+    for line in httpx.get(url + "/_fnserve/metrics", timeout=5).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def served(m: dict[str, float], function: str, status: int = 200) -> float:
+    """``fnserve_requests_total`` of ``function`` (its id, e.g. "api/hello.py") with ``status``."""
+    return m.get(f'fnserve_requests_total{{function="{function}",status="{status}"}}', 0.0)
+
+
+def delta(url: str, before: dict[str, float], name: str) -> float:
+    return metrics(url).get(name, 0.0) - before.get(name, 0.0)
+
+
+@dataclass
+class Answer:
+    """One response as the client got it. ``interim``: the 1xx statuses before it."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    version: bytes = b"HTTP/1.1"
+    interim: list[int] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def names(self) -> list[str]:
+        """Header names (lower-case, sorted, repeats kept)."""
+        return sorted(key for key, _ in self.headers)
+
+    def comparable(self) -> tuple[object, ...]:
+        """What must be equal between the direct path and the frames path: status, 1xx, body,
+        header names, and the values of the headers other than ``date`` / the request id."""
+        values = sorted((k, v) for k, v in self.headers if k not in VARYING)
+        return self.version, self.status, self.interim, self.body, self.names(), values
+
+    def error_code(self) -> str:
+        return str(json.loads(self.body)["error"]["code"])
+
+
+class Conn:
+    """One client connection to ``url`` on a raw socket: requests written byte-exact, responses
+    read as they come (Content-Length, chunked, or until the server closes)."""
+
+    def __init__(self, url: str, timeout: float = 15.0) -> None:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.buf = b""
+
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"the server closed the connection; unread: {self.buf[:200]!r}")
+        self.buf += chunk
+
+    def _until(self, sep: bytes) -> bytes:
+        while sep not in self.buf:
+            self._more()
+        part, _, self.buf = self.buf.partition(sep)
+        return part
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._more()
+        part, self.buf = self.buf[:n], self.buf[n:]
+        return part
+
+    def _rest(self) -> bytes:
+        with contextlib.suppress(EOFError, ConnectionResetError):
+            while True:
+                self._more()
+        rest, self.buf = self.buf, b""
+        return rest
+
+    def _chunked(self) -> bytes:
+        body = b""
+        while True:
+            size = int(self._until(b"\r\n").split(b";")[0], 16)
+            if size == 0:
+                while self._until(b"\r\n"):  # trailers, then the blank line
+                    pass
+                return body
+            body += self._exact(size)
+            assert self._exact(2) == b"\r\n"
+
+    def _head(self) -> tuple[bytes, int, list[tuple[str, str]]]:
+        lines = self._until(b"\r\n\r\n").split(b"\r\n")
+        version, status = lines[0].split(b" ", 2)[:2]
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.append((name.strip().lower().decode("latin-1"), value.strip().decode("latin-1")))
+        return version, int(status), headers
+
+    def read(self, method: str = "GET", interim: list[int] | None = None) -> Answer:
+        """The next response (``method``: of the request it answers; HEAD has no body)."""
+        interim = list(interim or [])
+        version, status, headers = self._head()
+        while 100 <= status < 200 and status != 101:
+            interim.append(status)
+            version, status, headers = self._head()
+        found = dict(headers)
+        if method == "HEAD" or status in (101, 204, 304):
+            body = b""
+        elif "chunked" in found.get("transfer-encoding", "").lower():
+            body = self._chunked()
+        elif "content-length" in found:
+            body = self._exact(int(found["content-length"]))
+        else:
+            body = self._rest()
+        return Answer(status, headers, body, version, interim)
+
+    def request(self, method: str, target: str, headers: list[tuple[str, str]] | tuple[()] = (), body: bytes = b"",
+                *, version: str = "HTTP/1.1", expect: bool = False) -> Answer:
+        """Send one request and read its answer. ``Host: example.test`` first; ``Content-Length``
+        added for a body unless ``headers`` has a length or a Transfer-Encoding. ``expect``: send
+        ``Expect: 100-continue``, wait up to 3 s for the interim answer, then the body."""
+        data = request_bytes(method, target, headers, body, version=version, expect=expect)
+        if not expect:
+            self.send(data)
+            return self.read(method)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        self.send(head + b"\r\n\r\n")
+        interim: list[int] = []
+        ready, _, _ = select.select([self.sock], [], [], 3.0)
+        if ready:
+            version_, status, _headers = self._head()
+            assert status == 100, status
+            interim.append(status)
+        self.send(rest)
+        return self.read(method, interim)
+
+    def closed(self, timeout: float = 3.0) -> bool:
+        """True when the server closes the connection within ``timeout`` s without sending more."""
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            return self.sock.recv(1) == b"" and not self.buf
+        except ConnectionResetError:
+            return True
+
+
+def request_bytes(method: str, target: str, headers: list[tuple[str, str]] | tuple[()] = (), body: bytes = b"",
+                  *, version: str = "HTTP/1.1", expect: bool = False) -> bytes:
+    """The bytes of one request (``Conn.request``)."""
+    lines = [f"{method} {target} {version}", "Host: example.test"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    names = {name.lower() for name, _ in headers}
+    if body and not names & {"content-length", "transfer-encoding"}:
+        lines.append(f"Content-Length: {len(body)}")
+    if expect:
+        lines.append("Expect: 100-continue")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+# ---------------------------------------------------------------------------------------------
+# servers
+
+
+@dataclass
+class Pair:
+    """The same project served twice: ``direct`` (the default: direct path on) and ``frames``
+    (``--no-direct-path``), for answers that must be equal."""
+
+    direct: StartServer
+    frames: StartServer
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """One pair for the tests that leave the servers as they found them."""
+    direct = StartServer(CASE, tmp_path_factory.mktemp("direct"))
+    frames = StartServer(CASE, tmp_path_factory.mktemp("frames"), "--no-direct-path")
+    try:
+        direct.start()
+        frames.start()
+        yield Pair(direct, frames)
+    finally:
+        direct.stop()
+        frames.stop()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Callable[..., StartServer]]:
+    """A server of its own (signals, a changed project): ``fresh(*args, before=callback)``;
+    ``before(project_dir)`` runs before the start."""
+    servers: list[StartServer] = []
+
+    def make(*args: str, before: Callable[[Path], None] | None = None) -> StartServer:
+        srv = StartServer(CASE, tmp_path / f"s{len(servers)}", *args)
+        servers.append(srv)
+        if before is not None:
+            before(srv.project)
+        srv.start()
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+def warm(url: str, *paths: str) -> None:
+    """One request to each path on a connection of its own: an instance is ready afterwards (a
+    first request on a cold function goes through the frames path: no instance to pass to)."""
+    for path in paths:
+        r = httpx.get(url + path, timeout=30)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the three kinds on keep-alive connections: answers, request ids, metrics, access log
+
+KINDS = {"hello": "handler /api/hello?n={i}", "wsgi": "wsgi /api/wsgi?n={i}", "asgi": "asgi /api/asgi?n={i}"}
+
+
+def test_keep_alive_clients_on_handler_wsgi_asgi_are_served_counted_and_logged(pair: Pair) -> None:
+    srv = pair.direct
+    warm(srv.url, *(f"/api/{fn}?warm=1" for fn in KINDS))
+    before = metrics(srv.url)
+    for fn, expected in KINDS.items():
+        with httpx.Client(base_url=srv.url, timeout=10) as client:  # one keep-alive connection
+            for i in range(50):
+                r = client.get(f"/api/{fn}?n={i}", headers={"x-request-id": f"{fn}-{i}"})
+                assert (r.status_code, r.text) == (200, expected.format(i=i))
+                assert r.headers["x-fnserve-request-id"] == f"{fn}-{i}"
+            r = client.get(f"/api/{fn}?n=x")  # no id given: one is made
+            assert re.fullmatch(r"[0-9a-f]{16}", r.headers["x-fnserve-request-id"])
+
+    def counted() -> bool:
+        m = metrics(srv.url)
+        return all(served(m, f"api/{fn}.py") - served(before, f"api/{fn}.py") >= 51 for fn in KINDS)
+
+    until(counted, 5, "the 153 requests in fnserve_requests_total (reports are batched)")
+    after = metrics(srv.url)
+    for fn in KINDS:
+        assert served(after, f"api/{fn}.py") - served(before, f"api/{fn}.py") == 51, fn
+    assert after[PASSED] - before.get(PASSED, 0) >= 3, "each client's connection went to an instance"
+
+    def logged(fn: str) -> set[int]:
+        rx = re.compile(rf" GET /api/{fn}\?n=(\d+) 200 .*api/{fn}\.py pid=\d+ .*id={fn}-(\d+)\b")
+        return {int(m.group(1)) for line in srv.lines if (m := rx.search(line)) and m.group(1) == m.group(2)}
+
+    until(lambda: all(logged(fn) == set(range(50)) for fn in KINDS), 5, "an access line per request")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. functions see the same input and clients get the same output on both paths
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A request shape. ``rid``: send ``X-Request-Id: cmp-<n>`` (else none: one is made up);
+    ``direct``: the first request of a connection the front must pass to an instance."""
+
+    name: str
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    rid: bool = True
+    direct: bool = True
+
+
+SHAPES = [
+    Shape("plain", "GET", "/api/users/42"),
+    Shape("query", "GET", "/api/users/42?x=1&y=a%20b&id=other&flag&a=1&a=2&e=%E2%82%AC"),
+    Shape("encoded path", "GET", "/api/users/caf%C3%A9%20x?q=%2F%3F"),
+    Shape("encoded slash", "GET", "/api/users/a%2Fb", direct=False),
+    Shape("trailing slash", "GET", "/api/users/42/", direct=False),
+    Shape("dot segments", "GET", "/api/users/./42", direct=False),
+    Shape("head", "HEAD", "/api/users/7?h=1"),
+    Shape("post", "POST", "/api/users/7", (("Content-Type", "application/octet-stream"),), bytes(range(256)) * 8),
+    Shape("put empty", "PUT", "/api/users/7", (("Content-Length", "0"),)),
+    Shape("delete", "DELETE", "/api/users/8"),
+    Shape("headers", "GET", "/api/users/9", (("X-Dup", "one"), ("X-Dup", "two"), ("X-Empty", ""),
+                                            ("X-Mixed-Case", " VaLue\t"), ("Cookie", "a=1; b=2"),
+                                            ("X-Forwarded-For", "10.1.2.3"), ("User-Agent", "raw/1"))),
+    Shape("bad request id", "GET", "/api/users/10", (("X-Request-Id", "bad id with spaces"),), rid=False),
+    Shape("no request id", "GET", "/api/users/11", rid=False),
+    Shape("catch-all", "GET", "/api/files/a/b/c.txt?z=1"),
+    Shape("catch-all encoded", "GET", "/api/files/x%20y/%E2%82%AC?slug=zz&slug=yy"),
+    Shape("catch-all post chunked answer", "POST", "/api/files/up?stream=1", (), b"x" * 5000),
+    Shape("catch-all head", "HEAD", "/api/files/h"),
+    Shape("catch-all options", "OPTIONS", "/api/files/o", (("Origin", "http://example.test"),)),
+]
+
+
+def _send(conn: Conn, shape: Shape, n: int) -> Answer:
+    headers = list(shape.headers)
+    if shape.rid:
+        headers.append(("X-Request-Id", f"cmp-{n}"))
+    return conn.request(shape.method, shape.target, headers, shape.body)
+
+
+def _echo_check(shape: Shape, answer: Answer) -> None:
+    """The function ran and saw the request (not a front error page)."""
+    assert answer.status == 200, (shape.name, answer)
+    if shape.method != "HEAD":
+        seen = json.loads(answer.body)
+        assert seen["method"] == shape.method, seen
+
+
+def test_functions_see_the_same_input_on_both_paths_each_shape_on_a_new_connection(pair: Pair) -> None:
+    warm(pair.direct.url, "/api/users/0", "/api/files/0")
+    warm(pair.frames.url, "/api/users/0", "/api/files/0")
+    before = metrics(pair.direct.url)
+    for n, shape in enumerate(SHAPES):
+        answers = []
+        for srv in (pair.direct, pair.frames):
+            with Conn(srv.url) as conn:
+                answers.append(_send(conn, shape, n))
+        direct, frames = answers
+        assert direct.comparable() == frames.comparable(), shape.name
+        if shape.direct:
+            _echo_check(shape, direct)
+    passed = delta(pair.direct.url, before, PASSED)
+    assert passed >= sum(s.direct for s in SHAPES), passed
+    assert metrics(pair.frames.url).get(PASSED, 0) == 0
+
+
+def test_functions_see_the_same_input_on_both_paths_on_one_keep_alive_connection(pair: Pair) -> None:
+    """The same shapes one after the other on one connection: the first is passed, the next
+    ``[id]`` ones are parsed by the instance itself, then the catch-all's are handed back."""
+    warm(pair.direct.url, "/api/users/0", "/api/files/0")
+    warm(pair.frames.url, "/api/users/0", "/api/files/0")
+    before = metrics(pair.direct.url)
+    shapes = [s for s in SHAPES if s.target.startswith("/api/users/")] + [
+        s for s in SHAPES if not s.target.startswith("/api/users/")]
+    with Conn(pair.direct.url) as direct, Conn(pair.frames.url) as frames:
+        for n, shape in enumerate(shapes):
+            a, b = _send(direct, shape, n), _send(frames, shape, n)
+            assert a.comparable() == b.comparable(), shape.name
+            if shape.direct:
+                _echo_check(shape, a)
+    assert delta(pair.direct.url, before, PASSED) >= 1
+    assert delta(pair.direct.url, before, HANDED_BACK) >= 1  # the catch-all is another function
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. hand-back: another function, a static file, pipelining
+
+
+def test_one_connection_across_functions_and_a_static_file(pair: Pair) -> None:
+    url = pair.direct.url
+    warm(url, "/api/hello", "/api/asgi")
+    before = metrics(url)
+    with Conn(url) as conn:
+        assert conn.request("GET", "/api/hello?step=1").body == b"handler /api/hello?step=1"
+        assert conn.request("GET", "/api/asgi?step=2").body == b"asgi /api/asgi?step=2"
+        static = conn.request("GET", "/file.txt")
+        assert (static.status, static.body) == (200, b"a static file\n")
+        assert conn.request("GET", "/api/hello?step=4").body == b"handler /api/hello?step=4"
+        assert conn.request("GET", "/nothing-here").status == 404
+        assert conn.request("GET", "/api/hello?step=6").body == b"handler /api/hello?step=6"
+    assert delta(url, before, PASSED) >= 1
+    assert delta(url, before, HANDED_BACK) >= 1
+
+
+@pytest.mark.parametrize("first", ["/api/hello?p=0", "/api/users/1?p=0"])
+def test_pipelined_requests_in_one_write_are_answered_in_order(pair: Pair, first: str) -> None:
+    url = pair.direct.url
+    warm(url, "/api/hello", "/api/asgi", "/api/users/0")
+    before = metrics(url)
+    requests = [("GET", first, b""), ("GET", first.replace("p=0", "p=1"), b""),
+                ("POST", "/api/users/5", b"0123456789"), ("GET", "/api/asgi?p=3", b""),
+                ("GET", "/file.txt", b""), ("HEAD", "/api/users/6", b""), ("GET", "/api/hello?p=6", b"")]
+    data = b"".join(request_bytes(method, target, [("X-Request-Id", f"pipe-{i}")], body)
+                    for i, (method, target, body) in enumerate(requests))
+    with Conn(url) as conn:
+        conn.send(data)
+        answers = [conn.read(method) for method, _, _ in requests]
+    assert [a.status for a in answers] == [200] * len(requests)
+    assert [a.header("x-fnserve-request-id") for a in answers] == [f"pipe-{i}" for i in range(len(requests))]
+    bodies = [a.body for a in answers]
+    if first.startswith("/api/hello"):
+        assert bodies[:2] == [b"handler /api/hello?p=0", b"handler /api/hello?p=1"]
+    else:
+        assert [json.loads(b)["path"] for b in bodies[:2]] == ["/api/users/1?p=0&id=1", "/api/users/1?p=1&id=1"]
+    assert json.loads(bodies[2])["body_length"] == 10 and json.loads(bodies[2])["method"] == "POST"
+    assert bodies[3:5] == [b"asgi /api/asgi?p=3", b"a static file\n"]
+    assert bodies[5] == b"" and answers[5].header("x-echo") == "users"
+    assert bodies[6] == b"handler /api/hello?p=6"
+    assert delta(url, before, PASSED) >= 1
+    assert delta(url, before, HANDED_BACK) >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. unusual requests: answered as the frames path answers them, first or later on a connection
+
+
+UNUSUAL = {
+    "chunked body": ("POST", "/api/files/c", [("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n3\r\n!!!\r\n0\r\n\r\n"),
+    "chunked body to a handler": ("POST", "/api/users/3", [("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n0\r\n\r\n"),
+    "expect 100-continue": ("POST", "/api/files/e", [], b"0123456789"),
+    "http/1.0": ("GET", "/api/users/10?old=1", [], b""),
+    "http/1.0 keep-alive": ("GET", "/api/users/11", [("Connection", "keep-alive")], b""),
+    "connection close": ("GET", "/api/users/12", [("Connection", "close")], b""),
+    "websocket upgrade": ("GET", "/api/files/ws", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                   ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                   ("Sec-WebSocket-Version", "13")], b""),
+}
+
+
+def _unusual(conn: Conn, name: str) -> tuple[Answer, bool]:
+    method, target, headers, body = UNUSUAL[name]
+    version = "HTTP/1.0" if name.startswith("http/1.0") else "HTTP/1.1"
+    answer = conn.request(method, target, headers, body, version=version, expect=name.startswith("expect"))
+    closes = name in ("http/1.0", "connection close")
+    return answer, conn.closed(2.0) if closes else False
+
+
+@pytest.mark.parametrize("name", list(UNUSUAL))
+@pytest.mark.parametrize("position", ["first", "after a passed request"])
+def test_unusual_requests_are_answered_as_on_the_frames_path(pair: Pair, name: str, position: str) -> None:
+    opening = "/api/files/open" if UNUSUAL[name][1].startswith("/api/files/") else "/api/users/1"
+    warm(pair.direct.url, opening)
+    warm(pair.frames.url, opening)
+    before = metrics(pair.direct.url)
+    results = []
+    for srv in (pair.direct, pair.frames):
+        with Conn(srv.url) as conn:
+            if position != "first":
+                assert conn.request("GET", opening, [("X-Request-Id", "opening")]).status == 200
+            results.append(_unusual(conn, name))
+    (direct, direct_closed), (frames, frames_closed) = results
+    assert direct.comparable() == frames.comparable()
+    assert direct_closed == frames_closed
+    if position != "first":
+        assert delta(pair.direct.url, before, PASSED) >= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. maxDuration
+
+
+@pytest.mark.parametrize("function", ["slow", "slow_sync"])
+def test_a_direct_request_past_max_duration_gets_504_and_the_next_one_200(pair: Pair, function: str) -> None:
+    url = pair.direct.url
+    ok = b"slow ok" if function == "slow" else b"slow sync ok"
+    warm(url, f"/api/{function}?sleep=0")
+    warm(pair.frames.url, f"/api/{function}?sleep=0")
+    before = metrics(url)
+    with Conn(url) as conn:
+        t0 = time.monotonic()
+        answer = conn.request("GET", f"/api/{function}?sleep=3", [("X-Request-Id", "too-slow")])
+        took = time.monotonic() - t0
+    assert answer.status == 504 and answer.error_code() == "FUNCTION_INVOCATION_TIMEOUT", answer
+    assert took < 2.5, took
+    assert delta(url, before, PASSED) >= 1
+    with Conn(pair.frames.url) as conn:
+        reference = conn.request("GET", f"/api/{function}?sleep=3", [("X-Request-Id", "too-slow")])
+    assert answer.comparable() == reference.comparable()
+    r = httpx.get(f"{url}/api/{function}?sleep=0", timeout=15)
+    assert (r.status_code, r.content) == (200, ok)
+    until(lambda: served(metrics(url), f"api/{function}.py", 504) - served(before, f"api/{function}.py", 504) >= 1,
+          5, "the 504 in fnserve_requests_total")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. an instance that dies mid-request
+
+
+def test_an_instance_dying_mid_request_answers_502_and_spares_other_connections(pair: Pair) -> None:
+    url = pair.direct.url
+    warm(url, "/api/healthy", "/api/crash?ok=1", "/api/hello")
+    warm(pair.frames.url, "/api/crash?ok=1")
+    before = metrics(url)
+    with HealthyLoad(url, clients=2, seconds=15) as load, Conn(url) as other:
+        assert other.request("GET", "/api/hello?before=1").body == b"handler /api/hello?before=1"
+        with Conn(url) as conn:
+            answer = conn.request("GET", "/api/crash", [("X-Request-Id", "crash-1")])
+        time.sleep(0.3)
+        assert other.request("GET", "/api/hello?after=1").body == b"handler /api/hello?after=1"  # same connection
+    assert answer.status == 502, answer
+    assert not load.failures, load.failures[:3]
+    assert load.sent > 2
+    assert delta(url, before, PASSED) >= 2
+    assert delta(url, before, LOST) >= 1
+    with Conn(pair.frames.url) as conn:
+        reference = conn.request("GET", "/api/crash", [("X-Request-Id", "crash-1")])
+    assert reference.status == 502
+    assert answer.error_code() == reference.error_code()
+    assert answer.names() == reference.names()
+    r = httpx.get(url + "/api/crash?ok=1", timeout=15)
+    assert (r.status_code, r.text) == (200, "crash ok")
+
+
+# ---------------------------------------------------------------------------------------------
+# 7-8. signals
+
+
+def test_sigterm_lets_five_direct_requests_finish_and_exits_0(fresh: Callable[..., StartServer]) -> None:
+    srv = fresh()
+    warm(srv.url, "/api/asgi")
+    before = metrics(srv.url)
+    conns = [Conn(srv.url) for _ in range(5)]
+    answers: list[Answer | BaseException] = [RuntimeError("no answer")] * 5
+
+    def ask(i: int) -> None:
+        try:
+            answers[i] = conns[i].request("GET", f"/api/asgi?sleep=1&i={i}")
+        except BaseException as exc:  # reported by the assert below
+            answers[i] = exc
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(5)]
+    try:
+        for t in threads:
+            t.start()
+        wait_inflight(srv.url, "api/asgi.py", 5)
+        assert delta(srv.url, before, PASSED) == 5
+        srv.signal(signal.SIGTERM)
+        for t in threads:
+            t.join(15)
+    finally:
+        for conn in conns:
+            conn.close()
+    for i, answer in enumerate(answers):
+        assert isinstance(answer, Answer) and answer.status == 200, answer
+        assert answer.body == f"asgi /api/asgi?sleep=1&i={i}".encode()
+    assert srv.wait(15) == 0
+    srv.wait_for_line(r"fnserve start: stopped")
+
+
+def test_sighup_gives_a_passed_keep_alive_connection_the_new_version(fresh: Callable[..., StartServer]) -> None:
+    srv = fresh()
+    warm(srv.url, "/api/version")
+    before = metrics(srv.url)
+    with Conn(srv.url) as conn:
+        assert conn.request("GET", "/api/version").body == b"v1"
+        assert conn.request("GET", "/api/version").body == b"v1"
+        assert delta(srv.url, before, PASSED) == 1
+        version = srv.project / "api" / "version.py"
+        version.write_text(version.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
+        mark = len(srv.lines)
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_line(r"reload: done", timeout=15, start=mark)
+        until(lambda: delta(srv.url, before, HANDED_BACK) >= 1, 5, "the old instance to hand its connection back")
+        answer = conn.request("GET", "/api/version")  # the same connection
+        assert (answer.status, answer.body) == (200, b"v2")
+        assert conn.request("GET", "/api/version").body == b"v2"
+
+
+# ---------------------------------------------------------------------------------------------
+# 9-10. when nothing is passed
+
+
+def test_no_direct_path_passes_nothing_and_answers_the_same(pair: Pair) -> None:
+    paths = ["/api/hello?x=1", "/api/wsgi?x=2", "/api/asgi?x=3", "/api/users/5?x=4", "/file.txt", "/nothing"]
+    warm(pair.frames.url, "/api/hello", "/api/wsgi", "/api/asgi", "/api/users/0")
+    warm(pair.direct.url, "/api/hello", "/api/wsgi", "/api/asgi", "/api/users/0")
+    before = metrics(pair.frames.url)
+    for path in paths:  # each first on a connection of its own, then all on one
+        with Conn(pair.direct.url) as a, Conn(pair.frames.url) as b:
+            headers = [("X-Request-Id", "same")]
+            assert a.request("GET", path, headers).comparable() == b.request("GET", path, headers).comparable(), path
+    host = {"host": "example.test"}
+    with httpx.Client(base_url=pair.frames.url, headers=host, timeout=10) as frames, \
+            httpx.Client(base_url=pair.direct.url, headers=host, timeout=10) as direct:
+        for path in paths * 3:
+            x, y = frames.get(path), direct.get(path)
+            assert (x.status_code, x.content) == (y.status_code, y.content), path
+    after = metrics(pair.frames.url)
+    assert after.get(PASSED) == 0 and after.get(HANDED_BACK) == 0 and after.get(LOST) == 0
+    assert served(after, "api/hello.py") - served(before, "api/hello.py") == 4
+
+
+def test_a_project_with_a_redirect_passes_nothing_and_the_redirect_works(fresh: Callable[..., StartServer]) -> None:
+    def add_redirect(project: Path) -> None:
+        config = json.loads((project / "vercel.json").read_text())
+        config["redirects"] = [{"source": "/old-hello", "destination": "/api/hello"}]
+        (project / "vercel.json").write_text(json.dumps(config))
+
+    srv = fresh(before=add_redirect)
+    warm(srv.url, "/api/hello")
+    with httpx.Client(base_url=srv.url, timeout=10) as client:
+        r = client.get("/old-hello")
+        assert r.status_code in (307, 308) and r.headers["location"] == "/api/hello"
+        for i in range(10):
+            assert client.get(f"/api/hello?i={i}").text == f"handler /api/hello?i={i}"
+        assert client.get("/old-hello", follow_redirects=True).text == "handler /api/hello"
+    m = metrics(srv.url)
+    assert m.get(PASSED) == 0 and m.get(HANDED_BACK) == 0
+    assert served(m, "api/hello.py") == 12
