@@ -464,15 +464,24 @@ UNUSUAL = {
     "websocket upgrade": ("GET", "/api/files/ws", [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                                                    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
                                                    ("Sec-WebSocket-Version", "13")], b""),
+    "body over the limit": ("POST", "/api/files/big", [("Content-Length", "5000000")], b""),  # 413, head only sent
+    "too many headers": ("GET", "/api/files/h", [(f"X-N{i}", "v") for i in range(101)], b""),  # 431
+    "head too large": ("GET", "/api/files/h", [("X-Big", "v" * 70000)], b""),  # 431
+    "two content-lengths": ("POST", "/api/files/h", [("Content-Length", "3"), ("Content-Length", "3")], b"abc"),
+    "obs-fold": ("GET", "/api/files/h", [("X-Fold", "a\r\n b")], b""),  # 400
+    "absolute-form target": ("GET", "http://example.test/api/files/abs", [], b""),
+    "lower-case method": ("get", "/api/files/m", [], b""),  # 400 from the front's parser
+    "custom method": ("PURGE", "/api/files/m", [], b""),
 }
+CLOSES = {"http/1.0", "connection close", "too many headers", "head too large", "two content-lengths", "obs-fold",
+          "lower-case method"}  # the server closes the connection after these (both paths)
 
 
 def _unusual(conn: Conn, name: str) -> tuple[Answer, bool]:
     method, target, headers, body = UNUSUAL[name]
     version = "HTTP/1.0" if name.startswith("http/1.0") else "HTTP/1.1"
     answer = conn.request(method, target, headers, body, version=version, expect=name.startswith("expect"))
-    closes = name in ("http/1.0", "connection close")
-    return answer, conn.closed(2.0) if closes else False
+    return answer, conn.closed(2.0) if name in CLOSES else False
 
 
 @pytest.mark.parametrize("name", list(UNUSUAL))
@@ -493,6 +502,21 @@ def test_unusual_requests_are_answered_as_on_the_frames_path(pair: Pair, name: s
     assert direct_closed == frames_closed
     if position != "first":
         assert delta(pair.direct.url, before, PASSED) >= 1
+
+
+def test_an_idle_passed_connection_is_closed_after_the_keep_alive_timeout(pair: Pair) -> None:
+    """As the front does (``frontdoor.KEEP_ALIVE``, 5 s): silently, no answer written."""
+    warm(pair.direct.url, "/api/users/0")
+    warm(pair.frames.url, "/api/users/0")
+    before = metrics(pair.direct.url)
+    with Conn(pair.direct.url) as direct, Conn(pair.frames.url) as frames:
+        assert direct.request("GET", "/api/users/1").status == 200
+        assert frames.request("GET", "/api/users/1").status == 200
+        t0 = time.monotonic()
+        assert not direct.closed(3.5) and not frames.closed(0.1)  # open well before the timeout
+        assert direct.closed(4.0) and frames.closed(1.0)
+        assert 4.0 < time.monotonic() - t0 < 8.0
+    assert delta(pair.direct.url, before, PASSED) >= 1
 
 
 # ---------------------------------------------------------------------------------------------
