@@ -472,9 +472,18 @@ UNUSUAL = {
     "absolute-form target": ("GET", "http://example.test/api/files/abs", [], b""),
     "lower-case method": ("get", "/api/files/m", [], b""),  # 400 from the front's parser
     "custom method": ("PURGE", "/api/files/m", [], b""),
+    "unknown method": ("FOO", "/api/files/m", [], b""),  # 400: the front's parser knows a fixed list
+    "space in a header name": ("GET", "/api/files/h", [("X-A b", "1")], b""),
+    "utf-8 in a header value": ("GET", "/api/files/h", [("X-U", "caf\xc3\xa9")], b""),
+    "raw utf-8 in the path": ("GET", "/api/files/caf\xc3\xa9", [], b""),
+    "fragment": ("GET", "/api/files/f#frag", [], b""),
+    "empty query": ("GET", "/api/users/42?", [], b""),
+    "double slash": ("GET", "/api//users/42", [], b""),
+    "dot-dot segment": ("GET", "/api/files/../users/42", [], b""),
 }
 CLOSES = {"http/1.0", "connection close", "too many headers", "head too large", "two content-lengths", "obs-fold",
-          "lower-case method"}  # the server closes the connection after these (both paths)
+          "lower-case method", "unknown method", "space in a header name",
+          "raw utf-8 in the path"}  # the server closes the connection after these (both paths)
 
 
 def _unusual(conn: Conn, name: str) -> tuple[Answer, bool]:
