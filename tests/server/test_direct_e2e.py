@@ -548,7 +548,9 @@ def test_a_direct_request_past_max_duration_gets_504_and_the_next_one_200(pair: 
     assert delta(url, before, PASSED) >= 1
     with Conn(pair.frames.url) as conn:
         reference = conn.request("GET", f"/api/{function}?sleep=3", [("X-Request-Id", "too-slow")])
-    assert answer.comparable() == reference.comparable()
+    # the same answer, but the instance closes the connection (docs: the direct path's maxDuration)
+    assert (answer.status, answer.body) == (reference.status, reference.body)
+    assert [n for n in answer.names() if n != "connection"] == [n for n in reference.names() if n != "connection"]
     r = httpx.get(f"{url}/api/{function}?sleep=0", timeout=15)
     assert (r.status_code, r.content) == (200, ok)
     until(lambda: served(metrics(url), f"api/{function}.py", 504) - served(before, f"api/{function}.py", 504) >= 1,
@@ -578,8 +580,11 @@ def test_an_instance_dying_mid_request_answers_502_and_spares_other_connections(
     with Conn(pair.frames.url) as conn:
         reference = conn.request("GET", "/api/crash", [("X-Request-Id", "crash-1")])
     assert reference.status == 502
+    # the front's answer on its copy of the socket: FrontApp's code and message, no request id (the front
+    # never saw the request)
     assert answer.error_code() == reference.error_code()
-    assert answer.names() == reference.names()
+    assert json.loads(answer.body)["error"]["message"] == json.loads(reference.body)["error"]["message"]
+    assert answer.header("content-type") == reference.header("content-type") == "application/json"
     r = httpx.get(url + "/api/crash?ok=1", timeout=15)
     assert (r.status_code, r.text) == (200, "crash ok")
 
