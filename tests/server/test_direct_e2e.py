@@ -610,8 +610,8 @@ def test_sigterm_lets_five_direct_requests_finish_and_exits_0(fresh: Callable[..
     try:
         for t in threads:
             t.start()
-        wait_inflight(srv.url, "api/asgi.py", 5)
-        assert delta(srv.url, before, PASSED) == 5
+        until(lambda: delta(srv.url, before, PASSED) == 5, 5, "the 5 connections to be passed")
+        time.sleep(0.3)  # inside the app now (it sleeps 1 s)
         srv.signal(signal.SIGTERM)
         for t in threads:
             t.join(15)
@@ -623,6 +623,25 @@ def test_sigterm_lets_five_direct_requests_finish_and_exits_0(fresh: Callable[..
         assert answer.body == f"asgi /api/asgi?sleep=1&i={i}".encode()
     assert srv.wait(15) == 0
     srv.wait_for_line(r"fnserve start: stopped")
+
+
+def test_the_inflight_gauge_counts_direct_requests(pair: Pair) -> None:
+    """docs: the direct path's slot table: ``fnserve_function_inflight`` counts requests in progress
+    on passed connections as it counts frames streams."""
+    url = pair.direct.url
+    warm(url, "/api/asgi")
+    before = metrics(url)
+    conns = [Conn(url) for _ in range(3)]
+    try:
+        for i, conn in enumerate(conns):
+            conn.send(request_bytes("GET", f"/api/asgi?sleep=1.5&g={i}"))
+        wait_inflight(url, "api/asgi.py", 3, timeout=1.2)
+        assert delta(url, before, PASSED) == 3
+        assert [conn.read().status for conn in conns] == [200] * 3
+        wait_inflight(url, "api/asgi.py", 0, timeout=2)
+    finally:
+        for conn in conns:
+            conn.close()
 
 
 def test_sighup_gives_a_passed_keep_alive_connection_the_new_version(fresh: Callable[..., StartServer]) -> None:
