@@ -347,6 +347,9 @@ SHAPES = [
     Shape("catch-all encoded", "GET", "/api/files/x%20y/%E2%82%AC?slug=zz&slug=yy"),
     Shape("catch-all post chunked answer", "POST", "/api/files/up?stream=1", (), b"x" * 5000),
     Shape("catch-all head", "HEAD", "/api/files/h"),
+    Shape("large body", "POST", "/api/files/large", (("Content-Type", "application/octet-stream"),),
+          bytes(range(256)) * 8192),
+    Shape("large answer", "GET", "/api/files/big?big=3000000"),
     Shape("catch-all options", "OPTIONS", "/api/files/o", (("Origin", "http://example.test"),)),
 ]
 
@@ -361,7 +364,9 @@ def _send(conn: Conn, shape: Shape, n: int) -> Answer:
 def _echo_check(shape: Shape, answer: Answer) -> None:
     """The function ran and saw the request (not a front error page)."""
     assert answer.status == 200, (shape.name, answer)
-    if shape.method != "HEAD":
+    if "big=" in shape.target:
+        assert len(answer.body) > 3_000_000 and answer.header("transfer-encoding") == "chunked"
+    elif shape.method != "HEAD":
         seen = json.loads(answer.body)
         assert seen["method"] == shape.method, seen
 

@@ -1,6 +1,7 @@
 """A Vercel catch-all route (raw ASGI): echoes its whole scope as JSON, but ``client``/``server``
 (ports differ between two servers) and a generated request id (shown as "<generated>"), plus the
-body length. ``?stream=1``: the answer comes in two parts without a length (chunked)."""
+body length. ``?stream=1``: the answer comes in two parts without a length (chunked); ``?big=N``: N bytes
+in 64 KiB parts, then the echo."""
 
 import json
 import re
@@ -33,6 +34,15 @@ async def app(scope, receive, send):
                         else v.decode("latin-1")] for k, v in scope["headers"]]
     seen["body_length"] = size
     body = json.dumps(seen, sort_keys=True).encode()
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query.startswith("big="):  # a large answer in 64 KiB parts, no length
+        size = int(query[4:])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        part = bytes(range(256)) * 256
+        for start in range(0, size, len(part)):
+            await send({"type": "http.response.body", "body": part[:size - start], "more_body": True})
+        await send({"type": "http.response.body", "body": body})
+        return
     if b"stream=1" in scope.get("query_string", b""):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body[:10], "more_body": True})
