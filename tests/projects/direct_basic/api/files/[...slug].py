@@ -5,6 +5,7 @@ in 64 KiB parts, then the echo."""
 
 import json
 import re
+from urllib.parse import parse_qs
 
 
 def _plain(value):
@@ -34,9 +35,9 @@ async def app(scope, receive, send):
                         else v.decode("latin-1")] for k, v in scope["headers"]]
     seen["body_length"] = size
     body = json.dumps(seen, sort_keys=True).encode()
-    query = scope.get("query_string", b"").decode("latin-1")
-    if query.startswith("big="):  # a large answer in 64 KiB parts, no length
-        size = int(query[4:])
+    big = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("big")
+    if big:  # a large answer in 64 KiB parts, no length
+        size = int(big[0])
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         part = bytes(range(256)) * 256
         for start in range(0, size, len(part)):
