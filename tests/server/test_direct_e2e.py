@@ -455,6 +455,30 @@ def test_pipelined_requests_in_one_write_are_answered_in_order(pair: Pair, first
     assert delta(url, before, HANDED_BACK) >= 1
 
 
+def test_a_first_head_in_pieces_and_a_body_in_pieces_are_served_as_on_the_frames_path(pair: Pair) -> None:
+    """The front holds a first head back until it is complete; the body's bytes that come after
+    the pass are read by the instance."""
+    warm(pair.direct.url, "/api/users/0", "/api/files/0")
+    warm(pair.frames.url, "/api/users/0", "/api/files/0")
+    before = metrics(pair.direct.url)
+    body = bytes(range(256)) * 40
+    data = request_bytes("POST", "/api/files/pieces?x=1", [("X-Request-Id", "pieces")], body)
+    cuts = [0, 7, 30, len(data) - len(body) - 1, len(data) - len(body) + 100, len(data) - 10, len(data)]
+    answers = []
+    for srv in (pair.direct, pair.frames):
+        with Conn(srv.url) as conn:
+            for start, end in zip(cuts, cuts[1:]):
+                conn.send(data[start:end])
+                time.sleep(0.15)
+            answers.append(conn.read())
+            answers.append(conn.request("GET", "/api/files/after", [("X-Request-Id", "after")]))
+    direct, direct_after, frames, frames_after = answers
+    assert direct.status == 200 and json.loads(direct.body)["body_length"] == len(body)
+    assert direct.comparable() == frames.comparable()
+    assert direct_after.comparable() == frames_after.comparable()
+    assert delta(pair.direct.url, before, PASSED) >= 1
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. unusual requests: answered as the frames path answers them, first or later on a connection
 
