@@ -37,6 +37,10 @@ LOAD_ERROR      W    stream 0: loading failed: {message, file, attr, found, trac
 HEARTBEAT       W    stream 0: the worker's event loop is alive: {inflight}
 STOP            F    stream 0: graceful stop: {timeout} seconds to finish in-flight streams
 WINDOW          F/W  per stream: the consumer took N more data bytes (meta = N in ASCII)
+REPORT          W    stream 0: direct path, requests served on passed connections:
+                     {requests: [[request_id, method, path_with_query, status, duration_ms], ...]}
+EXPIRED         W    stream 0: direct path, a request ran past maxDuration (answered 504): {limit}
+DIRECT_PLAN     F    stream 0: direct path, what the worker serves itself (``runtime.direct``)
 ==============  ===  ==================================================================
 
 Split scope (the usual HTTP scope, ≈6 µs less per request over both sides than one JSON object):
@@ -69,6 +73,9 @@ LOAD_ERROR = 18
 HEARTBEAT = 19
 STOP = 20
 WINDOW = 21  # both directions, per stream: meta = ASCII digits, bytes of data the peer consumed
+REPORT = 22  # direct path (runtime.direct), worker → front
+EXPIRED = 23  # direct path, worker → front
+DIRECT_PLAN = 24  # direct path, front → worker
 
 # flags
 MORE = 1

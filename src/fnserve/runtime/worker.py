@@ -12,7 +12,8 @@ the supervisor's Unix socket, "token": str identifying this instance, "heartbeat
 heartbeats, "stop_timeout": default seconds to drain on SIGTERM, "uvloop": bool}``, optionally
 ``"cgroup"``: the ``cgroup.procs`` file to join and ``"rlimit_as"``: bytes for ``RLIMIT_AS`` (memory
 limits, applied before the function is imported; see ``fnserve.supervisor.limits``), ``"rlimits"``
-and ``"supervisor"`` (the front's pid: see ``runtime.containment``).
+and ``"supervisor"`` (the front's pid: see ``runtime.containment``), ``"direct"``: the path of the
+front's ``direct.sock`` (the direct path, ``runtime.direct``; absent: frames only).
 
 Life of a worker:
 1. chdir to ``spec["project_root"]``; connect to ``socket``; send ``HELLO {token, pid, python}``.
@@ -29,7 +30,12 @@ Life of a worker:
    zygote learns them (faster cold starts). Not in READY:
    listing ``sys.modules`` touches every key, which in a forked child means copy-on-write faults
    on the critical path.
-4. On ``STOP {timeout}``, SIGTERM or SIGINT (handlers only set an event): refuse new streams, wait up
+   With ``options["direct"]``: a SOCK_SEQPACKET channel to the front (connected in ``connect``,
+   announced with ``b"T" + token``) brings client connections the worker serves itself
+   (``runtime.direct.DirectServer``, once a ``DIRECT_PLAN`` came); ``REPORT`` / ``EXPIRED`` go
+   over this connection; ``inflight`` counts those requests too.
+4. On ``STOP {timeout}``, SIGTERM or SIGINT (handlers only set an event): refuse new streams (direct:
+   adopt no more connections, hand idle ones back at once and busy ones after their response), wait up
    to ``timeout`` s for in-flight ones, lifespan shutdown, exit 0. If the front's connection is lost,
    in-flight tasks are cancelled at once (nobody can receive their answer) and the worker exits 0.
 
@@ -41,16 +47,20 @@ import gc
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
 import warnings
-from typing import Any, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
 from . import protocol as p
 from .bytecode import keep_installed_bytecode_in_place
 from .confine import confine, hint
 from .containment import contain, log_line
+
+if TYPE_CHECKING:  # pragma: no cover - imported when the direct path is on (runtime.direct)
+    from .direct import DirectServer
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -131,6 +141,10 @@ class Worker:
         self._started = 0.0  # perf_counter() when loading began
         self.front_death: Any = None  # containment.FrontDeath: die with the front (checked per heartbeat)
         self.confined = False  # writes restricted (runtime.confine): refused writes get a hint in the log
+        self.direct_path: Optional[str] = options.get("direct") or None
+        self.direct_channel: Optional[socket.socket] = None  # SOCK_SEQPACKET to the front (direct path)
+        self.direct: Optional["DirectServer"] = None
+        self._plan: Optional[Dict[str, Any]] = None  # a DIRECT_PLAN received before the server exists
 
     async def connect(self) -> int:
         """Connect to the supervisor, send ``HELLO`` and install the stop signals. Returns 0, or
@@ -149,6 +163,8 @@ class Worker:
         self.conn = conn
         conn.send_control(p.HELLO, {"token": self.token, "pid": os.getpid(), "python": sys.version.split()[0]})
         conn.flush()
+        if self.direct_path:
+            self.direct_channel = _connect_direct(self.direct_path, self.token)
         self._signals(loop)
         return EXIT_OK
 
@@ -191,6 +207,12 @@ class Worker:
         self.app = loaded.app
         if self.joining is not None:
             self.joining.join(10.0)
+        if self.direct_channel is not None:
+            from .direct import DirectServer
+
+            self.direct = DirectServer(self.app, self.direct_channel, conn.send_control, self._log_app_error)
+            if self._plan is not None:
+                self._install_plan(self._plan)
         gc.freeze()  # the imported code is long-lived: keep it out of every later collection
         conn.send_control(
             p.READY,
@@ -205,12 +227,19 @@ class Worker:
 
     async def _drain(self, loaded: Any) -> int:
         self.stopping = True
+        direct = self.direct
+        if direct is not None:
+            direct.stop()
         if self._reports < 2 and self.conn is not None and not self.lost:  # stopped before its heartbeats
             self._reports = 2
-            self.conn.send_control(p.HEARTBEAT, {"inflight": len(self.tasks), "imported": self._new_modules()})
+            self.conn.send_control(p.HEARTBEAT, {"inflight": self._inflight(), "imported": self._new_modules()})
         deadline = time.monotonic() + self.stop_timeout
         if self.tasks and not self.lost:
             await asyncio.wait(set(self.tasks), timeout=self.stop_timeout)
+        if direct is not None:
+            if not self.lost:
+                await direct.wait_idle(max(0.0, deadline - time.monotonic()))
+            direct.close()
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
@@ -262,11 +291,33 @@ class Worker:
             assert self.conn is not None
             if self.front_death is not None and not self.front_death.check():
                 self._request_stop(0.0)  # reparented, and not to the front: it is gone
-            meta: Dict[str, Any] = {"inflight": len(self.tasks)}
-            if self._reports == 0 or (self._reports == 1 and self.served):
+            meta: Dict[str, Any] = {"inflight": self._inflight()}
+            if self._reports == 0 or (self._reports == 1 and (self.served or (self.direct is not None and self.direct.served))):
                 self._reports += 1
                 meta["imported"] = self._new_modules()
             self.conn.send_control(p.HEARTBEAT, meta)
+
+    def _inflight(self) -> int:
+        return len(self.tasks) + (self.direct.inflight if self.direct is not None else 0)
+
+    def _install_plan(self, plan: Any) -> None:
+        if self.direct is None:
+            self._plan = plan  # installed when the direct server starts (after the load)
+            return
+        try:
+            self.direct.set_plan(plan)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            log_line("ignored a malformed direct plan (%s: %s); connections are handed back until a valid one comes"
+                     % (type(exc).__name__, exc))
+
+    def _log_app_error(self, exc: BaseException) -> None:
+        """What the app raised on a direct connection: logged as on the frames path."""
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb += "hint: %s\n" % hint(exc) if self.confined and hint(exc) else ""
+        sys.stderr.write(tb)
+        sys.stderr.flush()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            self._request_stop(None)
 
     # -- callbacks from the connection (run in the event loop; they only enqueue work)
     def _request_stop(self, timeout: Optional[float]) -> None:
@@ -278,6 +329,8 @@ class Worker:
     def _on_control(self, ftype: int, obj: Any) -> None:
         if ftype == p.STOP:
             self._request_stop(obj.get("timeout") if isinstance(obj, dict) else None)
+        elif ftype == p.DIRECT_PLAN:
+            self._install_plan(obj)
 
     def _on_lost(self, exc: Optional[BaseException]) -> None:
         self.lost = True
@@ -384,6 +437,24 @@ class Worker:
         self.tasks.discard(asyncio.current_task())
         # no flush here: the frames leave at the end of this loop step, in one write with the
         # responses of the other streams that finished in it (bench/ipc.py: ~3 µs CPU less)
+
+
+def _connect_direct(path: str, token: str) -> Optional[socket.socket]:
+    """The direct path's channel to the front (``options["direct"]``): a SOCK_SEQPACKET socket
+    connected to ``path`` that said ``b"T" + token``, non-blocking; None (one log line) when the
+    front cannot be reached: the worker then serves over frames only."""
+    sock = None
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(path)
+        sock.send(b"T" + token.encode("ascii"))
+        sock.setblocking(False)
+    except (OSError, UnicodeEncodeError) as exc:
+        log_line("cannot connect to the direct path socket %s: %s (serving over frames only)" % (path, exc))
+        if sock is not None:
+            sock.close()
+        return None
+    return sock
 
 
 def new_loop(use_uvloop: bool) -> asyncio.AbstractEventLoop:

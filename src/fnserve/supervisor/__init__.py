@@ -16,6 +16,15 @@ Public API (the front server, ``fnserve dev`` and ``fnserve start`` use only thi
         await sup.update(new_targets)                # functions added / removed / changed
         sup.status()                                 # instances, queue, cold starts per function
 
+    # fnserve start's direct path (Supervisor(..., direct=True)): the front passes client connections
+    sup.set_direct_plan(lambda function_id: plan)    # plan dict or None, sent to instances after READY
+    sup.on_hand_back = serve_rest                    # (sock, data): a worker gave a connection back
+    sup.on_direct_report = log_requests              # (function_id, pid, [[id, method, path, status, ms]])
+    if sup.pass_connection(function, sock, head):    # sync; False: serve it through the frames path
+        sock.close()
+    sup.refresh_direct_plans()                       # after a site reload
+    sup.direct_stats()                               # {"passed", "handed_back", "closed", "lost", "open"}
+
 Dev keeps one instance per function (``policy="single"``, the default) and may use ``acquire``;
 its limits (``max_duration``, ``memory``) are enforced by ``serve`` exactly as in production.
 Errors raised are in ``fnserve.errors``: ``FunctionLoadFailed`` (500), ``WorkerCrashed`` (502),
@@ -25,6 +34,7 @@ Errors raised are in ``fnserve.errors``: ``FunctionLoadFailed`` (500), ``WorkerC
 
 from .core import RestartResult, Supervisor
 from .function_pool import FunctionPool, Lease
+from .handoff import DIRECT_MAX_PACKET, DirectChannels
 from .launch import LAUNCHERS, Launcher, SpawnLauncher, WorkerProcess
 from .leasing import Forward, Leasing
 from .limits import MEMORY_LIMITERS, MemoryLimiter, detect_memory_limiter
@@ -39,7 +49,7 @@ from .zygote_launcher import ForkLauncher, ZygoteLauncher, preload_modules
 LAUNCHERS["zygote"] = ZygoteLauncher
 
 __all__ = [
-    "LAUNCHERS", "MEMORY_LIMITERS", "POLICIES", "AutoscalePolicy", "ForkLauncher", "Forward", "FunctionPool",
+    "DIRECT_MAX_PACKET", "DirectChannels", "LAUNCHERS", "MEMORY_LIMITERS", "POLICIES", "AutoscalePolicy", "ForkLauncher", "Forward", "FunctionPool",
     "InstancePools", "InstanceStarter", "Launcher", "Lease", "Leasing", "Maintenance", "MemoryGuard", "MemoryLimiter",
     "PoolView", "RestartResult", "ScaleDecision", "ScalingPolicy", "SingleInstancePolicy", "SpawnLauncher",
     "Supervisor", "WorkerProcess", "WorkerTarget", "ZygoteLauncher", "detect_memory_limiter", "function_env",

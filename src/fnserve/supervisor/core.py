@@ -18,7 +18,9 @@ connection: ``lease`` / ``acquire``).
 - ``MemoryGuard`` (``memory``): the memory limiter (cgroup or RLIMIT_AS) and, without a cgroup,
   RSS polling over each instance's process group;
 - ``Maintenance`` (``maintenance``): the background loops (heartbeat watchdog, scaling ticks for
-  the functions with a step due, memory polling rounds).
+  the functions with a step due, memory polling rounds);
+- ``DirectChannels`` (``handoff``, ``direct``; with ``direct=True``): the direct path's channels,
+  client connections passed to instances (``pass_connection``), one lease each, and their plans.
 Nothing on a request's or a cold start's path walks every function or instance: ``status()``
 does, and only ``/_fnserve/metrics`` and the dashboard call it.
 All processes live in one event loop.
@@ -28,13 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from ..errors import WorkerError
 from ..project.types import Function
 from ..runtime import protocol as p
 from ..runtime.asgitypes import Receive, Scope, Send
 from .function_pool import Lease
+from .handoff import DirectChannels, HandBack, PlanProvider, ReportHook
 from .launch import Launcher, SpawnLauncher
 from .leasing import Forward, Leasing
 from .limits import MemoryLimiter
@@ -73,12 +78,15 @@ class Supervisor:
     instance is replaced after serving that many requests (gunicorn's ``--max-requests``), 0:
     never; ``max_failures``: after that many failed requests (raised or 5xx) in a row, 0: never
     (both through ``serve``). ``rlimits``: ``{"nofile": n, "nproc": n}`` for every instance
-    (issue 10 item 7: ``RLIMIT_NOFILE`` / ``RLIMIT_NPROC``; 0 or absent: inherited). Use ``async with
+    (issue 10 item 7: ``RLIMIT_NOFILE`` / ``RLIMIT_NPROC``; 0 or absent: inherited). ``direct``:
+    the direct path (``fnserve start``; issue 14 item 2): workers also connect to ``direct.sock``
+    and the front may pass them client connections (``pass_connection``). Use ``async with
     Supervisor(...)`` or call ``shutdown()``.
 
     Its parts (see the module docstring): ``pools`` (``InstancePools``: ``.pools`` id →
     ``FunctionPool``, ``.live`` instances), ``leasing`` (``Leasing``), ``memory``
-    (``MemoryGuard``: ``.limiter``), ``starter`` (``InstanceStarter``), ``maintenance``.
+    (``MemoryGuard``: ``.limiter``), ``starter`` (``InstanceStarter``), ``maintenance``,
+    ``direct`` (``handoff.DirectChannels``).
     """
 
     def __init__(
@@ -101,6 +109,7 @@ class Supervisor:
         max_requests_jitter: int = 0,
         max_failures: int = 0,
         rlimits: Mapping[str, int] | None = None,
+        direct: bool = False,
     ) -> None:
         self.launcher = launcher or SpawnLauncher()
         self.policy = POLICIES[policy]() if isinstance(policy, str) else policy
@@ -110,7 +119,7 @@ class Supervisor:
             heartbeat = min(5.0, max(0.05, heartbeat_timeout / 6)) if heartbeat_timeout else 5.0
         self.memory = MemoryGuard(memory_limiter)
         self.starter = InstanceStarter(self.launcher, self.memory, heartbeat=heartbeat, stop_timeout=stop_timeout,
-                                       use_uvloop=use_uvloop, rlimits=rlimits)
+                                       use_uvloop=use_uvloop, rlimits=rlimits, direct=direct)
         self.pools = InstancePools(targets, self.policy, self.starter, self.memory, start_timeout=start_timeout,
                                    stop_timeout=stop_timeout, ensure_started=self.start,
                                    load_retry=load_retry, max_requests=max_requests,
@@ -118,6 +127,8 @@ class Supervisor:
         self.leasing = Leasing(self.pools, self.memory, start_timeout=start_timeout, queue_timeout=queue_timeout,
                                heartbeat_timeout=heartbeat_timeout)
         self.pools.recheck = tick
+        self.direct: DirectChannels = self.starter.direct
+        self.direct.recycle = self.pools.recycle_if_due
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)
         self._start_lock: asyncio.Lock | None = None
@@ -202,6 +213,71 @@ class Supervisor:
         lease = await self.leasing.lease(pool.target.id)
         lease.release()
         return lease.connection
+
+    # ----------------------------------------------------------------------------- direct path
+    def pass_connection(self, function: Function | str, sock: socket.socket, data: bytes) -> bool:
+        """Pass a client connection to a ready instance of ``function`` (a ``Function`` or its
+        id), which serves it from then on (the direct path; ``direct=True``). ``sock``: the
+        client's connected socket; ``data``: the bytes already read from it (the start of its
+        first request; at most ``handoff.DIRECT_MAX_PACKET`` - 9 bytes). Synchronous: never waits,
+        never starts an instance.
+
+        True: passed; the instance holds one lease (``FunctionPool.grant``) until it reports the
+        connection closed or handed back (``on_hand_back``) or exits; close your copy of ``sock``.
+        False, and nothing changed (you still own ``sock`` and serve it through the frames
+        path): direct path off, unknown function, requests queued for it, no ready instance
+        with a channel, a plan and a free slot (load below ``concurrency``), ``data`` too long,
+        or the channel's buffer full (EAGAIN / ENOBUFS) or broken. Never raises."""
+        try:
+            pool = self.pools.get(function)
+        except WorkerError:
+            return False
+        return self.direct.pass_to(pool, sock, data)
+
+    @property
+    def on_hand_back(self) -> HandBack:
+        """``on_hand_back(sock, data)``, set by the front: a worker gave back a passed connection
+        (``sock``: a new ``socket.socket`` the hook owns, as the worker left it: non-blocking at
+        the OS level; ``data``: bytes it read and did not serve, starting at a request's first
+        byte). Called on the event loop; must not block. Default: close ``sock``. An exception
+        it raises is logged and ``sock`` closed."""
+        return self.direct.on_hand_back
+
+    @on_hand_back.setter
+    def on_hand_back(self, hook: HandBack) -> None:
+        self.direct.on_hand_back = hook
+
+    @property
+    def on_direct_report(self) -> ReportHook | None:
+        """``on_direct_report(function_id, pid, requests)``, set by the front (access log,
+        metrics): requests an instance served on its direct connections, ``requests`` a list of
+        ``[request_id: str, method: str, path_with_query: str, status: int (0: no response),
+        duration_ms: float]`` (malformed entries dropped). Called on the event loop after
+        ``served`` / ``failures`` were counted. Default None."""
+        return self.direct.on_report
+
+    @on_direct_report.setter
+    def on_direct_report(self, hook: ReportHook | None) -> None:
+        self.direct.on_report = hook
+
+    def set_direct_plan(self, provider: PlanProvider | None) -> None:
+        """``provider(function_id) -> plan dict | None`` (docs: the direct path's plan, JSON-able:
+        version, function, routes, exclude, limits): what each instance is sent (``DIRECT_PLAN``)
+        right after READY; None from it: that instance gets no direct connection. Sends the
+        plan to the instances already ready (``refresh_direct_plans``)."""
+        self.direct.plan = provider
+        self.direct.refresh()
+
+    def refresh_direct_plans(self) -> int:
+        """Send every ready instance its plan again (after a site reload). Returns how many got
+        one."""
+        return self.direct.refresh()
+
+    def direct_stats(self) -> dict[str, int]:
+        """Direct-path connections since the start: ``{"passed", "handed_back", "closed" (the
+        worker closed them), "lost" (their instance exited holding them, or the worker reported
+        them wrongly), "open" (held now)}``. O(1)."""
+        return self.direct.stats()
 
     # ----------------------------------------------------------------------------- reloads
     async def restart(self, ids: Iterable[str]) -> dict[str, RestartResult]:

@@ -104,15 +104,18 @@ class FunctionPool:
         return best if best is not None and best.load < self.limits.concurrency else None
 
     # ------------------------------------------------------------------------- slots
-    def grant(self, inst: Instance, waited_ms: float = 0.0) -> Lease:
-        """Take a slot on ``inst`` (one ``free`` returned) now."""
+    def grant(self, inst: Instance, waited_ms: float = 0.0, *, count: bool = True) -> Lease:
+        """Take a slot on ``inst`` (one ``free`` returned) now. ``count``: the slot is one request
+        (``inst.served`` + 1); False for a direct-path connection, whose requests the worker
+        reports (``handoff``)."""
         inst.leases += 1
-        return self.lease(inst, waited_ms)
+        return self.lease(inst, waited_ms, count)
 
-    def lease(self, inst: Instance, waited_ms: float) -> Lease:
+    def lease(self, inst: Instance, waited_ms: float, count: bool = True) -> Lease:
         """The ``Lease`` of a slot already counted in ``inst.leases`` (granted or fed)."""
         cold = inst.served == 0
-        inst.served += 1
+        if count:
+            inst.served += 1
         inst.idle_since = None
         return Lease(self, inst, cold, waited_ms)
 

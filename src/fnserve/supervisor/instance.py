@@ -6,7 +6,9 @@ import asyncio
 import functools
 import logging
 import signal
+import socket
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..runtime import protocol as p
@@ -52,11 +54,14 @@ class Instance:
     resolved with the READY meta (``{pid, startup_ms, kind}``) or failed with ``LoadFailure``.
     ``exited``: a future resolved with the exit status. ``inflight``: streams open on the front side.
     ``last_heartbeat``: loop time (s) of the last HEARTBEAT (or of the start). Scaling and limits:
-    ``leases`` (requests holding a slot), ``served`` (leases given so far), ``idle_since`` (loop
+    ``leases`` (requests and direct connections holding a slot), ``served`` (requests so far: frames-path
+    leases plus the requests direct connections reported), ``idle_since`` (loop
     time its last request ended, None while busy), ``kind`` (from READY), ``kill_reason``
     (None, "duration", "memory", "heartbeat": why the supervisor killed it), ``failures`` (failed
     requests in a row), ``recycle_at`` (``served`` count it is replaced at, or None), ``peak_rss_mb``,
-    ``limit_key`` (its key in the memory limiter, None when it has no cgroup). ``pid`` is also its
+    ``limit_key`` (its key in the memory limiter, None when it has no cgroup). Direct path
+    (``handoff``): ``direct_channel`` (its channel socket or None), ``direct_planned`` (its plan was
+    sent), ``direct_conns`` (ids of the client connections passed to it, one lease each). ``pid`` is also its
     process group id: it leads its own group, where whatever the function starts stays unless it
     calls ``setsid``/``setpgid`` (``os.killpg(inst.pid, sig)``; see ``reaper``).
     """
@@ -76,6 +81,11 @@ class Instance:
         self.limit_key: str | None = None  # the memory limiter's key while it holds a cgroup for it
         self.on_imported: Any = None  # callable(list of module names) from READY / HEARTBEAT
         self.on_ready: Any = None  # callable(instance), called as READY arrives
+        # direct path (``handoff``): callable(instance, frame type, obj) for READY / REPORT / EXPIRED
+        self.on_direct: Callable[[Instance, int, Any], None] | None = None
+        self.direct_channel: socket.socket | None = None  # its SOCK_SEQPACKET channel, once it sent its token
+        self.direct_planned = False  # its DIRECT_PLAN was sent: it may be passed connections
+        self.direct_conns: set[int] = set()  # conn ids of the client connections it holds
         self.target = target
         self.token = token
         self.state = "starting"
@@ -146,8 +156,13 @@ class Instance:
                 self.idle_since = loop.time()
                 self.state = "ready"
                 self.ready.set_result(obj)
+                if self.on_direct is not None:
+                    self.on_direct(self, ftype, obj)  # its plan leaves before anything else
                 if self.on_ready is not None:
                     self.on_ready(self)
+        elif ftype == p.REPORT or ftype == p.EXPIRED:
+            if self.on_direct is not None:
+                self.on_direct(self, ftype, obj)
         elif ftype == p.LOAD_ERROR:
             if not self.ready.done():
                 self.ready.set_exception(LoadFailure(make_load_error(obj if isinstance(obj, dict) else {})))

@@ -6,6 +6,11 @@ removing the folders of fnserve processes that are gone: ``sweep_stale_sockets``
 the process of an ``Instance`` with a fresh token in its options; the worker connects and says
 HELLO with that token, and the connection is attached to the instance (a connection with an
 unknown token is closed). ``InstancePools`` decides when to start and what to do once ready.
+
+With ``direct=True`` (``fnserve start``'s direct path) it also listens on ``direct.sock`` in the
+same folder (``handoff.DirectChannels``: ``starter.direct``), gives every worker
+``options["direct"]`` (its path; forked instances get the same options through their zygote) and
+registers each instance there, whose channel is attached by the token it sends.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from ..errors import WorkerError
 from ..runtime import protocol as p
+from .handoff import DirectChannels
 from .instance import Instance
 from .launch import Launcher, pid_alive
 from .memory import MemoryGuard
@@ -56,17 +62,21 @@ class InstanceStarter:
     the supervisor's ``MemoryGuard``; ``heartbeat`` / ``stop_timeout``: s, passed to workers;
     ``use_uvloop``: workers use uvloop when their environment has it; ``rlimits``: resource limits
     of every instance, ``{"nofile": n, "nproc": n}`` (0 or absent: inherited; applied by
-    ``fnserve.runtime.containment``). While open, this process is the instances' subreaper
+    ``fnserve.runtime.containment``); ``direct``: also listen on ``direct.sock`` for the direct
+    path's channels (``direct``: the ``DirectChannels``, present either way; ``direct.path`` is
+    ``""`` while it does not listen). While open, this process is the instances' subreaper
     (``reaper.REAPER``)."""
 
     def __init__(self, launcher: Launcher, memory: MemoryGuard, *, heartbeat: float, stop_timeout: float,
-                 use_uvloop: bool, rlimits: Mapping[str, int] | None = None) -> None:
+                 use_uvloop: bool, rlimits: Mapping[str, int] | None = None, direct: bool = False) -> None:
         self.launcher = launcher
         self.rlimits = {k: int(v) for k, v in (rlimits or {}).items() if v}
         self.memory = memory
         self.heartbeat = heartbeat
         self.stop_timeout = stop_timeout
         self.use_uvloop = use_uvloop
+        self.use_direct = direct
+        self.direct = DirectChannels()
         self.socket_path = ""
         self._server: Any = None  # asyncio.Server (a uvloop one with uvloop)
         self._dir: str | None = None
@@ -79,13 +89,23 @@ class InstanceStarter:
         return self._server is not None
 
     async def open(self, loop: Any) -> None:
-        """Listen on a new Unix socket in a private temporary folder (``loop``: the running loop)."""
+        """Listen on a new Unix socket in a private temporary folder (``loop``: the running loop),
+        and on ``direct.sock`` there with ``direct``. Raises ``WorkerError`` when ``direct.sock``
+        cannot be listened on."""
         tmp = tempfile.gettempdir()
         for folder in sweep_stale_sockets(tmp):
             log.info("removed %s (left by an fnserve that is no longer running)", folder)
         self._dir = tempfile.mkdtemp(prefix=f"{SOCKET_PREFIX}{os.getpid()}-", dir=tmp)
         self.socket_path = os.path.join(self._dir, "workers.sock")
         self._server = await loop.create_unix_server(self._new_connection, self.socket_path)
+        if self.use_direct:
+            try:
+                self.direct.open(loop, self._dir)
+            except WorkerError:
+                self._server.close()
+                self._server = None
+                shutil.rmtree(self._dir, ignore_errors=True)
+                raise
         REAPER.open()
         self._reaping = True
 
@@ -94,6 +114,7 @@ class InstanceStarter:
         if self._server is not None:
             self._server.close()
             self._server = None
+        self.direct.close()
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -118,8 +139,9 @@ class InstanceStarter:
         return bool(learn is not None and learn(target, modules))
 
     async def start(self, inst: Instance, memory: int | None) -> None:
-        """Launch ``inst``'s process (options: socket, token, heartbeat, stop timeout, uvloop, and
-        the memory limiter's for ``memory`` MB) and watch it. Its token stays expected until
+        """Launch ``inst``'s process (options: socket, token, heartbeat, stop timeout, uvloop,
+        ``direct`` (the path of ``direct.sock``, with ``direct``), and the memory limiter's for
+        ``memory`` MB) and watch it. Its token stays expected until
         ``forget(inst)``. Raises ``WorkerError`` when the interpreter cannot be started."""
         self._pending[inst.token] = inst
         options: dict[str, Any] = {
@@ -132,6 +154,9 @@ class InstanceStarter:
         }
         if self.rlimits:
             options["rlimits"] = self.rlimits
+        if self.direct.path:
+            options["direct"] = self.direct.path
+            self.direct.expect(inst)
         if memory:
             options.update(self.memory.options(inst, memory, bool(getattr(self.launcher, "standby_cgroups", False))))
         target = inst.target
@@ -144,11 +169,15 @@ class InstanceStarter:
                     None, functools.partial(shutil.rmtree, tmpdir, ignore_errors=True)))
             process = await self.launcher.launch(target, options)
         except OSError as exc:
+            self.direct.discard(inst)
             self.memory.release(inst)
             raise WorkerError(
                 f"cannot start {target.python} for {target.id}: {exc}",
                 "check that the function's Python interpreter exists and is executable",
             ) from exc
+        except BaseException:
+            self.direct.discard(inst)
+            raise
         if memory:
             self.memory.adopt(inst, process, memory, options.get("standby_cgroup"))
         inst.watch(process, self.output)
