@@ -744,6 +744,29 @@ def test_sighup_gives_a_passed_keep_alive_connection_the_new_version(fresh: Call
         assert conn.request("GET", "/api/version").body == b"v2"
 
 
+def test_sighup_lets_a_busy_passed_connection_finish_then_serves_the_new_version(
+        fresh: Callable[..., StartServer]) -> None:
+    """A request in progress on a passed connection at the reload finishes on the old instance;
+    the connection's next request gets the new code (handed back after that response)."""
+    srv = fresh()
+    warm(srv.url, "/api/version")
+    before = metrics(srv.url)
+    with Conn(srv.url) as conn:
+        assert conn.request("GET", "/api/version").body == b"v1"
+        conn.send(request_bytes("GET", "/api/version?sleep=1.5"))
+        time.sleep(0.3)
+        version = srv.project / "api" / "version.py"
+        version.write_text(version.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
+        mark = len(srv.lines)
+        srv.signal(signal.SIGHUP)
+        answer = conn.read()
+        assert (answer.status, answer.body) == (200, b"v1")  # the old code was running it
+        srv.wait_for_line(r"reload: done", timeout=15, start=mark)
+        until(lambda: delta(srv.url, before, HANDED_BACK) >= 1, 5, "the old instance to hand the connection back")
+        assert conn.request("GET", "/api/version").body == b"v2"  # the same connection
+    assert delta(srv.url, before, PASSED) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # 9-10. when nothing is passed
 
