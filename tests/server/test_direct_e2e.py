@@ -479,6 +479,63 @@ def test_a_first_head_in_pieces_and_a_body_in_pieces_are_served_as_on_the_frames
     assert delta(pair.direct.url, before, PASSED) >= 1
 
 
+@pytest.mark.parametrize("switch", [None, 700])
+def test_a_thousand_pipelined_requests_are_answered_in_order(pair: Pair, switch: int | None) -> None:
+    """More than the instance reads at once (it pauses reading while 64 KiB wait); ``switch``: that
+    request goes to another function, so the connection is handed back with what is left unread."""
+    url = pair.direct.url
+    warm(url, "/api/hello", "/api/asgi")
+    before = metrics(url)
+    paths = [f"/api/{'asgi' if i == switch else 'hello'}?pipelined=request-number-{i}" for i in range(1000)]
+    data = b"".join(request_bytes("GET", path, [("X-Request-Id", f"p{i}")]) for i, path in enumerate(paths))
+    with Conn(url) as conn:
+        assert conn.request("GET", "/api/hello?first").status == 200  # passed (a first read over 60 KiB is not)
+        sender = threading.Thread(target=conn.send, args=(data,))
+        sender.start()
+        answers = [conn.read() for _ in paths]
+        sender.join(10)
+    expected = [(200, f"{'asgi' if i == switch else 'handler'} {path}".encode(), f"p{i}")
+                for i, path in enumerate(paths)]
+    assert [(a.status, a.body, a.header("x-fnserve-request-id")) for a in answers] == expected
+    assert delta(url, before, PASSED) == 1
+    assert delta(url, before, HANDED_BACK) == (1 if switch else 0)
+
+
+def test_many_keep_alive_clients_across_functions_at_once(pair: Pair) -> None:
+    """40 clients (more than a handler instance's 32 requests at once), each a keep-alive connection
+    going from function to function: every answer right."""
+    url = pair.direct.url
+    warm(url, "/api/hello", "/api/wsgi", "/api/asgi", "/api/users/0")
+    before = metrics(url)
+    problems: list[str] = []
+
+    def client(n: int) -> None:
+        order = ["hello", "hello", "wsgi", "asgi", "hello"] if n % 2 else ["asgi", "asgi", "hello", "users/7"]
+        try:
+            with httpx.Client(base_url=url, timeout=15) as http:
+                for round_ in range(5):
+                    for fn in order:
+                        r = http.get(f"/api/{fn}?c={n}&r={round_}")
+                        if fn == "users/7":
+                            ok = r.json()["path"] == f"/api/users/7?c={n}&r={round_}&id=7"
+                        else:
+                            kind = "handler" if fn == "hello" else fn
+                            ok = r.text == f"{kind} /api/{fn}?c={n}&r={round_}"
+                        if r.status_code != 200 or not ok:
+                            problems.append(f"{n} {fn} {r.status_code} {r.text[:100]}")
+        except httpx.HTTPError as exc:
+            problems.append(f"{n} {exc!r}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not problems, problems[:5]
+    assert delta(url, before, PASSED) >= 20
+    assert delta(url, before, HANDED_BACK) >= 20
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. unusual requests: answered as the frames path answers them, first or later on a connection
 
