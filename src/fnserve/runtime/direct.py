@@ -43,6 +43,7 @@ from .frames import EXPIRED, REPORT
 from .h1conn import DIRECT_MAX_PACKET, H1Conn
 from .h1exchange import ERROR_STRINGS, REPORT_BATCH, Exchange, render_error, runtime_error
 from .routetrie import RouteTrie
+from .slotwriter import SlotWriter
 
 __all__ = ["DIRECT_MAX_PACKET", "ERROR_STRINGS", "DirectPlan", "DirectServer", "render_error", "runtime_error"]
 
@@ -125,6 +126,7 @@ class DirectServer:
         self.control = control
         self.on_error = on_error or _print_traceback
         self.plan: Optional[DirectPlan] = None
+        self.slots: Optional[SlotWriter] = None  # the front's slot table (packet M), before any connection
         self.conns: Dict[int, H1Conn] = {}
         self.tasks: Set["asyncio.Task[None]"] = set()  # app calls in progress
         self.served = 0  # requests finished (reported)
@@ -170,6 +172,16 @@ class DirectServer:
                 return
             for extra in fds[1:]:
                 os.close(extra)
+            if data[:1] == b"M" and len(data) == 5 and fds:  # the slot table (runtime.slotwriter)
+                try:
+                    slots = SlotWriter(fds[0], int.from_bytes(data[1:5], "big"))
+                except (OSError, ValueError) as exc:
+                    _log("cannot map the direct path's slot table: %s" % exc)
+                    continue
+                if self.slots is not None:
+                    self.slots.close()
+                self.slots = slots
+                continue
             if data[:1] != b"C" or len(data) < 9 or not fds:
                 if fds:
                     os.close(fds[0])

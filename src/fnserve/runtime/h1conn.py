@@ -79,7 +79,7 @@ class H1Conn:
 
     __slots__ = ("server", "loop", "conn_id", "tag", "sock", "fd", "buf", "reading", "writing", "frozen",
                  "out", "out_size", "closed", "eof", "exchange", "after_write", "drainers", "deadline",
-                 "deadline_kind", "client", "local", "discard")
+                 "deadline_kind", "client", "local", "discard", "slot", "state")
 
     def __init__(self, server: "DirectServer", conn_id: int, sock: socket.socket, data: bytes) -> None:
         self.server = server
@@ -100,6 +100,9 @@ class H1Conn:
         self.client: Optional[Tuple[str, int]] = None
         self.local: Optional[Tuple[str, int]] = None
         self.discard = 0  # body bytes of the last request its app left unread, to skip
+        # its slot in the front's table (runtime.slotwriter) and what it says: 0 idle, 1 request, -1 responding
+        self.slot = conn_id & 0xFFFFFFFF
+        self.state = 0
 
     def start(self) -> None:
         try:
@@ -233,6 +236,10 @@ class H1Conn:
             return
         # plain and ours: from here on the bytes are consumed
         del buf[:end + 4]
+        slots = server.slots
+        if slots is not None:
+            slots.start(self.slot)
+            self.state = 1
         self.deadline_kind = 0
         if request_id is None or VALID_REQUEST_ID.fullmatch(request_id) is None:
             if request_id is not None:
@@ -269,6 +276,7 @@ class H1Conn:
         """The response of ``exchange`` is complete: the next request (or close / hand back)."""
         if self.exchange is exchange:
             self.exchange = None
+        self._idle()
         if self.closed:
             return
         if not exchange.keep_alive or self.eof or exchange.body_left > DISCARD_MAX:
@@ -298,6 +306,11 @@ class H1Conn:
     def write(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.state == 1:  # the response's first bytes: the front can no longer answer for it
+            self.state = -1
+            slots = self.server.slots
+            if slots is not None:
+                slots.responding(self.slot)
         if self.out:
             self.out.append(data)
             self.out_size += len(data)
@@ -353,7 +366,15 @@ class H1Conn:
             await waiter
 
     # -- the end
+    def _idle(self) -> None:
+        if self.state:
+            self.state = 0
+            slots = self.server.slots
+            if slots is not None:
+                slots.idle(self.slot)
+
     def _detach(self) -> None:
+        self._idle()
         self.closed = self.frozen = True
         if self.reading:
             self.reading = False
@@ -394,6 +415,12 @@ class H1Conn:
         if self.closed:
             return
         self._detach()
+        try:
+            # the front holds a duplicate of this socket (to answer 502/504 if this instance
+            # dies): closing ours alone would not end the connection
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:  # pragma: no cover

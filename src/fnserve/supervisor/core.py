@@ -39,7 +39,7 @@ from ..project.types import Function
 from ..runtime import protocol as p
 from ..runtime.asgitypes import Receive, Scope, Send
 from .function_pool import Lease
-from .handoff import DirectChannels, HandBack, PlanProvider, ReportHook
+from .handoff import DirectChannels, HandBack, LostHook, PlanProvider, ReportHook
 from .launch import Launcher, SpawnLauncher
 from .leasing import Forward, Leasing
 from .limits import MemoryLimiter
@@ -129,6 +129,7 @@ class Supervisor:
         self.pools.recheck = tick
         self.direct: DirectChannels = self.starter.direct
         self.direct.recycle = self.pools.recycle_if_due
+        self.direct.classify = self.memory.classify_exit
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)
         self._start_lock: asyncio.Lock | None = None
@@ -246,6 +247,19 @@ class Supervisor:
     @on_hand_back.setter
     def on_hand_back(self, hook: HandBack) -> None:
         self.direct.on_hand_back = hook
+
+    @property
+    def on_direct_lost(self) -> LostHook:
+        """``on_direct_lost(sock, function_id, error)``, set by the front: the instance holding a
+        passed connection died while a request on it had not started its response; ``sock``: the
+        front's duplicate of the client socket (the hook owns it), ``error``: the ``WorkerError``
+        the frames path would answer (``WorkerCrashed`` 502, ``MemoryExceeded``, ``HeartbeatTimeout``,
+        ``DurationExceeded`` 504). Default: close ``sock``."""
+        return self.direct.on_lost
+
+    @on_direct_lost.setter
+    def on_direct_lost(self, hook: LostHook) -> None:
+        self.direct.on_lost = hook
 
     @property
     def on_direct_report(self) -> ReportHook | None:

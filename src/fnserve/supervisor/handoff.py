@@ -43,14 +43,15 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import WorkerError
+from ..errors import DurationExceeded, HeartbeatTimeout, MemoryExceeded, WorkerCrashed, WorkerError
 from ..runtime import protocol as p
 from .function_pool import FunctionPool, Lease
 from .instance import Instance
+from .slottable import SlotTable
 
 log = logging.getLogger("fnserve.supervisor")
 
-__all__ = ["DIRECT_MAX_PACKET", "DirectChannels", "HandBack", "PlanProvider", "ReportHook", "close_hand_back"]
+__all__ = ["DIRECT_MAX_PACKET", "DirectChannels", "HandBack", "LostHook", "PlanProvider", "ReportHook", "close_hand_back", "close_lost"]
 
 DIRECT_MAX_PACKET = 256 * 1024  # bytes: the largest packet on a channel (both directions)
 CONN_ID = struct.Struct("!Q")
@@ -63,10 +64,27 @@ _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)  # the channel itself is
 PlanProvider = Callable[[str], "dict[str, Any] | None"]
 HandBack = Callable[[socket.socket, bytes], None]
 ReportHook = Callable[[str, int, "list[list[Any]]"], None]
+LostHook = Callable[[socket.socket, str, WorkerError], None]
+SLOTS = 4096  # slots of an instance's table: connections it may hold at once (32 KiB of shared memory)
+OVERDUE_GRACE = 1.0  # s past maxDuration before the front kills an instance whose worker did not answer 504
+SWEEP = 0.25  # s between the backstop's checks of the slot tables (only while connections are passed)
 
 
 def close_hand_back(sock: socket.socket, data: bytes) -> None:
     """The default ``on_hand_back``: no front to serve the rest, the connection is closed."""
+    sock.close()
+
+
+def close_lost(sock: socket.socket, function_id: str, exc: WorkerError) -> None:
+    """The default ``on_direct_lost``: no front to answer, the connection is closed."""
+    _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
     sock.close()
 
 
@@ -102,13 +120,17 @@ class DirectChannels:
         self.recycle: Callable[[Instance], None] | None = None
         self.on_hand_back: HandBack = close_hand_back
         self.on_report: ReportHook | None = None
+        self.on_lost: LostHook = close_lost
+        self.classify: Callable[[Instance], None] | None = None  # MemoryGuard.classify_exit: a cgroup OOM kill
         self.plan: PlanProvider | None = None
         self.passed = self.handed_back = self.closed = self.lost = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: socket.socket | None = None
         self._tokens: dict[str, Instance] = {}  # starting and live instances with direct on, by token
         self._unidentified: dict[socket.socket, asyncio.TimerHandle] = {}  # accepted, no token yet
-        self._conns: dict[int, tuple[Instance, Lease]] = {}  # conn_id → where it went and its slot
+        # conn_id → where it went, its lease, the front's duplicate of the client socket, its slot
+        self._conns: dict[int, tuple[Instance, Lease, socket.socket, int]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None  # the maxDuration backstop, while connections are passed
         self._warned: set[int] = set()  # Instance.key of instances warned about a malformed packet
 
     # ----------------------------------------------------------------------------- listening
@@ -136,6 +158,9 @@ class DirectChannels:
         loop = self._loop
         if loop is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._listener is not None:
             loop.remove_reader(self._listener.fileno())
             self._listener.close()
@@ -198,6 +223,21 @@ class DirectChannels:
         self._unidentified.pop(chan).cancel()
         assert self._loop is not None
         self._loop.remove_reader(chan.fileno())
+        try:  # the slot table (runtime.slotwriter): sent once, before any connection
+            table = SlotTable(SLOTS)
+        except OSError as exc:
+            log.warning("%s: no shared memory for the direct path's slot table (%s); it gets no direct connection",
+                        inst.target.id, exc)
+            chan.close()
+            return
+        try:
+            socket.send_fds(chan, [b"M" + SLOTS.to_bytes(4, "big")], [table.fd], socket.MSG_NOSIGNAL)
+        except OSError as exc:
+            log.info("%s: worker %s closed its direct-path channel (%s)", inst.target.id, inst.pid, exc)
+            table.close()
+            chan.close()
+            return
+        inst.direct_slots = table
         inst.direct_channel = chan
         self._loop.add_reader(chan.fileno(), self._read, inst, chan)
 
@@ -226,13 +266,54 @@ class DirectChannels:
         self._warned.discard(inst.key)
 
     def _exited(self, inst: Instance, _exited: object = None) -> None:
+        """``inst`` exited: each connection it held is answered on the front's duplicate — a
+        request whose response had not started gets the frames path's 502/504, a response under
+        way is cut (the connection closed), an idle connection comes back to the front."""
         self.discard(inst)
         conns, inst.direct_conns = inst.direct_conns, set()
-        for conn_id in conns:
+        table, inst.direct_slots = inst.direct_slots, None
+        error: WorkerError | None = None
+        for conn_id in sorted(conns):
             entry = self._conns.pop(conn_id, None)
-            if entry is not None:
+            if entry is None:
+                continue
+            _inst, lease, dup, slot = entry
+            lease.release()
+            state = table.state(slot) if table is not None else 0
+            if state > 0:  # a request in progress, nothing of its response written
                 self.lost += 1
-                entry[1].release()
+                if error is None:
+                    error = self._death(inst)
+                self._call(self.on_lost, inst, dup, inst.target.id, error)
+            elif state < 0:  # a response under way: cut, as the frames path aborts it
+                self.lost += 1
+                _shut(dup)
+            else:  # idle: the front serves its next request
+                self.handed_back += 1
+                self._call(self.on_hand_back, inst, dup, b"")
+        if table is not None:
+            table.close()
+
+    def _death(self, inst: Instance) -> WorkerError:
+        """Why ``inst`` died, as ``Leasing`` tells it for the frames path."""
+        if self.classify is not None:
+            self.classify(inst)
+        fid, reason = inst.target.id, inst.kill_reason
+        status = inst.exited.result() if inst.exited.done() else None
+        if reason == "duration":
+            return DurationExceeded(fid, inst.direct_limits.max_duration or 0.0 if inst.direct_limits else 0.0)
+        if reason == "memory":
+            return MemoryExceeded(fid, inst.direct_limits.memory or 0 if inst.direct_limits else 0, inst.peak_rss_mb)
+        if reason == "heartbeat":
+            return HeartbeatTimeout(fid, 0.0, inst.silent_s)
+        return WorkerCrashed(fid, exit_status=status)
+
+    def _call(self, hook: Callable[..., None], inst: Instance, sock: socket.socket, *args: Any) -> None:
+        try:
+            hook(sock, *args)
+        except Exception:
+            log.exception("%s: the front could not take back a connection; closing it", inst.target.id)
+            sock.close()
 
     # ----------------------------------------------------------------------------- passing
     def pass_to(self, pool: FunctionPool, sock: socket.socket, data: bytes) -> bool:
@@ -242,22 +323,54 @@ class DirectChannels:
         inst = self._pick(pool)
         if inst is None:
             return False
-        chan = inst.direct_channel
-        assert chan is not None
+        chan, table = inst.direct_channel, inst.direct_slots
+        assert chan is not None and table is not None
+        slot = table.assign()
+        if slot is None:
+            return False
+        try:  # kept to answer 502/504 if the instance dies (docs/ARCHITECTURE.md "direct path", design (e))
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            table.free(slot)
+            return False
         lease = pool.grant(inst, count=False)  # requests are counted from REPORT frames
-        conn_id = next(_CONN_IDS)
+        conn_id = next(_CONN_IDS) << 32 | slot  # the worker writes the state of slot conn_id & 0xFFFFFFFF
         try:
             socket.send_fds(chan, [b"C" + CONN_ID.pack(conn_id), data], [sock.fileno()], socket.MSG_NOSIGNAL)
         except OSError as exc:  # EAGAIN / ENOBUFS: its queue is full; EPIPE: it went away; EBADF...
             lease.release()
+            table.free(slot)
+            dup.close()
             if exc.errno in _GONE:
                 log.info("%s: worker %s closed its direct-path channel (%s)", inst.target.id, inst.pid, exc)
                 self._close_channel(inst)
             return False
-        self._conns[conn_id] = (inst, lease)
+        self._conns[conn_id] = (inst, lease, dup, slot)
         inst.direct_conns.add(conn_id)
+        inst.direct_limits = pool.limits
         self.passed += 1
+        if pool.limits.max_duration and self._sweeper is None and self._loop is not None:
+            self._sweeper = self._loop.call_later(SWEEP, self._sweep)
         return True
+
+    def _sweep(self) -> None:
+        """The maxDuration backstop: the worker answers 504 itself (``EXPIRED``); an instance
+        whose loop is stuck cannot, so one with a request older than maxDuration + 1 s is
+        killed here ("duration"), and its exit answers that request 504."""
+        self._sweeper = None
+        seen: set[int] = set()
+        for inst, _lease, _dup, _slot in list(self._conns.values()):
+            if inst.key in seen:
+                continue
+            seen.add(inst.key)
+            limit = inst.direct_limits.max_duration if inst.direct_limits is not None else None
+            table = inst.direct_slots
+            if limit and table is not None and not inst.exited.done() and table.overdue(limit + OVERDUE_GRACE):
+                log.warning("%s: a request ran past its maxDuration of %g s; killing worker %s (504)",
+                            inst.target.id, limit, inst.pid)
+                inst.kill("duration")
+        if self._conns and self._loop is not None:
+            self._sweeper = self._loop.call_later(SWEEP, self._sweep)
 
     @staticmethod
     def _pick(pool: FunctionPool) -> Instance | None:
@@ -299,7 +412,11 @@ class DirectChannels:
             return
         del self._conns[conn_id]
         inst.direct_conns.discard(conn_id)
-        entry[1].release()
+        _inst, lease, dup, slot = entry
+        lease.release()
+        dup.close()  # the worker ended it (X: it shut the socket down) or sent it back (H: a new descriptor)
+        if inst.direct_slots is not None:
+            inst.direct_slots.free(slot)
         if len(fds) != (1 if kind == b"H" else 0):
             self.lost += 1
             self._malformed(inst, fds, f"a {kind.decode()} packet with {len(fds)} fds for connection {conn_id} "

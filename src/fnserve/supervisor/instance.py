@@ -14,6 +14,7 @@ from typing import Any
 from ..runtime import protocol as p
 from .launch import WorkerProcess
 from .output import OutputPump, pump_reader
+from .slottable import SlotTable
 from .target import WorkerTarget
 
 log = logging.getLogger("fnserve.supervisor")
@@ -86,6 +87,8 @@ class Instance:
         self.direct_channel: socket.socket | None = None  # its SOCK_SEQPACKET channel, once it sent its token
         self.direct_planned = False  # its DIRECT_PLAN was sent: it may be passed connections
         self.direct_conns: set[int] = set()  # conn ids of the client connections it holds
+        self.direct_slots: SlotTable | None = None  # their states, written by the worker (slottable)
+        self.direct_limits: Any = None  # its pool's FunctionLimits when it was passed a connection (maxDuration, memory)
         self.target = target
         self.token = token
         self.state = "starting"
@@ -104,7 +107,9 @@ class Instance:
 
     @property
     def inflight(self) -> int:
-        return len(self.conn.streams) if self.conn is not None else 0
+        """Requests in progress: frames streams, plus requests on passed connections (its slot table)."""
+        streams = len(self.conn.streams) if self.conn is not None else 0
+        return streams + self.direct_slots.busy() if self.direct_slots is not None else streams
 
     @property
     def load(self) -> int:
