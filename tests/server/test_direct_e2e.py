@@ -695,6 +695,24 @@ def test_a_direct_504_past_max_duration_is_counted_and_logged(pair: Pair) -> Non
     pair.direct.wait_for_line(r" GET /api/slow\?sleep=3&counted=1 504 .*api/slow\.py .*id=counted-504", timeout=1)
 
 
+def test_a_wedged_instance_past_max_duration_gets_the_fronts_504(pair: Pair) -> None:
+    """An async app blocking its event loop cannot answer its own 504: the front's sweep kills the
+    instance past ``maxDuration + 1 s`` and answers 504 on its copy of the connection (design (e))."""
+    url = pair.direct.url
+    warm(url, "/api/wedge")
+    before = metrics(url)
+    with Conn(url) as conn:
+        t0 = time.monotonic()
+        answer = conn.request("GET", "/api/wedge?block=4", [("X-Request-Id", "wedged")])
+        took = time.monotonic() - t0
+    assert answer.status == 504 and answer.error_code() == "FUNCTION_INVOCATION_TIMEOUT", answer
+    assert took < 3.5, took
+    assert delta(url, before, PASSED) >= 1
+    assert delta(url, before, LOST) >= 1
+    r = httpx.get(url + "/api/wedge", timeout=15)
+    assert (r.status_code, r.text) == (200, "wedge ok")
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. an instance that dies mid-request
 
@@ -721,10 +739,28 @@ def test_an_instance_dying_mid_request_answers_502_and_spares_other_connections(
     # the front's answer on its copy of the socket: FrontApp's code and message, no request id (the front
     # never saw the request)
     assert answer.error_code() == reference.error_code()
-    assert json.loads(answer.body)["error"]["message"] == json.loads(reference.body)["error"]["message"]
+    # the front learns the exit status before it answers here: "... died while serving the request (exit status 1)"
+    assert json.loads(answer.body)["error"]["message"].startswith(json.loads(reference.body)["error"]["message"])
     assert answer.header("content-type") == reference.header("content-type") == "application/json"
     r = httpx.get(url + "/api/crash?ok=1", timeout=15)
     assert (r.status_code, r.text) == (200, "crash ok")
+
+
+def test_an_instance_dying_mid_response_cuts_the_answer_as_on_the_frames_path(pair: Pair) -> None:
+    warm(pair.direct.url, "/api/cut?ok=1")
+    warm(pair.frames.url, "/api/cut?ok=1")
+    before = metrics(pair.direct.url)
+    for srv in (pair.direct, pair.frames):
+        with Conn(srv.url) as conn:
+            conn.send(request_bytes("GET", "/api/cut"))
+            _version, status, headers = conn._head()
+            assert status == 200 and ("content-length", "100") in headers
+            with pytest.raises((EOFError, ConnectionResetError)):
+                conn._exact(100)  # 10 bytes, then the connection ends
+            assert conn.buf == b"x" * 10, srv.args
+    assert delta(pair.direct.url, before, PASSED) >= 1
+    r = httpx.get(pair.direct.url + "/api/cut?ok=1", timeout=15)
+    assert (r.status_code, len(r.content)) == (200, 100)
 
 
 # ---------------------------------------------------------------------------------------------
