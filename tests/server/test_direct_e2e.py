@@ -746,6 +746,24 @@ def test_an_instance_dying_mid_request_answers_502_and_spares_other_connections(
     assert (r.status_code, r.text) == (200, "crash ok")
 
 
+def test_an_instance_killed_for_memory_answers_as_on_the_frames_path(pair: Pair) -> None:
+    warm(pair.direct.url, "/api/hog?ok=1")
+    warm(pair.frames.url, "/api/hog?ok=1")
+    before = metrics(pair.direct.url)
+    answers = []
+    for srv in (pair.direct, pair.frames):
+        with Conn(srv.url) as conn:
+            answers.append(conn.request("GET", "/api/hog", [("X-Request-Id", "hog")]))
+    direct, frames = answers
+    assert frames.status == 502 and "memory limit of 128 MB" in json.loads(frames.body)["error"]["message"], frames
+    assert direct.status == 502, direct
+    assert direct.error_code() == frames.error_code()
+    assert json.loads(direct.body)["error"]["message"] == json.loads(frames.body)["error"]["message"]
+    assert delta(pair.direct.url, before, PASSED) >= 1 and delta(pair.direct.url, before, LOST) >= 1
+    r = httpx.get(pair.direct.url + "/api/hog?ok=1", timeout=15)
+    assert (r.status_code, r.text) == (200, "hog ok")
+
+
 def test_an_instance_dying_mid_response_cuts_the_answer_as_on_the_frames_path(pair: Pair) -> None:
     warm(pair.direct.url, "/api/cut?ok=1")
     warm(pair.frames.url, "/api/cut?ok=1")
