@@ -566,10 +566,14 @@ UNUSUAL = {
     "empty query": ("GET", "/api/users/42?", [], b""),
     "double slash": ("GET", "/api//users/42", [], b""),
     "dot-dot segment": ("GET", "/api/files/../users/42", [], b""),
+    "two request ids": ("GET", "/api/files/ids", [("X-Request-Id", "one"), ("X-Request-Id", "two")], b""),
+    "connection keep-alive, close": ("GET", "/api/files/kc", [("Connection", "keep-alive, close")], b""),
+    "connection upgrade, no upgrade": ("GET", "/api/files/cu", [("Connection", "Upgrade")], b""),
+    "length 0 on a GET": ("GET", "/api/files/l0", [("Content-Length", "0")], b""),
 }
 CLOSES = {"http/1.0", "connection close", "too many headers", "head too large", "two content-lengths", "obs-fold",
           "lower-case method", "unknown method", "space in a header name",
-          "raw utf-8 in the path"}  # the server closes the connection after these (both paths)
+          "raw utf-8 in the path", "connection keep-alive, close"}  # the server closes the connection after these (both paths)
 
 
 def _unusual(conn: Conn, name: str) -> tuple[Answer, bool]:
