@@ -407,6 +407,55 @@ def test_functions_see_the_same_input_on_both_paths_on_one_keep_alive_connection
     assert delta(pair.direct.url, before, HANDED_BACK) >= 1  # the catch-all is another function
 
 
+EDGEONE_SHAPES = [
+    Shape("mount root", "GET", "/api/mounted"),
+    Shape("mount root slash", "GET", "/api/mounted/"),
+    Shape("mount below", "GET", "/api/mounted/a/b?x=1&y=%20"),
+    Shape("mount encoded", "GET", "/api/mounted/caf%C3%A9/%2F?q=%E2%82%AC"),
+    Shape("mount post", "POST", "/api/mounted/p", (("Content-Type", "application/octet-stream"),), b"z" * 3000),
+    Shape("mount head", "HEAD", "/api/mounted/h"),
+    Shape("optional catch-all empty", "GET", "/api/items"),
+    Shape("optional catch-all one", "GET", "/api/items/a?q=1"),
+    Shape("optional catch-all deep", "GET", "/api/items/a/b/c"),
+    Shape("raw app", "GET", "/api/scope"),
+    Shape("raw app below", "GET", "/api/scope/sub/path?z=1"),
+    Shape("raw app encoded", "GET", "/api/scope/x%20y?e=%E2%82%AC"),
+]
+
+
+@pytest.fixture(scope="module")
+def edgeone_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """``Pair`` on tests/projects/direct_edgeone (EdgeOne layout: mounted apps, root_path)."""
+    direct = StartServer("direct_edgeone", tmp_path_factory.mktemp("edge-direct"))
+    frames = StartServer("direct_edgeone", tmp_path_factory.mktemp("edge-frames"), "--no-direct-path")
+    try:
+        direct.start()
+        frames.start()
+        yield Pair(direct, frames)
+    finally:
+        direct.stop()
+        frames.stop()
+
+
+@pytest.mark.parametrize("connection", ["new", "keep-alive"])
+def test_edgeone_functions_see_the_same_input_on_both_paths(edgeone_pair: Pair, connection: str) -> None:
+    """Mounted framework apps (``SCRIPT_NAME``/``root_path`` from the mount), an optional catch-all
+    and a raw ASGI app: each shape on a new connection (passed), or all on one connection."""
+    pair = edgeone_pair
+    for srv in (pair.direct, pair.frames):
+        warm(srv.url, "/api/mounted", "/api/items", "/api/scope")
+    before = metrics(pair.direct.url)
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(Conn(srv.url)) for srv in (pair.direct, pair.frames)]
+        for n, shape in enumerate(EDGEONE_SHAPES):
+            if connection == "new":
+                conns = [stack.enter_context(Conn(srv.url)) for srv in (pair.direct, pair.frames)]
+            direct, frames = (_send(conn, shape, n) for conn in conns)
+            assert direct.comparable() == frames.comparable(), shape.name
+            assert direct.status == 200, (shape.name, direct)
+    assert delta(pair.direct.url, before, PASSED) >= (len(EDGEONE_SHAPES) if connection == "new" else 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. hand-back: another function, a static file, pipelining
 
