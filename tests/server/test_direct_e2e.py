@@ -870,6 +870,26 @@ def test_sigterm_lets_five_direct_requests_finish_and_exits_0(fresh: Callable[..
     srv.wait_for_line(r"fnserve start: stopped")
 
 
+@pytest.mark.parametrize("args", [(), ("--no-direct-path",)], ids=["direct", "frames"])
+def test_sigterm_closes_idle_passed_connections_at_once(fresh: Callable[..., StartServer], args: tuple[str, ...]) -> None:
+    srv = fresh(*args)
+    warm(srv.url, "/api/hello", "/api/asgi")
+    before = metrics(srv.url)
+    conns = [Conn(srv.url) for _ in range(3)]
+    try:
+        for i, conn in enumerate(conns):
+            assert conn.request("GET", f"/api/{'asgi' if i else 'hello'}?idle={i}").status == 200
+        assert delta(srv.url, before, PASSED) == (0 if args else 3)
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        assert all(conn.closed(3.0) for conn in conns)  # closed without an answer, well before keep-alive's 5 s
+        assert srv.wait(5) == 0
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_the_inflight_gauge_counts_direct_requests(pair: Pair) -> None:
     """docs: the direct path's slot table: ``fnserve_function_inflight`` counts requests in progress
     on passed connections as it counts frames streams."""
