@@ -951,6 +951,28 @@ def test_sighup_lets_a_busy_passed_connection_finish_then_serves_the_new_version
     assert delta(srv.url, before, PASSED) == 1
 
 
+def test_sighup_adding_a_redirect_applies_it_on_a_passed_connection(fresh: Callable[..., StartServer]) -> None:
+    """A vercel.json rule turns the direct path off (module docstring); a connection an instance
+    held before the reload must follow the new rules from its next request."""
+    srv = fresh()
+    warm(srv.url, "/api/hello")
+    before = metrics(srv.url)
+    with Conn(srv.url) as conn:
+        assert conn.request("GET", "/api/hello?before").body == b"handler /api/hello?before"
+        assert delta(srv.url, before, PASSED) == 1
+        config = json.loads((srv.project / "vercel.json").read_text())
+        config["redirects"] = [{"source": "/api/hello", "destination": "/api/wsgi", "permanent": False}]
+        (srv.project / "vercel.json").write_text(json.dumps(config))
+        mark = len(srv.lines)
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_line(r"reload: done", timeout=15, start=mark)
+        time.sleep(0.5)
+        with Conn(srv.url) as other:
+            assert other.request("GET", "/api/hello").status == 307  # a new connection: the front applies it
+        answer = conn.request("GET", "/api/hello?after")  # the connection passed before the reload
+        assert (answer.status, answer.header("location")) == (307, "/api/wsgi?after"), answer
+
+
 # ---------------------------------------------------------------------------------------------
 # 9-10. when nothing is passed
 
