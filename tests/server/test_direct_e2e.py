@@ -973,6 +973,30 @@ def test_sighup_adding_a_redirect_applies_it_on_a_passed_connection(fresh: Calla
         assert (answer.status, answer.header("location")) == (307, "/api/wsgi?after"), answer
 
 
+def test_sighup_adding_a_static_file_over_a_route_serves_it_on_a_passed_connection(
+        fresh: Callable[..., StartServer]) -> None:
+    """Static files come before functions: after a reload that adds public/api/users/special, a
+    connection an instance held before gets the file for that path (the instance has the new
+    plan, or was replaced)."""
+    srv = fresh()
+    warm(srv.url, "/api/users/0")
+    before = metrics(srv.url)
+    with Conn(srv.url) as conn:
+        assert json.loads(conn.request("GET", "/api/users/special").body)["path"] == "/api/users/special?id=special"
+        assert delta(srv.url, before, PASSED) == 1
+        (srv.project / "public" / "api" / "users").mkdir(parents=True)
+        (srv.project / "public" / "api" / "users" / "special").write_text("a static special\n")
+        mark = len(srv.lines)
+        srv.signal(signal.SIGHUP)
+        srv.wait_for_line(r"reload: done", timeout=15, start=mark)
+        time.sleep(0.5)
+        with Conn(srv.url) as other:
+            assert other.request("GET", "/api/users/special").body == b"a static special\n"
+        answer = conn.request("GET", "/api/users/special")
+        assert (answer.status, answer.body) == (200, b"a static special\n"), answer
+        assert json.loads(conn.request("GET", "/api/users/7").body)["path"] == "/api/users/7?id=7"
+
+
 # ---------------------------------------------------------------------------------------------
 # 9-10. when nothing is passed
 
