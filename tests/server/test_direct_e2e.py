@@ -834,6 +834,23 @@ def test_an_instance_dying_mid_response_cuts_the_answer_as_on_the_frames_path(pa
     assert (r.status_code, len(r.content)) == (200, 100)
 
 
+def test_max_requests_recycles_an_instance_serving_a_passed_connection(fresh: Callable[..., StartServer]) -> None:
+    """--max-requests 5: the requests served on a passed connection count; the instance is
+    replaced and the connection goes on (handed back, then passed to no one: the front serves it)."""
+    srv = fresh("--max-requests", "5")
+    warm(srv.url, "/api/healthy")
+    before = metrics(srv.url)
+    pids = []
+    with Conn(srv.url) as conn:
+        for i in range(20):
+            answer = conn.request("GET", f"/api/healthy?i={i}")
+            assert answer.status == 200 and answer.body.startswith(b"healthy "), (i, answer)
+            pids.append(int(answer.body.split()[1]))
+            time.sleep(0.05)
+    assert len(set(pids)) >= 2, pids
+    assert delta(srv.url, before, PASSED) >= 1
+
+
 # ---------------------------------------------------------------------------------------------
 # 7-8. signals
 
