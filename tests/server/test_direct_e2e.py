@@ -928,7 +928,10 @@ def test_sigint_past_the_grace_period_answers_503_on_a_passed_connection(
     assert srv.wait(15) == 0
     assert time.monotonic() - t0 < 8
     assert answer.status == 503 and answer.header("retry-after") == "1", answer
-    assert answer.error_code() == "SHUTTING_DOWN"
+    assert answer.header("connection") == "close" and answer.header("x-fnserve-request-id") == "cut-off"
+    assert json.loads(answer.body) == {"error": {  # server.observe's answer
+        "code": "SHUTTING_DOWN", "message": "the server stopped before this request finished (its grace period "
+                                            "was over); retry it"}}
 
 
 def test_the_inflight_gauge_counts_direct_requests(pair: Pair) -> None:
