@@ -817,6 +817,23 @@ def test_an_instance_killed_for_memory_answers_as_on_the_frames_path(pair: Pair)
     assert (r.status_code, r.text) == (200, "hog ok")
 
 
+@pytest.mark.xfail(reason="runtime/direct.py _channel_readable drops a C packet whose descriptor the kernel "
+                   "could not give (EMFILE): nobody answers the client", strict=True)
+def test_a_connection_passed_to_an_instance_out_of_descriptors_is_still_answered(
+        fresh: Callable[..., StartServer]) -> None:
+    """An instance that leaked every descriptor it may open cannot take a passed connection: the
+    client must get an answer (the front's, or a failed request's 500), not wait forever."""
+    srv = fresh("--max-failures", "0")
+    warm(srv.url, "/api/fdleak?ok=1")
+    with Conn(srv.url) as leaking:
+        assert leaking.request("GET", "/api/fdleak").status == 500  # EMFILE: the app raised; the connection stays
+        before = metrics(srv.url)
+        with Conn(srv.url, timeout=5) as conn:
+            answer = conn.request("GET", "/api/fdleak?ok=1")  # passed to the same instance, which has no fd left
+    assert answer.status in (500, 502, 503), answer
+    assert delta(srv.url, before, PASSED) == 1
+
+
 def test_an_instance_dying_mid_response_cuts_the_answer_as_on_the_frames_path(pair: Pair) -> None:
     warm(pair.direct.url, "/api/cut?ok=1")
     warm(pair.frames.url, "/api/cut?ok=1")
