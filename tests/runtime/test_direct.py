@@ -787,6 +787,7 @@ def test_error_strings_are_the_fronts():
     assert strings["public_500"] == FunctionFailed.PUBLIC_MESSAGE
     assert strings["raised_500"] % ("api/a.py", "ValueError: x") == FunctionFailed("api/a.py", "ValueError: x").message
     assert strings["timeout_504"] % ("api/a.py", "%g" % 2.5) == DurationExceeded("api/a.py", 2.5).message
+    assert strings["cut_off_503"] == observe.CUT_OFF_MESSAGE
     assert direct_http.RUNTIME_CODES == observe.RUNTIME_CODES
     assert direct_http.RUNTIME_STATUSES == observe._RUNTIME_STATUSES
     assert direct_http.HELD_LIMIT == observe._HELD_LIMIT

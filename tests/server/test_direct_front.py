@@ -66,3 +66,58 @@ def test_static_exclusions_cover_folders_and_clean_urls(tmp_path: Path) -> None:
     assert static_exclusions(static_for(tmp_path, False)) == ["/", "/docs", "/docs.html", "/img", "/img/",
                                                               "/index.html"]
     assert static_exclusions(static_for(tmp_path / "nothing", False)) == []
+
+
+class _Supervisor:
+    """The hooks ``DirectRouter`` sets and calls (``Supervisor``'s direct-path API)."""
+
+    def __init__(self) -> None:
+        self.provider = None
+        self.refreshed = 0
+
+    def set_direct_plan(self, provider) -> None:
+        self.provider = provider
+
+    def refresh_direct_plans(self) -> int:
+        self.refreshed += 1
+        return 1
+
+
+def _router(metrics=None):
+    from fnserve.server.direct import DirectRouter
+    from fnserve.server.frontdoor import FrontLimits
+
+    sup = _Supervisor()
+    return sup, DirectRouter(sup, FrontLimits(), metrics=metrics, max_duration=lambda fid: 7.0)
+
+
+def test_router_plans_only_eligible_functions(tmp_path: Path) -> None:
+    sup, router = _router()
+    assert sup.provider == router.plan_for and sup.on_hand_back == router.hand_back
+    assert router.plan_for("api/a.py") is None  # no site yet
+    router.swap(_site(tmp_path, {"api/a.py": HANDLER}))
+    assert sup.refreshed == 1
+    plan = router.plan_for("api/a.py")
+    assert plan is not None and plan["function"] == "api/a.py" and plan["max_duration"] == 7.0
+    assert plan["body_limit"] == 1000 and plan["header_limit"] == 65536 and plan["exclude"] == ["/_fnserve/"]
+    assert router.plan_for("api/b.py") is None
+
+
+def test_reports_count_metrics_and_a_lost_request_gets_the_fronts_answer() -> None:
+    import socket
+
+    from fnserve.errors import DurationExceeded
+    from fnserve.server.metrics import Metrics
+
+    metrics = Metrics()
+    _sup, router = _router(metrics)
+    router.report("api/a.py", 42, [["id1", "GET", "/api/a?x=1", 200, 1.5], ["id2", "POST", "/api/a", 500, 2.0]])
+    assert metrics.requests[("api/a.py", 200)] == 1 and metrics.requests[("api/a.py", 500)] == 1
+    front, client = socket.socketpair()
+    router.lost(front, "api/a.py", DurationExceeded("api/a.py", 2.0))
+    answer = client.recv(65536)
+    client.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n") and b"connection: close" in head
+    assert json.loads(body)["error"]["code"] == "FUNCTION_INVOCATION_TIMEOUT"
+    assert metrics.direct["lost"] == 1 and metrics.requests[("api/a.py", 504)] == 1

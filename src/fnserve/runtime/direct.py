@@ -58,7 +58,8 @@ class DirectPlan:
     for a malformed plan."""
 
     __slots__ = ("function", "trie", "exact", "prefixes", "body_limit", "header_limit", "header_count",
-                 "header_timeout", "keep_alive", "body_timeout", "max_duration", "public_errors", "_cache", "lines")
+                 "header_timeout", "keep_alive", "body_timeout", "max_duration", "public_errors", "_cache", "lines",
+                 "max_requests", "max_failures")
 
     def __init__(self, data: Dict[str, Any]) -> None:
         self.function = str(data["function"])
@@ -79,6 +80,11 @@ class DirectPlan:
         duration = data.get("max_duration")
         self.max_duration: Optional[float] = None if duration is None else float(duration)
         self.public_errors = bool(data.get("public_errors", True))
+        # requests / consecutive failed requests this instance may still serve before the supervisor
+        # replaces it (max_requests, max_failures; None: no limit): then it hands connections back
+        budget, failures = data.get("max_requests"), data.get("max_failures")
+        self.max_requests: Optional[int] = None if budget is None else int(budget)
+        self.max_failures: Optional[int] = None if failures is None else int(failures)
         self._cache: Dict[str, Optional[Tuple[Dict[str, Any], Dict[str, str], str]]] = {}
         self.lines: Dict[bytes, Any] = {}  # request line → its parse (h1conn.LINE_CACHE entries at most)
 
@@ -126,6 +132,10 @@ class DirectServer:
         self.control = control
         self.on_error = on_error or _print_traceback
         self.plan: Optional[DirectPlan] = None
+        self.exhausted = False  # served its max_requests / max_failures: it hands every connection back
+        self.failures = 0  # consecutive failed requests (status >= 500 or none)
+        self.served_elsewhere: Callable[[], int] = lambda: 0  # requests the instance served over frames
+        self.urgent: Callable[[], None] = lambda: None  # writes the queued control frames now
         self.slots: Optional[SlotWriter] = None  # the front's slot table (packet M), before any connection
         self.conns: Dict[int, H1Conn] = {}
         self.tasks: Set["asyncio.Task[None]"] = set()  # app calls in progress
@@ -155,7 +165,29 @@ class DirectServer:
     def set_plan(self, data: Dict[str, Any]) -> None:
         """Install or replace the plan; connections in progress use it from their next request.
         Raises ``KeyError``/``ValueError``/``TypeError`` for a malformed plan (the old one stays)."""
-        self.plan = DirectPlan(data)
+        plan = self.plan = DirectPlan(data)
+        if self._spent(plan):
+            self.exhausted = True
+
+    def count(self, status: int) -> bool:
+        """A request finished with ``status`` (0: none; failures are statuses >= 500 in a row, as the
+        supervisor counts them; its row is in ``reports``): True when it was the last one this
+        instance serves (its plan's ``max_requests``, counted over both paths, or
+        ``max_failures``): the reports leave now, so the supervisor replaces it before the next
+        request, and every connection is handed back at its next request."""
+        self.failures = self.failures + 1 if status >= 500 else 0
+        plan = self.plan
+        if self.exhausted or plan is None or not (self._spent(plan) or (
+                plan.max_failures and self.failures >= plan.max_failures)):
+            return False
+        self.exhausted = True
+        self.flush_reports()
+        self.urgent()
+        return True
+
+    def _spent(self, plan: DirectPlan) -> bool:
+        limit = plan.max_requests
+        return limit is not None and self.served + len(self.reports) + self.served_elsewhere() >= limit
 
     def _channel_readable(self) -> None:
         channel = self.channel
@@ -181,6 +213,11 @@ class DirectServer:
                 if self.slots is not None:
                     self.slots.close()
                 self.slots = slots
+                continue
+            if data[:1] == b"C" and len(data) >= 9 and not fds:
+                # its descriptor did not arrive (no free descriptor here: EMFILE): the front
+                # serves the connection with its own copy
+                self.send_packet(b"H" + data[1:])
                 continue
             if data[:1] != b"C" or len(data) < 9 or not fds:
                 if fds:
@@ -239,7 +276,7 @@ class DirectServer:
     def adopt(self, conn_id: int, sock: socket.socket, data: bytes) -> None:
         """Serve the client connection ``sock`` whose first bytes ``data`` the front already read;
         handed straight back when there is no plan yet or the server is stopping."""
-        if self.plan is None or self.stopping or conn_id in self.conns:
+        if self.plan is None or self.stopping or self.exhausted or conn_id in self.conns:
             self.send_packet(b"H" + conn_id.to_bytes(8, "big") + data, sock)
             return
         conn = H1Conn(self, conn_id, sock, data)
@@ -335,6 +372,8 @@ class DirectServer:
         """Close every connection left (X packets), cancel the app calls still running, send the
         last reports, stop reading the channel."""
         for conn in list(self.conns.values()):
+            if conn.exchange is not None:
+                conn.exchange.cut_off()
             conn.close()
         for task in list(self.tasks):
             task.cancel()

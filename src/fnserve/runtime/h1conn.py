@@ -171,7 +171,7 @@ class H1Conn:
             return
         server = self.server
         plan = server.plan
-        if server.stopping or plan is None:
+        if server.stopping or plan is None or server.exhausted:
             self.hand_back()
             return
         buf = self.buf

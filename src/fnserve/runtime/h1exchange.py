@@ -13,7 +13,7 @@ import json
 import re
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from .asgitypes import Message
 
@@ -29,11 +29,13 @@ ERROR_STRINGS = {
     "timeout_504": "%s did not answer within its maxDuration of %s s",  # DurationExceeded.message (%g)
     "body_408": "Request body stalled for %s s.",  # server.frontdoor body timeout (%g)
     "uvicorn_500": "Internal Server Error",  # uvicorn: the app returned without starting a response
+    # server.observe: the grace period of a stop was over before the response started
+    "cut_off_503": "the server stopped before this request finished (its grace period was over); retry it",
 }
 RUNTIME_CODES = {"function_error": "FUNCTION_INVOCATION_FAILED", "body_too_large": "FUNCTION_PAYLOAD_TOO_LARGE",
                  "method_not_allowed": "METHOD_NOT_ALLOWED"}  # = server.observe.RUNTIME_CODES
 ERROR_CODES = {405: "METHOD_NOT_ALLOWED", 413: "FUNCTION_PAYLOAD_TOO_LARGE", 500: "FUNCTION_INVOCATION_FAILED",
-               504: "FUNCTION_INVOCATION_TIMEOUT"}  # ⊂ server.errorpages.CODES
+               503: "FUNCTION_THROTTLED", 504: "FUNCTION_INVOCATION_TIMEOUT"}  # ⊂ server.errorpages.CODES
 RUNTIME_STATUSES = (405, 413, 500)  # = server.observe._RUNTIME_STATUSES
 HELD_LIMIT = 65536  # = server.observe._HELD_LIMIT
 
@@ -129,7 +131,10 @@ class Exchange:
         try:
             await server.app(self.scope, self.receive, self.send)
         except asyncio.CancelledError:
-            self._ended(False)
+            if server.stopping and not self.started and not self.gone and not self.complete:
+                self.cut_off()
+            else:
+                self._ended(False)
         except BaseException as exc:  # noqa: B902 - report everything the app raises, then go on
             server.on_error(exc)
             if not self.on_wire and not self.gone and not self.complete:
@@ -174,8 +179,11 @@ class Exchange:
         if not self.reported:
             self.reported = True
             server = self.conn.server
-            server.reports.append((self.request_id, self.scope["method"], self.target,
-                                   self.status if self.complete else 0, time.monotonic() - self.t0))
+            status = self.status if self.complete else 0
+            server.reports.append((self.request_id, self.scope["method"], self.target, status,
+                                   time.monotonic() - self.t0))
+            if server.count(status):
+                return  # its last request: the report went at once
             if server.report_timer is None or len(server.reports) >= REPORT_BATCH:
                 server.reported()
 
@@ -352,21 +360,28 @@ class Exchange:
                     if self.length_left < 0:
                         raise RuntimeError("Response content longer than Content-Length")
                 out.append(body)
-        if out:
-            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
         if not more:
             if self.length_left > 0 and not self.bodiless:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.complete = True
+            # reported before the last bytes leave: when it ends this instance's max_requests, the
+            # front knows before the client can send its next request
             self.finish_report()
+        if out:
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+        if not more:
             waiter = self.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
             self.conn.response_done(self)
 
-    def error_answer(self, status: int, message: str, close: bool = False) -> None:
-        """An fnserve error answer (JSON, ``render_error``) instead of the app's response."""
-        headers, body = render_error(status, message, self.request_id if status >= 500 else None)
+    def error_answer(self, status: int, message: str, close: bool = False, code: Optional[str] = None,
+                     with_id: bool = True, extra: Sequence[Tuple[bytes, bytes]] = ()) -> None:
+        """An fnserve error answer (JSON, ``render_error``) instead of the app's response: ``code``
+        (default by status), the request id in the body of a 5xx unless not ``with_id``, ``extra``
+        headers after the error's."""
+        headers, body = render_error(status, message, self.request_id if status >= 500 and with_id else None, code)
+        headers.extend(extra)
         if close:
             self.keep_alive = False
         self.started = True
@@ -376,6 +391,13 @@ class Exchange:
         self.length_left = -1
         self.head_pending = True
         self.write_body(body, False)
+
+    def cut_off(self) -> None:
+        """The stop's grace period is over before the response started: what the front answers
+        then (``server.observe``: 503 ``SHUTTING_DOWN``, ``Retry-After: 1``), and close."""
+        if not self.started and not self.gone and not self.complete:
+            self.error_answer(503, ERROR_STRINGS["cut_off_503"], close=True, code="SHUTTING_DOWN",
+                              with_id=False, extra=[(b"retry-after", b"1")])
 
     # -- timers
     def expire(self) -> None:

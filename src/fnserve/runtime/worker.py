@@ -164,6 +164,9 @@ class Worker:
         conn.send_control(p.HELLO, {"token": self.token, "pid": os.getpid(), "python": sys.version.split()[0]})
         conn.flush()
         if self.direct_path:
+            # imported now, before confinement: with --user the interpreter's own modules (mmap...)
+            # may not be readable after the uid changed (a zygote has imported it already)
+            from . import direct  # noqa: F401
             self.direct_channel = _connect_direct(self.direct_path, self.token)
         self._signals(loop)
         return EXIT_OK
@@ -211,6 +214,8 @@ class Worker:
             from .direct import DirectServer
 
             self.direct = DirectServer(self.app, self.direct_channel, conn.send_control, self._log_app_error)
+            self.direct.served_elsewhere = lambda: self.served  # max_requests counts frames requests too
+            self.direct.urgent = conn.flush
             if self._plan is not None:
                 self._install_plan(self._plan)
         gc.freeze()  # the imported code is long-lived: keep it out of every later collection
@@ -353,6 +358,7 @@ class Worker:
         gone: List[Dict[str, Any]] = []  # the disconnect message once the client is gone
         started = [False]
         complete = [False]  # the HTTP response's last body chunk was sent
+        status = [0]  # the response's status (500: the app raised), for the direct path's max_failures
 
         async def receive() -> Dict[str, Any]:
             if gone:
@@ -389,6 +395,7 @@ class Worker:
                     stream.fail(p.ConnectionLost("the response is complete"))
             elif mtype == "http.response.start":
                 started[0] = True
+                status[0] = message.get("status") or 0
                 headers = message.get("headers", ())
                 if type(headers) is not list and type(headers) is not tuple:
                     # any iterable of pairs (Sanic sends a generator): read it once (SPEC §4)
@@ -429,10 +436,13 @@ class Worker:
             stream.send(p.ERROR, 0, p.dumps({"message": "%s: %s" % (type(exc).__name__, exc), "traceback": tb, "response_started": started[0]}))
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 self._request_stop(None)
+            status[0] = 500
         else:
             if not complete[0]:
                 stream.send(p.END)
         self.served += 1
+        if is_http and self.direct is not None:  # failures in a row count over both paths (max_failures)
+            self.direct.failures = self.direct.failures + 1 if status[0] >= 500 else 0
         stream.close()
         self.tasks.discard(asyncio.current_task())
         # no flush here: the frames leave at the end of this loop step, in one write with the

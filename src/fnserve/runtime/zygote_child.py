@@ -10,7 +10,7 @@ import sys
 import traceback
 from typing import Any, Dict, List
 
-from . import protocol, worker
+from . import direct, protocol, worker  # noqa: F401 - direct: the direct path's server, loaded once for every fork
 from .asgitypes import Message
 from .containment import PR_SET_PDEATHSIG
 

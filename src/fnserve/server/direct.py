@@ -36,6 +36,7 @@ from fnserve.server.app import Site, vercel_query_keys
 from fnserve.server.errorpages import render
 from fnserve.server.logs import ACCESS, access_record
 from fnserve.server.metrics import Metrics
+from fnserve.server.observe import CUT_OFF_MESSAGE
 
 LOG = logging.getLogger("fnserve.start")
 
@@ -174,12 +175,13 @@ class DirectRouter:
     function id → seconds or None. ``enabled``: False turns passing off (the hand-back side
     keeps working for connections already passed)."""
 
-    def __init__(self, supervisor: Any, limits: Any, *, metrics: Metrics | None = None,
+    def __init__(self, supervisor: Any, limits: Any, *, metrics: Metrics | None = None, feed: Any = None,
                  max_duration: Callable[[str], float | None] = lambda fid: None, keep_alive: float = 5.0,
                  enabled: bool = True) -> None:
         self.supervisor = supervisor
         self.limits = limits
         self.metrics = metrics
+        self.feed = feed  # the dashboard's DashboardFeed (start --dashboard), fed while a page is open
         self.max_duration = max_duration
         self.keep_alive = keep_alive
         self.enabled = enabled
@@ -253,9 +255,13 @@ class DirectRouter:
         client socket): answer what ``FrontApp`` answers for ``exc`` (a ``WorkerCrashed``, 502,
         or a ``DurationExceeded``, 504: production text, no traceback) and close."""
         self.counts["lost"] += 1
-        status = exc.status_code or 502
-        headers, body = render(status, exc.public_message)
-        head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, (b"connection", b"close")])
+        if self.closing:  # killed at the end of the stop's grace period: what Observed answers then
+            status, extra = 503, [(b"retry-after", b"1")]
+            headers, body = render(503, CUT_OFF_MESSAGE, code="SHUTTING_DOWN")
+        else:
+            status, extra = exc.status_code or 502, []
+            headers, body = render(status, exc.public_message)
+        head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, *extra, (b"connection", b"close")])
         try:
             sock.setblocking(False)
             sock.send(b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, _REASONS.get(status, b"Error"), head, body))
@@ -275,9 +281,13 @@ class DirectRouter:
         would have made them."""
         metrics = self.metrics
         logging_on = ACCESS.isEnabledFor(logging.INFO)
+        feed = self.feed if self.feed is not None and self.feed.listening else None
         for request_id, method, path, status, duration_ms in requests:
             if metrics is not None:
                 metrics.record_request(function_id, int(status), float(duration_ms) / 1000.0)
+            if feed is not None:
+                scope = {"method": str(method), "path": str(path)}  # the path carries its query already
+                feed.request(scope, int(status), float(duration_ms) / 1000.0, function_id, str(request_id), pid, False)
             if logging_on:
                 ACCESS.handle(access_record(str(request_id), str(method), str(path), int(status), float(duration_ms),
                                             function_id, pid, False))

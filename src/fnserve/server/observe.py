@@ -45,8 +45,8 @@ __all__ = ["AccessLog", "CURRENT", "Observed", "ObservedSupervisor", "RequestInf
 
 REQUEST_ID_HEADER = b"x-fnserve-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
-_CUT_OFF_HEADERS, _CUT_OFF = render(503, "the server stopped before this request finished (its grace period was "
-                                   "over); retry it", code="SHUTTING_DOWN")
+CUT_OFF_MESSAGE = "the server stopped before this request finished (its grace period was over); retry it"
+_CUT_OFF_HEADERS, _CUT_OFF = render(503, CUT_OFF_MESSAGE, code="SHUTTING_DOWN")
 
 
 class RequestInfo:

@@ -337,7 +337,7 @@ class StartServer:
         if config.direct_path:
             from fnserve.server.direct import DirectRouter
 
-            self.router = DirectRouter(self.supervisor, self._limits, metrics=self.metrics,
+            self.router = DirectRouter(self.supervisor, self._limits, metrics=self.metrics, feed=self.feed,
                                        max_duration=self._max_duration, keep_alive=KEEP_ALIVE)
         observed = ObservedSupervisor(self.supervisor, self.metrics)
         # limits (maxDuration, memory, queue) are enforced by Supervisor.serve from the targets' limits

@@ -130,6 +130,7 @@ class Supervisor:
         self.direct: DirectChannels = self.starter.direct
         self.direct.recycle = self.pools.recycle_if_due
         self.direct.classify = self.memory.classify_exit
+        self.direct.max_failures, self.direct.heartbeat_timeout = max_failures, heartbeat_timeout
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)
         self._start_lock: asyncio.Lock | None = None

@@ -122,6 +122,8 @@ class DirectChannels:
         self.on_report: ReportHook | None = None
         self.on_lost: LostHook = close_lost
         self.classify: Callable[[Instance], None] | None = None  # MemoryGuard.classify_exit: a cgroup OOM kill
+        self.max_failures = 0  # the supervisor's max_failures (0: none): in each plan, with max_requests
+        self.heartbeat_timeout: float | None = None  # s, named in the 502 of an instance the watchdog killed
         self.plan: PlanProvider | None = None
         self.passed = self.handed_back = self.closed = self.lost = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -305,7 +307,7 @@ class DirectChannels:
         if reason == "memory":
             return MemoryExceeded(fid, inst.direct_limits.memory or 0 if inst.direct_limits else 0, inst.peak_rss_mb)
         if reason == "heartbeat":
-            return HeartbeatTimeout(fid, 0.0, inst.silent_s)
+            return HeartbeatTimeout(fid, self.heartbeat_timeout or 0.0, inst.silent_s)
         return WorkerCrashed(fid, exit_status=status)
 
     def _call(self, hook: Callable[..., None], inst: Instance, sock: socket.socket, *args: Any) -> None:
@@ -414,9 +416,15 @@ class DirectChannels:
         inst.direct_conns.discard(conn_id)
         _inst, lease, dup, slot = entry
         lease.release()
-        dup.close()  # the worker ended it (X: it shut the socket down) or sent it back (H: a new descriptor)
         if inst.direct_slots is not None:
             inst.direct_slots.free(slot)
+        if kind == b"H" and not fds:  # the worker could not take it (no descriptor left): the front's copy serves
+            self.handed_back += 1
+            self._call(self.on_hand_back, inst, dup, msg[HEAD:])
+            if self.recycle is not None:
+                self.recycle(inst)
+            return
+        dup.close()  # the worker ended it (X: it shut the socket down) or sent it back (H: a new descriptor)
         if len(fds) != (1 if kind == b"H" else 0):
             self.lost += 1
             self._malformed(inst, fds, f"a {kind.decode()} packet with {len(fds)} fds for connection {conn_id} "
@@ -501,6 +509,9 @@ class DirectChannels:
                 log.exception("%s: its direct-path plan could not be built; its instances get no direct connection",
                               inst.target.id)
         conn = inst.conn
+        if plan is not None:  # what is left of this instance's own limits (pools.recycle_if_due)
+            plan = {**plan, "max_requests": inst.recycle_at,  # in all: the worker counts both paths
+                    "max_failures": self.max_failures or None}  # in a row, over both paths: the worker counts
         if plan is None or conn is None or conn.closed:
             inst.direct_planned = False
             return False
