@@ -817,8 +817,6 @@ def test_an_instance_killed_for_memory_answers_as_on_the_frames_path(pair: Pair)
     assert (r.status_code, r.text) == (200, "hog ok")
 
 
-@pytest.mark.xfail(reason="runtime/direct.py _channel_readable drops a C packet whose descriptor the kernel "
-                   "could not give (EMFILE): nobody answers the client", strict=True)
 def test_a_connection_passed_to_an_instance_out_of_descriptors_is_still_answered(
         fresh: Callable[..., StartServer]) -> None:
     """An instance that leaked every descriptor it may open cannot take a passed connection: the
@@ -924,11 +922,7 @@ def test_sigterm_closes_idle_passed_connections_at_once(fresh: Callable[..., Sta
             conn.close()
 
 
-CUT_OFF_BUG = pytest.mark.xfail(reason="runtime/direct.py DirectServer.close (end of the drain) closes a connection "
-                                "with a request in progress without the front's 503 SHUTTING_DOWN", strict=True)
-
-
-@pytest.mark.parametrize("args", [pytest.param((), marks=CUT_OFF_BUG), ("--no-direct-path",)], ids=["direct", "frames"])
+@pytest.mark.parametrize("args", [(), ("--no-direct-path",)], ids=["direct", "frames"])
 def test_sigint_past_the_grace_period_answers_503_on_a_passed_connection(
         fresh: Callable[..., StartServer], args: tuple[str, ...]) -> None:
     """tests/server/test_start_signals.py's cut-off request, on a passed connection: the same 503."""
