@@ -629,7 +629,7 @@ def _unusual(conn: Conn, name: str) -> tuple[Answer, bool]:
     method, target, headers, body = UNUSUAL[name]
     version = "HTTP/1.0" if name.startswith("http/1.0") else "HTTP/1.1"
     answer = conn.request(method, target, headers, body, version=version, expect=name.startswith("expect"))
-    return answer, conn.closed(2.0) if name in CLOSES else False
+    return answer, conn.closed(1.0) if name in CLOSES else False
 
 
 # product bug (report of the e2e tests, 2026-12-04): a method token the front's parser (llhttp) does not know
