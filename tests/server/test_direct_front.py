@@ -52,11 +52,23 @@ def test_plan_passes_function_routes_only(tmp_path: Path) -> None:
     json.dumps(plan.routes)  # the plan travels as JSON
 
 
-def test_vercel_json_rules_turn_the_direct_path_off(tmp_path: Path) -> None:
-    site = _site(tmp_path, {"api/a.py": HANDLER,
-                            "vercel.json": json.dumps({"redirects": [{"source": "/old", "destination": "/api/a"}]})})
+def test_vercel_json_rules_keep_the_paths_they_match_on_the_front(tmp_path: Path) -> None:
+    rules = {"redirects": [{"source": "/old", "destination": "/api/a"}],
+             "rewrites": [{"source": "/api/b/:x*", "destination": "/api/a"}],
+             "headers": [{"source": "/api/c", "headers": [{"key": "x-c", "value": "1"}]}]}
+    site = _site(tmp_path, {"api/a.py": HANDLER, "api/b.py": HANDLER, "api/c.py": HANDLER,
+                            "api/d.py": HANDLER, "vercel.json": json.dumps(rules)})
     plan = SitePlan.of(site)
-    assert not plan.eligible and plan.function_for("/api/a") is None
+    assert plan.eligible
+    assert plan.function_for("/api/a").id == "api/a.py" and plan.function_for("/api/d").id == "api/d.py"
+    for front in ("/old", "/api/b", "/api/b/1", "/api/c"):
+        assert plan.function_for(front) is None, front
+    _sup, router = _router()
+    router.swap(site)
+    patterns = router.plan_for("api/a.py")["exclude_patterns"]
+    assert len(patterns) == 3 and all(isinstance(p, str) for p in patterns)
+    legacy = _site(tmp_path / "legacy", {"api/a.py": HANDLER, "vercel.json": json.dumps({"trailingSlash": True})})
+    assert not SitePlan.of(legacy).eligible and SitePlan.of(legacy).function_for("/api/a") is None
 
 
 def test_static_exclusions_cover_folders_and_clean_urls(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ every ``REPORT_EVERY`` s / ``REPORT_BATCH`` requests.
 import asyncio
 import errno
 import os
+import re
 import socket
 import sys
 import time
@@ -59,7 +60,7 @@ class DirectPlan:
 
     __slots__ = ("function", "trie", "exact", "prefixes", "body_limit", "header_limit", "header_count",
                  "header_timeout", "keep_alive", "body_timeout", "max_duration", "public_errors", "_cache", "lines",
-                 "max_requests", "max_failures")
+                 "max_requests", "max_failures", "patterns")
 
     def __init__(self, data: Dict[str, Any]) -> None:
         self.function = str(data["function"])
@@ -68,6 +69,10 @@ class DirectPlan:
             self.trie.insert([(str(k), str(v)) for k, v in route["segments"]], bool(route.get("mount")), route,
                              str(route.get("root_path") or ""))
         exclude = [str(e) for e in data.get("exclude") or ()]
+        try:  # vercel.json rule sources (fnserve's path patterns as Python regexes): what they match goes back
+            self.patterns = tuple(re.compile(str(p), re.DOTALL) for p in data.get("exclude_patterns") or ())
+        except re.error as exc:
+            raise ValueError("bad exclude pattern: %s" % exc) from exc
         self.exact = frozenset(e for e in exclude if not e.endswith("/"))
         self.prefixes = tuple(e for e in exclude if e.endswith("/"))
         limit = data.get("body_limit")
@@ -105,6 +110,9 @@ class DirectPlan:
     def _route(self, path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, str], str]]:
         if path in self.exact or (self.prefixes and path.startswith(self.prefixes)):
             return None
+        for pattern in self.patterns:  # "/" also matches a pattern that matches "" (project.pathpattern)
+            if pattern.fullmatch(path) is not None or (path == "/" and pattern.fullmatch("") is not None):
+                return None
         found = self.trie.lookup(path)
         if found is None:
             return None

@@ -4,7 +4,7 @@ In ``fnserve start`` the front still accepts every client connection. ``FrontHtt
 (``server.frontdoor``) holds the bytes of a connection's FIRST request head back from uvicorn's
 parser and asks ``DirectRouter.try_pass``: when that request is plain (HTTP/1.1, no ``Upgrade``,
 ``Expect`` or ``Transfer-Encoding``, a body within ``body_limit``) and goes straight to a function
-(``SitePlan``: no vercel.json rule in the project, no static file under that path, a function that
+(``SitePlan``: no vercel.json rule matching that path, no static file under it, a function that
 loaded), and a ready instance of that function has a free slot, the client socket and the bytes
 read are passed to that instance (``Supervisor.pass_connection``: ``socket.send_fds`` over the
 instance's SEQPACKET channel); the instance serves the connection itself from then on
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,17 +51,19 @@ MAX_PASSED_BYTES = 60 * 1024  # bytes read from a connection that may travel wit
 @dataclass(frozen=True)
 class SitePlan:
     """What the direct path may serve on one ``Site`` (swapped with it). ``eligible``: False when
-    the project has vercel.json rules (redirects, rewrites, headers, routes, trailingSlash), a
-    project-wide problem or no route table: then nothing is passed. ``routes``: every route of
-    the project as the worker's trie takes them (docs: the plan's ``"routes"``); ``exclude``:
-    paths equal to an entry, or under an entry ending with ``/`` (other than ``/`` itself), that a static file (or the
-    admin endpoints) may answer; ``functions``: ids of the functions that may be passed
-    connections (loaded without error)."""
+    the project has legacy vercel.json ``routes`` or ``trailingSlash``, a project-wide problem or
+    no route table: then nothing is passed. ``routes``: every route of the project as the
+    worker's trie takes them (the plan's ``"routes"``); ``exclude``: paths equal to an entry, or
+    under an entry ending with ``/`` (other than ``/`` itself), that a static file (or the admin
+    endpoints) may answer; ``patterns``: the sources of the redirects, rewrites and headers rules
+    (a path one of them matches is the front's); ``functions``: ids of the functions that may be
+    passed connections (loaded without error)."""
 
     site: Site
     eligible: bool = False
     routes: tuple[dict[str, Any], ...] = ()
     exclude: tuple[str, ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
     functions: frozenset[str] = frozenset()
     _exact: frozenset[str] = field(default=frozenset(), repr=False)
     _prefixes: tuple[str, ...] = field(default=(), repr=False)
@@ -68,20 +71,28 @@ class SitePlan:
     @classmethod
     def of(cls, site: Site) -> SitePlan:
         rules = site.rules
-        if (site.problem is not None or site.routes is None or rules.redirects or rules.rewrites or rules.headers
-                or rules.routes or rules.trailing_slash is not None):
-            return cls(site)
+        if site.problem is not None or site.routes is None or rules.routes or rules.trailing_slash is not None:
+            return cls(site)  # legacy routes and trailingSlash may apply to any path
+        # a path a redirect, rewrite or headers rule matches (whatever its has/missing conditions)
+        # is served by the front: rewrites only apply to paths no function file names, which is
+        # finer than this, but a path sent to the front is only ever slower, never wrong
+        sources: list[Any] = [*(r.source for r in rules.redirects), *(r.source for r in rules.rewrites),
+                              *(r.source for r in rules.headers)]
+        patterns = tuple(dict.fromkeys(source.regex for source in sources))
         exclude = (PREFIX.rstrip("/") + "/", *static_exclusions(site.static))
         routes = tuple(_route_json(route) for route in site.routes.routes)
         functions = frozenset(r.function.id for r in site.routes.routes
                               if r.function.error is None and r.function.entry is not None)
         prefixes = tuple(e for e in exclude if len(e) > 1 and e.endswith("/"))
-        return cls(site, True, routes, exclude, functions, frozenset(e for e in exclude if e not in prefixes), prefixes)
+        return cls(site, True, routes, exclude, patterns, functions, frozenset(e for e in exclude if e not in prefixes),
+                   prefixes)
 
     def excluded(self, path: str) -> bool:
         """True when ``path`` (decoded) is one of ``exclude``, or below one that ends with ``/``
         (``/`` itself excludes only ``/``)."""
-        return path in self._exact or path.startswith(self._prefixes) or (path + "/") in self._prefixes
+        if path in self._exact or path.startswith(self._prefixes) or (path + "/") in self._prefixes:
+            return True
+        return any(p.fullmatch(path) is not None or (path == "/" and p.fullmatch("") is not None) for p in self.patterns)
 
     def function_for(self, path: str) -> Function | None:
         """The function a plain request for ``path`` (decoded, without the query) goes to when no
@@ -209,6 +220,7 @@ class DirectRouter:
         limits = self.limits
         return {
             "version": 1, "function": function_id, "routes": list(plan.routes), "exclude": list(plan.exclude),
+            "exclude_patterns": [p.pattern for p in plan.patterns],
             "body_limit": plan.site.body_limit, "header_limit": limits.header_limit, "header_count": limits.header_count,
             "header_timeout": limits.header_timeout, "body_timeout": limits.body_timeout, "keep_alive": self.keep_alive,
             "max_duration": self.max_duration(function_id), "public_errors": True,
