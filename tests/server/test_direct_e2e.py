@@ -1053,7 +1053,7 @@ def test_sighup_adding_a_static_file_over_a_route_serves_it_on_a_passed_connecti
 
 
 # ---------------------------------------------------------------------------------------------
-# 9-10. when nothing is passed
+# 9-10. --no-direct-path; vercel.json rules
 
 
 def test_no_direct_path_passes_nothing_and_answers_the_same(pair: Pair) -> None:
@@ -1076,20 +1076,60 @@ def test_no_direct_path_passes_nothing_and_answers_the_same(pair: Pair) -> None:
     assert served(after, "api/hello.py") - served(before, "api/hello.py") == 4
 
 
-def test_a_project_with_a_redirect_passes_nothing_and_the_redirect_works(fresh: Callable[..., StartServer]) -> None:
-    def add_redirect(project: Path) -> None:
-        config = json.loads((project / "vercel.json").read_text())
-        config["redirects"] = [{"source": "/old-hello", "destination": "/api/hello"}]
-        (project / "vercel.json").write_text(json.dumps(config))
+RULES = {
+    "redirects": [{"source": "/old-hello", "destination": "/api/hello"},
+                  {"source": "/api/wsgi", "destination": "/api/asgi", "permanent": False}],
+    "rewrites": [{"source": "/alias/:rest*", "destination": "/api/files/:rest*"}],
+    "headers": [{"source": "/api/asgi", "headers": [{"key": "X-From-Rule", "value": "yes"}]}],
+}
+RULE_REQUESTS = ["/api/hello?r=1", "/old-hello", "/api/wsgi?q=1", "/api/asgi?h=1", "/alias/a/b?z=1", "/api/users/5",
+                 "/api/hello?r=2"]
 
-    srv = fresh(before=add_redirect)
+
+def _with_rules(project: Path) -> None:
+    config = json.loads((project / "vercel.json").read_text())
+    (project / "vercel.json").write_text(json.dumps({**config, **RULES}))
+
+
+def test_vercel_json_rules_keep_their_paths_on_the_front(fresh: Callable[..., StartServer]) -> None:
+    """Redirects, rewrites and headers rules: a path one of their sources matches is served by the
+    front (a first request is not passed, a later one is handed back), every other function path
+    still goes direct; the answers are the frames path's."""
+    direct, frames = fresh(before=_with_rules), fresh("--no-direct-path", before=_with_rules)
+    for srv in (direct, frames):
+        warm(srv.url, "/api/hello", "/api/asgi", "/api/files/x", "/api/users/0")
+    before = metrics(direct.url)
+    for n, path in enumerate(RULE_REQUESTS):  # each first on a connection
+        with Conn(direct.url) as a, Conn(frames.url) as b:
+            headers = [("X-Request-Id", f"rule-{n}")]
+            x, y = a.request("GET", path, headers), b.request("GET", path, headers)
+            assert x.comparable() == y.comparable(), path
+    passed = delta(direct.url, before, PASSED)
+    assert passed == 3, passed  # /api/hello twice and /api/users/5; the rules' paths stay on the front
+    with Conn(direct.url) as a, Conn(frames.url) as b:  # all on one connection, passed at its first request
+        for n, path in enumerate(RULE_REQUESTS):
+            headers = [("X-Request-Id", f"rule-ka-{n}")]
+            x, y = a.request("GET", path, headers), b.request("GET", path, headers)
+            assert x.comparable() == y.comparable(), path
+    assert delta(direct.url, before, PASSED) == passed + 1
+    assert delta(direct.url, before, HANDED_BACK) >= 1
+    assert metrics(frames.url).get(PASSED) == 0
+
+
+def test_trailing_slash_turns_the_direct_path_off(fresh: Callable[..., StartServer]) -> None:
+    """Legacy ``routes`` and ``trailingSlash`` may apply to any path: nothing is passed."""
+    def trailing_slash(project: Path) -> None:
+        config = json.loads((project / "vercel.json").read_text())
+        (project / "vercel.json").write_text(json.dumps({**config, "trailingSlash": False}))
+
+    srv = fresh(before=trailing_slash)
     warm(srv.url, "/api/hello")
-    with httpx.Client(base_url=srv.url, timeout=10) as client:
-        r = client.get("/old-hello")
-        assert r.status_code in (307, 308) and r.headers["location"] == "/api/hello"
-        for i in range(10):
+    with httpx.Client(base_url=srv.url, timeout=10, follow_redirects=False) as client:
+        for i in range(5):
             assert client.get(f"/api/hello?i={i}").text == f"handler /api/hello?i={i}"
-        assert client.get("/old-hello", follow_redirects=True).text == "handler /api/hello"
+        r = client.get("/api/hello/")
+        assert r.status_code == 308 and r.headers["location"] == "/api/hello"
+    with Conn(srv.url) as conn:
+        assert conn.request("GET", "/api/hello?raw").body == b"handler /api/hello?raw"
     m = metrics(srv.url)
     assert m.get(PASSED) == 0 and m.get(HANDED_BACK) == 0
-    assert served(m, "api/hello.py") == 12
