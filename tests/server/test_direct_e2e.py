@@ -9,7 +9,10 @@ direct path from the frames path (``--no-direct-path``, a second server on the s
 the same status, body and header names; the functions' echoes of what they saw are equal), the
 requests are counted and logged as before, and faults (maxDuration, a crashing instance, SIGTERM,
 SIGHUP) end as on the frames path. The counters ``fnserve_direct_connections_total{event}``
-show which path served.
+show which path served. ``tests/projects/direct_edgeone``: the same for the EdgeOne layout.
+
+``xfail(strict=True)`` marks name a product bug (file and function in the reason): remove the
+mark with the fix.
 """
 
 from __future__ import annotations
