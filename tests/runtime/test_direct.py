@@ -805,3 +805,18 @@ def test_error_strings_are_the_fronts():
     from fnserve.server import frontdoor
     assert 'f"Request body stalled for {self.limits.body_timeout:g} s."' in inspect.getsource(frontdoor)
     assert strings["body_408"] % "30" == "Request body stalled for 30 s."
+
+
+def test_plan_exclusions_root_prefixes_and_rule_patterns():
+    from fnserve.runtime.direct import DirectPlan
+
+    route = {"segments": [["literal", "api"], ["param", "id"]], "mount": False, "function": "api/[id].py"}
+    plan = DirectPlan({"function": "api/[id].py", "routes": [route], "exclude": ["/", "/static/", "/favicon.ico"],
+                       "exclude_patterns": [r"/api/old"]})
+    assert plan.route("/api/7") is not None  # "/" (a public/index.html) excludes only "/"
+    for front in ("/", "/static/x.css", "/favicon.ico", "/api/old", "/nothing"):
+        assert plan.route(front) is None, front
+    only_root = DirectPlan({"function": "api/[id].py", "routes": [route], "exclude_patterns": [r"(?:/(.*))?"]})
+    assert only_root.route("/api/7") is None  # a catch-all rule source takes every path
+    with pytest.raises(ValueError):
+        DirectPlan({"function": "f", "exclude_patterns": ["("]})

@@ -73,8 +73,9 @@ class DirectPlan:
             self.patterns = tuple(re.compile(str(p), re.DOTALL) for p in data.get("exclude_patterns") or ())
         except re.error as exc:
             raise ValueError("bad exclude pattern: %s" % exc) from exc
-        self.exact = frozenset(e for e in exclude if not e.endswith("/"))
-        self.prefixes = tuple(e for e in exclude if e.endswith("/"))
+        # an entry ending with "/" is a prefix, except "/" itself (a public/index.html): only "/"
+        self.prefixes = tuple(e for e in exclude if len(e) > 1 and e.endswith("/"))
+        self.exact = frozenset(e for e in exclude if e not in self.prefixes)
         limit = data.get("body_limit")
         self.body_limit: Optional[int] = None if limit is None else int(limit)
         self.header_limit = int(data.get("header_limit", 65536))
