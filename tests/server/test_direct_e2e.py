@@ -479,6 +479,21 @@ def test_one_connection_across_functions_and_a_static_file(pair: Pair) -> None:
     assert delta(url, before, HANDED_BACK) >= 1
 
 
+def test_a_public_index_html_keeps_only_the_root_on_the_front(fresh: Callable[..., StartServer]) -> None:
+    """public/index.html answers ``/``: a passed connection hands back ``/`` and nothing else."""
+    srv = fresh(before=lambda project: (project / "public" / "index.html").write_text("<h1>home</h1>\n"))
+    warm(srv.url, "/api/hello")
+    before = metrics(srv.url)
+    with Conn(srv.url) as conn:
+        for i in range(5):
+            assert conn.request("GET", f"/api/hello?i={i}").body == f"handler /api/hello?i={i}".encode()
+        assert delta(srv.url, before, PASSED) == 1
+        assert delta(srv.url, before, HANDED_BACK) == 0  # the instance served them all
+        assert conn.request("GET", "/").body == b"<h1>home</h1>\n"
+        assert conn.request("GET", "/api/hello?i=after").body == b"handler /api/hello?i=after"
+    assert delta(srv.url, before, HANDED_BACK) == 1
+
+
 @pytest.mark.parametrize("first", ["/api/hello?p=0", "/api/users/1?p=0"])
 def test_pipelined_requests_in_one_write_are_answered_in_order(pair: Pair, first: str) -> None:
     url = pair.direct.url
