@@ -603,6 +603,34 @@ def test_many_keep_alive_clients_across_functions_at_once(pair: Pair) -> None:
     assert delta(url, before, HANDED_BACK) >= 20
 
 
+SLOW_BODY_BUG = pytest.mark.xfail(reason="runtime/h1conn.py H1Conn.next starts the app (Exchange) as soon as the head "
+                                  "is in: a trickled body holds a function slot, unlike the front's PREREAD "
+                                  "(docs/SECURITY.md)", strict=True)
+
+
+@pytest.mark.parametrize("args", [pytest.param((), marks=SLOW_BODY_BUG), ("--no-direct-path",)],
+                         ids=["direct", "frames"])
+@pytest.mark.parametrize("position", ["first", "after a passed request"])
+def test_a_trickled_body_is_read_before_the_function_runs(fresh: Callable[..., StartServer], args: tuple[str, ...],
+                                                          position: str) -> None:
+    """docs/SECURITY.md: the first 1 MiB of a body is read before a function slot is taken (as
+    tests/server/test_frontdoor_e2e.py checks for the front): the function never waits for it."""
+    srv = fresh(*args)
+    warm(srv.url, "/api/bodytime")
+    before = metrics(srv.url)
+    with Conn(srv.url) as conn:
+        if position != "first":
+            assert conn.request("POST", "/api/bodytime", (), b"x").body == b"read 1"
+        conn.send(b"POST /api/bodytime HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nab")
+        for part in (b"cd", b"ef"):
+            time.sleep(0.5)
+            conn.send(part)
+        answer = conn.read()
+    assert (answer.status, answer.body) == (200, b"read 6"), answer
+    assert delta(srv.url, before, PASSED) == (0 if args else 1)
+    assert int(answer.header("x-read-ms") or 0) < 300, answer
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. unusual requests: answered as the frames path answers them, first or later on a connection
 
