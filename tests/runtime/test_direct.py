@@ -820,3 +820,13 @@ def test_plan_exclusions_root_prefixes_and_rule_patterns():
     assert only_root.route("/api/7") is None  # a catch-all rule source takes every path
     with pytest.raises(ValueError):
         DirectPlan({"function": "f", "exclude_patterns": ["("]})
+
+
+def test_plan_exclusions_see_paths_as_static_lookups_do():
+    from fnserve.runtime.direct import DirectPlan
+
+    route = {"segments": [], "mount": True, "function": "index.py"}  # an app at / (takes every path)
+    plan = DirectPlan({"function": "index.py", "routes": [route], "exclude": ["/static/", "/favicon.ico"]})
+    assert plan.route("/items/1") is not None
+    for front in ("//static/app.js", "/static//app.js", "/favicon.ico/", "/static"):
+        assert plan.route(front) is None, front

@@ -133,3 +133,12 @@ def test_reports_count_metrics_and_a_lost_request_gets_the_fronts_answer() -> No
     assert head.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n") and b"connection: close" in head
     assert json.loads(body)["error"]["code"] == "FUNCTION_INVOCATION_TIMEOUT"
     assert metrics.direct["lost"] == 1 and metrics.requests[("api/a.py", 504)] == 1
+
+
+def test_a_content_length_python_cannot_parse_is_not_plain() -> None:
+    from fnserve.server.direct import _plain
+
+    assert _plain([(b"content-length", b"12")], 100)
+    assert not _plain([(b"content-length", b"1" * 5000)], None)  # int() refuses 4300+ digits
+    assert not _plain([(b"content-length", b"1"), (b"content-length", b"1")], None)
+    assert not _plain([(b"transfer-encoding", b"chunked")], None)

@@ -109,8 +109,12 @@ class DirectPlan:
         return found
 
     def _route(self, path: str) -> Optional[Tuple[Dict[str, Any], Dict[str, str], str]]:
-        if path in self.exact or (self.prefixes and path.startswith(self.prefixes)):
-            return None
+        # static lookups drop empty segments (//static/x, /favicon.ico/): compare that form too
+        norm = "/" + "/".join(s for s in path.split("/") if s)
+        for candidate in (path, norm) if norm != path else (path,):
+            if candidate in self.exact or (self.prefixes and (candidate.startswith(self.prefixes)
+                                                              or candidate + "/" in self.prefixes)):
+                return None
         for pattern in self.patterns:  # "/" also matches a pattern that matches "" (project.pathpattern)
             if pattern.fullmatch(path) is not None or (path == "/" and pattern.fullmatch("") is not None):
                 return None
@@ -361,8 +365,8 @@ class DirectServer:
         current response."""
         self.stopping = True
         for conn in list(self.conns.values()):
-            if conn.exchange is None:
-                conn.hand_back()
+            if conn.exchange is None and not conn.frozen and not conn.discard:
+                conn.hand_back()  # at a request boundary; the others go back (or close) when they reach one
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait up to ``timeout`` s until no connection and no app call is left."""

@@ -217,7 +217,7 @@ class H1Conn:
         for name, value in headers:
             if name in _SPECIAL:
                 if name == b"content-length":
-                    if length >= 0 or not value.isdigit():
+                    if length >= 0 or not value.isdigit() or len(value) > 18:  # int() of 4300+ digits raises
                         self.hand_back()
                         return
                     length = int(value)
@@ -270,13 +270,16 @@ class H1Conn:
             else:
                 self.update_reading()
             return
+        if not self.out and self.exchange is None:
+            self._idle()
         self.next()
 
     def response_done(self, exchange: "Exchange") -> None:
         """The response of ``exchange`` is complete: the next request (or close / hand back)."""
         if self.exchange is exchange:
             self.exchange = None
-        self._idle()
+        if not self.out and not exchange.body_left:
+            self._idle()  # else the slot stays "responding" until nothing is owed either way (the front cuts)
         if self.closed:
             return
         if not exchange.keep_alive or self.eof or exchange.body_left > DISCARD_MAX:
@@ -284,6 +287,8 @@ class H1Conn:
             return
         self.discard = exchange.body_left
         if self.discard:
+            plan = self.server.plan  # a client that stops sending the body it owes is closed
+            self.deadline_kind, self.deadline = 1, self.server.clock + (plan.body_timeout if plan is not None else 30.0)
             self._skip()
         else:
             self.next()
@@ -348,6 +353,8 @@ class H1Conn:
         self.writing = False
         self.loop.remove_writer(self.fd)
         self._wake_drainers()
+        if self.exchange is None and not self.discard:
+            self._idle()  # the last response's bytes are out
         after, self.after_write = self.after_write, None
         if after is not None:
             after()
@@ -388,8 +395,8 @@ class H1Conn:
     def hand_back(self) -> None:
         """Give the connection back to the front (packet H) with the bytes read and not served,
         once the previous response is fully written."""
-        if self.closed:
-            return
+        if self.closed or self.discard or self.after_write == self.close:
+            return  # not at a request boundary (body bytes owed), or a close is due: that finishes it
         self.frozen = True
         self.update_reading()
         if self.out:

@@ -90,8 +90,10 @@ class SitePlan:
     def excluded(self, path: str) -> bool:
         """True when ``path`` (decoded) is one of ``exclude``, or below one that ends with ``/``
         (``/`` itself excludes only ``/``)."""
-        if path in self._exact or path.startswith(self._prefixes) or (path + "/") in self._prefixes:
-            return True
+        norm = "/" + "/".join(s for s in path.split("/") if s)  # static lookups drop empty segments
+        for candidate in (path, norm):
+            if candidate in self._exact or candidate.startswith(self._prefixes) or (candidate + "/") in self._prefixes:
+                return True
         return any(p.fullmatch(path) is not None or (path == "/" and p.fullmatch("") is not None) for p in self.patterns)
 
     def function_for(self, path: str) -> Function | None:
@@ -315,7 +317,7 @@ def _plain(headers: Iterable[tuple[bytes, bytes]], body_limit: int | None) -> bo
             return False
         if name == b"content-length":
             lengths += 1
-            if lengths > 1 or not value.isdigit() or (body_limit is not None and int(value) > body_limit):
+            if lengths > 1 or not value.isdigit() or len(value) > 18 or (body_limit is not None and int(value) > body_limit):
                 return False
     return True
 

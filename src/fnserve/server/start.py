@@ -452,6 +452,7 @@ class StartServer:
                 if self.router is not None:
                     self.router.enabled = False  # no new connection goes to an instance
                     self.router.closing = True
+                    self.supervisor.refresh_direct_plans()  # held ones come back at their next request (503)
                 self._drain_started = time.monotonic()
                 self.say(f"fnserve start: {signal.Signals(signum).name} received, finishing in-flight "
                          f"requests (up to {grace:g} s; send it again to stop at once)")

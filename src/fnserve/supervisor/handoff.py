@@ -268,9 +268,16 @@ class DirectChannels:
         self._warned.discard(inst.key)
 
     def _exited(self, inst: Instance, _exited: object = None) -> None:
-        """``inst`` exited: each connection it held is answered on the front's duplicate — a
-        request whose response had not started gets the frames path's 502/504, a response under
-        way is cut (the connection closed), an idle connection comes back to the front."""
+        """``inst`` exited: the H/X packets it sent before are taken first; then each connection
+        it held is answered on the front's duplicate — a request whose response had not started
+        gets the frames path's 502/504, a response under way is cut (the connection closed), an
+        idle connection comes back to the front."""
+        chan = inst.direct_channel
+        while chan is not None and inst.direct_channel is chan and inst.direct_conns:
+            before = len(inst.direct_conns)
+            self._read(inst, chan)
+            if len(inst.direct_conns) == before:
+                break
         self.discard(inst)
         conns, inst.direct_conns = inst.direct_conns, set()
         table, inst.direct_slots = inst.direct_slots, None
@@ -404,6 +411,9 @@ class DirectChannels:
 
     def _packet(self, inst: Instance, msg: bytes, fds: list[int], flags: int) -> None:
         kind = msg[:1]
+        if kind == b"H" and flags & socket.MSG_CTRUNC:  # its descriptor did not fit here (EMFILE): use our copy
+            _close_fds(fds)
+            fds, flags = [], flags & ~socket.MSG_CTRUNC
         if kind not in (b"X", b"H") or len(msg) < HEAD or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             self._malformed(inst, fds, f"a malformed packet ({kind!r}, {len(msg)} bytes, {len(fds)} fds)")
             return
@@ -509,6 +519,9 @@ class DirectChannels:
                 log.exception("%s: its direct-path plan could not be built; its instances get no direct connection",
                               inst.target.id)
         conn = inst.conn
+        if plan is None and inst.direct_planned and conn is not None and not conn.closed:
+            # it had one: an empty plan makes it hand every connection it holds back at its next request
+            conn.send_control(p.DIRECT_PLAN, {"version": 1, "function": inst.target.id, "routes": []})
         if plan is not None:  # what is left of this instance's own limits (pools.recycle_if_due)
             plan = {**plan, "max_requests": inst.recycle_at,  # in all: the worker counts both paths
                     "max_failures": self.max_failures or None}  # in a row, over both paths: the worker counts
