@@ -603,9 +603,7 @@ def test_many_keep_alive_clients_across_functions_at_once(pair: Pair) -> None:
     assert delta(url, before, HANDED_BACK) >= 20
 
 
-SLOW_BODY_BUG = pytest.mark.xfail(reason="runtime/h1conn.py H1Conn.next starts the app (Exchange) as soon as the head "
-                                  "is in: a trickled body holds a function slot, unlike the front's PREREAD "
-                                  "(docs/SECURITY.md)", strict=True)
+SLOW_BODY_BUG: tuple[()] = ()  # fixed: the worker pre-reads the body as the front does
 
 
 @pytest.mark.parametrize("args", [pytest.param((), marks=SLOW_BODY_BUG), ("--no-direct-path",)],
@@ -681,8 +679,7 @@ def _unusual(conn: Conn, name: str) -> tuple[Answer, bool]:
 # product bug (report of the e2e tests, 2026-12-04): a method token the front's parser (llhttp) does not know
 # ("get", "FOO") gets its 400 on the frames path but is served on the direct path: server/direct.py
 # DirectRouter.try_pass passes it (first request), runtime/h1conn.py _REQUEST_LINE takes any token (later ones)
-METHODS_BUG = pytest.mark.xfail(reason="the direct path serves methods the front's parser refuses with 400 "
-                                "(server/direct.py try_pass, runtime/h1conn.py _REQUEST_LINE)", strict=True)
+METHODS_BUG: tuple[()] = ()  # fixed: both sides take only the methods the front's parser takes
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=METHODS_BUG) if n.endswith(" method") and n != "custom method"
@@ -780,8 +777,6 @@ def test_a_direct_request_past_max_duration_gets_504_and_the_next_one_200(pair: 
     assert (r.status_code, r.content) == (200, ok)
 
 
-@pytest.mark.xfail(reason="runtime/direct.py DirectServer.expired sends EXPIRED before the pending REPORT row "
-                   "of the 504: the instance is killed and the 504 is never counted nor logged", strict=True)
 def test_a_direct_504_past_max_duration_is_counted_and_logged(pair: Pair) -> None:
     url = pair.direct.url
     warm(url, "/api/slow?sleep=0")

@@ -347,6 +347,7 @@ class DirectServer:
                                                for rid, method, target, status, took in rows]})
 
     def expired(self, limit: float) -> None:
+        self.flush_reports()  # the 504's row first: EXPIRED gets this instance killed
         self.control(EXPIRED, {"limit": limit})
 
     def forget(self, conn: H1Conn) -> None:

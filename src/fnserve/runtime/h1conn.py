@@ -31,7 +31,12 @@ DISCARD_MAX = 4 * READ_SIZE  # request body bytes the app left unread that are s
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # origin-form target: visible ASCII without '"' and '#'; only HTTP/1.1
-_REQUEST_LINE = re.compile(rb"(" + _TCHAR + rb") (/[!\x24-\x7e]*) HTTP/1\.1\r\n")
+# the methods the front's parser (llhttp, through httptools) takes with an origin-form target: any
+# other token gets the front's 400, so it is handed back
+_METHODS = rb"DELETE|GET|HEAD|POST|PUT|OPTIONS|TRACE|COPY|LOCK|MKCOL|MOVE|PROPFIND|PROPPATCH|SEARCH|UNLOCK|BIND|" \
+    rb"REBIND|UNBIND|ACL|REPORT|MKACTIVITY|CHECKOUT|MERGE|M-SEARCH|NOTIFY|SUBSCRIBE|UNSUBSCRIBE|PATCH|PURGE|" \
+    rb"MKCALENDAR|LINK|UNLINK|SOURCE|QUERY"
+_REQUEST_LINE = re.compile(rb"(" + _METHODS + rb") (/[!\x24-\x7e]*) HTTP/1\.1\r\n")
 # header fields: token ":" value of HTAB / SP / VCHAR / obs-text; no obs-fold, bare CR/LF or NUL
 _FIELDS = re.compile(rb"(?:" + _TCHAR + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
 # one field: name, value without its leading and trailing whitespace (as llhttp + uvicorn give it)
