@@ -136,13 +136,7 @@ class Exchange:
         while len(conn.buf) < want:
             if self.gone or conn.eof or conn.closed:
                 return False
-            plan = conn.server.plan
-            self.body_deadline = time.monotonic() + (plan.body_timeout if plan is not None else 30.0)
-            waiter = self.waiter = conn.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self.waiter = None
+            await self._wait(True)
         self.body_deadline = 0.0
         if self.gone:
             return False
@@ -244,13 +238,20 @@ class Exchange:
                     self.body_deadline = 0.0
                     conn.update_reading()
                     return {"type": "http.request", "body": chunk, "more_body": left > 0}
-                plan = conn.server.plan
-                self.body_deadline = time.monotonic() + (plan.body_timeout if plan is not None else 30.0)
-            waiter = self.waiter = conn.loop.create_future()
-            try:
-                await waiter
-            finally:
-                self.waiter = None
+            await self._wait(not self.body_done)
+
+    async def _wait(self, body: bool) -> None:
+        """Until the connection wakes this exchange (bytes came, the client left, a timer); with
+        ``body``: body bytes are owed, ``body_timeout`` s from now (``H1Conn.check``)."""
+        conn = self.conn
+        if body:
+            plan = conn.server.plan
+            self.body_deadline = time.monotonic() + (plan.body_timeout if plan is not None else 30.0)
+        waiter = self.waiter = conn.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
 
     def client_left(self) -> None:
         self.gone = True
