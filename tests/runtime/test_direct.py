@@ -299,6 +299,17 @@ class Front:
         socket.send_fds(self.chan, [b"C" + self.next_id.to_bytes(8, "big") + data], [client.fileno()])
         client.close()
 
+    def send_packet(self, packet: bytes, fds: tuple[int, ...] = ()) -> None:
+        """Send one packet to the worker on the direct channel (from the front's loop; waits for it)."""
+        async def do() -> None:
+            assert self.chan is not None
+            socket.send_fds(self.chan, [packet], list(fds))
+        asyncio.run_coroutine_threadsafe(do(), self.loop).result(5)
+
+    def reclaim(self, conn_id: int) -> None:
+        """Packet R: the worker hands ``conn_id`` back if it is idle."""
+        self.send_packet(b"R" + conn_id.to_bytes(8, "big"))
+
     def send_control(self, ftype: int, obj: Any) -> None:
         def do() -> None:
             assert self.conn is not None
@@ -640,6 +651,66 @@ def test_stop_hands_back_idle_connections_and_busy_ones_after_their_response(fro
     finally:
         idle.close()
         busy.close()
+
+
+def test_reclaim_hands_back_an_idle_connection_with_the_unread_bytes_of_its_next_request(front):
+    """Packet R (a request waits for a slot on the front): an idle connection goes back at once,
+    with what it read of a next request; one with nothing buffered, with no bytes."""
+    partial = b"GET /api/a/y HTTP/1.1\r\nho"
+    with socket.create_connection(("127.0.0.1", front.port)) as c, \
+            socket.create_connection(("127.0.0.1", front.port)) as empty:
+        c.settimeout(3)
+        empty.settimeout(3)
+        c.sendall(get("/api/a/x") + partial)
+        assert c.recv(65536).endswith(b"ok:/api/a/x?")
+        empty.sendall(get("/api/a/e"))
+        assert empty.recv(65536).endswith(b"ok:/api/a/e?")
+        assert front.passed[1].startswith(get("/api/a/x")) and front.passed[2] == get("/api/a/e")
+        time.sleep(0.1)  # the partial head is read
+        front.reclaim(1)
+        kind, conn_id, unread, sock = front.packet()
+        assert (kind, conn_id, unread) == ("H", 1, partial) and sock is not None
+        front.reclaim(2)
+        kind, conn_id, unread, back = front.packet()
+        assert (kind, conn_id, unread) == ("H", 2, b"") and back is not None
+        # the front serves the rest on the socket it got back
+        sock.sendall(b"HTTP/1.1 299 front\r\ncontent-length: 5\r\n\r\nfront")
+        assert c.recv(65536).endswith(b"front")
+        for s in (sock, back):
+            s.close()
+    rows = front.reports(2)
+    assert sorted(row[2] for row in rows) == ["/api/a/e", "/api/a/x"]
+
+
+def test_reclaim_is_ignored_for_a_busy_or_unknown_connection(front):
+    """R for a connection whose request is in progress, for an unknown id, malformed or carrying a
+    descriptor: nothing happens (the descriptor is closed); R once it is idle: handed back."""
+    assert front.proc is not None
+    fds = f"/proc/{front.proc.pid}/fd"
+    with socket.create_connection(("127.0.0.1", front.port)) as c:
+        c.settimeout(3)
+        c.sendall(get("/api/a/slow").replace(b"slow ", b"slow?0.5 "))
+        time.sleep(0.2)  # the app runs
+        before = len(os.listdir(fds))
+        front.reclaim(1)  # busy
+        front.reclaim(99)  # unknown
+        front.send_packet(b"R\x00\x01")  # too short
+        r, w = os.pipe()
+        try:
+            front.send_packet(b"R" + (99).to_bytes(8, "big"), (r,))  # with a descriptor: closed
+        finally:
+            os.close(r)
+            os.close(w)
+        assert c.recv(65536).endswith(b"slow done")
+        time.sleep(0.2)
+        assert front.packets.empty()
+        assert len(os.listdir(fds)) <= before
+        c.sendall(get("/api/a/z"))  # still the worker's
+        assert c.recv(65536).endswith(b"ok:/api/a/z?")
+        front.reclaim(1)  # idle now
+        kind, conn_id, unread, sock = front.packet()
+        assert (kind, conn_id, unread) == ("H", 1, b"") and sock is not None
+        sock.close()
 
 
 def test_heartbeat_inflight_counts_direct_requests(front):

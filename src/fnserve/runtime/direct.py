@@ -7,6 +7,12 @@ over a SOCK_SEQPACKET channel (``DIRECT_MAX_PACKET`` bytes a packet)::
     front → worker  b"C" + conn_id (u64 BE) + data, one fd      a connection to serve
     worker → front  b"H" + conn_id + data, one fd               hand-back: the front serves the rest
     worker → front  b"X" + conn_id                              the worker closed the connection
+    front → worker  b"R" + conn_id                              reclaim: hand it back if idle
+
+``R`` (the front has requests waiting for a slot of this function): a connection at a request
+boundary (no exchange, not closing, no body bytes owed) is handed back at once (``H``, with the
+bytes of a next request already read, if any); a busy one or an unknown ``conn_id`` is ignored
+(its lease stays counted until it ends; the front asks again while requests wait).
 
 ``DirectServer`` serves such connections: pure Python, stdlib only, one non-blocking socket per
 connection read with ``loop.add_reader`` (no asyncio transport: the socket must be handed back with
@@ -227,6 +233,12 @@ class DirectServer:
                     self.slots.close()
                 self.slots = slots
                 continue
+            if data[:1] == b"R":  # reclaim (module docstring): never carries a descriptor
+                for fd in fds[:1]:
+                    os.close(fd)
+                if len(data) == 9:
+                    self.reclaim(int.from_bytes(data[1:9], "big"))
+                continue
             if data[:1] == b"C" and len(data) >= 9 and not fds:
                 # its descriptor did not arrive (no free descriptor here: EMFILE): the front
                 # serves the connection with its own copy
@@ -237,6 +249,16 @@ class DirectServer:
                     os.close(fds[0])
                 continue
             self.adopt(int.from_bytes(data[1:9], "big"), socket.socket(fileno=fds[0]), data[9:])
+
+    def reclaim(self, conn_id: int) -> bool:
+        """Packet ``R``: hand connection ``conn_id`` back now if it is idle (at a request boundary,
+        see ``stop``), with the unread bytes of a next request if some came. True if it was;
+        False for a busy or unknown connection (ignored)."""
+        conn = self.conns.get(conn_id)
+        if conn is None or not _at_boundary(conn):
+            return False
+        conn.hand_back()
+        return True
 
     def send_packet(self, packet: bytes, sock: Optional[socket.socket] = None) -> None:
         """Queue an H (with ``sock``, closed here once sent) or X packet to the front; never dropped
@@ -366,8 +388,8 @@ class DirectServer:
         current response."""
         self.stopping = True
         for conn in list(self.conns.values()):
-            if conn.exchange is None and not conn.frozen and not conn.discard:
-                conn.hand_back()  # at a request boundary; the others go back (or close) when they reach one
+            if _at_boundary(conn):
+                conn.hand_back()  # the others go back (or close) when they reach one
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait up to ``timeout`` s until no connection and no app call is left."""
@@ -419,6 +441,12 @@ def http_date(seconds: float) -> bytes:
     t = time.gmtime(seconds)
     return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (_DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
                                                     t.tm_hour, t.tm_min, t.tm_sec)
+
+
+def _at_boundary(conn: H1Conn) -> bool:
+    """No request in progress on ``conn``, no close or hand-back under way, no body bytes owed:
+    ``hand_back()`` sends it back now (after the last response's bytes, if some are unsent)."""
+    return conn.exchange is None and not conn.frozen and not conn.discard
 
 
 def _log(text: str) -> None:
