@@ -736,8 +736,6 @@ def test_a_passed_connection_holds_one_lease_until_it_closes(fresh: Callable[...
     assert delta(srv.url, before, PASSED) == 4
 
 
-@pytest.mark.xfail(reason="supervisor/handoff.py pass_to: a passed connection holds its lease while idle, so "
-                   "a frames request waits for the idle keep-alive connections to time out (5 s)", strict=True)
 def test_idle_passed_connections_do_not_make_another_client_wait(fresh: Callable[..., StartServer]) -> None:
     """With --no-direct-path, a third client of an instance taking 2 requests at once is answered
     at once while 2 idle keep-alive connections are open; so must it be with the direct path."""
@@ -748,6 +746,46 @@ def test_idle_passed_connections_do_not_make_another_client_wait(fresh: Callable
         t0 = time.monotonic()
         assert c.request("GET", "/api/hello?c=c").body == b"handler /api/hello?c=c"
         assert time.monotonic() - t0 < 1.0
+
+
+def test_each_queued_request_reclaims_one_idle_connection_and_a_busy_one_once_it_ends(
+        fresh: Callable[..., StartServer]) -> None:
+    """docs: the direct path's reclaim, async function, 3 requests at once, 3 passed connections (2
+    idle, 1 busy): each request queued on the front gets one idle connection's slot (one each, not
+    more); a third waits for the busy one's request to end and gets its slot then (it is asked
+    again), not after keep-alive's 5 s nor after the queued requests (4 s). The connections
+    handed back go on working, served by the front."""
+    srv = fresh("--concurrency-asgi", "3", "--max-instances", "1")
+    warm(srv.url, "/api/asgi")
+    before = metrics(srv.url)
+    idle = [Conn(srv.url) for _ in range(2)]
+    busy, late = Conn(srv.url), Conn(srv.url)
+    queued = [Conn(srv.url) for _ in range(2)]
+    try:
+        for i, conn in enumerate(idle):
+            assert conn.request("GET", f"/api/asgi?idle={i}").status == 200
+        busy.send(request_bytes("GET", "/api/asgi?sleep=1.5"))
+        until(lambda: delta(srv.url, before, PASSED) == 3, 5, "the 3 connections to be passed")
+        wait_inflight(srv.url, "api/asgi.py", 1)
+        for i, conn in enumerate(queued):  # each holds its slot for 4 s
+            conn.send(request_bytes("GET", f"/api/asgi?sleep=4&q={i}"))
+            until(lambda n=i + 1: delta(srv.url, before, HANDED_BACK) == n, 2, "an idle connection to come back")
+            time.sleep(0.3)
+            assert delta(srv.url, before, HANDED_BACK) == i + 1  # one per queued request
+        t0 = time.monotonic()
+        answer = late.request("GET", "/api/asgi?late=1")
+        took = time.monotonic() - t0
+        assert answer.body == b"asgi /api/asgi?late=1" and took < 3.0, (answer, took)
+        assert busy.read().body == b"asgi /api/asgi?sleep=1.5"
+        assert delta(srv.url, before, HANDED_BACK) == 3
+        for i, conn in enumerate(queued):
+            assert conn.read().body == f"asgi /api/asgi?sleep=4&q={i}".encode()
+        for i, conn in enumerate([*idle, busy]):  # back with the front: they still work
+            assert conn.request("GET", f"/api/asgi?again={i}").body == f"asgi /api/asgi?again={i}".encode()
+        assert delta(srv.url, before, PASSED) == 3  # a handed-back connection is never passed again
+    finally:
+        for conn in [*idle, busy, late, *queued]:
+            conn.close()
 
 
 # ---------------------------------------------------------------------------------------------

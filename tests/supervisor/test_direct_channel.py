@@ -6,8 +6,10 @@ protocol (HELLO, READY, REPORT, EXPIRED, DIRECT_PLAN, STOP) and the SOCK_SEQPACK
 The stand-in takes commands, one per line, from the data of each passed connection and then from
 the connection itself (the test holds the client end of a ``socketpair``): ``keep``, ``close``
 (X), ``hand <data>`` (H with the fd), ``echo <text>``, ``report <json list>``, ``expire``,
-``bad`` (malformed packets), ``exit``. It appends what it receives (options, plans, connections)
-to a JSON-lines file.
+``bad`` (malformed packets), ``exit``, ``busy`` / ``idle`` (the state it writes in its slot of the
+front's table), ``deaf`` (it ignores R for this connection). On ``R`` it hands back (H, no data) a
+connection it holds that is neither busy nor deaf, as the real worker does. It appends what it
+receives (options, plans, connections, R packets) to a JSON-lines file.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ mod = importlib.util.module_from_spec(spec)
 sys.modules["_fake_runtime"] = mod
 spec.loader.exec_module(mod)
 from _fake_runtime import protocol as p
+from _fake_runtime.slotwriter import SlotWriter
 
 options = json.loads(sys.argv[2])
 MODE = os.environ.get("FAKE_MODE", "")
@@ -68,6 +71,8 @@ async def main():
     conn.send_control(p.HELLO, {"token": options["token"], "pid": os.getpid(), "python": sys.version.split()[0]})
     note(event="options", options=options)
     chan = None
+    slots = []
+    held = {}  # cid -> [sock, busy, deaf]
 
     def drop(sock):
         loop.remove_reader(sock.fileno())
@@ -80,12 +85,21 @@ async def main():
             verb, _, rest = line.partition(b" ")
             if verb == b"close":
                 drop(sock)
+                held.pop(cid, None)
                 chan.send(b"X" + cid)
                 return
             if verb == b"hand":
                 socket.send_fds(chan, [b"H" + cid + rest], [sock.fileno()])
                 drop(sock)
+                held.pop(cid, None)
                 return
+            if verb in (b"busy", b"idle"):
+                held[cid][1] = verb == b"busy"
+                slot = struct.unpack("!Q", cid)[0] & 0xFFFFFFFF
+                if slots:
+                    slots[0].start(slot) if verb == b"busy" else slots[0].idle(slot)
+            elif verb == b"deaf":
+                held[cid][2] = True
             if verb == b"bad":
                 chan.send(b"Z")
                 chan.send(b"X" + struct.pack("!Q", 1 << 60))
@@ -108,6 +122,7 @@ async def main():
             return
         if not data:
             drop(sock)
+            held.pop(cid, None)
             chan.send(b"X" + cid)
             return
         commands(cid, sock, buf, data)
@@ -121,11 +136,23 @@ async def main():
             note(event="channel-closed")
             loop.remove_reader(chan.fileno())
             return
+        if msg[:1] == b"M":
+            slots.append(SlotWriter(fds[0], int.from_bytes(msg[1:5], "big")))
+            return
+        if msg[:1] == b"R":
+            note(event="reclaim", id=struct.unpack("!Q", msg[1:9])[0])
+            entry = held.get(msg[1:9])
+            if entry is not None and not entry[1] and not entry[2]:
+                socket.send_fds(chan, [b"H" + msg[1:9]], [entry[0].fileno()])
+                drop(entry[0])
+                del held[msg[1:9]]
+            return
         cid = msg[1:9]
         sock = socket.socket(fileno=fds[0])
         sock.setblocking(False)
         note(event="conn", id=struct.unpack("!Q", cid)[0], data=msg[9:].decode("latin-1"))
         buf = [b""]
+        held[cid] = [sock, False, False]
         loop.add_reader(sock.fileno(), on_sock, cid, sock, buf)
         commands(cid, sock, buf, msg[9:])
 
@@ -493,6 +520,64 @@ def test_pass_connection_false_when_the_channel_is_full(tmp_path):
             assert inst.direct_channel is not None  # a full channel is not a broken one
             client.close()
             server.close()
+
+    run(main(), 30)
+
+
+def test_a_queued_request_asks_one_idle_connection_back_per_waiter(tmp_path):
+    """docs: reclaim: a request waiting for a slot (``Supervisor.lease`` with every slot held by
+    passed connections) makes the front send R for the oldest idle one (slot state 0), one per
+    waiter, none for a busy one; its H releases the lease to the waiter. A connection that
+    ignores R is asked again while the request waits; one that goes idle while it waits is asked
+    then; nothing is asked without waiters."""
+    target, launcher, log = setup(tmp_path, concurrency=3)
+
+    def asked() -> list[int]:
+        return [e["id"] for e in events(log, "reclaim")]
+
+    async def main():
+        async with supervisor(target, launcher) as sup:
+            back: list[bytes] = []
+            sup.on_hand_back = lambda sock, data: (back.append(data), sock.close())
+            inst = await ready(sup)
+            clients = []
+            for command in (b"keep\n", b"busy\n", b"keep\n"):  # idle, busy, idle
+                ok, client = pass_new(sup, command)
+                assert ok
+                clients.append(client)
+            await until(lambda: len(events(log, "conn")) == 3)
+            first, second, third = (e["id"] for e in events(log, "conn"))
+            assert inst.leases == 3 and inst.direct_slots is not None
+            assert [inst.direct_slots.state(i & 0xFFFFFFFF) != 0 for i in (first, second, third)] == [False, True, False]
+            await asyncio.sleep(0.3)
+            assert asked() == []  # no waiter, no R
+
+            # one waiter: one R, for the oldest idle connection; its H gives the waiter its slot
+            lease = await asyncio.wait_for(sup.lease(FID), 5)
+            assert asked() == [first] and back == [b""] and inst.leases == 3
+            assert sup.direct_stats()["handed_back"] == 1 and sup.direct_stats()["open"] == 2
+            await asyncio.sleep(0.3)
+            assert asked() == [first]  # not more than waiters
+
+            # the idle one ignores R; the busy one goes idle while the request waits
+            clients[2].sendall(b"deaf\n")
+            await asyncio.sleep(0.1)
+            waiting = asyncio.ensure_future(sup.lease(FID))
+            await until(lambda: asked().count(third) >= 2)  # asked, ignored, asked again
+            assert not waiting.done() and second not in asked()
+            clients[1].sendall(b"idle\n")
+            other = await asyncio.wait_for(waiting, 5)
+            assert asked()[-1] == second and sup.direct_stats()["handed_back"] == 2
+            lease.release()
+            other.release()
+            count = len(asked())
+            await asyncio.sleep(0.4)
+            assert len(asked()) == count  # no waiter left: no more R
+            clients[2].sendall(b"close\n")  # the connection that ignored R ends: nothing of it is left
+            await until(lambda: inst.leases == 0)
+            assert sup.direct._asked == {} and sup.direct_stats()["open"] == 0
+            for client in clients:
+                client.close()
 
     run(main(), 30)
 

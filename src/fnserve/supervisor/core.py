@@ -131,6 +131,8 @@ class Supervisor:
         self.direct.recycle = self.pools.recycle_if_due
         self.direct.classify = self.memory.classify_exit
         self.direct.max_failures, self.direct.heartbeat_timeout = max_failures, heartbeat_timeout
+        if direct:  # requests queued on the frames path get the slots of idle passed connections
+            self.leasing.on_queue = self.direct.reclaim
         self.maintenance = Maintenance(self.pools, self.memory, memory_poll=memory_poll, tick=tick,
                                        heartbeat_timeout=heartbeat_timeout)
         self._start_lock: asyncio.Lock | None = None

@@ -14,14 +14,20 @@ big-endian, unique in this process):
 - front → worker ``b"C" + conn_id + data`` with the client socket's fd (``pass_to``): the worker
   serves that connection; ``data``: the bytes the front already read from it;
 - worker → front ``b"X" + conn_id``: the worker closed it; ``b"H" + conn_id + data`` with the fd:
-  handed back, ``data`` not served; the front's ``on_hand_back(sock, data)`` serves the rest.
+  handed back, ``data`` not served; the front's ``on_hand_back(sock, data)`` serves the rest;
+- front → worker ``b"R" + conn_id`` (``reclaim``): requests wait for a slot of the function;
+  hand that connection back (H) if it is idle, else ignore this packet.
 
 One passed connection holds one ``Lease`` on its instance (``FunctionPool.grant``, the frames
 path's slot accounting: scaling, idle time and recycling see it) until the worker reports it
 closed or handed back, or the instance exits. Requests are counted from the worker's ``REPORT``
 frames (``served``, ``failures``), not from the leases. ``EXPIRED`` (a direct request ran past
 ``maxDuration``; the worker answered 504) kills the instance, as ``Leasing`` does for the frames
-path. ``DIRECT_PLAN`` (the routes and limits the worker's server needs, from the front's
+path. An idle passed connection thus holds a slot: when requests of the frames path queue for
+one (``Leasing.on_queue`` → ``reclaim``), the connections of that function whose slot says idle
+(``SlotTable.state`` 0) are asked back with ``R``, oldest passed first, as many as requests wait
+(again every ``RECLAIM_TICK`` s while some wait: a worker ignores ``R`` for a connection that
+became busy); the ``H`` that follows releases the lease to the oldest waiter. ``DIRECT_PLAN`` (the routes and limits the worker's server needs, from the front's
 ``plan`` provider) goes to each instance right after READY and on ``refresh``; an instance gets
 no connection before it has one.
 
@@ -47,7 +53,7 @@ from ..errors import DurationExceeded, HeartbeatTimeout, MemoryExceeded, WorkerC
 from ..runtime import protocol as p
 from .function_pool import FunctionPool, Lease
 from .instance import Instance
-from .slottable import SlotTable
+from .slottable import IDLE, SlotTable
 
 log = logging.getLogger("fnserve.supervisor")
 
@@ -68,6 +74,8 @@ LostHook = Callable[[socket.socket, str, WorkerError], None]
 SLOTS = 4096  # slots of an instance's table: connections it may hold at once (32 KiB of shared memory)
 OVERDUE_GRACE = 1.0  # s past maxDuration before the front kills an instance whose worker did not answer 504
 SWEEP = 0.25  # s between the backstop's checks of the slot tables (only while connections are passed)
+RECLAIM_TICK = 0.1  # s between asks for idle connections while requests wait (only then)
+RECLAIM_AGAIN = 0.3  # s before an R the worker did not act on (its connection went busy) may be sent again
 
 
 def close_hand_back(sock: socket.socket, data: bytes) -> None:
@@ -134,6 +142,10 @@ class DirectChannels:
         self._conns: dict[int, tuple[Instance, Lease, socket.socket, int]] = {}
         self._sweeper: asyncio.TimerHandle | None = None  # the maxDuration backstop, while connections are passed
         self._warned: set[int] = set()  # Instance.key of instances warned about a malformed packet
+        self.reclaims = 0  # R packets sent
+        self._asked: dict[int, float] = {}  # conn_id → loop time (s) its R was sent, until its X/H
+        self._waiting: dict[str, FunctionPool] = {}  # pools with requests queued, asked again every RECLAIM_TICK s
+        self._reclaimer: asyncio.TimerHandle | None = None
 
     # ----------------------------------------------------------------------------- listening
     def open(self, loop: asyncio.AbstractEventLoop, folder: str) -> str:
@@ -163,6 +175,11 @@ class DirectChannels:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._reclaimer is not None:
+            self._reclaimer.cancel()
+            self._reclaimer = None
+        self._waiting.clear()
+        self._asked.clear()
         if self._listener is not None:
             loop.remove_reader(self._listener.fileno())
             self._listener.close()
@@ -284,6 +301,7 @@ class DirectChannels:
         error: WorkerError | None = None
         for conn_id in sorted(conns):
             entry = self._conns.pop(conn_id, None)
+            self._asked.pop(conn_id, None)
             if entry is None:
                 continue
             _inst, lease, dup, slot = entry
@@ -381,6 +399,63 @@ class DirectChannels:
         if self._conns and self._loop is not None:
             self._sweeper = self._loop.call_later(SWEEP, self._sweep)
 
+    # ----------------------------------------------------------------------------- reclaiming
+    def reclaim(self, pool: FunctionPool) -> None:
+        """``Leasing.on_queue``: a request started waiting for a slot of ``pool``. Ask its
+        instances for idle passed connections back (module docstring: packet ``R``; ``reclaims``
+        counts them), as many as requests wait (``pool.queued``), and again every
+        ``RECLAIM_TICK`` s while some wait. Never raises."""
+        if not self._conns or self._loop is None:
+            return
+        self._reclaim(pool)
+        if pool.queued:
+            self._waiting[pool.target.id] = pool
+            if self._reclaimer is None:
+                self._reclaimer = self._loop.call_later(RECLAIM_TICK, self._reclaim_again)
+
+    def _reclaim_again(self) -> None:
+        self._reclaimer = None
+        for fid, pool in list(self._waiting.items()):
+            if not pool.queued or not self._conns:
+                del self._waiting[fid]
+            else:
+                self._reclaim(pool)
+        if self._waiting and self._loop is not None:
+            self._reclaimer = self._loop.call_later(RECLAIM_TICK, self._reclaim_again)
+
+    def _reclaim(self, pool: FunctionPool) -> int:
+        """Send ``R`` for the oldest passed idle connections of ``pool``, one per queued request,
+        except those asked less than ``RECLAIM_AGAIN`` s ago (their ``H`` is on its way)."""
+        want = pool.queued
+        if not want or self._loop is None:
+            return 0
+        idle: list[tuple[int, Instance]] = []
+        for inst in pool.instances:
+            table = inst.direct_slots
+            if table is None or inst.direct_channel is None or inst.exited.done():
+                continue
+            idle.extend((conn_id, inst) for conn_id in inst.direct_conns if table.state(conn_id & 0xFFFFFFFF) == IDLE)
+        if not idle:
+            return 0
+        idle.sort(key=lambda pair: pair[0])  # conn ids grow with each pass: oldest first
+        now, sent = self._loop.time(), 0
+        for conn_id, inst in idle[:want]:
+            asked = self._asked.get(conn_id)
+            chan = inst.direct_channel
+            if (asked is not None and now - asked < RECLAIM_AGAIN) or chan is None:
+                continue
+            try:
+                chan.send(b"R" + CONN_ID.pack(conn_id), socket.MSG_NOSIGNAL)
+            except OSError as exc:  # EAGAIN / ENOBUFS: asked again at the next tick; EPIPE: it went away
+                if exc.errno in _GONE:
+                    log.info("%s: worker %s closed its direct-path channel (%s)", inst.target.id, inst.pid, exc)
+                    self._close_channel(inst)
+                continue
+            self._asked[conn_id] = now
+            sent += 1
+        self.reclaims += sent
+        return sent
+
     @staticmethod
     def _pick(pool: FunctionPool) -> Instance | None:
         """The least busy ready instance of ``pool`` with a channel, a plan and a free slot."""
@@ -423,6 +498,7 @@ class DirectChannels:
             self._malformed(inst, fds, f"a {kind.decode()} packet for connection {conn_id}, which it does not hold")
             return
         del self._conns[conn_id]
+        self._asked.pop(conn_id, None)
         inst.direct_conns.discard(conn_id)
         _inst, lease, dup, slot = entry
         lease.release()

@@ -144,6 +144,9 @@ class Leasing:
         self.start_timeout = start_timeout
         self.queue_timeout = queue_timeout
         self.deadlines = Deadlines(self._expire)
+        # called with a pool when one of its requests starts waiting for a slot (the direct path:
+        # DirectChannels.reclaim asks for idle passed connections back)
+        self.on_queue: Callable[[FunctionPool], None] | None = None
 
     async def lease(self, function: Function | str) -> Lease:
         """See ``Supervisor.lease``."""
@@ -172,6 +175,8 @@ class Leasing:
         waiter: asyncio.Future[Instance] = loop.create_future()
         pool.waiters.append(waiter)
         pool.feed()
+        if self.on_queue is not None and not waiter.done():
+            self.on_queue(pool)
         began = loop.time()
         timeout = self.queue_timeout if self.queue_timeout is not None else self.start_timeout
         try:
