@@ -27,9 +27,10 @@ path. An idle passed connection thus holds a slot: when requests of the frames p
 one (``Leasing.on_queue`` → ``reclaim``), the connections of that function whose slot says idle
 (``SlotTable.state`` 0) are asked back with ``R``, oldest passed first, as many as requests wait
 (again every ``RECLAIM_TICK`` s while some wait: a worker ignores ``R`` for a connection that
-became busy); the ``H`` that follows releases the lease to the oldest waiter. ``DIRECT_PLAN`` (the routes and limits the worker's server needs, from the front's
-``plan`` provider) goes to each instance right after READY and on ``refresh``; an instance gets
-no connection before it has one.
+became busy); the ``H`` that follows releases the lease to the oldest waiter. ``DIRECT_PLAN``
+(the routes and limits the worker's server needs, from the front's ``plan`` provider) goes to
+each instance right after READY and on ``refresh``; an instance gets no connection before it has
+one.
 
 A worker is not trusted: malformed packets (unknown kind, truncated, wrong number of fds, a
 connection it does not hold) have their fds closed and are ignored, with one warning per
@@ -120,7 +121,8 @@ class DirectChannels:
     log / metrics; ``requests``: ``[[request_id, method, path_with_query, status, duration_ms], ...]``,
     status 0 = no response; default None), ``plan`` (function id → plan dict or None).
     Counters: ``passed``, ``handed_back``, ``closed`` (X packets), ``lost`` (connections whose
-    instance exited, or whose end the worker reported wrongly, before an X/H).
+    instance exited, or whose end the worker reported wrongly, before an X/H); ``reclaims``: R
+    packets sent (``reclaim``).
     """
 
     def __init__(self) -> None:
