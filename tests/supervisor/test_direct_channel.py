@@ -583,8 +583,10 @@ def test_a_queued_request_asks_one_idle_connection_back_per_waiter(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _no_leftovers():
-    """Every stand-in worker is stopped with its supervisor."""
+def _no_leftovers(tmp_path):
+    """Every stand-in worker is stopped with its supervisor (only this test's: other test runs
+    on the machine have stand-ins of their own)."""
+    folder = str(tmp_path).encode() + b"/"
     before = {int(p) for p in os.listdir("/proc") if p.isdigit()}
     yield
     children = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in before]
@@ -592,7 +594,8 @@ def _no_leftovers():
     for pid in children:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"fake_worker.py" in f.read():
+                cmdline = f.read()
+                if b"fake_worker.py" in cmdline and folder in cmdline:
                     mine.append(pid)
         except OSError:
             pass
