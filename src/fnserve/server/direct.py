@@ -1,8 +1,9 @@
 """The front's half of the direct path (issue 14 item 2; docs/ARCHITECTURE.md "direct path").
 
 In ``fnserve start`` the front still accepts every client connection. ``FrontHttpProtocol``
-(``server.frontdoor``) holds the bytes of a connection's FIRST request head back from uvicorn's
-parser and asks ``DirectRouter.try_pass``: when that request is plain (HTTP/1.1, no ``Upgrade``,
+(``server.frontdoor``) holds the bytes of a connection's first request head back from uvicorn's
+parser and asks ``DirectRouter.try_pass`` (and again at later request boundaries while the answer
+was ``Verdict.BUSY``: the function had no free instance yet): when that request is plain (HTTP/1.1, no ``Upgrade``,
 ``Expect`` or ``Transfer-Encoding``, a body within ``body_limit``) and goes straight to a function
 (``SitePlan``: no vercel.json rule matching that path, no static file under it, a function that
 loaded), and a ready instance of that function has a free slot, the client socket and the bytes

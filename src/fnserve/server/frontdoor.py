@@ -14,7 +14,8 @@ limit (setting)               when                                              
                               nothing is closed silently
 ``body_timeout`` (30 s)       longest pause between two pieces of a request body          408, close
                               (paused only while fnserve holds reading back itself)       (or close)
-``max_connections``           open client connections above it                            503, close
+``max_connections``           open client connections above it (those passed to           503, close
+                              instances on the direct path included)
 ============================  ==========================================================  ============
 
 Nothing of this reaches a function: a request refused here never takes a function slot. The
