@@ -164,3 +164,165 @@ def test_an_instance_gets_only_the_routes_that_decide_its_paths(tmp_path: Path) 
         for path in ("/api/f7", "/api/f7.py", "/api/f8", "/api/users/me", "/api/users/9", "/api/users", "/x"):
             whole = table.match(path)
             assert (worker.route(path) is not None) == (whole is not None and whole.function.id == fid), (fid, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# later request boundaries (FrontHttpProtocol + DirectRouter.try_pass's verdicts), over a real
+# loopback server with a router that records what it is offered and never passes
+
+
+class _OfferedRouter:
+    """``DirectRouter``'s side ``FrontHttpProtocol`` calls: ``try_pass`` records the bytes it is
+    offered and answers BUSY for paths under ``/busy`` (a function that is cold), FRONT for any
+    other; ``held()``: connections "instances" hold (``held``)."""
+
+    enabled = True
+
+    def __init__(self, held: int = 0) -> None:
+        self.offered: list[bytes] = []
+        self.held_now = held
+
+    def try_pass(self, protocol: object, data: bytes, end: int):
+        from fnserve.server.direct import Verdict
+
+        assert data[end:end + 4] == b"\r\n\r\n"
+        self.offered.append(data)
+        return Verdict.BUSY if data.split(b" ", 2)[1].startswith(b"/busy") else Verdict.FRONT
+
+    def held(self) -> int:
+        return self.held_now
+
+
+async def _echo_app(scope, receive, send) -> None:
+    """Answers ``<method> <path>?<query> <body>``, after ``?sleep=S`` seconds when given."""
+    import asyncio
+
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    query = scope["query_string"].decode()
+    if query.startswith("sleep="):
+        await asyncio.sleep(float(query[6:]))
+    out = f"{scope['method']} {scope['path']}?{query} ".encode() + body
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(out))]})
+    await send({"type": "http.response.body", "body": out})
+
+
+def _req(target: str, body: bytes = b"") -> bytes:
+    method = "POST" if body else "GET"
+    length = f"content-length: {len(body)}\r\n" if body else ""
+    return f"{method} {target} HTTP/1.1\r\nhost: t\r\n{length}\r\n".encode() + body
+
+
+class _Client:
+    """A raw keep-alive connection reading Content-Length responses."""
+
+    def __init__(self, url: str) -> None:
+        import socket
+
+        host, port = url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        self.buf = b""
+
+    def answer(self) -> tuple[int, bytes]:
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(self.buf)
+            self.buf += chunk
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += self.sock.recv(65536)
+        self.buf = rest[length:]
+        return int(head[9:12]), rest[:length]
+
+
+def _served(router: _OfferedRouter, **limits: object):
+    from devserver import serve_app
+
+    from fnserve.server.frontdoor import FrontLimits, uvicorn_options
+
+    return serve_app(_echo_app, **uvicorn_options(FrontLimits(**limits), router))  # type: ignore[arg-type]
+
+
+def test_a_connection_is_offered_again_at_each_boundary_while_busy_and_never_after_front() -> None:
+    router = _OfferedRouter()
+    with _served(router) as url:
+        conn = _Client(url)
+        steps = [("/busy/1", b"", True), ("/busy/2", b"abc", True), ("/front/3", b"", True), ("/busy/4", b"", False),
+                 ("/busy/5", b"", False)]
+        for target, body, offered in steps:
+            before = len(router.offered)
+            conn.sock.sendall(_req(target, body))
+            method = "POST" if body else "GET"
+            assert conn.answer() == (200, f"{method} {target}? ".encode() + body)
+            # each later request is offered alone, head and body bytes as the client sent them
+            assert router.offered[before:] == ([_req(target, body)] if offered else []), target
+        conn.sock.close()
+
+
+def test_pipelined_bytes_fed_to_the_parser_are_never_offered() -> None:
+    import time
+
+    router = _OfferedRouter()
+    with _served(router) as url:
+        conn = _Client(url)
+        conn.sock.sendall(_req("/busy/1") + _req("/busy/2"))  # one write: offered together as the first head
+        assert [conn.answer(), conn.answer()] == [(200, b"GET /busy/1? "), (200, b"GET /busy/2? ")]
+        assert router.offered == [_req("/busy/1") + _req("/busy/2")]
+        conn.sock.sendall(_req("/busy/3?sleep=0.3"))  # offered (a boundary), then served by the front
+        time.sleep(0.1)
+        conn.sock.sendall(_req("/busy/4"))  # arrives while /busy/3 is answered: the parser takes it
+        assert [conn.answer(), conn.answer()] == [(200, b"GET /busy/3?sleep=0.3 "), (200, b"GET /busy/4? ")]
+        assert router.offered[1:] == [_req("/busy/3?sleep=0.3")]
+        conn.sock.sendall(_req("/busy/5"))  # the next boundary: offered again
+        assert conn.answer() == (200, b"GET /busy/5? ")
+        assert router.offered[2:] == [_req("/busy/5")]
+        conn.sock.close()
+
+
+def test_a_later_head_in_pieces_is_held_until_complete_and_keeps_the_head_timeout() -> None:
+    import time
+
+    router = _OfferedRouter()
+    with _served(router, header_timeout=0.5) as url:
+        conn = _Client(url)
+        conn.sock.sendall(_req("/busy/1"))
+        assert conn.answer() == (200, b"GET /busy/1? ")
+        whole = _req("/busy/2", b"xyz")
+        for i in range(0, len(whole), 9):
+            conn.sock.sendall(whole[i:i + 9])
+            time.sleep(0.02)
+        assert conn.answer() == (200, b"POST /busy/2? xyz")
+        head = whole[:whole.index(b"\r\n\r\n") + 4]
+        assert len(router.offered) == 2 and router.offered[0] == _req("/busy/1")
+        assert router.offered[1].startswith(head) and whole.startswith(router.offered[1])  # once, when complete
+        conn.sock.sendall(b"GET /busy/3 HTTP/1.1\r\nhost:")  # held, never completed
+        t0 = time.monotonic()
+        assert conn.answer()[0] == 408
+        assert 0.3 < time.monotonic() - t0 < 3.0
+        assert len(router.offered) == 2
+        conn.sock.close()
+
+
+def test_connections_instances_hold_count_in_max_connections() -> None:
+    router = _OfferedRouter(held=2)
+    with _served(router, max_connections=3) as url:
+        first = _Client(url)  # 1 here + 2 held = 3: served
+        first.sock.sendall(_req("/front/1"))
+        assert first.answer() == (200, b"GET /front/1? ")
+        second = _Client(url)  # 2 + 2: over
+        assert second.answer()[0] == 503
+        second.sock.close()
+        router.held_now = 1  # an instance let one go
+        third = _Client(url)
+        third.sock.sendall(_req("/front/3"))
+        assert third.answer() == (200, b"GET /front/3? ")
+        first.sock.close()
+        third.sock.close()

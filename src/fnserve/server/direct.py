@@ -1,8 +1,9 @@
 """The front's half of the direct path (issue 14 item 2; docs/ARCHITECTURE.md "direct path").
 
 In ``fnserve start`` the front still accepts every client connection. ``FrontHttpProtocol``
-(``server.frontdoor``) holds the bytes of a connection's FIRST request head back from uvicorn's
-parser and asks ``DirectRouter.try_pass``: when that request is plain (HTTP/1.1, no ``Upgrade``,
+(``server.frontdoor``) holds the bytes of a connection's first request head back from uvicorn's
+parser and asks ``DirectRouter.try_pass`` (and again at later request boundaries while the answer
+was ``Verdict.BUSY``: the function had no free instance yet): when that request is plain (HTTP/1.1, no ``Upgrade``,
 ``Expect`` or ``Transfer-Encoding``, a body within ``body_limit``) and goes straight to a function
 (``SitePlan``: no vercel.json rule matching that path, no static file under it, a function that
 loaded), and a ready instance of that function has a free slot, the client socket and the bytes
@@ -22,6 +23,7 @@ have written); one passed connection holds one lease of its instance until it cl
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import re
 import socket
@@ -41,7 +43,7 @@ from fnserve.server.observe import CUT_OFF_MESSAGE
 
 LOG = logging.getLogger("fnserve.start")
 
-__all__ = ["DirectRouter", "SitePlan", "static_exclusions"]
+__all__ = ["DirectRouter", "SitePlan", "Verdict", "static_exclusions"]
 
 # request headers that make a request not plain: the front serves it (uvicorn + FrontApp)
 _NOT_PLAIN = frozenset({b"upgrade", b"expect", b"transfer-encoding"})
@@ -50,6 +52,14 @@ _METHODS = frozenset(b"DELETE GET HEAD POST PUT OPTIONS TRACE COPY LOCK MKCOL MO
                      b"BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE "
                      b"PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split())
 MAX_PASSED_BYTES = 60 * 1024  # bytes read from a connection that may travel with it (one SEQPACKET message)
+
+
+class Verdict(enum.Enum):
+    """What ``DirectRouter.try_pass`` decided for a request head (see there)."""
+
+    PASSED = "passed"  # an instance serves the connection now
+    BUSY = "busy"  # a direct-path request, but no ready instance with a free slot: ask again later
+    FRONT = "front"  # the front serves this request; asking again on this connection is not worth it
 
 
 @dataclass(frozen=True)
@@ -290,28 +300,40 @@ class DirectRouter:
             "max_duration": self.max_duration(function_id), "public_errors": True,
         }
 
-    def try_pass(self, protocol: Any, data: bytes, end: int) -> bool:
-        """``data``: what a new connection sent so far, its first head ending at ``end`` (the
-        index of its blank line). True when the connection went to an instance (the caller's
-        transport is closed: nothing more to do), False when the front serves it."""
+    def try_pass(self, protocol: Any, data: bytes, end: int) -> Verdict:
+        """``data``: what a connection the front serves sent from a request boundary on (its
+        first request, or a later one: ``FrontHttpProtocol``), a request head ending at ``end``
+        (the index of its blank line). ``Verdict.PASSED``: the connection went to an instance
+        (the caller's transport is closed: nothing more to do); ``Verdict.BUSY``: the request
+        could go to an instance but none is ready with a free slot (cold, full, its channel's
+        buffer full): the front serves it and may ask again at a later boundary;
+        ``Verdict.FRONT``: the front serves it (not plain, not a direct-path function's path,
+        the router off, over ``MAX_PASSED_BYTES``) and should not ask again."""
         if not self.enabled or len(data) > MAX_PASSED_BYTES:
-            return False
+            return Verdict.FRONT
         head = parse_first_head(data[:end])
         if (head is None or head.version != b"HTTP/1.1" or head.method not in _METHODS
                 or not _plain(head.headers, self.plan.site.body_limit)):
-            return False
+            return Verdict.FRONT
         function = self.plan.function_for(head.path)
         if function is None:
-            return False
+            return Verdict.FRONT
         transport = protocol.transport
         sock = transport.get_extra_info("socket")
-        if sock is None or not self.supervisor.pass_connection(function, sock, data):
-            return False
+        if sock is None:
+            return Verdict.FRONT
+        if not self.supervisor.pass_connection(function, sock, data):
+            return Verdict.BUSY
         if self.factory is None:
             self.factory = protocol.handed_back_factory()
         self.counts["passed"] += 1
         transport.close()  # our descriptor only: the instance holds the connection now
-        return True
+        return Verdict.PASSED
+
+    def held(self) -> int:
+        """Client connections instances hold now (passed, not yet closed or handed back: the
+        front keeps a duplicate of each socket), counted in ``max_connections``. O(1)."""
+        return int(self.supervisor.direct_stats()["open"])
 
     def hand_back(self, sock: socket.socket, data: bytes) -> None:
         """An instance gave a passed connection back (``Supervisor.on_hand_back``): serve it

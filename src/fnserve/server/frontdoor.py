@@ -14,7 +14,8 @@ limit (setting)               when                                              
                               nothing is closed silently
 ``body_timeout`` (30 s)       longest pause between two pieces of a request body          408, close
                               (paused only while fnserve holds reading back itself)       (or close)
-``max_connections``           open client connections above it                            503, close
+``max_connections``           open client connections above it (those passed to           503, close
+                              instances on the direct path included)
 ============================  ==========================================================  ============
 
 Nothing of this reaches a function: a request refused here never takes a function slot. The
@@ -41,6 +42,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from fnserve.config import Config
 from fnserve.server.coalesce import CoalescedWrites
+from fnserve.server.direct import Verdict
 
 if TYPE_CHECKING:
     from fnserve.server.direct import DirectRouter
@@ -112,9 +114,12 @@ class FrontHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # the direct path (server.direct): a new connection's first head is held back from the
-        # parser until the router has decided whether an instance serves the connection
-        self._first = self.router is not None and self.router.enabled
+        # the direct path (server.direct): a new connection's first head, and a later one at a
+        # request boundary while the router answered BUSY so far, is held back from the parser
+        # until the router has decided whether an instance serves the connection (_at_boundary)
+        self._hold = self.router is not None and self.router.enabled
+        self._later = False  # ask the router again at the next request boundary
+        self._between = True  # the parser was fed nothing since the end of the last request
         self._held = b""
         self._replay = b""  # a handed-back connection: bytes the instance read and did not serve
         self._in_head = True  # between a request's first byte (or the connection's start) and its headers' end
@@ -128,8 +133,10 @@ class FrontHttpProtocol(HttpToolsProtocol):
     # -- connection
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            LOG.warning("refused a connection: %d open, over max-connections (%d)", len(self.connections) - 1,
+        # connections passed to instances count too: the front holds a duplicate of each socket
+        held = len(self.connections) + (self.router.held() if self.router is not None else 0)
+        if held > self.limits.max_connections:
+            LOG.warning("refused a connection: %d open, over max-connections (%d)", held - 1,
                         self.limits.max_connections)
             self._refuse(503, "Too many open connections; retry later.")
             return
@@ -145,7 +152,7 @@ class FrontHttpProtocol(HttpToolsProtocol):
 
         def make(data: bytes) -> FrontHttpProtocol:
             proto = cls(config=config, server_state=server_state, app_state=app_state)
-            proto._first = False
+            proto._hold = proto._later = False  # no ping-pong
             proto._replay = data
             return proto
 
@@ -158,26 +165,52 @@ class FrontHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused is not None:
             return
-        if self._first:
+        if self._hold or (self._later and self._between and self._at_boundary()):
             data = self._held + data if self._held else data
             end = data.find(b"\r\n\r\n")
             if end < 0 and len(data) <= self.limits.header_limit:
-                self._held = data  # the first head is not complete yet
+                self._held = data  # the head is not complete yet
                 self._head_seen = len(data)
                 return
-            self._first = False
+            self._hold = self._later = False
             self._held = b""
             self._head_seen = 0
             assert self.router is not None
-            if end >= 0 and self.router.try_pass(self, data, end):
-                self._cancel_timers()
-                return  # an instance serves this connection now
+            if end >= 0:
+                verdict = self.router.try_pass(self, data, end)
+                if verdict is Verdict.PASSED:
+                    self._cancel_timers()
+                    return  # an instance serves this connection now
+                self._later = verdict is Verdict.BUSY
         if self._in_head:
             self._head_seen += len(data)
         super().data_received(data)
         if self._in_head and self._refused is None and self._head_seen > self.limits.header_limit + 4:
             # still no end of headers past the limit (+ the blank line): refuse before httptools buffers more
             self._refuse(431, f"Request headers are over {self.limits.header_limit} bytes.")
+
+    def _at_boundary(self) -> bool:
+        """Called with the first bytes after a request ended while the router may take the
+        connection (``_later``, ``_between``): True, and the bytes are held as the first head is,
+        when nothing of this connection is left on the front — the last response is complete and
+        written (the cycle's coalesced writes flushed, the transport's buffer empty: what the
+        instance writes cannot overtake it), no request is queued in the pipeline (``_between``:
+        not a byte of the next request was fed to the parser) and the connection stays open."""
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.response_complete or self.pipeline:
+                return False
+            writes = cycle.transport
+            if isinstance(writes, CoalescedWrites):
+                writes.flush()  # what the end of this loop step would write: written now
+        transport = self.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False  # a client reading slowly: serve this request, ask at the next boundary
+        self._hold = True
+        self._unset_keepalive_if_required()  # as uvicorn's data_received: a request is coming
+        if self._head_timer is None:  # as on_message_begin does
+            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        return True
 
     def handle_websocket_upgrade(self) -> None:
         self._cancel_timers()  # the WebSocket protocol takes the connection over
@@ -192,6 +225,7 @@ class FrontHttpProtocol(HttpToolsProtocol):
     # -- parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._between = False
         self._in_head = True
         self._head_size = self._head_count = 0
         if self._head_timer is None:
@@ -233,6 +267,7 @@ class FrontHttpProtocol(HttpToolsProtocol):
             self._body_timer.cancel()
             self._body_timer = None
         self._in_head, self._head_seen = True, 0  # what comes next is the next request's head
+        self._between = True
         super().on_message_complete()
 
     # -- limits
