@@ -8,8 +8,19 @@ start`` on 127.0.0.1 (port 0), each in its own process group, killed at the end.
 - ``cold q1`` / ``cold q4``: median ms of one request to each other function once, in order
   (each a cold start), over the first and the last quarter of them; ``q4/q1``: the goal is ≤ 1.2
   (a cold start must not cost more because many functions ran before); ``front CPU q1`` / ``q4``:
-  CPU ms of the front process per hit over the same quarters (clock-tick resolution summed over
-  the quarter: steadier than wall time on a busy machine);
+  median CPU ms of the front process per hit over the same quarters (``/proc/<pid>/task/*/schedstat``,
+  ns resolution);
+- per cold start, first → last quarter (medians; figures that do not depend on the machine's load):
+  the new instance's CPU ms and minor page faults right after its hit (its whole life so far: fork
+  or standby, set-up, import, READY, the request), the zygote's CPU ms per hit, the ``ready in``
+  and ``import + startup`` ms the server logs, and the load average at both ends;
+- ``machine``: before each run with N ≥ 100 (``--warm-memory``, default N × 8 MB + 512 MB; 0: off),
+  the CPU µs per 4 KiB page of touching that much fresh memory, first and last quarter (then freed).
+  On a VM whose host backs guest memory lazily the first touch of never-used guest pages is
+  slower (measured here, 2026-12-04: 1.85 → ~10 µs/page past the ~5 GB used recently); an
+  instance writes ~1,500 pages, so without this step the late cold starts of N = 1,000 measured
+  the VM (q4/q1 2.4, instance CPU 8 → 21 ms with the same fault count), not fnserve
+  (docs/ARCHITECTURE.md, flat costs);
 - ``tree MB hot``: memory of the server's process tree (sum of ``Pss`` of ``/proc/<pid>/smaps_rollup``:
   pages shared with a zygote counted once) right after the hits, with ``procs`` processes;
 - ``idle CPU %``: CPU time (user + system) of the tree over ``--idle-window`` s with every instance
@@ -19,8 +30,9 @@ start`` on 127.0.0.1 (port 0), each in its own process group, killed at the end.
   ``procs left``.
 
 ``dev`` keeps one instance per function until ``dev_idle_timeout`` (forked from a zygote, ~6 MB
-each): it runs only for N ≤ ``--dev-max`` (default 1000). Usage: ``python bench/scale.py [--n 10,100,1000] [--commands dev,start]``
-(about 4 min with the defaults).
+each): it runs only for N ≤ ``--dev-max`` (default 1000). Usage: ``python bench/scale.py [--n 10,100,1000]
+[--commands dev,start] [--no-idle] [--warm-memory MB|auto]`` (about 6 min with the defaults; ``--no-idle``
+skips the idle CPU and scale-to-zero part: ~1.5 min for ``--n 1000 --commands start``).
 """
 
 from __future__ import annotations
