@@ -14,7 +14,7 @@ start`` on 127.0.0.1 (port 0), each in its own process group, killed at the end.
   the new instance's CPU ms and minor page faults right after its hit (its whole life so far: fork
   or standby, set-up, import, READY, the request), the zygote's CPU ms per hit, the ``ready in``
   and ``import + startup`` ms the server logs, and the load average at both ends;
-- ``machine``: before each run with N ≥ 100 (``--warm-memory``, default N × 8 MB + 512 MB; 0: off),
+- ``machine``: before each run with N ≥ 100 (``--warm-memory``, default N × 8 MB + 512 MB, at most half of MemAvailable; 0: off),
   the CPU µs per 4 KiB page of touching that much fresh memory, first and last quarter (then freed).
   On a VM whose host backs guest memory lazily the first touch of never-used guest pages is
   slower (measured here, 2026-12-04: 1.85 → ~10 µs/page past the ~5 GB used recently); an
@@ -282,6 +282,18 @@ def minor_faults(pid: int) -> int:
         return 0
 
 
+def available_mb() -> int:
+    """MemAvailable of /proc/meminfo in MB (0 when unknown): ``--warm-memory auto`` touches at most half."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def first_touch(mb: int, chunk_mb: int = 6) -> tuple[float, float]:
     """Touch ``mb`` MB of fresh anonymous memory in ``chunk_mb`` chunks (about an instance's private
     memory each), keeping it until the end, then free it. Returns the CPU µs per 4 KiB page over the
@@ -411,7 +423,7 @@ def main() -> None:
     parser.add_argument("--no-idle", action="store_true", help="skip the idle CPU / scale-to-zero part (faster)")
     parser.add_argument("--warm-memory", default="auto",
                         help="MB of fresh memory to touch (and free) before each run, reporting its first-touch cost: "
-                             "'auto' = N x 8 MB + 512 MB for N >= 100, 0 = none (see first_touch)")
+                             "'auto' = N x 8 MB + 512 MB for N >= 100 (at most half of MemAvailable), 0 = none (see first_touch)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.n.split(",") if x]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; handler-class functions; ms, MB (Pss), % of a core")
@@ -425,7 +437,8 @@ def main() -> None:
             if command == "dev" and n > args.dev_max:
                 print(f"{command:<7} {n:>5}  skipped (> --dev-max {args.dev_max})", flush=True)
                 continue
-            warm = (8 * n + 512 if n >= 100 else 0) if args.warm_memory == "auto" else int(args.warm_memory)
+            warm = (min(8 * n + 512, available_mb() // 2) if n >= 100 else 0) if args.warm_memory == "auto" \
+                else int(args.warm_memory)
             touch = first_touch(warm) if warm else None
             r = measure(command, n, args.idle_window, not args.no_idle)
             rows.append(r)
