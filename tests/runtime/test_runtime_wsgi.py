@@ -41,6 +41,24 @@ def test_environ_per_pep3333(raw):
     assert env["fnserve.route_params"] == {"id": "7"}
 
 
+def test_environ_headers_join_override_and_many_names():
+    """Repeated headers join (cookies with "; "), a repeated Content-Type keeps the last value, and
+    any number of distinct names is mapped (the name → key cache stays bounded)."""
+    from fnserve.runtime import wsgi
+
+    names = [(f"x-n{i}".encode(), str(i).encode()) for i in range(wsgi._KEYS_MAX + 100)]
+    scope = {"type": "http", "method": "GET", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"",
+             "headers": [(b"cookie", b"a=1"), (b"cookie", b"b=2"), (b"content-type", b"text/a"),
+                         (b"content-type", b"text/b"), *names]}
+    env = wsgi.build_environ(scope, None)
+    assert env["HTTP_COOKIE"] == "a=1; b=2" and env["CONTENT_TYPE"] == "text/b" and "HTTP_CONTENT_TYPE" not in env
+    assert all(env[f"HTTP_X_N{i}"] == str(i) for i in range(len(names)))
+    assert len(wsgi._KEYS) <= wsgi._KEYS_MAX
+    assert (env["PATH_INFO"], env["SERVER_PROTOCOL"]) == ("/a b", "HTTP/1.1")
+    plain = wsgi.build_environ({**scope, "path": "/x/y", "raw_path": b"/x/y", "http_version": "1.0"}, None)
+    assert (plain["PATH_INFO"], plain["SERVER_PROTOCOL"]) == ("/x/y", "HTTP/1.0")
+
+
 def test_mount_boundary_and_empty_rest(raw):
     env = json.loads(H.call(raw.app, H.http_scope(path="/api/m", root_path="/api/m"))[2])
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/api/m", "/")

@@ -237,7 +237,7 @@ class HandlerAdapter:
         await self.inflight.wait(timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await refuse_non_http(scope, receive, send):
+        if scope["type"] != "http" and await refuse_non_http(scope, receive, send):
             return
         method = scope["method"]
         do = "do_" + method
@@ -251,7 +251,7 @@ class HandlerAdapter:
             else:
                 await send_error(send, 405, "method_not_allowed", "%s is not allowed here; allowed: %s" % (method, self.allow.decode()), ((b"allow", self.allow),))
                 return
-        if await refuse_declared_oversize(scope, send, self.body_limit):
+        if self.body_limit and await refuse_declared_oversize(scope, send, self.body_limit):
             return
         await run_threaded(self.executor, self.inflight, self.body_limit, receive, send,
                            functools.partial(self._run, scope, do), head=method == "HEAD")

@@ -48,7 +48,7 @@ def wsgi_path(scope: Scope) -> Tuple[str, str]:
     raw = scope.get("raw_path")
     full: Optional[bytes] = None
     if raw:
-        decoded = unquote_to_bytes(raw)
+        decoded = unquote_to_bytes(raw) if b"%" in raw else raw
         if decoded.decode("utf-8", "replace") == path or unquote(raw.decode("latin-1")) == path:
             full = decoded
     if full is None:
@@ -61,11 +61,25 @@ def wsgi_path(scope: Scope) -> Tuple[str, str]:
     return root.decode("latin-1"), (rest or b"/").decode("latin-1")
 
 
+_KEYS: Dict[bytes, str] = {}  # header name → its environ key ("HTTP_USER_AGENT"), for the last names seen
+_KEYS_MAX = 512
+
+
+def _environ_key(raw_name: bytes) -> str:
+    name = raw_name.decode("latin-1").upper().replace("-", "_")
+    key = name if name == "CONTENT_TYPE" or name == "CONTENT_LENGTH" else "HTTP_" + name
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()
+    _KEYS[raw_name] = key
+    return key
+
+
 def build_environ(scope: Scope, body: Any) -> Dict[str, Any]:
     """The PEP 3333 environ for an ASGI HTTP ``scope``; ``body``: the ``wsgi.input`` stream."""
     script_name, path_info = wsgi_path(scope)
     server = scope.get("server") or None
     client = scope.get("client") or None
+    version = scope.get("http_version", "1.1")
     environ: Dict[str, Any] = {
         "REQUEST_METHOD": scope["method"],
         "SCRIPT_NAME": script_name,
@@ -73,7 +87,7 @@ def build_environ(scope: Scope, body: Any) -> Dict[str, Any]:
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
         "CONTENT_TYPE": "",
         "CONTENT_LENGTH": "",
-        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "SERVER_PROTOCOL": "HTTP/1.1" if version == "1.1" else "HTTP/" + version,
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": scope.get("scheme", "http"),
         "wsgi.input": body,
@@ -83,19 +97,19 @@ def build_environ(scope: Scope, body: Any) -> Dict[str, Any]:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.file_wrapper": FileWrapper,
-        "fnserve.route_params": dict(scope.get("fnserve.route_params") or {}),
+        "fnserve.route_params": dict(scope.get("fnserve.route_params") or ()),
     }
     if client:
         environ["REMOTE_ADDR"] = str(client[0])
         environ["REMOTE_PORT"] = str(client[1])
+    keys = _KEYS
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        key = keys.get(raw_name) or _environ_key(raw_name)
         value = raw_value.decode("latin-1")
-        if name == "CONTENT_TYPE" or name == "CONTENT_LENGTH":
-            environ[name] = value
-            continue
-        key = "HTTP_" + name
         if key in environ:
+            if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+                environ[key] = value
+                continue
             value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
         environ[key] = value
     if server and server[1] is not None:
@@ -186,7 +200,9 @@ class WSGIAdapter:
         await self.inflight.wait(timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if await refuse_non_http(scope, receive, send) or await refuse_declared_oversize(scope, send, self.body_limit):
+        if scope["type"] != "http" and await refuse_non_http(scope, receive, send):
+            return
+        if self.body_limit and await refuse_declared_oversize(scope, send, self.body_limit):
             return
         await run_threaded(self.executor, self.inflight, self.body_limit, receive, send,
                            functools.partial(self._run, scope), head=scope["method"] == "HEAD")
