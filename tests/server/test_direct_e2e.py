@@ -748,6 +748,24 @@ def test_idle_passed_connections_do_not_make_another_client_wait(fresh: Callable
         assert time.monotonic() - t0 < 1.0
 
 
+def test_idle_passed_connections_do_not_start_another_instance(fresh: Callable[..., StartServer]) -> None:
+    """A request queued behind idle passed connections gets one of their slots (reclaimed): the
+    autoscaler does not count them as demand, so no second instance is cold-started for it."""
+    srv = fresh("--concurrency-sync", "2", "--max-instances", "2")
+    warm(srv.url, "/api/hello")
+    before = metrics(srv.url)
+    cold = 'fnserve_cold_starts_total{function="api/hello.py"}'
+    with Conn(srv.url) as a, Conn(srv.url) as b, Conn(srv.url) as c:
+        assert a.request("GET", "/api/hello?c=a").status == b.request("GET", "/api/hello?c=b").status == 200
+        until(lambda: delta(srv.url, before, PASSED) == 2, 5, "both connections to be passed")
+        assert c.request("GET", "/api/hello?c=c").body == b"handler /api/hello?c=c"
+        assert delta(srv.url, before, HANDED_BACK) == 1
+        time.sleep(0.5)  # a scaling step it would have taken has had its time
+        assert delta(srv.url, before, cold) == 0
+        for conn, name in ((a, "a"), (b, "b"), (c, "c")):
+            assert conn.request("GET", f"/api/hello?again={name}").status == 200
+
+
 def test_each_queued_request_reclaims_one_idle_connection_and_a_busy_one_once_it_ends(
         fresh: Callable[..., StartServer]) -> None:
     """docs: the direct path's reclaim, async function, 3 requests at once, 3 passed connections (2

@@ -40,6 +40,19 @@ def test_autoscale_step_scales_up_to_max_and_down_to_min():
     assert policy.step(view(lim=lim, kind_known=True)).start == 2
 
 
+def test_idle_passed_connections_are_no_demand_for_another_instance():
+    """A slot held by an idle passed connection (``reclaimable``) is given to a queued request at
+    once (packet R), so it does not count as demand: no cold start for what one instance can take."""
+    policy = AutoscalePolicy()
+    full_idle = [InstanceView(1, 4, None, reclaimable=4)]
+    assert policy.step(view(full_idle, queued=1)) == ScaleDecision()
+    assert policy.step(view([InstanceView(1, 4, None, reclaimable=2)], queued=2)) == ScaleDecision()
+    assert policy.step(view([InstanceView(1, 4, None, reclaimable=2)], queued=3)) == ScaleDecision(start=1)
+    assert policy.step(view([InstanceView(1, 4, None)], queued=1)) == ScaleDecision(start=1)  # all busy
+    # an instance holding only idle connections is not idle: it is not stopped under them
+    assert policy.step(view([InstanceView(1, 2, None, reclaimable=2)])) == ScaleDecision()
+
+
 def test_single_policy_is_dev_one_instance_unbounded():
     policy = SingleInstancePolicy()
     lim = policy.limits(FunctionLimits(concurrency=4, max_instances=5, queue_size=1, max_duration=3.0, memory=128))

@@ -158,7 +158,7 @@ class FunctionPool:
             load = inst.load
             if load:
                 inst.idle_since = None
-                ready.append(InstanceView(inst.key, load, None))
+                ready.append(InstanceView(inst.key, load, None, inst.idle_direct))
             else:
                 if inst.idle_since is None:
                     inst.idle_since = now

@@ -112,6 +112,13 @@ class Instance:
         return streams + self.direct_slots.busy() if self.direct_slots is not None else streams
 
     @property
+    def idle_direct(self) -> int:
+        """Passed direct-path connections with no request in progress (its slot table): what a
+        queued request can reclaim (supervisor.handoff) instead of waiting for a new instance."""
+        table = self.direct_slots
+        return max(0, len(self.direct_conns) - table.busy()) if table is not None and self.direct_conns else 0
+
+    @property
     def load(self) -> int:
         """Requests on this instance: leases, or open streams when more (``acquire`` users)."""
         streams = len(self.conn.streams) if self.conn is not None else 0

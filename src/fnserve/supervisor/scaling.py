@@ -50,12 +50,16 @@ def resolve_limits(source: Any, kind: str | None) -> FunctionLimits | None:
 
 @dataclass(frozen=True)
 class InstanceView:
-    """One instance in a ``PoolView``: ``key`` (stable id), ``load`` (requests in flight),
-    ``idle_for`` (s since its last request ended; None while busy)."""
+    """One instance in a ``PoolView``: ``key`` (stable id), ``load`` (slots held: requests in
+    flight and passed direct-path connections), ``idle_for`` (s since its last request ended; None
+    while busy), ``reclaimable`` (of ``load``: passed connections idle between requests, which a
+    queued request gets back at once — supervisor.handoff's packet R — so they are no demand for
+    another instance)."""
 
     key: int
     load: int
     idle_for: float | None
+    reclaimable: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ class AutoscalePolicy(ScalingPolicy):
 
     def step(self, view: PoolView) -> ScaleDecision:
         lim = view.limits
-        demand = sum(i.load for i in view.ready) + view.queued
+        demand = sum(i.load - i.reclaimable for i in view.ready) + view.queued
         needed = math.ceil(demand / lim.concurrency) if demand else 0
         desired = min(lim.max_instances, max(lim.min_instances, needed))
         have = len(view.ready) + view.starting
