@@ -123,6 +123,9 @@ class Exchange:
         self.t0 = time.monotonic()
         if max_duration:
             self.expires = self.t0 + max_duration
+        slots = conn.server.slots
+        if slots is not None:  # for the front's answer if this instance dies before the response starts
+            slots.describe(conn.slot, request_id, scope["method"], target)
         self.task = conn.loop.create_task(self.run())
         conn.server.tasks.add(self.task)
 
@@ -145,7 +148,7 @@ class Exchange:
             self.expires = time.monotonic() + (plan.max_duration or 0.0) if plan is not None else self.expires
         slots = conn.server.slots
         if slots is not None and conn.state == 1:
-            slots.start(conn.slot)
+            slots.restart(conn.slot)
         return True
 
     async def run(self) -> None:
