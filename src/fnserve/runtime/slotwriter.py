@@ -36,10 +36,10 @@ IDLE = 0
 RESPONDING = -1
 SLOT_BYTES = 256  # one slot: its state (8 bytes), then its request's record (below)
 _SLOT = struct.Struct("=q")  # the state, at slot * SLOT_BYTES
-_START = struct.Struct("=qqH")  # the state, the record's clock and text length (0: no record)
-_RECORD_HEAD = struct.Struct("=qH")  # at slot * SLOT_BYTES + 8: the record's clock (monotonic ns), text length
-TEXT_MAX = SLOT_BYTES - _SLOT.size - _RECORD_HEAD.size  # 238 bytes of text
-_RECORD = struct.Struct("=qH%ds" % TEXT_MAX)  # the record, its text padded with NULs
+_START = struct.Struct("=qqI")  # the state, the record's clock and text length (0: no record)
+RECORD_HEAD = struct.Struct("=qI")  # at slot * SLOT_BYTES + 8: the record's clock (monotonic ns), text length (uncut)
+TEXT_MAX = SLOT_BYTES - _SLOT.size - RECORD_HEAD.size  # 236 bytes of text
+_RECORD = struct.Struct("=qI%ds" % TEXT_MAX)  # the record, its text padded with NULs
 # the record's text: request id (as server.observe takes it from X-Request-Id), method (a token), target
 RECORD = re.compile(rb"([A-Za-z0-9._:+/=-]{1,128}) ([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}) ([\x21-\x7e]*)")
 
@@ -85,7 +85,8 @@ class SlotWriter:
         ``target`` (the request target as sent: path and query, visible ASCII; cut to fit)."""
         if self._map is not None and 0 <= slot < self.count:
             text = b"%s %s %s" % (request_id, method.encode("ascii"), target)
-            self._pack_record(self._map, slot * SLOT_BYTES + 8, time.monotonic_ns(), min(len(text), TEXT_MAX), text)
+            # its length as is (the reader takes at most TEXT_MAX bytes): no min() on this per-request path
+            self._pack_record(self._map, slot * SLOT_BYTES + 8, time.monotonic_ns(), len(text), text)
 
     def responding(self, slot: int) -> None:
         """The first byte of the response is about to be written."""

@@ -16,12 +16,11 @@ import struct
 import time
 from dataclasses import dataclass
 
-from fnserve.runtime.slotwriter import IDLE, RECORD, RESPONDING, SLOT_BYTES, TEXT_MAX
+from fnserve.runtime.slotwriter import IDLE, RECORD, RECORD_HEAD, RESPONDING, SLOT_BYTES, TEXT_MAX
 
 __all__ = ["IDLE", "RESPONDING", "SlotRequest", "SlotTable"]
 
 _SLOT = struct.Struct("=q")
-_RECORD_HEAD = struct.Struct("=qH")  # = runtime.slotwriter's: clock (monotonic ns), text length
 
 
 @dataclass(frozen=True)
@@ -83,8 +82,8 @@ class SlotTable:
         state = int(_SLOT.unpack_from(self._map, offset)[0])
         if state <= 0:
             return None
-        started, length = _RECORD_HEAD.unpack_from(self._map, offset + _SLOT.size)
-        at = offset + _SLOT.size + _RECORD_HEAD.size
+        started, length = RECORD_HEAD.unpack_from(self._map, offset + _SLOT.size)
+        at = offset + _SLOT.size + RECORD_HEAD.size
         match = RECORD.fullmatch(self._map[at:at + min(length, TEXT_MAX)]) if length else None
         if match is None or started <= 0:
             return SlotRequest(None, None, None, state)
