@@ -44,6 +44,7 @@ _FIELD = re.compile(rb"(" + _TCHAR + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t
 VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")  # = server.observe._VALID_ID
 _SPECIAL = frozenset((b"content-length", b"connection", b"transfer-encoding", b"upgrade", b"expect", b"x-request-id"))
 _ids = random.Random(os.urandom(32))  # request ids: labels, not secrets (as server.observe)
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))  # zygote children: ids of their own
 
 
 LINE_CACHE = 1024  # request lines whose parse and route decision are kept (per plan)

@@ -42,6 +42,14 @@ HELD_LIMIT = 65536  # = server.observe._HELD_LIMIT
 
 # response headers (lower-cased names, after a "\n"): Connection values
 _CONNECTION = re.compile(rb"\nconnection: *([^\r]*)\r")
+# what uvicorn's httptools protocol refuses in the app's response headers (its HEADER_RE and
+# HEADER_VALUE_RE: the frames path drops the connection then): in a name, controls, separators
+# and whitespace; in a value, controls other than HTAB
+_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+# the same over all the fields at once, joined as b"name\0value\r\n" (one scan instead of two per header;
+# with one NUL per header the lines are the headers: a NUL, CR or LF inside a name or value fails)
+_VALID_FIELDS = re.compile(b'(?:[^\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]*\x00[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*').fullmatch
 def _status_line(status: int) -> bytes:
     try:
         phrase = HTTPStatus(status).phrase.encode()
@@ -94,6 +102,53 @@ def _small_json(headers: Any) -> bool:
     return json_type and small
 
 
+class UnwritableHeader(RuntimeError):
+    """A response header name or value that is neither latin-1 text nor something ``bytes()``
+    takes (None, a float, "€"...): on the frames path the worker or the front fails to carry it
+    before uvicorn saw a response start, and uvicorn answers its plain 500 (``uvicorn_500``); the
+    direct path answers the same."""
+
+
+def _as_bytes(headers: Any, exchange: "Exchange") -> List[Tuple[bytes, bytes]]:
+    """``headers`` as the frames path carries them: a ``str`` encoded as latin-1, anything else
+    through ``bytes()`` (an int ``n`` becomes ``n`` NULs, refused later). ``UnwritableHeader``
+    for a str that is not latin-1, a negative or huge int, or what ``bytes()`` refuses (the
+    frames path answers those with uvicorn's 500); ``RuntimeError`` for an item that is not a
+    pair. ``exchange.on_wire`` is reset when raising."""
+    out = []
+    for pair in headers:
+        items = []
+        for item in pair:
+            try:
+                if isinstance(item, str):
+                    items.append(item.encode("latin-1"))
+                elif isinstance(item, int) and not 0 <= item <= HELD_LIMIT:
+                    raise ValueError("%d: not a length bytes() should allocate" % item)
+                else:
+                    items.append(bytes(item))
+            except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+                exchange.on_wire = False
+                raise UnwritableHeader("response header names and values must be bytes or latin-1 str, got %r (%s)"
+                                       % (pair, exc)) from None
+        if len(items) != 2:
+            exchange.on_wire = False
+            raise RuntimeError("a response header is a (name, value) pair, got %r" % (pair,))
+        out.append((items[0], items[1]))
+    return out
+
+
+def _invalid_header(headers: Any) -> str:
+    """The ``RuntimeError`` text for the first header ``_BAD_NAME`` / ``_BAD_VALUE`` refuses."""
+    for name, value in headers:
+        if _BAD_NAME.search(name):
+            return ("Invalid HTTP header name %r in the response: no control characters, whitespace or "
+                    "separators ()<>@,;:\\\"[]={}" % name)
+        if _BAD_VALUE.search(value):
+            return "Invalid HTTP header value %r for %r in the response: no control characters but HTAB" % (
+                value, name)
+    return "Invalid HTTP header in the response"
+
+
 class Exchange:
     """One request on an ``H1Conn``: the app task, its ASGI ``receive``/``send``, the response
     writer and the request's report line."""
@@ -123,6 +178,9 @@ class Exchange:
         self.t0 = time.monotonic()
         if max_duration:
             self.expires = self.t0 + max_duration
+        slots = conn.server.slots
+        if slots is not None:  # for the front's answer if this instance dies before the response starts
+            slots.describe(conn.slot, request_id, scope["method"], target)
         self.task = conn.loop.create_task(self.run())
         conn.server.tasks.add(self.task)
 
@@ -145,7 +203,7 @@ class Exchange:
             self.expires = time.monotonic() + (plan.max_duration or 0.0) if plan is not None else self.expires
         slots = conn.server.slots
         if slots is not None and conn.state == 1:
-            slots.start(conn.slot)
+            slots.restart(conn.slot)
         return True
 
     async def run(self) -> None:
@@ -168,7 +226,9 @@ class Exchange:
                 public = plan is None or plan.public_errors
                 message = ERROR_STRINGS["public_500"] if public else ERROR_STRINGS["raised_500"] % (
                     plan.function if plan is not None else "the function", "%s: %s" % (type(exc).__name__, exc))
-                if self.started:  # started, nothing written yet: the frames path closes the connection
+                if isinstance(exc, UnwritableHeader):  # the frames path's worker raised at the start
+                    self.uvicorn_500()
+                elif self.started:  # started, nothing written yet: the frames path closes the connection
                     self._ended(False)
                 else:
                     self.error_answer(500, message)
@@ -176,15 +236,7 @@ class Exchange:
                 self._ended(False)
         else:
             if not self.started and not self.gone:
-                # as uvicorn does behind the front: a plain 500 and the connection closed
-                self.keep_alive = False
-                body = ERROR_STRINGS["uvicorn_500"].encode()
-                self.started = True
-                self.status = 500
-                self.headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", b"%d" % len(body)), (b"connection", b"close")]
-                self.head_pending = True
-                self.write_body(body, False)
+                self.uvicorn_500()
             elif not self.complete:
                 self._ended(False)
         finally:
@@ -300,6 +352,10 @@ class Exchange:
         if self.head_pending and not self.gone:
             try:
                 head = self._head()
+            except UnwritableHeader as exc:  # as the frames path answers it (its worker raised)
+                self.conn.server.on_error(exc)
+                self.uvicorn_500()
+                return
             except RuntimeError as exc:  # bad response headers: as uvicorn, the connection is dropped
                 self.conn.server.on_error(exc)
                 self._ended(False)
@@ -309,21 +365,24 @@ class Exchange:
     def _head(self) -> bytes:
         """The status line and headers (as uvicorn writes them behind the front's observer:
         ``date`` first, names lower-cased, then ``x-fnserve-request-id``, ``connection: close``
-        and ``transfer-encoding: chunked`` when due). Raises ``RuntimeError`` for a name or value
-        with CR or LF (response splitting), or a bad ``Content-Length``."""
+        and ``transfer-encoding: chunked`` when due). Names and values are bytes, or ``str``
+        taken as latin-1 (as the frames path carries them). Raises ``RuntimeError`` (nothing
+        written; the caller drops the connection, as uvicorn does on the frames path) for what
+        uvicorn refuses (``_BAD_NAME``, ``_BAD_VALUE``: CR or LF would split the response), a
+        name or value that is neither, or a bad ``Content-Length``."""
         self.head_pending = False
         self.on_wire = True
         status = self.status
         headers = self.headers
         try:
-            fields = b"".join([b"%s: %s\r\n" % (name.lower(), value) for name, value in headers])
-        except (TypeError, AttributeError):
+            fields = b"".join([b"%s\0%s\r\n" % (name.lower(), value) for name, value in headers])
+        except (TypeError, AttributeError, ValueError):  # str, memoryview...: as the frames path converts them
+            headers = self.headers = _as_bytes(headers, self)
+            fields = b"".join([b"%s\0%s\r\n" % (name.lower(), value) for name, value in headers])
+        if fields.count(b"\0") != len(headers) or _VALID_FIELDS(fields) is None:
             self.on_wire = False
-            raise RuntimeError("response header names and values must be bytes") from None
-        n = len(headers)
-        if fields.count(b"\n") != n or fields.count(b"\r") != n:  # CR/LF inside a name or value
-            self.on_wire = False
-            raise RuntimeError("Invalid HTTP header name or value (CR or LF) in the response headers.")
+            raise RuntimeError(_invalid_header(headers))
+        fields = fields.replace(b"\0", b": ")
         length = -1
         chunked = False
         if fields:
@@ -421,6 +480,22 @@ class Exchange:
         self.held = None
         self.status = status
         self.headers = headers
+        self.length_left = -1
+        self.head_pending = True
+        self.write_body(body, False)
+
+    def uvicorn_500(self) -> None:
+        """What uvicorn answers behind the front when the app ends without starting a response
+        (or, on the frames path, fails to start one: ``UnwritableHeader``): a plain 500 and the
+        connection closed."""
+        self.keep_alive = False
+        self.rid_line = b""  # uvicorn writes it itself: the front's observer never sees it
+        body = ERROR_STRINGS["uvicorn_500"].encode()
+        self.started = True
+        self.held = None
+        self.status = 500
+        self.headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", b"%d" % len(body)), (b"connection", b"close")]
         self.length_left = -1
         self.head_pending = True
         self.write_body(body, False)

@@ -25,10 +25,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import re
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
@@ -39,9 +42,11 @@ from fnserve.server.app import Site, vercel_query_keys
 from fnserve.server.errorpages import render
 from fnserve.server.logs import ACCESS, access_record
 from fnserve.server.metrics import Metrics
-from fnserve.server.observe import CUT_OFF_MESSAGE
+from fnserve.server.observe import CUT_OFF_MESSAGE, REQUEST_ID_HEADER
+from fnserve.supervisor.slottable import SlotRequest
 
 LOG = logging.getLogger("fnserve.start")
+ERROR_LOG = logging.getLogger("fnserve.error")  # = server.app's: the warning of a request that failed
 
 __all__ = ["DirectRouter", "SitePlan", "Verdict", "static_exclusions"]
 
@@ -348,31 +353,50 @@ class DirectRouter:
         task = loop.create_task(loop.connect_accepted_socket(lambda: factory(data), sock))
         task.add_done_callback(lambda t: _adopt_failed(t, sock, data))
 
-    def lost(self, sock: socket.socket, function_id: str, exc: FnserveError) -> None:
+    def lost(self, sock: socket.socket, function_id: str, exc: FnserveError, request: SlotRequest | None = None,
+             pid: int | None = None) -> None:
         """The instance holding a passed connection died while a request on it had not started
         its response (``Supervisor.on_direct_lost``; ``sock``: the front's duplicate of the
-        client socket): answer what ``FrontApp`` answers for ``exc`` (a ``WorkerCrashed``, 502,
-        or a ``DurationExceeded``, 504: production text, no traceback) and close."""
+        client socket; ``request``: what the worker recorded of that request in its slot, or
+        None; ``pid``: the instance's): answer what ``FrontApp`` answers for ``exc`` (a
+        ``WorkerCrashed``, 502, or a ``DurationExceeded``, 504: production text, no traceback;
+        503 ``SHUTTING_DOWN`` when the server is stopping) with the frames path's headers —
+        ``date``, the request id the worker gave the request (a fresh one when it left none) in
+        ``x-fnserve-request-id`` and the body — then ``connection: close`` and close (what the
+        dead worker had read of the connection is gone). Counted, logged (warning + access line
+        with the method and path) and fed to the dashboard as ``FrontApp`` does."""
         self.counts["lost"] += 1
+        request_id = request.request_id if request is not None and request.request_id else _fresh_id()
+        method = request.method if request is not None and request.method else "-"
+        target = request.target if request is not None and request.target else "-"
+        seconds = max(0.0, (time.monotonic_ns() - request.started_ns) / 1e9) if request is not None else 0.0
         if self.closing:  # killed at the end of the stop's grace period: what Observed answers then
             status, extra = 503, [(b"retry-after", b"1")]
             headers, body = render(503, CUT_OFF_MESSAGE, code="SHUTTING_DOWN")
         else:
-            status, extra = exc.status_code or 502, []
-            headers, body = render(status, exc.public_message)
-        head = b"".join(b"%s: %s\r\n" % pair for pair in [*headers, *extra, (b"connection", b"close")])
+            status, extra = exc.status_code or 502, list(exc.headers)
+            headers, body = render(status, exc.public_message, request_id=request_id)
+            ERROR_LOG.warning("%s %s: %s", method, target.partition("?")[0], exc.message)
+        sock_answer = _answer(status, [*headers, *extra, (REQUEST_ID_HEADER, request_id.encode("ascii"))],
+                              b"" if method == "HEAD" else body)
         try:
             sock.setblocking(False)
-            sock.send(b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, _REASONS.get(status, b"Error"), head, body))
+            sock.send(sock_answer)
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         finally:
             sock.close()
         if self.metrics is not None:
-            self.metrics.record_request(function_id, status, 0.0)
+            self.metrics.record_request(function_id, status, seconds)
+        feed = self.feed
+        if feed is not None and feed.listening:
+            path, _, query = target.partition("?")
+            scope = {"method": method, "path": path, "query_string": query.encode("latin-1")}
+            feed.request(scope, status, seconds, function_id, request_id, pid, False if pid is not None else None)
         if ACCESS.isEnabledFor(logging.INFO):
-            ACCESS.handle(access_record("-", "-", "-", status, 0.0, function_id, None, None))
+            ACCESS.handle(access_record(request_id, method, target, status, seconds * 1000.0, function_id, pid,
+                                        False if pid is not None else None))
 
     def report(self, function_id: str, pid: int, requests: Iterable[Any]) -> None:
         """The requests an instance served on passed connections (``[request_id, method,
@@ -393,6 +417,20 @@ class DirectRouter:
 
 
 _REASONS = {502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout"}
+
+
+def _answer(status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """A complete HTTP/1.1 answer as uvicorn writes the frames path's (``date`` first, lower-case
+    names), ending with ``connection: close``."""
+    lines = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+    date = formatdate(usegmt=True).encode("ascii")
+    return b"HTTP/1.1 %d %s\r\ndate: %s\r\n%sconnection: close\r\n\r\n%s" % (
+        status, _REASONS.get(status, b"Error"), date, lines, body)
+
+
+def _fresh_id() -> str:
+    """A request id for a lost request its worker left none for: 16 hex digits, as ``Observed``'s."""
+    return os.urandom(8).hex()
 
 
 def _plain(headers: Iterable[tuple[bytes, bytes]], body_limit: int | None) -> bool:

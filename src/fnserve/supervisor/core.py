@@ -253,11 +253,13 @@ class Supervisor:
 
     @property
     def on_direct_lost(self) -> LostHook:
-        """``on_direct_lost(sock, function_id, error)``, set by the front: the instance holding a
+        """``on_direct_lost(sock, function_id, error, request, pid)``, set by the front: the instance holding a
         passed connection died while a request on it had not started its response; ``sock``: the
         front's duplicate of the client socket (the hook owns it), ``error``: the ``WorkerError``
         the frames path would answer (``WorkerCrashed`` 502, ``MemoryExceeded``, ``HeartbeatTimeout``,
-        ``DurationExceeded`` 504). Default: close ``sock``."""
+        ``DurationExceeded`` 504), ``request``: the worker's record of that request
+        (``slottable.SlotRequest``: id, method, target, start) or None, ``pid``: the instance's.
+        Default: close ``sock``."""
         return self.direct.on_lost
 
     @on_direct_lost.setter

@@ -54,7 +54,7 @@ from ..errors import DurationExceeded, HeartbeatTimeout, MemoryExceeded, WorkerC
 from ..runtime import protocol as p
 from .function_pool import FunctionPool, Lease
 from .instance import Instance
-from .slottable import IDLE, SlotTable
+from .slottable import IDLE, SlotRequest, SlotTable
 
 log = logging.getLogger("fnserve.supervisor")
 
@@ -71,8 +71,9 @@ _GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)  # the channel itself is
 PlanProvider = Callable[[str], "dict[str, Any] | None"]
 HandBack = Callable[[socket.socket, bytes], None]
 ReportHook = Callable[[str, int, "list[list[Any]]"], None]
-LostHook = Callable[[socket.socket, str, WorkerError], None]
-SLOTS = 4096  # slots of an instance's table: connections it may hold at once (32 KiB of shared memory)
+# (the front's copy of the client socket, function id, why, the request's slot record, the instance's pid)
+LostHook = Callable[[socket.socket, str, WorkerError, "SlotRequest | None", "int | None"], None]
+SLOTS = 4096  # slots of an instance's table: connections it may hold at once (1 MiB of shared memory, touched as used)
 OVERDUE_GRACE = 1.0  # s past maxDuration before the front kills an instance whose worker did not answer 504
 SWEEP = 0.25  # s between the backstop's checks of the slot tables (only while connections are passed)
 RECLAIM_TICK = 0.1  # s between asks for idle connections while requests wait (only then)
@@ -84,7 +85,8 @@ def close_hand_back(sock: socket.socket, data: bytes) -> None:
     sock.close()
 
 
-def close_lost(sock: socket.socket, function_id: str, exc: WorkerError) -> None:
+def close_lost(sock: socket.socket, function_id: str, exc: WorkerError, request: SlotRequest | None = None,
+               pid: int | None = None) -> None:
     """The default ``on_direct_lost``: no front to answer, the connection is closed."""
     _shut(sock)
 
@@ -313,7 +315,8 @@ class DirectChannels:
                 self.lost += 1
                 if error is None:
                     error = self._death(inst)
-                self._call(self.on_lost, inst, dup, inst.target.id, error)
+                self._call(self.on_lost, inst, dup, inst.target.id, error,
+                           table.request(slot) if table is not None else None, inst.pid)
             elif state < 0:  # a response under way: cut, as the frames path aborts it
                 self.lost += 1
                 _shut(dup)

@@ -3,8 +3,9 @@
 One ``SlotTable`` per instance that has a direct channel: a memfd of ``size`` signed 64-bit
 slots, sent once to the instance (``fd``), which writes into it the state of each connection the
 front passed to it; the front assigns a slot per passed connection and reads the states to
-answer 502/504 on its duplicate of the socket when the instance dies (``states``), to enforce
-``maxDuration`` as a backstop (``overdue``) and to count requests in progress (``busy``).
+answer 502/504 on its duplicate of the socket when the instance dies (``state``; ``request``: the
+id, method and target the worker recorded for that request), to enforce ``maxDuration`` as a
+backstop (``overdue``) and to count requests in progress (``busy``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,28 @@ import mmap
 import os
 import struct
 import time
+from dataclasses import dataclass
 
-from fnserve.runtime.slotwriter import IDLE, RESPONDING, SLOT_BYTES
+from fnserve.runtime.slotwriter import IDLE, RECORD, RECORD_HEAD, RESPONDING, SLOT_BYTES, TEXT_MAX
 
-__all__ = ["IDLE", "RESPONDING", "SlotTable"]
+__all__ = ["IDLE", "RESPONDING", "SlotRequest", "SlotTable"]
 
 _SLOT = struct.Struct("=q")
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    """The request in progress on a slot, as its worker recorded it (``SlotWriter.describe``).
+    ``request_id``: the id the app saw as ``x-request-id`` (1-128 of ``A-Z a-z 0-9 . _ : + / =
+    -``); ``method``: a token; ``target``: the request target as sent (path and query, visible
+    ASCII, cut at ``TEXT_MAX`` bytes of record); each None when the worker left no valid record
+    (it died between its ``start`` and ``describe``). ``started_ns``: ``time.monotonic_ns()`` of
+    its arrival (of its dispatch when there is no record)."""
+
+    request_id: str | None
+    method: str | None
+    target: str | None
+    started_ns: int
 
 
 class SlotTable:
@@ -56,6 +73,23 @@ class SlotTable:
     def state(self, slot: int) -> int:
         """``IDLE`` (0), ``RESPONDING`` (-1), or the request's start in ``time.monotonic_ns()``."""
         return int(_SLOT.unpack_from(self._map, slot * SLOT_BYTES)[0])
+
+    def request(self, slot: int) -> SlotRequest | None:
+        """The request in progress on ``slot`` (a ``SlotRequest``), or None when its state says
+        no request is waiting for its response (``IDLE``, ``RESPONDING``). The record is checked
+        (``runtime.slotwriter.RECORD``): a worker is not trusted."""
+        offset = slot * SLOT_BYTES
+        state = int(_SLOT.unpack_from(self._map, offset)[0])
+        if state <= 0:
+            return None
+        started, length = RECORD_HEAD.unpack_from(self._map, offset + _SLOT.size)
+        at = offset + _SLOT.size + RECORD_HEAD.size
+        match = RECORD.fullmatch(self._map[at:at + min(length, TEXT_MAX)]) if length else None
+        if match is None or started <= 0:
+            return SlotRequest(None, None, None, state)
+        request_id, method, target = (part.decode("ascii") for part in match.groups())
+        # the state is the head's arrival, or its dispatch after a body pre-read (restart): the earlier
+        return SlotRequest(request_id, method, target, min(started, state))
 
     def busy(self) -> int:
         """Assigned slots with a request in progress (not ``IDLE``)."""
