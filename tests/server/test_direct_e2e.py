@@ -886,9 +886,10 @@ def test_an_instance_dying_mid_request_answers_502_and_spares_other_connections(
     with Conn(pair.frames.url) as conn:
         reference = conn.request("GET", "/api/crash", [("X-Request-Id", "crash-1")])
     assert reference.status == 502
-    # the front's answer on its copy of the socket: FrontApp's code and message, no request id (the front
-    # never saw the request)
+    # the front's answer on its copy of the socket: FrontApp's code and message, and the request id the
+    # worker gave the request (read back from the slot table: tests/server/test_direct_lost.py)
     assert answer.error_code() == reference.error_code()
+    assert answer.header("x-fnserve-request-id") == reference.header("x-fnserve-request-id") == "crash-1"
     # the front learns the exit status before it answers here: "... died while serving the request (exit status 1)"
     assert json.loads(answer.body)["error"]["message"].startswith(json.loads(reference.body)["error"]["message"])
     assert answer.header("content-type") == reference.header("content-type") == "application/json"
