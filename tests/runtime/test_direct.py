@@ -689,9 +689,11 @@ def test_reclaim_is_ignored_for_a_busy_or_unknown_connection(front):
     fds = f"/proc/{front.proc.pid}/fd"
     with socket.create_connection(("127.0.0.1", front.port)) as c:
         c.settimeout(3)
+        c.sendall(get("/api/a/first"))
+        assert c.recv(65536).endswith(b"ok:/api/a/first?")  # adopted: its descriptor is counted below
+        before = len(os.listdir(fds))
         c.sendall(get("/api/a/slow").replace(b"slow ", b"slow?0.5 "))
         time.sleep(0.2)  # the app runs
-        before = len(os.listdir(fds))
         front.reclaim(1)  # busy
         front.reclaim(99)  # unknown
         front.send_packet(b"R\x00\x01")  # too short
@@ -876,6 +878,8 @@ def test_error_strings_are_the_fronts():
     from fnserve.server import frontdoor
     assert 'f"Request body stalled for {self.limits.body_timeout:g} s."' in inspect.getsource(frontdoor)
     assert strings["body_408"] % "30" == "Request body stalled for 30 s."
+    assert 'f"Request headers not received within {self.limits.header_timeout:g} s."' in inspect.getsource(frontdoor)
+    assert strings["head_408"] % "10" == "Request headers not received within 10 s."
 
 
 def test_plan_exclusions_root_prefixes_and_rule_patterns():
@@ -915,3 +919,23 @@ def test_a_slow_body_is_buffered_before_the_app_runs(project, tmp_path):
             s.settimeout(5)
             s.sendall(b"cdef")
             assert s.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_a_head_not_complete_within_header_timeout_gets_the_fronts_408_from_the_worker(project, tmp_path):
+    """Review finding (task V): handed back, the partial head waited header_timeout twice (the
+    front started its own timer); now the worker answers the front's 408 itself and closes (X)."""
+    plan = make_plan(project, A, header_timeout=0.3, keep_alive=5.0)
+    with Front(project, tmp_path, A, plan=plan) as front, \
+            socket.create_connection(("127.0.0.1", front.port)) as c:
+        c.settimeout(5)
+        c.sendall(get("/api/a/x") + b"GET /api/a/y HTTP/1.1\r\nho")
+        assert c.recv(65536).endswith(b"ok:/api/a/x?")
+        t0 = time.monotonic()
+        out = b""
+        while chunk := c.recv(65536):
+            out += chunk
+        took = time.monotonic() - t0
+        assert out.startswith(b"HTTP/1.1 408 ") and out.endswith(b"\r\n\r\nRequest headers not received within 0.3 s.")
+        assert b"connection: close\r\n" in out and 0.2 < took < 1.5, took
+        kind, conn_id, unread, sock = front.packet()
+        assert (kind, conn_id, sock) == ("X", 1, None)

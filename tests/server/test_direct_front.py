@@ -276,11 +276,11 @@ def test_pipelined_bytes_fed_to_the_parser_are_never_offered() -> None:
         conn.sock.sendall(_req("/busy/1") + _req("/busy/2"))  # one write: offered together as the first head
         assert [conn.answer(), conn.answer()] == [(200, b"GET /busy/1? "), (200, b"GET /busy/2? ")]
         assert router.offered == [_req("/busy/1") + _req("/busy/2")]
-        conn.sock.sendall(_req("/busy/3?sleep=0.3"))  # offered (a boundary), then served by the front
+        conn.sock.sendall(_req("/busy/3?sleep=1.5"))  # offered (a boundary), then served by the front
         time.sleep(0.1)
         conn.sock.sendall(_req("/busy/4"))  # arrives while /busy/3 is answered: the parser takes it
-        assert [conn.answer(), conn.answer()] == [(200, b"GET /busy/3?sleep=0.3 "), (200, b"GET /busy/4? ")]
-        assert router.offered[1:] == [_req("/busy/3?sleep=0.3")]
+        assert [conn.answer(), conn.answer()] == [(200, b"GET /busy/3?sleep=1.5 "), (200, b"GET /busy/4? ")]
+        assert router.offered[1:] == [_req("/busy/3?sleep=1.5")]
         conn.sock.sendall(_req("/busy/5"))  # the next boundary: offered again
         assert conn.answer() == (200, b"GET /busy/5? ")
         assert router.offered[2:] == [_req("/busy/5")]

@@ -197,3 +197,58 @@ def test_connections_passed_to_instances_count_in_max_connections(fresh: Callabl
             conn.close()
     m = _metrics_when_under_the_cap(srv.url)
     assert m.get(PASSED, 0.0) - before.get(PASSED, 0.0) == 4
+
+
+def _answer(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1000)
+    except (ConnectionResetError, TimeoutError):
+        return b""
+
+
+def test_a_connection_accepted_while_another_is_passed_is_not_counted_twice(
+        fresh: Callable[..., StartServer]) -> None:
+    """Review finding (task V): a passed connection was counted both by uvicorn's set (until its
+    ``connection_lost``, a loop step later) and by the instances' count; a connection accepted in
+    that step was refused 503 although only 2 of 2 were open (87 % of rounds)."""
+    srv = fresh("--max-connections", "2")
+    assert httpx.get(srv.url + "/api/hello?warm", timeout=30).status_code == 200
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    refused = 0
+    for i in range(60):
+        with socket.create_connection((host, int(port))) as a, socket.create_connection((host, int(port))) as c:
+            a.sendall(request_bytes("GET", f"/api/hello?a={i}"))  # passed at once (warm, free slot)
+            c.sendall(request_bytes("GET", f"/api/hello?c={i}"))
+            assert _answer(a).startswith(b"HTTP/1.1 200")
+            refused += _answer(c).startswith(b"HTTP/1.1 503")
+        time.sleep(0.05)  # the instance sees both close and lets them go (X) before the next round
+    # a round whose connections of the round before were still held may be refused rightly: a few at
+    # most on a loaded machine; the bug refused most rounds
+    assert refused <= 5, refused
+
+
+def test_a_handed_back_connection_keeps_its_place_under_max_connections(fresh: Callable[..., StartServer]) -> None:
+    """Review finding (task V): between an instance's hand-back and its new protocol, the
+    connection was counted nowhere; a new client took its place and the established one got 503
+    for the request it had already sent. Under ``--max-connections 1`` the handed-back connection
+    must always be answered; the newcomer may be refused."""
+    srv = fresh("--max-connections", "1")
+    assert httpx.get(srv.url + "/api/hello?warm", timeout=30).status_code == 200
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    rounds = 0
+    for i in range(100):
+        time.sleep(0.05)  # the last round's connections are let go
+        with socket.create_connection((host, int(port))) as a:
+            a.sendall(request_bytes("GET", f"/api/hello?r={i}"))
+            if not _answer(a).startswith(b"HTTP/1.1 200"):
+                continue  # the metrics connection was still open: refused, next round
+            rounds += 1
+            a.sendall(request_bytes("GET", "/file.txt"))  # static: the instance hands A back
+            end = time.perf_counter() + (i % 16) * 0.0001  # the newcomer arrives 0 to 1.5 ms later
+            while time.perf_counter() < end:
+                pass
+            with socket.create_connection((host, int(port))) as c:
+                assert not _answer(a).startswith(b"HTTP/1.1 503"), f"round {i}: the handed-back connection refused"
+                c.settimeout(0.2)
+    assert rounds >= 80

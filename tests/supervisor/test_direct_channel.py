@@ -600,3 +600,32 @@ def _no_leftovers(tmp_path):
         except OSError:
             pass
     assert not [pid for pid in mine if pid_alive(pid)]
+
+
+def test_a_connection_that_ignores_r_goes_behind_the_others(tmp_path: Path) -> None:
+    """Review finding (task V): the oldest idle-looking connection ignored R and kept being asked
+    (7 times) while a younger idle one never was; the queued request timed out. Now one asked
+    without answer goes behind those never asked: the younger one is asked and the request gets
+    its slot."""
+    target, launcher, log = setup(tmp_path, concurrency=2)
+
+    async def main() -> None:
+        async with supervisor(target, launcher, queue_timeout=2.0) as sup:
+            await ready(sup)
+            clients = []
+            for command in (b"keep\n", b"keep\n"):
+                ok, client = pass_new(sup, command)
+                assert ok
+                clients.append(client)
+            await until(lambda: len(events(log, "conn")) == 2)
+            first, second = (e["id"] for e in events(log, "conn"))
+            clients[0].sendall(b"deaf\n")  # the oldest: idle in its slot, ignores R
+            await asyncio.sleep(0.2)
+            lease = await asyncio.wait_for(sup.lease(FID), 5)
+            lease.release()
+            asked = [e["id"] for e in events(log, "reclaim")]
+            assert asked.count(second) >= 1 and asked.count(first) <= 2, asked
+            for c in clients:
+                c.close()
+
+    run(main(), 30)

@@ -27,7 +27,7 @@ the frames path gives it (``server.app.function_scope`` behind ``observe.Observe
 answers in the front's JSON shape (``ERROR_STRINGS``, checked against the front's in the tests).
 
 Timers (the plan's seconds): ``keep_alive`` idle connection → closed silently; a started head not
-complete in ``header_timeout`` → handed back (the front answers 408); ``body_timeout`` waiting for
+complete in ``header_timeout`` → the front's 408 and close; ``body_timeout`` waiting for
 body bytes → 408 and close; ``max_duration`` → 504, close, ``EXPIRED`` (the instance is replaced).
 One sweep every ``TICK`` s checks them all. A ``REPORT`` control frame carries the finished requests
 ``[request_id, method, path_with_query, status, duration_ms]`` (status 0: no response), batched

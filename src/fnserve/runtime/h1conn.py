@@ -20,7 +20,7 @@ import socket
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import quote, unquote
 
-from .h1exchange import Exchange
+from .h1exchange import ERROR_STRINGS, STATUS_LINES, Exchange
 
 if TYPE_CHECKING:  # pragma: no cover
     from .direct import DirectPlan, DirectServer
@@ -102,7 +102,7 @@ class H1Conn:
         self.after_write: Optional[Callable[[], None]] = None
         self.drainers: List["asyncio.Future[None]"] = []
         self.deadline = 0.0
-        self.deadline_kind = 0  # 1: idle (keep_alive → close), 2: partial head (header_timeout → hand back)
+        self.deadline_kind = 0  # 1: idle (keep_alive → close), 2: partial head (header_timeout → 408, close)
         self.client: Optional[Tuple[str, int]] = None
         self.local: Optional[Tuple[str, int]] = None
         self.discard = 0  # body bytes of the last request its app left unread, to skip
@@ -309,9 +309,19 @@ class H1Conn:
                 exchange.body_timed_out()
         elif self.deadline_kind and now >= self.deadline and not self.frozen:
             if self.deadline_kind == 2:
-                self.hand_back()  # the front answers 408
+                self.head_timed_out()
             else:
                 self.close()
+
+    def head_timed_out(self) -> None:
+        """A request head started and not complete within ``header_timeout``: the front's 408
+        (text) and close, here (handed back, the front would start its own timer again)."""
+        plan = self.server.plan
+        body = (ERROR_STRINGS["head_408"] % ("%g" % (plan.header_timeout if plan is not None else 10.0))).encode("ascii")
+        self.deadline_kind = 0
+        self.write(b"".join([STATUS_LINES[408], b"content-type: text/plain; charset=utf-8\r\n",
+                             b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body]))
+        self.close_after_write()
 
     # -- writing
     def write(self, data: bytes) -> None:

@@ -29,6 +29,7 @@ ERROR_STRINGS = {
     "raised_500": "%s raised %s",  # FunctionFailed.message: function id, "Type: text"
     "timeout_504": "%s did not answer within its maxDuration of %s s",  # DurationExceeded.message (%g)
     "body_408": "Request body stalled for %s s.",  # server.frontdoor body timeout (%g)
+    "head_408": "Request headers not received within %s s.",  # server.frontdoor header timeout (%g)
     "uvicorn_500": "Internal Server Error",  # uvicorn: the app returned without starting a response
     # server.observe: the grace period of a stop was over before the response started
     "cut_off_503": "the server stopped before this request finished (its grace period was over); retry it",

@@ -276,6 +276,7 @@ class DirectRouter:
         self.enabled = enabled
         self.closing = False  # the server is stopping: handed-back connections are closed
         self.plan = SitePlan(Site(routes=None))
+        self.transit = 0  # handed-back connections not yet adopted by their protocol (counted in held())
         self.factory: Callable[[bytes], Any] | None = None  # a FrontHttpProtocol for a handed-back connection
         self.counts = metrics.direct if metrics is not None else {"passed": 0, "handed_back": 0, "lost": 0}
         supervisor.on_hand_back = self.hand_back
@@ -311,11 +312,14 @@ class DirectRouter:
         (the index of its blank line). ``Verdict.PASSED``: the connection went to an instance
         (the caller's transport is closed: nothing more to do); ``Verdict.BUSY``: the request
         could go to an instance but none is ready with a free slot (cold, full, its channel's
-        buffer full): the front serves it and may ask again at a later boundary;
+        buffer full), or this request came with more than ``MAX_PASSED_BYTES`` (a large body: a
+        later request may not): the front serves it and may ask again at a later boundary;
         ``Verdict.FRONT``: the front serves it (not plain, not a direct-path function's path,
-        the router off, over ``MAX_PASSED_BYTES``) and should not ask again."""
-        if not self.enabled or len(data) > MAX_PASSED_BYTES:
+        the router off) and should not ask again."""
+        if not self.enabled:
             return Verdict.FRONT
+        if len(data) > MAX_PASSED_BYTES:
+            return Verdict.BUSY
         head = parse_first_head(data[:end])
         if (head is None or head.version != b"HTTP/1.1" or head.method not in _METHODS
                 or not _plain(head.headers, self.plan.site.body_limit)):
@@ -338,7 +342,11 @@ class DirectRouter:
     def held(self) -> int:
         """Client connections instances hold now (passed, not yet closed or handed back: the
         front keeps a duplicate of each socket), counted in ``max_connections``. O(1)."""
-        return int(self.supervisor.direct_stats()["open"])
+        return int(self.supervisor.direct_stats()["open"]) + self.transit
+
+    def arrived(self) -> None:
+        """A handed-back connection's protocol took it (``connection_made``): no longer in transit."""
+        self.transit = max(0, self.transit - 1)
 
     def hand_back(self, sock: socket.socket, data: bytes) -> None:
         """An instance gave a passed connection back (``Supervisor.on_hand_back``): serve it
@@ -350,8 +358,14 @@ class DirectRouter:
             return
         loop = asyncio.get_running_loop()
         factory = self.factory
+        self.transit += 1  # still one of the server's connections until its protocol takes it
         task = loop.create_task(loop.connect_accepted_socket(lambda: factory(data), sock))
-        task.add_done_callback(lambda t: _adopt_failed(t, sock, data))
+        task.add_done_callback(lambda t: self._adopted(t, sock, data))
+
+    def _adopted(self, task: asyncio.Task[Any], sock: socket.socket, data: bytes) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.arrived()  # its protocol never ran connection_made
+        _adopt_failed(task, sock, data)
 
     def lost(self, sock: socket.socket, function_id: str, exc: FnserveError, request: SlotRequest | None = None,
              pid: int | None = None) -> None:

@@ -121,6 +121,7 @@ class FrontHttpProtocol(HttpToolsProtocol):
         self._later = False  # ask the router again at the next request boundary
         self._between = True  # the parser was fed nothing since the end of the last request
         self._held = b""
+        self._returning = False  # handed back by an instance: admitted already (max_connections)
         self._replay = b""  # a handed-back connection: bytes the instance read and did not serve
         self._in_head = True  # between a request's first byte (or the connection's start) and its headers' end
         self._head_seen = 0  # bytes received while in the head
@@ -135,7 +136,11 @@ class FrontHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # connections passed to instances count too: the front holds a duplicate of each socket
         held = len(self.connections) + (self.router.held() if self.router is not None else 0)
-        if held > self.limits.max_connections:
+        if self._returning:  # an instance handed it back: counted all along (router.transit until now)
+            self._returning = False
+            assert self.router is not None
+            self.router.arrived()
+        elif held > self.limits.max_connections:
             LOG.warning("refused a connection: %d open, over max-connections (%d)", held - 1,
                         self.limits.max_connections)
             self._refuse(503, "Too many open connections; retry later.")
@@ -154,6 +159,7 @@ class FrontHttpProtocol(HttpToolsProtocol):
             proto = cls(config=config, server_state=server_state, app_state=app_state)
             proto._hold = proto._later = False  # no ping-pong
             proto._replay = data
+            proto._returning = True
             return proto
 
         return make
@@ -180,6 +186,10 @@ class FrontHttpProtocol(HttpToolsProtocol):
                 verdict = self.router.try_pass(self, data, end)
                 if verdict is Verdict.PASSED:
                     self._cancel_timers()
+                    # counted in router.held() from now on; uvicorn drops it from its set only at
+                    # connection_lost, a loop step later: a connection accepted meanwhile must not
+                    # see it twice
+                    self.connections.discard(self)
                     return  # an instance serves this connection now
                 self._later = verdict is Verdict.BUSY
         if self._in_head:

@@ -147,7 +147,8 @@ class DirectChannels:
         self._sweeper: asyncio.TimerHandle | None = None  # the maxDuration backstop, while connections are passed
         self._warned: set[int] = set()  # Instance.key of instances warned about a malformed packet
         self.reclaims = 0  # R packets sent
-        self._asked: dict[int, float] = {}  # conn_id → loop time (s) its R was sent, until its X/H
+        # conn_id → (loop time (s) its last R was sent, Rs sent to it), until its X/H
+        self._asked: dict[int, tuple[float, int]] = {}
         self._waiting: dict[str, FunctionPool] = {}  # pools with requests queued, asked again every RECLAIM_TICK s
         self._reclaimer: asyncio.TimerHandle | None = None
 
@@ -429,8 +430,10 @@ class DirectChannels:
             self._reclaimer = self._loop.call_later(RECLAIM_TICK, self._reclaim_again)
 
     def _reclaim(self, pool: FunctionPool) -> int:
-        """Send ``R`` for the oldest passed idle connections of ``pool``, one per queued request,
-        except those asked less than ``RECLAIM_AGAIN`` s ago (their ``H`` is on its way)."""
+        """Send ``R`` for passed idle connections of ``pool``, one per queued request: those asked
+        less than ``RECLAIM_AGAIN`` s ago count as on their way (their ``H``); of the others, the
+        least asked first (one that ignored an ``R`` — busy again by then, or a worker that does
+        not answer — goes behind those never asked), then the oldest."""
         want = pool.queued
         if not want or self._loop is None:
             return 0
@@ -442,12 +445,20 @@ class DirectChannels:
             idle.extend((conn_id, inst) for conn_id in inst.direct_conns if table.state(conn_id & 0xFFFFFFFF) == IDLE)
         if not idle:
             return 0
-        idle.sort(key=lambda pair: pair[0])  # conn ids grow with each pass: oldest first
         now, sent = self._loop.time(), 0
-        for conn_id, inst in idle[:want]:
+        candidates: list[tuple[int, int, Instance]] = []
+        for conn_id, inst in idle:
             asked = self._asked.get(conn_id)
+            if asked is None:
+                candidates.append((0, conn_id, inst))
+            elif now - asked[0] < RECLAIM_AGAIN:
+                want -= 1  # asked a moment ago: its H is on its way
+            else:
+                candidates.append((asked[1], conn_id, inst))
+        candidates.sort(key=lambda c: (c[0], c[1]))  # least asked, then oldest (conn ids grow with each pass)
+        for tries, conn_id, inst in candidates[:max(0, want)]:
             chan = inst.direct_channel
-            if (asked is not None and now - asked < RECLAIM_AGAIN) or chan is None:
+            if chan is None:
                 continue
             try:
                 chan.send(b"R" + CONN_ID.pack(conn_id), socket.MSG_NOSIGNAL)
@@ -456,7 +467,7 @@ class DirectChannels:
                     log.info("%s: worker %s closed its direct-path channel (%s)", inst.target.id, inst.pid, exc)
                     self._close_channel(inst)
                 continue
-            self._asked[conn_id] = now
+            self._asked[conn_id] = (now, tries + 1)
             sent += 1
         self.reclaims += sent
         return sent
